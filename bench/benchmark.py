@@ -14,7 +14,7 @@ from typing import Callable
 
 import psutil
 
-from bench import models, provenance
+from bench import models, prepare, provenance
 from bench.device import device_facts
 from bench.errors import BenchError, unknown_name
 from bench.orchestrator import Job, Orchestrator, RunnerOutcome, RunnerPlan, jobs_for, utc_now
@@ -34,6 +34,10 @@ class RunOptions:
     profile: str = "default"
     threads: int | None = None
     out: Path = Path("results")
+    quants: tuple[str, ...] = ()  # "RUNNER=QUANT"
+    cache: Path | None = None
+    prepare: bool = False  # make missing artifacts instead of refusing
+    on_prepare: Callable[[str, str], None] = lambda runner, quant: None
 
 
 @dataclass
@@ -59,13 +63,14 @@ def default_threads() -> int:
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
-def parse_artifacts(specs: tuple[str, ...]) -> dict[str, str]:
-    parsed: dict[str, str] = {}
+def parse_pairs(option: str, specs: tuple[str, ...], example: str) -> dict[str, list[str]]:
+    """RUNNER=VALUE options, by runner."""
+    parsed: dict[str, list[str]] = {}
     for spec in specs:
-        name, sep, path = spec.partition("=")
-        if not sep or not name or not path:
-            raise BenchError(f"--artifact '{spec}' is not RUNNER=PATH", "e.g. --artifact llama.cpp=model.gguf", exit_code=2)
-        parsed[name] = path
+        name, sep, value = spec.partition("=")
+        if not sep or not name or not value:
+            raise BenchError(f"{option} '{spec}' is not RUNNER=VALUE", f"e.g. {option} {example}", exit_code=2)
+        parsed.setdefault(name, []).append(value)
     return parsed
 
 
@@ -95,12 +100,14 @@ def prepare_run(options: RunOptions) -> RunSetup:
     suite = load_suite(options.suite)
     profile = load_profile(options.profile)
     model = models.get_model(options.model or models.default_model_id())
-    user_artifacts = parse_artifacts(options.artifacts)
+    user_artifacts = parse_pairs("--artifact", options.artifacts, "llama.cpp=model.gguf")
+    quants = parse_pairs("--quant", options.quants, "onnxruntime=fp32")
     names = select_runners(options.runners)
-    for name in user_artifacts:
-        if name not in names:
-            raise BenchError(f"--artifact names runner '{name}', which this run does not use",
-                             f"add --runner {name} or drop that --artifact", exit_code=2)
+    for option, given in (("--artifact", user_artifacts), ("--quant", quants)):
+        for name in given:
+            if name not in names:
+                raise BenchError(f"{option} names runner '{name}', which this run does not use",
+                                 f"add --runner {name} or drop that {option}", exit_code=2)
     jobs = jobs_for(suite, profile)
     if not jobs:
         raise BenchError(f"profile '{profile.name}' selects no prompt of suite '{suite.id}'",
@@ -110,8 +117,9 @@ def prepare_run(options: RunOptions) -> RunSetup:
     plans = []
     for name in names:
         cls = load_class(regs[name].target)
-        artifact = _artifact(cls, name, model, user_artifacts.get(name))
-        plans.append(RunnerPlan(name, regs[name].target, artifact, threads, synthetic=cls.scripted_clock is not None))
+        for artifact in _artifacts(cls, name, model, user_artifacts.get(name, []), quants.get(name, []), options):
+            plans.append(RunnerPlan(name, regs[name].target, artifact, threads,
+                                    synthetic=cls.scripted_clock is not None))
     run_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
     results_path = _writable(options.out) / f"{run_id}.jsonl"
     run_fields = dict(run_id=run_id, started_at=utc_now(), tool_version=provenance.tool_version(),
@@ -119,15 +127,46 @@ def prepare_run(options: RunOptions) -> RunSetup:
     return RunSetup(run_id, suite, profile, model, plans, jobs, results_path, run_fields)
 
 
-def _artifact(cls, name: str, model: models.Model, user_path: str | None) -> models.Artifact:
-    if user_path is None and cls.artifact_kind == "fake-script":
+def _artifacts(cls, name: str, model: models.Model, user_paths: list[str], quants: list[str],
+               options: RunOptions) -> list[models.Artifact]:
+    """What each plan of this runner loads: the user's files, else the model's source or
+    the prepared artifact of each quantization asked for (default: the exporter's)."""
+    if user_paths and quants:
+        raise BenchError(f"{name}: --artifact and --quant both given", "a file of your own has its own quantization", exit_code=2)
+    if not user_paths and cls.artifact_kind == "fake-script":
         raise BenchError("the fake runner needs a script", "pass --artifact fake=SCRIPT.json (see runners/fake.py)")
-    artifact = models.artifact_for(model, cls.artifact_kind, user_path)
-    try:
-        cls.check_artifact(artifact.path)
-    except ArtifactError as exc:
-        raise BenchError(f"{name}: {exc}", f"give {name} a {cls.artifact_kind} file") from None
-    return artifact
+    if user_paths:
+        found = [models.artifact_for(model, cls.artifact_kind, path) for path in user_paths]
+    elif cls.exporter is None:
+        if quants:
+            raise BenchError(f"{name} reads the model's {model.source.format} as shipped ({model.source.quantization})",
+                             f"pass another file with --artifact {name}=PATH", exit_code=2)
+        found = [models.artifact_for(model, cls.artifact_kind, None)]
+    else:
+        found = [_prepared(cls, name, model, quant, options) for quant in quants or [cls.exporter.default_quantization]]
+    for artifact in found:
+        try:
+            cls.check_artifact(artifact.path)
+        except ArtifactError as exc:
+            raise BenchError(f"{name}: {exc}", f"give {name} a {cls.artifact_kind} artifact") from None
+    return found
+
+
+def _prepared(cls, name: str, model: models.Model, quant: str, options: RunOptions) -> models.Artifact:
+    exporter = cls.exporter
+    if quant not in exporter.quantizations:
+        raise BenchError(f"{name} has no quantization '{quant}'", f"choose one of: {', '.join(exporter.quantizations)}",
+                         exit_code=2)
+    root = prepare.cache_root(options.cache)
+    found = prepare.find_artifact(model, name, quant, root)
+    if found is None and options.prepare:
+        options.on_prepare(name, quant)
+        found = prepare.prepare_artifact(model, name, exporter, quant, root)
+    if found is None:
+        raise BenchError(f"no prepared {name} artifact of {model.id} ({quant})",
+                         f"make it with: edgebench prepare --model {model.id} --runner {name} --quant {quant} "
+                         "(or add --prepare to this run)")
+    return models.Artifact(found.path, found.sha256, found.manifest["bytes"], quant, "prepared")
 
 
 def _writable(out: Path) -> Path:

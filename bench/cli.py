@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, SpinnerColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from bench import benchmark, datafiles, models, report
@@ -39,12 +39,16 @@ def run(
     profile: str = typer.Option("default", "--profile", help="Run profile name (`edgebench profiles`) or path."),
     threads: Optional[int] = typer.Option(None, "--threads", "-t", help="CPU threads per runtime; default: physical cores."),
     out_dir: Path = typer.Option(Path("results"), "--out", help="Folder for the JSONL results and reports."),
+    quant: Optional[List[str]] = typer.Option(None, "--quant", "-q", help="RUNNER=QUANT: a prepared quantization to run (repeatable)."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Artifact cache; default $EDGEBENCH_CACHE_DIR or ~/.cache/edgebench/artifacts."),
+    prepare_missing: bool = typer.Option(False, "--prepare", help="Prepare missing artifacts instead of stopping."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
 ) -> None:
     """Run the suite on each runner; write JSONL results and Markdown/CSV reports."""
     setup = benchmark.prepare_run(benchmark.RunOptions(
         runners=tuple(runner or ()), model=model, artifacts=tuple(artifact or ()), suite=suite,
-        profile=profile, threads=threads, out=out_dir))
+        profile=profile, threads=threads, out=out_dir, quants=tuple(quant or ()), cache=cache,
+        prepare=prepare_missing, on_prepare=lambda r, q: err.print(f"preparing {r} {q} (see `edgebench prepare`)")))
     err.print(f"run [bold]{setup.run_id}[/]: {setup.model.id}, suite {setup.suite.id}, profile "
               f"{setup.profile.name}, runners {', '.join(p.name for p in setup.plans)}, "
               f"{setup.plans[0].threads} threads")
@@ -85,6 +89,36 @@ def run(
         raise typer.Exit(130)
     if failed:
         raise typer.Exit(1)
+
+
+@app.command("prepare")
+def prepare_cmd(
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model id; default: the catalogue's default."),
+    runner: Optional[List[str]] = typer.Option(None, "--runner", "-r", help="Runner (repeatable); default: every installed one that needs it."),
+    quant: Optional[List[str]] = typer.Option(None, "--quant", "-q", help="Quantization (repeatable); default: each runner's default."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Artifact cache; default $EDGEBENCH_CACHE_DIR or ~/.cache/edgebench/artifacts."),
+    force: bool = typer.Option(False, "--force", help="Export again even when the cache has the artifact."),
+) -> None:
+    """Convert the model into each runner's artifact with that runtime's own exporter; cached."""
+    from bench import prepare
+
+    target = models.get_model(model or models.default_model_id())
+    work = prepare.select(tuple(runner or ()), tuple(quant or ()))
+    root = prepare.cache_root(cache)
+    table = Table("runner", "quant", "status", "export s", "MB", "artifact")
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), TextColumn("{task.fields[line]}"),
+                  console=err, transient=True) as progress:
+        for name, exporter, q in work:
+            task = progress.add_task(f"{name} {q}", line="")
+            done = prepare.prepare_artifact(
+                target, name, exporter, q, root, force=force,
+                on_log=lambda line, task=task: progress.update(task, line=line[:60]),
+                on_stage=lambda stage, task=task: progress.update(task, description=f"{name} {q}: {stage}"))
+            progress.remove_task(task)
+            m = done.manifest
+            table.add_row(name, q, "exported" if done.built else "cached (nothing to do)",
+                          f"{m['export_seconds']:.1f}", f"{m['bytes'] / 2**20:.1f}", str(done.path))
+    out.print(table)
 
 
 @app.command()
