@@ -34,9 +34,13 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="session")
-def artifact_cache(tmp_path_factory) -> Path:
-    """One artifact cache for the whole session (tests share exports, never the user's)."""
-    return tmp_path_factory.mktemp("artifact-cache")
+def artifact_cache() -> Path:
+    """The tests' own artifact cache, kept between runs (entries are keyed by content
+    hashes, so a kept entry is always the right one) so a second test run skips exports.
+    Tests of export behaviour itself use a fresh folder instead."""
+    root = Path(os.environ.get("EDGEBENCH_TEST_CACHE", Path.home() / ".cache" / "edgebench" / "test-artifacts"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
 
 
 @pytest.fixture(scope="session")
