@@ -18,7 +18,7 @@ from bench.records import read_records
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Benchmark on-device LLM runtimes on one prompt suite, measured one way.")
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _render_table(table, title: str) -> Table:
