@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -10,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, SpinnerColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from bench import benchmark, datafiles, models, report
 from bench.errors import BenchError
@@ -17,7 +19,8 @@ from bench.records import read_records
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Benchmark on-device LLM runtimes on one prompt suite, measured one way.")
-out = Console()
+# Off a terminal (CI logs, pipes) tables get 160 columns instead of rich's 80.
+out = Console(width=shutil.get_terminal_size((160, 24)).columns)
 err = Console(stderr=True, soft_wrap=True)
 
 
@@ -58,13 +61,12 @@ def run(
         task = progress.add_task("starting", total=total)
 
         def on_record(record: dict) -> None:
-            what = "warm-up" if record["warmup"] else f"rep {record['repeat']}"
-            progress.update(task, description=f"{record['runner']}: {record['prompt_id']} {what}")
             if record["prompt_id"] is None:  # the runner failed before its first job
                 progress.update(task, advance=len(setup.jobs))
-                err.print(f"[red]{record['runner']}: {record['status']}: {record['error']}[/]")
-            else:
-                progress.advance(task)
+                err.print(Text(f"{record['runner']}: {record['status']}: {record['error']}", style="red"))
+                return
+            what = "warm-up" if record["warmup"] else f"rep {record['repeat']}"
+            progress.update(task, advance=1, description=f"{record['runner']}: {record['prompt_id']} {what}")
 
         result = benchmark.execute(setup, on_record=on_record)
     records = read_records([setup.results_path]) if setup.results_path.exists() else []
@@ -216,21 +218,9 @@ def selfcheck(threads: Optional[int] = typer.Option(None, "--threads", "-t", hel
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        app()  # standalone: typer reports usage mistakes itself, with exit code 2
     except BenchError as exc:
         err.print(f"[red]Error:[/] {exc.message}", highlight=False)
         if exc.hint:
             err.print(f"  hint: {exc.hint}", highlight=False)
         sys.exit(exc.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        err.print("aborted")
-        sys.exit(130)
-    except Exception as exc:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
