@@ -55,6 +55,8 @@ def run(
     err.print(f"run [bold]{setup.run_id}[/]: {setup.model.id}, suite {setup.suite.id}, profile "
               f"{setup.profile.name}, runners {', '.join(p.name for p in setup.plans)}, "
               f"{setup.plans[0].threads} threads")
+    for note in setup.skipped:
+        err.print(Text(f"skipped {note}", style="yellow"))
     total = len(setup.jobs) * len(setup.plans)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=False) as progress:
@@ -110,17 +112,30 @@ def prepare_cmd(
     table = Table("runner", "quant", "status", "export s", "MB", "artifact")
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), TextColumn("{task.fields[line]}"),
                   console=err, transient=True) as progress:
+        failures = []
         for name, exporter, q in work:
             task = progress.add_task(f"{name} {q}", line="")
-            done = prepare.prepare_artifact(
-                target, name, exporter, q, root, force=force,
-                on_log=lambda line, task=task: progress.update(task, line=line[:60]),
-                on_stage=lambda stage, task=task: progress.update(task, description=f"{name} {q}: {stage}"))
-            progress.remove_task(task)
+            try:
+                done = prepare.prepare_artifact(
+                    target, name, exporter, q, root, force=force,
+                    on_log=lambda line, task=task: progress.update(task, line=line[:60]),
+                    on_stage=lambda stage, task=task: progress.update(task, description=f"{name} {q}: {stage}"))
+            except BenchError as exc:
+                if runner:  # asked for by name: stop here, with the exporter's own words
+                    raise
+                failures.append(f"{name} {q}: {exc.message}")
+                table.add_row(name, q, "FAILED", "–", "–", exc.message.splitlines()[0])
+                continue
+            finally:
+                progress.remove_task(task)
             m = done.manifest
             table.add_row(name, q, "exported" if done.built else "cached (nothing to do)",
                           f"{m['export_seconds']:.1f}", f"{m['bytes'] / 2**20:.1f}", str(done.path))
     out.print(table)
+    for failure in failures:
+        err.print(Text(failure, style="red"))
+    if failures:
+        raise typer.Exit(1)
 
 
 @app.command()
