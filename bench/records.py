@@ -32,7 +32,7 @@ FIELDS = (
     "token_times_ns", "output_token_ids", "output_text", "native",
     "status", "error",
 )
-STATUSES = ("ok", "error", "crashed", "timeout")
+STATUSES = ("ok", "error", "crashed", "timeout", "oom", "interrupted")
 
 
 def make_record(**values) -> dict:
@@ -50,10 +50,11 @@ def make_record(**values) -> dict:
 class ResultsWriter:
     """Appends records to a JSONL file, each durable before the next is measured."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, warn=lambda message: None) -> None:
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            _drop_truncated_tail(path, warn)
             self._file = path.open("a", encoding="utf-8")
         except OSError as exc:
             raise BenchError(f"cannot write results to {path.parent}: {exc.strerror}",
@@ -69,6 +70,23 @@ class ResultsWriter:
 
     def close(self) -> None:
         self._file.close()
+
+
+def _drop_truncated_tail(path: Path, warn) -> None:
+    """Cut a last line that was never finished (power loss), so appends start clean."""
+    if not path.exists():
+        return
+    with path.open("rb+") as f:
+        size = f.seek(0, 2)
+        if size == 0:
+            return
+        f.seek(max(0, size - (1 << 20)))
+        tail = f.read()
+        if tail.endswith(b"\n"):
+            return
+        keep = size - len(tail) + tail.rfind(b"\n") + 1
+        f.truncate(keep)
+    warn(f"{path}: dropped an unfinished last line ({size - keep} bytes) left by an interrupted write")
 
 
 def iter_records(path: Path, warn=lambda message: None) -> Iterator[dict]:
