@@ -104,7 +104,8 @@ def iter_records(path: Path, warn=lambda message: None) -> Iterator[dict]:
         try:
             record = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError):
-            if number - 1 == last:  # no newline after it: the write was cut short
+            # No newline after it and the start of one of ours: the write was cut short.
+            if number - 1 == last and raw.startswith(b'{"schema_version"'):
                 warn(f"{path}:{number}: skipped a truncated last line (interrupted write)")
                 continue
             raise BenchError(f"{path}:{number} is not a JSON record",

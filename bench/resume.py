@@ -10,12 +10,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from pathlib import Path
 
 from bench.errors import BenchError
 from bench.orchestrator import Job, RunnerPlan
 from bench.records import iter_records
 
+RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{4}")
 SAVED = ("runners", "model", "artifacts", "suite", "profile", "threads", "quants", "cache", "memory_limit_mb")
 
 
@@ -37,6 +39,9 @@ def locate(target: str, out: Path) -> Path:
     """The results file of a run id (in `out`) or a path."""
     path = Path(target)
     if path.suffix != ".jsonl":
+        if not RUN_ID.fullmatch(target):  # a run id names a file in `out`, never a path
+            raise BenchError(f"'{target}' is neither a run id (like 20261123-221500-ab12) nor a .jsonl file",
+                             "give the run id printed by `edgebench run`, or the results file's path", exit_code=2)
         path = out / f"{target}.jsonl"
     if not path.is_file() or not sidecar(path).is_file():
         raise BenchError(f"no resumable run at {path} (needs {path.name} and {sidecar(path).name})",
