@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from bench.errors import BenchError
 
@@ -32,6 +32,10 @@ FIELDS = (
     "token_times_ns", "output_token_ids", "output_text", "native",
     "status", "error",
 )
+# MIGRATIONS[n] upgrades a schema-n record to n + 1; readers apply them in turn, so every
+# old file reads as the current schema. Keep a fixture file of every old version in tests/.
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
+
 STATUSES = ("ok", "error", "crashed", "timeout", "oom", "interrupted")
 
 
@@ -117,7 +121,14 @@ def iter_records(path: Path, warn=lambda message: None) -> Iterator[dict]:
         if not isinstance(version, int) or version > SCHEMA_VERSION:
             raise BenchError(f"{path}:{number} has schema_version {version}, newer than this edgebench ({SCHEMA_VERSION})",
                              "upgrade edgebench: pip install -U edgebench")
-        yield record
+        yield migrate(record)
+
+
+def migrate(record: dict) -> dict:
+    for version in range(record["schema_version"], SCHEMA_VERSION):
+        record = MIGRATIONS[version](record)
+        record["schema_version"] = version + 1
+    return record
 
 
 def read_records(paths: Iterable[Path], warn=lambda message: None) -> list[dict]:

@@ -23,6 +23,7 @@ def files(tmp_path, fake_script):
         'user = "hi"\nmax_new_tokens = 4\n')
     (tmp_path / "zero-reps.toml").write_text('name = "z"\ndescription = ""\nwarmups = 0\nrepetitions = 0\n')
     (tmp_path / "empty.toml").write_text("")
+    (tmp_path / "future.jsonl").write_text('{"schema_version": 99}\n')
     (tmp_path / "other-tool.jsonl").write_text('{"model": "x", "tokens_per_second": 12}\n')
     (tmp_path / "readonly").mkdir(mode=0o500)
     (tmp_path / "afile").write_text("")
@@ -53,6 +54,7 @@ CASES = [
     (["report", "{tmp}/other-tool.jsonl"], 1, "is not an edgebench record"),
     (["report", "{tmp}/latin1.toml"], 1, "is not a JSON record"),
     (["run", "--resume", "../../etc/passwd"], 2, "neither a run id"),
+    (["report", "{tmp}/future.jsonl"], 1, "newer than this edgebench"),
     (["run", "--runner", "llama.cpp", "--memory-limit-mb", "-5"], 2, "--memory-limit-mb must be positive"),
 ]
 
