@@ -50,6 +50,7 @@ class RunSetup:
     jobs: list[Job]
     results_path: Path
     run_fields: dict
+    skipped: list[str] = field(default_factory=list)  # runners left out, and why
 
 
 @dataclass
@@ -115,16 +116,28 @@ def prepare_run(options: RunOptions) -> RunSetup:
     threads = options.threads or default_threads()
     regs = registrations()
     plans = []
+    skipped = []
     for name in names:
         cls = load_class(regs[name].target)
-        for artifact in _artifacts(cls, name, model, user_artifacts.get(name, []), quants.get(name, []), options):
-            plans.append(RunnerPlan(name, regs[name].target, artifact, threads,
-                                    synthetic=cls.scripted_clock is not None))
+        try:
+            artifacts = _artifacts(cls, name, model, user_artifacts.get(name, []), quants.get(name, []), options)
+        except BenchError as exc:
+            # A runner nobody asked for by name is left out when its artifact is not
+            # ready, so "every available runner" still runs the others.
+            if options.runners:
+                raise
+            skipped.append(f"{name}: {exc.message} ({exc.hint})")
+            continue
+        plans += [RunnerPlan(name, regs[name].target, a, threads, synthetic=cls.scripted_clock is not None)
+                  for a in artifacts]
+    if not plans:
+        raise BenchError("no runner has an artifact ready: " + "; ".join(skipped),
+                         "run `edgebench prepare` first, or add --prepare")
     run_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
     results_path = _writable(options.out) / f"{run_id}.jsonl"
     run_fields = dict(run_id=run_id, started_at=utc_now(), tool_version=provenance.tool_version(),
                       git_commit=provenance.git_commit(), model_id=model.id, **device_facts())
-    return RunSetup(run_id, suite, profile, model, plans, jobs, results_path, run_fields)
+    return RunSetup(run_id, suite, profile, model, plans, jobs, results_path, run_fields, skipped)
 
 
 def _artifacts(cls, name: str, model: models.Model, user_paths: list[str], quants: list[str],

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -10,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, SpinnerColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from bench import benchmark, datafiles, models, report
 from bench.errors import BenchError
@@ -17,8 +19,9 @@ from bench.records import read_records
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Benchmark on-device LLM runtimes on one prompt suite, measured one way.")
-out = Console()
-err = Console(stderr=True)
+# Off a terminal (CI logs, pipes) tables get 160 columns instead of rich's 80.
+out = Console(width=shutil.get_terminal_size((160, 24)).columns)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _render_table(table, title: str) -> Table:
@@ -52,19 +55,20 @@ def run(
     err.print(f"run [bold]{setup.run_id}[/]: {setup.model.id}, suite {setup.suite.id}, profile "
               f"{setup.profile.name}, runners {', '.join(p.name for p in setup.plans)}, "
               f"{setup.plans[0].threads} threads")
+    for note in setup.skipped:
+        err.print(Text(f"skipped {note}", style="yellow"))
     total = len(setup.jobs) * len(setup.plans)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=False) as progress:
         task = progress.add_task("starting", total=total)
 
         def on_record(record: dict) -> None:
-            what = "warm-up" if record["warmup"] else f"rep {record['repeat']}"
-            progress.update(task, description=f"{record['runner']}: {record['prompt_id']} {what}")
             if record["prompt_id"] is None:  # the runner failed before its first job
                 progress.update(task, advance=len(setup.jobs))
-                err.print(f"[red]{record['runner']}: {record['status']}: {record['error']}[/]")
-            else:
-                progress.advance(task)
+                err.print(Text(f"{record['runner']}: {record['status']}: {record['error']}", style="red"))
+                return
+            what = "warm-up" if record["warmup"] else f"rep {record['repeat']}"
+            progress.update(task, advance=1, description=f"{record['runner']}: {record['prompt_id']} {what}")
 
         result = benchmark.execute(setup, on_record=on_record)
     records = read_records([setup.results_path]) if setup.results_path.exists() else []
@@ -108,17 +112,30 @@ def prepare_cmd(
     table = Table("runner", "quant", "status", "export s", "MB", "artifact")
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), TextColumn("{task.fields[line]}"),
                   console=err, transient=True) as progress:
+        failures = []
         for name, exporter, q in work:
             task = progress.add_task(f"{name} {q}", line="")
-            done = prepare.prepare_artifact(
-                target, name, exporter, q, root, force=force,
-                on_log=lambda line, task=task: progress.update(task, line=line[:60]),
-                on_stage=lambda stage, task=task: progress.update(task, description=f"{name} {q}: {stage}"))
-            progress.remove_task(task)
+            try:
+                done = prepare.prepare_artifact(
+                    target, name, exporter, q, root, force=force,
+                    on_log=lambda line, task=task: progress.update(task, line=line[:60]),
+                    on_stage=lambda stage, task=task: progress.update(task, description=f"{name} {q}: {stage}"))
+            except BenchError as exc:
+                if runner:  # asked for by name: stop here, with the exporter's own words
+                    raise
+                failures.append(f"{name} {q}: {exc.message}")
+                table.add_row(name, q, "FAILED", "–", "–", exc.message.splitlines()[0])
+                continue
+            finally:
+                progress.remove_task(task)
             m = done.manifest
             table.add_row(name, q, "exported" if done.built else "cached (nothing to do)",
                           f"{m['export_seconds']:.1f}", f"{m['bytes'] / 2**20:.1f}", str(done.path))
     out.print(table)
+    for failure in failures:
+        err.print(Text(failure, style="red"))
+    if failures:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -216,21 +233,9 @@ def selfcheck(threads: Optional[int] = typer.Option(None, "--threads", "-t", hel
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        app()  # standalone: typer reports usage mistakes itself, with exit code 2
     except BenchError as exc:
         err.print(f"[red]Error:[/] {exc.message}", highlight=False)
         if exc.hint:
             err.print(f"  hint: {exc.hint}", highlight=False)
         sys.exit(exc.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        err.print("aborted")
-        sys.exit(130)
-    except Exception as exc:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise

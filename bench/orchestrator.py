@@ -27,8 +27,6 @@ from bench.profiles import RunProfile
 from bench.records import ResultsWriter, make_record
 from bench.suite import Suite
 
-MAX_RESTARTS = 3  # fresh workers per runner after a crash or timeout
-
 
 @dataclass(frozen=True)
 class RunnerPlan:
@@ -88,13 +86,11 @@ class Orchestrator:
 
     def run_runner(self, plan: RunnerPlan) -> RunnerOutcome:
         outcome = RunnerOutcome(plan.name)
-        pending = list(self.jobs)
-        for _attempt in range(MAX_RESTARTS + 1):
-            if not pending:
-                break
+        pending, fatal = list(self.jobs), False
+        # Each failed session uses up the job it died on, so this loop ends; a failure
+        # before the first job (a load that crashes or hangs) ends the runner.
+        while pending and not fatal:
             pending, fatal = _WorkerSession(self, plan, pending, outcome).run()
-            if fatal:
-                break
         return outcome
 
     def emit(self, outcome: RunnerOutcome, record: dict) -> None:

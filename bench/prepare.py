@@ -24,7 +24,7 @@ from typing import Callable
 from bench import provenance
 from bench.checkpoint import EXPORTER as CHECKPOINT
 from bench.errors import BenchError
-from bench.models import Model, _file_sha256
+from bench.models import Model, _file_sha256, fingerprint
 from bench.orchestrator import utc_now
 from runners.base import Exporter
 
@@ -85,18 +85,18 @@ def lookup(folder: Path) -> Prepared | None:
 
 
 def _source_sha256(model: Model, root: Path) -> str:
-    """sha256 of the source file, remembered beside the cache by path, size and mtime."""
+    """Fingerprint of the source, remembered beside the cache by path, size and mtime."""
     source = model.source_path()
-    stat = source.stat()
+    files = [p for p in source.rglob("*") if p.is_file()] if source.is_dir() else [source]
     memo = root / model.id / "source-sha256.json"
-    stamp = [str(source), stat.st_size, stat.st_mtime_ns]
+    stamp = [str(source), sum(p.stat().st_size for p in files), max(p.stat().st_mtime_ns for p in files)]
     try:
         saved = json.loads(memo.read_text())
         if saved["stamp"] == stamp:
             return saved["sha256"]
     except (OSError, ValueError, KeyError):
         pass
-    digest = _file_sha256(source)
+    digest = fingerprint(source)
     memo.parent.mkdir(parents=True, exist_ok=True)
     memo.write_text(json.dumps({"stamp": stamp, "sha256": digest}))
     return digest
@@ -175,7 +175,11 @@ def _stage(model: Model, root: Path, stage: str, exporter: Exporter, input_path:
 
 def checkpoint(model: Model, root: Path, force: bool = False,
                on_log: Callable[[str], None] = lambda line: None) -> Prepared:
-    """The shared transformers checkpoint of `model`, made once."""
+    """The shared transformers checkpoint of `model`, made once; a model given as a
+    checkpoint folder is its own."""
+    if model.source.format == "hf":
+        source = model.source_path()
+        return Prepared(source, source, {"sha256": _source_sha256(model, root)}, built=False)
     return _stage(model, root, "checkpoint", CHECKPOINT, model.source_path(), _source_sha256(model, root),
                   CHECKPOINT.default_quantization, force, on_log)
 
@@ -190,7 +194,10 @@ def _newest(root: Path, model: Model, stage: str, input_sha: str, quantization: 
 
 def find_artifact(model: Model, runner_name: str, quantization: str, root: Path) -> Prepared | None:
     """The prepared artifact of (model, runner, quantization), if `prepare` made one."""
-    ckpt = _newest(root, model, "checkpoint", _source_sha256(model, root), CHECKPOINT.default_quantization)
+    if model.source.format == "hf":
+        ckpt = checkpoint(model, root)
+    else:
+        ckpt = _newest(root, model, "checkpoint", _source_sha256(model, root), CHECKPOINT.default_quantization)
     return ckpt and _newest(root, model, runner_name, ckpt.sha256, quantization)
 
 
