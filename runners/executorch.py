@@ -4,8 +4,10 @@ The artifact is a folder holding model.pte (KV cache, custom SDPA, XNNPACK deleg
 the model's tokenizer.json and chat template. The runner drives the program's `forward`
 method itself through `executorch.runtime` (the Python LLM runner cannot ignore EOS, and
 one code path for chat and fixed-length decodes keeps one clock): the prompt is prefilled
-in as few calls as the program allows, then one call per token, greedy. Tokenization and
-the chat template come from the artifact's files (`tokenizers`, jinja2), not transformers.
+in as few calls as the program allows, then one call per token, greedy. Fixed-length
+decodes give end-of-generation tokens -inf logits, as llama.cpp's ignore_eos does.
+Tokenization and the chat template come from the artifact's files (`tokenizers`, jinja2),
+not transformers.
 The program's own metadata methods give bos/eos ids and the context size. The runtime
 records no per-phase timing of its own here, so the runner's figures around the method
 calls (forward_* : prefill and decode time, argmax included) are kept as the native ones.
@@ -145,23 +147,32 @@ class ExecuTorchRunner(Runner):
             raise ValueError(f"prompt of {len(prompt)} tokens + {request.max_new_tokens} new exceeds the "
                              f"program's context of {self.max_context}")
         decoder = DecodeStream(skip_special_tokens=False)
+        torch = self.torch
+        # Fixed length: end-of-generation tokens can never win, as llama.cpp's ignore_eos.
+        banned = torch.tensor(sorted(self.eos_ids), dtype=torch.long) if request.ignore_eos else None
+
+        def pick(logits) -> int:
+            if banned is not None and len(banned):
+                logits[..., banned] = float("-inf")
+            return int(logits.argmax(dim=-1))
+
         clock = time.perf_counter_ns
         t = clock()
         # Position 0 onwards: each call overwrites the cache from there and attends only up
         # to its own position, so nothing of a previous prompt is reused.
         for start in range(0, len(prompt), self.max_chunk):
             logits = self._step(prompt[start:start + self.max_chunk], start)
-        token = int(logits.argmax(dim=-1))
+        token = pick(logits)
         prefill_ns, decode_ns, decode_calls = clock() - t, 0, 0
         position, stop = len(prompt), "length"
         for produced in range(request.max_new_tokens):
-            if not request.ignore_eos and token in self.eos_ids:
+            if token in self.eos_ids:
                 stop = "eos"
                 break
             yield TokenEvent(token, decoder.step(self.tokenizer, token) or "")
             if produced + 1 < request.max_new_tokens:
                 t = clock()
-                token = int(self._step([token], position).argmax(dim=-1))
+                token = pick(self._step([token], position))
                 decode_ns += clock() - t
                 decode_calls += 1
                 position += 1
