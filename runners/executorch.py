@@ -35,12 +35,26 @@ def _pte_of(path: Path) -> Path:
     return path
 
 
-def _chat_template(folder: Path) -> str | None:
-    template = folder / "chat_template.jinja"
-    if template.exists():
-        return template.read_text()
-    config = folder / "tokenizer_config.json"
-    return json.loads(config.read_text()).get("chat_template") if config.exists() else None
+def _chat_template(folder: Path):
+    """The artifact's chat template, compiled as transformers compiles it (same jinja
+    settings, bos/eos tokens bound), or None when it has none."""
+    import jinja2.ext
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    template_path = folder / "chat_template.jinja"
+    source = template_path.read_text() if template_path.exists() else config.get("chat_template")
+    if source is None:
+        return None
+
+    def raise_exception(message: str):
+        raise jinja2.exceptions.TemplateError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
+    env.globals["raise_exception"] = raise_exception
+    return env.from_string(source, globals={"bos_token": config.get("bos_token"),
+                                            "eos_token": config.get("eos_token")})
 
 
 class ExecuTorchRunner(Runner):
@@ -78,24 +92,22 @@ class ExecuTorchRunner(Runner):
         portable_lib._unsafe_reset_threadpool(options.threads)
         started = time.perf_counter()
         try:
-            program = Runtime.get().load_program(pte)
+            self.program = program = Runtime.get().load_program(pte)
             self.forward = program.load_method("forward")
         except RuntimeError as exc:
             raise ArtifactError(f"ExecuTorch could not load {pte}: {exc}") from None
         load_ms = (time.perf_counter() - started) * 1000
 
-        def constant(name: str):
-            method = program.load_method(name) if name in program.method_names else None
-            return method.execute([]) if method else None
+        def constant(name: str) -> list:
+            if name not in program.method_names:
+                raise ArtifactError(f"{pte} is not an LLM program exported with its metadata (no {name})")
+            return program.load_method(name).execute([])
 
         self.max_context = constant("get_max_context_len")[0]
         self.max_chunk = constant("get_max_seq_len")[0] - 1  # the exported token dim's upper bound
-        self.eos_ids = frozenset(constant("get_eos_ids") or [])
+        self.eos_ids = frozenset(constant("get_eos_ids"))
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.template = _chat_template(folder)
-        special = json.loads((folder / "tokenizer_config.json").read_text()) \
-            if (folder / "tokenizer_config.json").exists() else {}
-        self.bos_token, self.eos_token = special.get("bos_token"), special.get("eos_token")
         self._info = GenerationInfo(0, "length")
         manifest = folder / "manifest.json"
         quantization = json.loads(manifest.read_text()).get("quantization") if manifest.exists() else None
@@ -107,29 +119,15 @@ class ExecuTorchRunner(Runner):
     def tokenize(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
-    def _render_chat(self, messages: list[dict[str, str]]) -> str:
-        """The chat template rendered as transformers does (same jinja settings)."""
-        import jinja2.ext
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-        if self.template is None:
-            raise ArtifactError("this artifact has no chat template; use completion or fixed prompts")
-
-        def raise_exception(message: str):
-            raise jinja2.exceptions.TemplateError(message)
-
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                            extensions=[jinja2.ext.loopcontrols])
-        env.globals["raise_exception"] = raise_exception
-        return env.from_string(self.template).render(messages=messages, add_generation_prompt=True,
-                                                     bos_token=self.bos_token, eos_token=self.eos_token)
-
     def _prompt_ids(self, request: GenerationRequest) -> list[int]:
         if request.token_ids is not None:
             return list(request.token_ids)
         if request.text is not None:
             return self.tokenizer.encode(request.text).ids
-        return self.tokenizer.encode(self._render_chat(list(request.messages)), add_special_tokens=False).ids
+        if self.template is None:
+            raise ArtifactError("this artifact has no chat template; use completion or fixed prompts")
+        prompt = self.template.render(messages=list(request.messages), add_generation_prompt=True)
+        return self.tokenizer.encode(prompt, add_special_tokens=False).ids
 
     def _step(self, tokens: list[int], position: int):
         """One forward call: the logits of the last token, after `tokens` at `position`."""
@@ -187,4 +185,4 @@ class ExecuTorchRunner(Runner):
         return self._info
 
     def close(self) -> None:
-        self.forward = None
+        self.forward = self.program = None
