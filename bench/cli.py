@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -13,7 +14,7 @@ from rich.progress import BarColumn, SpinnerColumn, MofNCompleteColumn, Progress
 from rich.table import Table
 from rich.text import Text
 
-from bench import benchmark, datafiles, models, report
+from bench import benchmark, datafiles, models, report, resume
 from bench.errors import BenchError
 from bench.records import read_records
 
@@ -22,6 +23,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 # Off a terminal (CI logs, pipes) tables get 160 columns instead of rich's 80.
 out = Console(width=shutil.get_terminal_size((160, 24)).columns)
 err = Console(stderr=True, soft_wrap=True)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _render_table(table, title: str) -> Table:
@@ -45,19 +50,25 @@ def run(
     quant: Optional[List[str]] = typer.Option(None, "--quant", "-q", help="RUNNER=QUANT: a prepared quantization to run (repeatable)."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Artifact cache; default $EDGEBENCH_CACHE_DIR or ~/.cache/edgebench/artifacts."),
     prepare_missing: bool = typer.Option(False, "--prepare", help="Prepare missing artifacts instead of stopping."),
+    memory_limit_mb: Optional[float] = typer.Option(None, "--memory-limit-mb", help="Kill a worker whose RSS exceeds this; its generation is recorded as oom."),
+    resume_run: Optional[str] = typer.Option(None, "--resume", help="RUN_ID (in --out) or RESULTS.jsonl: finish that run with its own options."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
 ) -> None:
     """Run the suite on each runner; write JSONL results and Markdown/CSV reports."""
+    signal.signal(signal.SIGTERM, _interrupt)  # a CI timeout stops the run like Ctrl-C does
     setup = benchmark.prepare_run(benchmark.RunOptions(
         runners=tuple(runner or ()), model=model, artifacts=tuple(artifact or ()), suite=suite,
         profile=profile, threads=threads, out=out_dir, quants=tuple(quant or ()), cache=cache,
-        prepare=prepare_missing, on_prepare=lambda r, q: err.print(f"preparing {r} {q} (see `edgebench prepare`)")))
+        prepare=prepare_missing, memory_limit_mb=memory_limit_mb, resume=resume_run, on_prepare=lambda r, q: err.print(f"preparing {r} {q} (see `edgebench prepare`)")))
+    if setup.done:
+        err.print(f"resuming {setup.run_id}: {len(setup.done)} generations already recorded in {setup.results_path}")
     err.print(f"run [bold]{setup.run_id}[/]: {setup.model.id}, suite {setup.suite.id}, profile "
               f"{setup.profile.name}, runners {', '.join(p.name for p in setup.plans)}, "
               f"{setup.plans[0].threads} threads")
     for note in setup.skipped:
         err.print(Text(f"skipped {note}", style="yellow"))
-    total = len(setup.jobs) * len(setup.plans)
+    total = sum(len(resume.remaining(setup.jobs, p, setup.done)) if setup.done else len(setup.jobs)
+                for p in setup.plans)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=False) as progress:
         task = progress.add_task("starting", total=total)

@@ -51,6 +51,7 @@ class LlamaCppRunner(Runner):
         except ValueError as exc:  # llama-cpp-python's word for "could not load the model"
             raise ArtifactError(f"llama.cpp could not load {artifact}: {exc}") from None
         model = self.llm._model
+        self.context_tokens = options.context_tokens
         self.lib, self.new_sampler = llama_cpp, LlamaSampler
         self.ctx = self.llm._ctx.ctx
         self.n_vocab = model.n_vocab()
@@ -84,9 +85,11 @@ class LlamaCppRunner(Runner):
     def generate(self, request: GenerationRequest) -> Iterator[TokenEvent]:
         llm = self.llm
         prompt = self._prompt_ids(request)
-        if len(prompt) + request.max_new_tokens > llm.n_ctx():
+        # llama.cpp may round its context up; the Python side holds exactly what was asked.
+        context = min(llm.n_ctx(), self.context_tokens)
+        if len(prompt) + request.max_new_tokens > context:
             raise ValueError(f"prompt of {len(prompt)} tokens + {request.max_new_tokens} new exceeds the "
-                             f"context of {llm.n_ctx()}")
+                             f"context of {context}")
         sampler = self.new_sampler()
         if request.ignore_eos:
             sampler.add_logit_bias(self.n_vocab, {t: float("-inf") for t in self.eog_ids})

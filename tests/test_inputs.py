@@ -23,6 +23,8 @@ def files(tmp_path, fake_script):
         'user = "hi"\nmax_new_tokens = 4\n')
     (tmp_path / "zero-reps.toml").write_text('name = "z"\ndescription = ""\nwarmups = 0\nrepetitions = 0\n')
     (tmp_path / "empty.toml").write_text("")
+    (tmp_path / "future.jsonl").write_text('{"schema_version": 99}\n')
+    (tmp_path / "other-tool.jsonl").write_text('{"model": "x", "tokens_per_second": 12}\n')
     (tmp_path / "readonly").mkdir(mode=0o500)
     (tmp_path / "afile").write_text("")
     return tmp_path
@@ -49,6 +51,11 @@ CASES = [
     (["report", "{tmp}/nothing.jsonl"], 1, "cannot read results file"),
     (["validate", "{tmp}/zero-reps.toml"], 1, "repetitions must be at least 1"),
     (["report", "{tmp}/bad.toml", "--format", "pdf"], 2, "unknown format 'pdf'"),
+    (["report", "{tmp}/other-tool.jsonl"], 1, "is not an edgebench record"),
+    (["report", "{tmp}/latin1.toml"], 1, "is not a JSON record"),
+    (["run", "--resume", "../../etc/passwd"], 2, "neither a run id"),
+    (["report", "{tmp}/future.jsonl"], 1, "newer than this edgebench"),
+    (["run", "--runner", "llama.cpp", "--memory-limit-mb", "-5"], 2, "--memory-limit-mb must be positive"),
 ]
 
 

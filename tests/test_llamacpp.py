@@ -17,7 +17,7 @@ def test_the_quick_profile_runs_clean(quick_run):
     result, records, out = quick_run
     assert result.returncode == 0, result.stderr
     assert records and all(r["status"] == "ok" for r in records)
-    assert {p.suffix for p in out.iterdir()} == {".jsonl", ".md", ".csv"}
+    assert {p.suffix for p in out.iterdir()} == {".jsonl", ".md", ".csv", ".json"}
 
 
 def test_records_say_what_was_measured(quick_run):
@@ -57,3 +57,13 @@ def test_greedy_output_repeats_exactly(quick_run):
     for r in records:
         outputs.setdefault(r["prompt_id"], set()).add(tuple(r["output_token_ids"]))
     assert all(len(o) == 1 for o in outputs.values())
+
+
+def test_a_prompt_beyond_the_context_is_an_error_record_not_a_crash(tmp_path):
+    profile = tmp_path / "small-context.toml"
+    profile.write_text('name = "small"\ndescription = ""\nwarmups = 0\nrepetitions = 1\ntags = ["short"]\n'
+                       'context_tokens = 96\n')
+    result = edgebench("run", "--runner", "llama.cpp", "--profile", str(profile), "--out", str(tmp_path))
+    records = {r["prompt_id"]: r for r in read_jsonl(next(tmp_path.glob("*.jsonl")))}
+    assert records["pp128-tg64"]["status"] == "error" and "exceeds the context of 96" in records["pp128-tg64"]["error"]
+    assert records["autocomplete-reply"]["status"] == "ok" and result.returncode == 1
