@@ -104,6 +104,8 @@ class ExecuTorchRunner(Runner):
             return program.load_method(name).execute([])
 
         self.max_context = constant("get_max_context_len")[0]
+        # The KV cache's size is fixed at export; a run may ask for less, never more.
+        self.context_tokens = min(self.max_context, options.context_tokens)
         self.max_chunk = constant("get_max_seq_len")[0] - 1  # the exported token dim's upper bound
         self.eos_ids = frozenset(constant("get_eos_ids"))
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
@@ -111,9 +113,9 @@ class ExecuTorchRunner(Runner):
         self._info = GenerationInfo(0, "length")
         manifest = folder / "manifest.json"
         quantization = json.loads(manifest.read_text()).get("quantization") if manifest.exists() else None
-        settings = {"threads": portable_lib._threadpool_get_thread_count(), "max_context_len": self.max_context,
-                    "max_prefill_chunk": self.max_chunk, "eos_ids": sorted(self.eos_ids),
-                    "program_load_ms": round(load_ms, 3), "context_tokens_requested": options.context_tokens}
+        settings = {"threads": portable_lib._threadpool_get_thread_count(), "context_tokens": self.context_tokens,
+                    "program_max_context_len": self.max_context, "max_prefill_chunk": self.max_chunk,
+                    "eos_ids": sorted(self.eos_ids), "program_load_ms": round(load_ms, 3)}
         return LoadInfo(__version__, "xnnpack", quantization, settings)
 
     def tokenize(self, text: str) -> list[int]:
@@ -141,9 +143,9 @@ class ExecuTorchRunner(Runner):
         prompt = self._prompt_ids(request)
         if not prompt:
             raise ValueError("the prompt tokenizes to nothing")
-        if len(prompt) + request.max_new_tokens > self.max_context:
+        if len(prompt) + request.max_new_tokens > self.context_tokens:
             raise ValueError(f"prompt of {len(prompt)} tokens + {request.max_new_tokens} new exceeds the "
-                             f"program's context of {self.max_context}")
+                             f"context of {self.context_tokens}")
         decoder = DecodeStream(skip_special_tokens=False)
         torch = self.torch
         # Fixed length: end-of-generation tokens can never win, as llama.cpp's ignore_eos.
