@@ -1,0 +1,190 @@
+"""ExecuTorch on the CPU through XNNPACK: a .pte made by `edgebench prepare`.
+
+The artifact is a folder holding model.pte (KV cache, custom SDPA, XNNPACK delegate) and
+the model's tokenizer.json and chat template. The runner drives the program's `forward`
+method itself through `executorch.runtime` (the Python LLM runner cannot ignore EOS, and
+one code path for chat and fixed-length decodes keeps one clock): the prompt is prefilled
+in as few calls as the program allows, then one call per token, greedy. Fixed-length
+decodes give end-of-generation tokens -inf logits, as llama.cpp's ignore_eos does.
+Tokenization and the chat template come from the artifact's files (`tokenizers`, jinja2),
+not transformers.
+The program's own metadata methods give bos/eos ids and the context size. The runtime
+records no per-phase timing of its own here, so the runner's figures around the method
+calls (forward_* : prefill and decode time, argmax included) are kept as the native ones.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Iterator
+
+from runners.base import (ArtifactError, Exporter, GenerationInfo, GenerationRequest, LoadInfo, Runner,
+                          RunnerOptions, TokenEvent)
+
+PTE_MAGIC = b"ET"  # bytes 4..5 of a .pte: its flatbuffer identifier starts "ET"
+
+
+def _pte_of(path: Path) -> Path:
+    """The .pte of an artifact given as its folder or as the .pte file itself."""
+    if path.is_dir():
+        found = sorted(path.glob("*.pte"))
+        if len(found) != 1:
+            raise ArtifactError(f"{path} should hold exactly one .pte file, it holds {len(found)}")
+        return found[0]
+    return path
+
+
+def _chat_template(folder: Path):
+    """The artifact's chat template, compiled as transformers compiles it (same jinja
+    settings, bos/eos tokens bound), or None when it has none."""
+    import jinja2.ext
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    template_path = folder / "chat_template.jinja"
+    source = template_path.read_text() if template_path.exists() else config.get("chat_template")
+    if source is None:
+        return None
+
+    def raise_exception(message: str):
+        raise jinja2.exceptions.TemplateError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
+    env.globals["raise_exception"] = raise_exception
+    return env.from_string(source, globals={"bos_token": config.get("bos_token"),
+                                            "eos_token": config.get("eos_token")})
+
+
+class ExecuTorchRunner(Runner):
+    name = "executorch"
+    artifact_kind = "executorch .pte + tokenizer.json folder"
+    package = "executorch"
+    distribution = "executorch"
+    extra = "executorch"
+    exporter = Exporter(tool="executorch export_llm (XNNPACK)", distribution="executorch",
+                        target="runners.executorch_export:export", quantizations=("fp32", "8da4w"),
+                        default_quantization="8da4w", extra="prepare-executorch")
+
+    @classmethod
+    def check_artifact(cls, path: Path) -> None:
+        pte = _pte_of(path)
+        with pte.open("rb") as f:
+            if f.read(8)[4:6] != PTE_MAGIC:
+                raise ArtifactError(f"{pte} is not an ExecuTorch program (no ET identifier)")
+        if not (pte.parent / "tokenizer.json").is_file():
+            raise ArtifactError(f"{pte.parent} has no tokenizer.json beside the .pte")
+
+    def load(self, artifact: Path, options: RunnerOptions) -> LoadInfo:
+        # The program's llama ops live in these libraries: import them before loading.
+        import executorch.extension.llm.custom_ops.custom_ops  # noqa: F401
+        import executorch.kernels.quantized  # noqa: F401
+        import torch
+        from executorch.extension.pybindings import portable_lib
+        from executorch.runtime import Runtime
+        from executorch.version import __version__
+        from tokenizers import Tokenizer
+
+        self.torch = torch
+        pte = _pte_of(artifact)
+        folder = pte.parent
+        portable_lib._unsafe_reset_threadpool(options.threads)
+        started = time.perf_counter()
+        try:
+            self.program = program = Runtime.get().load_program(pte)
+            self.forward = program.load_method("forward")
+        except RuntimeError as exc:
+            raise ArtifactError(f"ExecuTorch could not load {pte}: {exc}") from None
+        load_ms = (time.perf_counter() - started) * 1000
+
+        def constant(name: str) -> list:
+            if name not in program.method_names:
+                raise ArtifactError(f"{pte} is not an LLM program exported with its metadata (no {name})")
+            return program.load_method(name).execute([])
+
+        self.max_context = constant("get_max_context_len")[0]
+        # The KV cache's size is fixed at export; a run may ask for less, never more.
+        self.context_tokens = min(self.max_context, options.context_tokens)
+        self.max_chunk = constant("get_max_seq_len")[0] - 1  # the exported token dim's upper bound
+        self.eos_ids = frozenset(constant("get_eos_ids"))
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.template = _chat_template(folder)
+        self._info = GenerationInfo(0, "length")
+        manifest = folder / "manifest.json"
+        quantization = json.loads(manifest.read_text()).get("quantization") if manifest.exists() else None
+        settings = {"threads": portable_lib._threadpool_get_thread_count(), "context_tokens": self.context_tokens,
+                    "program_max_context_len": self.max_context, "max_prefill_chunk": self.max_chunk,
+                    "eos_ids": sorted(self.eos_ids), "program_load_ms": round(load_ms, 3)}
+        return LoadInfo(__version__, "xnnpack", quantization, settings)
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def _prompt_ids(self, request: GenerationRequest) -> list[int]:
+        if request.token_ids is not None:
+            return list(request.token_ids)
+        if request.text is not None:
+            return self.tokenizer.encode(request.text).ids
+        if self.template is None:
+            raise ArtifactError("this artifact has no chat template; use completion or fixed prompts")
+        prompt = self.template.render(messages=list(request.messages), add_generation_prompt=True)
+        return self.tokenizer.encode(prompt, add_special_tokens=False).ids
+
+    def _step(self, tokens: list[int], position: int):
+        """One forward call: the logits of the last token, after `tokens` at `position`."""
+        torch = self.torch
+        return self.forward.execute([torch.tensor([tokens], dtype=torch.long),
+                                     torch.tensor([position], dtype=torch.long)])[0]
+
+    def generate(self, request: GenerationRequest) -> Iterator[TokenEvent]:
+        from tokenizers.decoders import DecodeStream
+
+        prompt = self._prompt_ids(request)
+        if not prompt:
+            raise ValueError("the prompt tokenizes to nothing")
+        if len(prompt) + request.max_new_tokens > self.context_tokens:
+            raise ValueError(f"prompt of {len(prompt)} tokens + {request.max_new_tokens} new exceeds the "
+                             f"context of {self.context_tokens}")
+        decoder = DecodeStream(skip_special_tokens=False)
+        torch = self.torch
+        # Fixed length: end-of-generation tokens can never win, as llama.cpp's ignore_eos.
+        banned = torch.tensor(sorted(self.eos_ids), dtype=torch.long) if request.ignore_eos else None
+
+        def pick(logits) -> int:
+            if banned is not None and len(banned):
+                logits[..., banned] = float("-inf")
+            return int(logits.argmax(dim=-1))
+
+        clock = time.perf_counter_ns
+        t = clock()
+        # Position 0 onwards: each call overwrites the cache from there and attends only up
+        # to its own position, so nothing of a previous prompt is reused.
+        for start in range(0, len(prompt), self.max_chunk):
+            logits = self._step(prompt[start:start + self.max_chunk], start)
+        token = pick(logits)
+        prefill_ns, decode_ns, decode_calls = clock() - t, 0, 0
+        position, stop = len(prompt), "length"
+        for produced in range(request.max_new_tokens):
+            if token in self.eos_ids:
+                stop = "eos"
+                break
+            yield TokenEvent(token, decoder.step(self.tokenizer, token) or "")
+            if produced + 1 < request.max_new_tokens:
+                t = clock()
+                token = pick(self._step([token], position))
+                decode_ns += clock() - t
+                decode_calls += 1
+                position += 1
+        self._info = GenerationInfo(len(prompt), stop, {
+            "forward_prefill_ms": prefill_ns / 1e6, "forward_prefill_calls": -(-len(prompt) // self.max_chunk),
+            "forward_prefill_tok_s": len(prompt) / (prefill_ns / 1e9) if prefill_ns else None,
+            "forward_decode_ms": decode_ns / 1e6, "forward_decode_calls": decode_calls,
+            "forward_decode_tok_s": decode_calls / (decode_ns / 1e9) if decode_ns else None,
+        })
+
+    def generation_info(self) -> GenerationInfo:
+        return self._info
+
+    def close(self) -> None:
+        self.forward = self.program = None

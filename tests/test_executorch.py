@@ -1,0 +1,258 @@
+"""ExecuTorch: the checkpoint conversion, the .pte export through `prepare`, and the runner.
+
+Fast tests export a tiny llama (seconds to a minute); the real default model is checked
+against transformers when its fp32 export is in the artifact cache (the main job makes it).
+"""
+import importlib.util
+import json
+import shutil
+
+import pytest
+
+from tests.conftest import edgebench, read_jsonl
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("executorch") is None,
+                                reason="pip install 'edgebench[executorch,prepare-executorch]'")
+
+CAPITAL = ({"role": "user", "content": "What is the capital of France?"},)
+SHARPEN = 10.0
+
+
+@pytest.fixture(scope="session")
+def sharp_tiny(tiny_checkpoint, tmp_path_factory):
+    """The tiny llama with its projection weights scaled up. At the default init every
+    prompt gives the same token; scaled, attention and the MLP shape the logits, so a
+    wrong q/k layout or a lost KV cache changes the greedy tokens."""
+    from safetensors.torch import load_file, save_file
+
+    out = tmp_path_factory.mktemp("sharp") / "tiny-llama-sharp"
+    shutil.copytree(tiny_checkpoint, out, ignore=shutil.ignore_patterns("*.safetensors"))
+    tensors = load_file(tiny_checkpoint / "model.safetensors")
+    save_file({k: v * SHARPEN if k.endswith("proj.weight") else v for k, v in tensors.items()},
+              out / "model.safetensors", metadata={"format": "pt"})
+    return out
+
+
+def prepared(model, quantization, cache):
+    from bench import models
+    from bench import prepare as stages
+
+    result = edgebench("prepare", "--model", str(model), "--runner", "executorch", "--quant", quantization,
+                       "--cache", str(cache))
+    assert result.returncode == 0, result.stderr
+    return stages.find_artifact(models.get_model(str(model)), "executorch", quantization, cache)
+
+
+@pytest.fixture(scope="session")
+def tiny_fp32(sharp_tiny, artifact_cache):
+    return prepared(sharp_tiny, "fp32", artifact_cache)
+
+
+@pytest.fixture(scope="session")
+def tiny_8da4w(sharp_tiny, artifact_cache):
+    return prepared(sharp_tiny, "8da4w", artifact_cache)
+
+
+def load_runner(path):
+    from runners.base import RunnerOptions
+    from runners.executorch import ExecuTorchRunner
+
+    runner = ExecuTorchRunner()
+    runner.load(path, RunnerOptions(threads=2, context_tokens=1024))
+    return runner
+
+
+@pytest.fixture(scope="module")
+def runner(tiny_fp32):
+    runner = load_runner(tiny_fp32.path)
+    yield runner
+    runner.close()
+
+
+def run(runner, **request):
+    from runners.base import GenerationRequest
+
+    tokens = [e.token_id for e in runner.generate(GenerationRequest(**request))]
+    return tokens, runner.generation_info()
+
+
+def transformers_greedy(checkpoint, n, messages=None, text=None):
+    """Prompt ids and greedy ids of the checkpoint under transformers: the reference."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
+    if messages is not None:
+        ids = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, return_tensors="pt",
+                                            return_dict=True)["input_ids"]
+    else:
+        ids = tokenizer(text, return_tensors="pt")["input_ids"]
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, do_sample=False)
+    return ids[0].tolist(), out[0, ids.shape[1]:].tolist()
+
+
+# The conversion to ExecuTorch's Meta checkpoint format.
+
+def test_q_and_k_rows_go_back_to_metas_interleaved_layout():
+    import torch
+
+    from runners.executorch_export import _unpermute
+
+    n_heads, head_dim, dim = 3, 8, 12
+    meta = torch.randn(n_heads * head_dim, dim)
+    # transformers' conversion script turns Meta's layout into rotate-half this way.
+    hf = meta.view(n_heads, head_dim // 2, 2, dim).transpose(1, 2).reshape(n_heads * head_dim, dim)
+    assert torch.equal(_unpermute(hf, n_heads), meta)
+
+
+def test_params_come_from_the_transformers_config(default_checkpoint):
+    from runners.executorch_export import meta_params
+
+    params = meta_params(json.loads((default_checkpoint / "config.json").read_text()))
+    assert params["rope_theta"] == 100000.0  # nested under rope_parameters by transformers 5
+    assert (params["dim"], params["n_heads"], params["n_kv_heads"], params["n_layers"]) == (576, 9, 3, 30)
+    assert (params["hidden_dim"], params["head_dim"], params["vocab_size"]) == (1536, 64, 49152)
+
+
+def test_only_llama_checkpoints_convert():
+    from runners.executorch_export import meta_params
+
+    with pytest.raises(ValueError, match="only llama"):
+        meta_params({"model_type": "qwen2"})
+
+
+def test_generation_ends_at_the_declared_eos_and_the_vocabularys_end_tokens(default_checkpoint):
+    from runners.executorch_export import special_ids
+
+    assert special_ids(default_checkpoint) == (1, [0, 2])  # <|endoftext|>, <|im_end|>
+
+
+# prepare -> .pte -> runner, on the tiny llama.
+
+def test_prepare_writes_the_program_the_tokenizer_and_its_options(tiny_fp32):
+    names = {f["path"] for f in tiny_fp32.manifest["files"]}
+    assert {"model.pte", "tokenizer.json", "chat_template.jinja"} <= names
+    options = tiny_fp32.manifest["options"]
+    assert options["max_context_length"] >= 1024 and options["use_sdpa_with_kv_cache"] is True
+    assert options["backend"] == "xnnpack" and options["eos_ids"] == [0, 2]
+
+
+def test_chat_prompt_and_greedy_tokens_agree_with_transformers(runner, sharp_tiny):
+    tokens, info = run(runner, max_new_tokens=16, messages=CAPITAL)
+    prompt, expected = transformers_greedy(sharp_tiny, 16, messages=CAPITAL)
+    assert info.prompt_tokens == len(prompt) == 37
+    assert tokens == expected and len(tokens) == 16
+
+
+def test_completion_prompt_and_greedy_tokens_agree_with_transformers(runner, sharp_tiny):
+    text = "The pump at the north well stopped twice this morning, so the technician replaced the"
+    tokens, info = run(runner, max_new_tokens=8, text=text)
+    prompt, expected = transformers_greedy(sharp_tiny, 8, text=text)
+    assert info.prompt_tokens == len(prompt) and tokens == expected
+
+
+def test_a_prompt_longer_than_one_call_is_prefilled_in_pieces_with_the_same_result(runner, monkeypatch):
+    whole, _ = run(runner, max_new_tokens=12, messages=CAPITAL, ignore_eos=True)
+    monkeypatch.setattr(runner, "max_chunk", 7)
+    pieces, info = run(runner, max_new_tokens=12, messages=CAPITAL, ignore_eos=True)
+    assert pieces == whole and info.native["forward_prefill_calls"] == 6  # 37 tokens, 7 a call
+
+
+def test_chat_stops_at_end_of_turn_and_fixed_length_never_produces_it(runner, monkeypatch):
+    free, info = run(runner, max_new_tokens=20, messages=CAPITAL)
+    assert len(free) == 20 and info.stop_reason == "length"
+    monkeypatch.setattr(runner, "eos_ids", frozenset({free[5]}))  # make the 6th token the end of turn
+    chat, info = run(runner, max_new_tokens=20, messages=CAPITAL)
+    assert chat == free[:5] and info.stop_reason == "eos"
+    fixed, info = run(runner, max_new_tokens=20, messages=CAPITAL, ignore_eos=True)
+    assert len(fixed) == 20 and fixed[:5] == free[:5] and free[5] not in fixed and info.stop_reason == "length"
+
+
+def test_a_new_prompt_does_not_see_the_previous_ones_cache(runner):
+    first, _ = run(runner, max_new_tokens=10, messages=CAPITAL, ignore_eos=True)
+    run(runner, max_new_tokens=30, text="Something else entirely, and longer than the first prompt was.",
+        ignore_eos=True)
+    again, _ = run(runner, max_new_tokens=10, messages=CAPITAL, ignore_eos=True)
+    assert again == first
+
+
+def test_native_figures_describe_the_generation(runner):
+    tokens, info = run(runner, max_new_tokens=10, token_ids=tuple(range(100, 140)), ignore_eos=True)
+    assert len(tokens) == 10 and info.prompt_tokens == 40
+    native = info.native
+    assert native["forward_prefill_calls"] == 1 and native["forward_decode_calls"] == 9
+    assert native["forward_prefill_ms"] > 0 and native["forward_decode_tok_s"] > 0
+
+
+def test_a_prompt_past_the_context_asked_for_is_refused(runner):
+    assert runner.context_tokens == 1024 < runner.max_context  # the run asked for less than the program holds
+    with pytest.raises(ValueError, match="exceeds the context of 1024"):
+        run(runner, max_new_tokens=10, token_ids=(100,) * 1020)
+
+
+def test_8da4w_is_smaller_and_decodes_exactly_the_tokens_asked(tiny_8da4w, tiny_fp32):
+    pte_bytes = {f["path"]: f["bytes"] for f in tiny_8da4w.manifest["files"]}["model.pte"]
+    fp32_bytes = {f["path"]: f["bytes"] for f in tiny_fp32.manifest["files"]}["model.pte"]
+    assert pte_bytes < fp32_bytes / 3
+    assert tiny_8da4w.manifest["options"]["qmode"] == "8da4w"
+    quantized = load_runner(tiny_8da4w.path)
+    try:
+        tokens, info = run(quantized, max_new_tokens=24, token_ids=tuple(range(100, 164)), ignore_eos=True)
+    finally:
+        quantized.close()
+    assert len(tokens) == 24 and info.stop_reason == "length"
+
+
+def test_the_artifact_check_names_what_is_wrong(tmp_path, tiny_fp32):
+    from runners.base import ArtifactError
+    from runners.executorch import ExecuTorchRunner
+
+    with pytest.raises(ArtifactError, match="exactly one .pte"):
+        ExecuTorchRunner.check_artifact(tmp_path)
+    (tmp_path / "model.pte").write_bytes(b"GGUF" + bytes(60))
+    with pytest.raises(ArtifactError, match="not an ExecuTorch program"):
+        ExecuTorchRunner.check_artifact(tmp_path)
+    shutil.copy(tiny_fp32.path / "model.pte", tmp_path / "model.pte")
+    with pytest.raises(ArtifactError, match="no tokenizer.json"):
+        ExecuTorchRunner.check_artifact(tmp_path)
+    ExecuTorchRunner.check_artifact(tiny_fp32.path)
+
+
+def test_a_quick_run_through_the_cli_records_both_quantizations(sharp_tiny, tiny_fp32, tiny_8da4w,
+                                                                 artifact_cache, tmp_path):
+    result = edgebench("run", "--model", str(sharp_tiny), "--runner", "executorch", "--quant", "executorch=fp32",
+                       "--quant", "executorch=8da4w", "--profile", "quick", "--cache", str(artifact_cache),
+                       "--threads", "2", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    records = read_jsonl(next(tmp_path.glob("*.jsonl")))
+    assert records and all(r["status"] == "ok" for r in records)
+    assert {r["quantization"] for r in records} == {"fp32", "8da4w"}
+    assert all(r["backend"] == "xnnpack" and r["runner_settings"]["threads"] == 2 for r in records)
+    for r in (r for r in records if r["kind"] == "fixed"):
+        assert (r["prompt_tokens"], r["new_tokens"], r["stop_reason"]) == (128, 64, "length")
+        assert r["native"]["forward_decode_calls"] == 63
+        # The harness clock encloses the prefill calls: templating and sampling are the gap.
+        assert r["native"]["forward_prefill_ms"] <= r["ttft_ms"]
+    chat = [r for r in records if r["prompt_id"] == "chat-capital"]
+    assert chat and all(r["prompt_tokens"] == 37 for r in chat)
+
+
+# The real default model, when its fp32 export is in the artifact cache.
+
+@pytest.mark.real
+def test_the_default_models_fp32_program_agrees_with_transformers(default_checkpoint):
+    from bench import models
+    from bench import prepare as stages
+
+    found = stages.find_artifact(models.get_model("smollm2-135m"), "executorch", "fp32", stages.cache_root())
+    if found is None:
+        pytest.skip("no fp32 export yet: edgebench prepare --runner executorch --quant fp32")
+    real = load_runner(found.path)
+    try:
+        tokens, info = run(real, max_new_tokens=32, messages=CAPITAL)
+    finally:
+        real.close()
+    prompt, expected = transformers_greedy(default_checkpoint, 32, messages=CAPITAL)
+    assert info.prompt_tokens == len(prompt) == 37
+    assert tokens == expected[:-1] and expected[-1] == 2 and info.stop_reason == "eos"  # "...is Paris." <|im_end|>
