@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 BUILTIN = {
     "llama.cpp": "runners.llamacpp:LlamaCppRunner",
+    "litert": "runners.litert:LiteRTRunner",
+    "litert-lm": "runners.litert_lm:LiteRTLMRunner",
     "fake": "runners.fake:FakeRunner",
 }
 # Runners never picked by default: the fake one produces scripted, not measured, figures.
