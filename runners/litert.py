@@ -48,17 +48,12 @@ def prefill_chunks(count: int, start: int, lengths: tuple[int, ...], cache: int)
     return chunks
 
 
-class LiteRTRunner(Runner):
+class LiteRTRunner(layout.SharedArtifact, Runner):
     name = "litert"
-    artifact_kind = "litert"
     package = "ai_edge_litert"
     distribution = "ai-edge-litert"
     extra = "litert"
-    exporter = layout.EXPORTER
-
-    @classmethod
-    def check_artifact(cls, path: Path) -> None:
-        layout.check(path, layout.TFLITE)
+    model_file = layout.TFLITE
 
     def load(self, artifact: Path, options: RunnerOptions) -> LoadInfo:
         self.meta = layout.read_metadata(artifact)
@@ -137,7 +132,7 @@ class LiteRTRunner(Runner):
         stop = "length"
         self._prefill(prompt[:-1])  # no logits from prefill: the last prompt token is decoded
         token, position = prompt[-1], len(prompt) - 1
-        for produced in range(request.max_new_tokens):
+        for _ in range(request.max_new_tokens):
             logits = self._decode(token, position)
             logits[suppressed] = -np.inf
             token, position = int(np.argmax(logits)), position + 1

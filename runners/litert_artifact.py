@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from runners.base import ArtifactError, Exporter
 
@@ -35,13 +36,21 @@ class Metadata:
     end_token_ids: tuple[int, ...]  # suppressed in fixed-length mode
 
 
-def check(path: Path, model_file: str) -> None:
-    """A folder with litert.json and the model file this runner loads."""
-    if not path.is_dir():
-        raise ArtifactError(f"{path} is not a LiteRT artifact folder (made by `edgebench prepare`)")
-    for name in (METADATA, model_file):
-        if not (path / name).is_file():
-            raise ArtifactError(f"{path} has no {name}: not a LiteRT artifact folder made by `edgebench prepare`")
+class SharedArtifact:
+    """Mixed into both LiteRT runners: the artifact kind, its one exporter, and the check."""
+
+    artifact_kind = "litert"
+    exporter = EXPORTER
+    model_file: ClassVar[str]  # the file of the folder this runner loads
+
+    @classmethod
+    def check_artifact(cls, path: Path) -> None:
+        """A folder with litert.json and the model file this runner loads."""
+        if not path.is_dir():
+            raise ArtifactError(f"{path} is not a LiteRT artifact folder (made by `edgebench prepare`)")
+        for name in (METADATA, cls.model_file):
+            if not (path / name).is_file():
+                raise ArtifactError(f"{path} has no {name}: not a LiteRT artifact folder made by `edgebench prepare`")
 
 
 def read_metadata(path: Path) -> Metadata:

@@ -38,17 +38,12 @@ def weight_cache_dir() -> Path:
     return path
 
 
-class LiteRTLMRunner(Runner):
+class LiteRTLMRunner(layout.SharedArtifact, Runner):
     name = "litert-lm"
-    artifact_kind = "litert"
     package = "litert_lm"
     distribution = "litert-lm-api"
     extra = "litert-lm"
-    exporter = layout.EXPORTER
-
-    @classmethod
-    def check_artifact(cls, path: Path) -> None:
-        layout.check(path, layout.BUNDLE)
+    model_file = layout.BUNDLE
 
     def load(self, artifact: Path, options: RunnerOptions) -> LoadInfo:
         self.meta = layout.read_metadata(artifact)

@@ -100,7 +100,7 @@ def _generate(cls, artifact: Path, requests) -> list[tuple[list[int], int, str]]
 @pytest.mark.parametrize("quant", ["fp32", "int8"])
 def test_fixed_length_mode_gives_exactly_n_tokens_on_both_runners(tiny_litert, quant):
     tokenizer = Tokenizer.from_file(str(tiny_litert[quant] / "tokenizer.json"))
-    fill = tuple(tokenizer.encode("The pump at the north well stopped twice. " * 30, add_special_tokens=False).ids[:300])
+    fill = tuple(tokenizer.encode("The pump at the north well stopped twice. " * 40, add_special_tokens=False).ids[:300])
     requests = [GenerationRequest(24, token_ids=fill, ignore_eos=True), GenerationRequest(5, text="Hello", ignore_eos=True)]
     raw, lm = (_generate(cls, tiny_litert[quant], requests) for cls in RUNNERS)
     for (ids, prompt_tokens, stop), request in zip(raw + lm, requests * 2):
