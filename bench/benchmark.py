@@ -14,7 +14,7 @@ from typing import Callable
 
 import psutil
 
-from bench import models, prepare, provenance
+from bench import models, prepare, provenance, resume
 from bench.device import device_facts
 from bench.errors import BenchError, unknown_name
 from bench.orchestrator import Job, Orchestrator, RunnerOutcome, RunnerPlan, jobs_for, utc_now
@@ -37,6 +37,8 @@ class RunOptions:
     quants: tuple[str, ...] = ()  # "RUNNER=QUANT"
     cache: Path | None = None
     prepare: bool = False  # make missing artifacts instead of refusing
+    memory_limit_mb: float | None = None
+    resume: str | None = None  # a run id or results file to finish
     on_prepare: Callable[[str, str], None] = lambda runner, quant: None
 
 
@@ -50,6 +52,8 @@ class RunSetup:
     jobs: list[Job]
     results_path: Path
     run_fields: dict
+    skipped: list[str] = field(default_factory=list)  # runners left out, and why
+    done: set = field(default_factory=set)  # keys of generations a resumed run already has
 
 
 @dataclass
@@ -95,6 +99,12 @@ def select_runners(names: tuple[str, ...]) -> list[str]:
 
 
 def prepare_run(options: RunOptions) -> RunSetup:
+    saved = None
+    if options.resume:
+        options, saved, results_path = resume.load(options.resume, options)
+    if options.memory_limit_mb is not None and options.memory_limit_mb <= 0:
+        raise BenchError(f"--memory-limit-mb must be positive, got {options.memory_limit_mb:g}", "e.g. --memory-limit-mb 4096",
+                         exit_code=2)
     if options.threads is not None and options.threads < 1:
         raise BenchError(f"--threads must be at least 1, got {options.threads}", "e.g. --threads 4", exit_code=2)
     suite = load_suite(options.suite)
@@ -113,18 +123,44 @@ def prepare_run(options: RunOptions) -> RunSetup:
         raise BenchError(f"profile '{profile.name}' selects no prompt of suite '{suite.id}'",
                          "check the profile's tags against the suite's prompt tags")
     threads = options.threads or default_threads()
+    plans, skipped = _plans(names, model, user_artifacts, quants, threads, options)
+    if saved:
+        resume.check_unchanged(saved, suite.sha256, profile.sha256)
+        resume.check_artifacts(results_path, plans)
+        run_id, started_at = saved["run_id"], saved["started_at"]
+    else:
+        run_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+        started_at, results_path = utc_now(), _writable(options.out) / f"{run_id}.jsonl"
+    run_fields = dict(run_id=run_id, started_at=started_at, tool_version=provenance.tool_version(),
+                      git_commit=provenance.git_commit(), model_id=model.id, **device_facts())
+    if not saved:
+        resume.save(results_path, options, threads, run_fields, suite.sha256, profile.sha256)
+    done = resume.done_keys(results_path) if saved else set()
+    return RunSetup(run_id, suite, profile, model, plans, jobs, results_path, run_fields, skipped, done)
+
+
+def _plans(names: list[str], model: models.Model, user_artifacts: dict, quants: dict, threads: int,
+           options: RunOptions) -> tuple[list[RunnerPlan], list[str]]:
+    """One plan per runner and artifact, and the runners left out (with why)."""
     regs = registrations()
-    plans = []
+    plans, skipped = [], []
     for name in names:
         cls = load_class(regs[name].target)
-        for artifact in _artifacts(cls, name, model, user_artifacts.get(name, []), quants.get(name, []), options):
-            plans.append(RunnerPlan(name, regs[name].target, artifact, threads,
-                                    synthetic=cls.scripted_clock is not None))
-    run_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
-    results_path = _writable(options.out) / f"{run_id}.jsonl"
-    run_fields = dict(run_id=run_id, started_at=utc_now(), tool_version=provenance.tool_version(),
-                      git_commit=provenance.git_commit(), model_id=model.id, **device_facts())
-    return RunSetup(run_id, suite, profile, model, plans, jobs, results_path, run_fields)
+        try:
+            artifacts = _artifacts(cls, name, model, user_artifacts.get(name, []), quants.get(name, []), options)
+        except BenchError as exc:
+            # A runner nobody asked for by name is left out when its artifact is not
+            # ready, so "every available runner" still runs the others.
+            if options.runners:
+                raise
+            skipped.append(f"{name}: {exc.message} ({exc.hint})")
+            continue
+        plans += [RunnerPlan(name, regs[name].target, a, threads, synthetic=cls.scripted_clock is not None,
+                             memory_limit_mb=options.memory_limit_mb) for a in artifacts]
+    if not plans:
+        raise BenchError("no runner has an artifact ready: " + "; ".join(skipped),
+                         "run `edgebench prepare` first, or add --prepare")
+    return plans, skipped
 
 
 def _artifacts(cls, name: str, model: models.Model, user_paths: list[str], quants: list[str],
@@ -190,7 +226,8 @@ def execute(setup: RunSetup, on_record: Callable[[dict], None] = lambda r: None,
     try:
         for plan in setup.plans:
             on_runner(plan.name)
-            result.outcomes.append(orchestrator.run_runner(plan))
+            jobs = resume.remaining(setup.jobs, plan, setup.done) if setup.done else setup.jobs
+            result.outcomes.append(orchestrator.run_runner(plan, jobs))
     except KeyboardInterrupt:
         result.interrupted = True
     finally:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -10,15 +12,21 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, SpinnerColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from bench import benchmark, datafiles, models, report
+from bench import benchmark, datafiles, models, report, resume
 from bench.errors import BenchError
 from bench.records import read_records
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Benchmark on-device LLM runtimes on one prompt suite, measured one way.")
-out = Console()
+# Off a terminal (CI logs, pipes) tables get 160 columns instead of rich's 80.
+out = Console(width=shutil.get_terminal_size((160, 24)).columns)
 err = Console(stderr=True, soft_wrap=True)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _render_table(table, title: str) -> Table:
@@ -42,29 +50,36 @@ def run(
     quant: Optional[List[str]] = typer.Option(None, "--quant", "-q", help="RUNNER=QUANT: a prepared quantization to run (repeatable)."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Artifact cache; default $EDGEBENCH_CACHE_DIR or ~/.cache/edgebench/artifacts."),
     prepare_missing: bool = typer.Option(False, "--prepare", help="Prepare missing artifacts instead of stopping."),
+    memory_limit_mb: Optional[float] = typer.Option(None, "--memory-limit-mb", help="Kill a worker whose RSS exceeds this; its generation is recorded as oom."),
+    resume_run: Optional[str] = typer.Option(None, "--resume", help="RUN_ID (in --out) or RESULTS.jsonl: finish that run with its own options."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
 ) -> None:
     """Run the suite on each runner; write JSONL results and Markdown/CSV reports."""
+    signal.signal(signal.SIGTERM, _interrupt)  # a CI timeout stops the run like Ctrl-C does
     setup = benchmark.prepare_run(benchmark.RunOptions(
         runners=tuple(runner or ()), model=model, artifacts=tuple(artifact or ()), suite=suite,
         profile=profile, threads=threads, out=out_dir, quants=tuple(quant or ()), cache=cache,
-        prepare=prepare_missing, on_prepare=lambda r, q: err.print(f"preparing {r} {q} (see `edgebench prepare`)")))
+        prepare=prepare_missing, memory_limit_mb=memory_limit_mb, resume=resume_run, on_prepare=lambda r, q: err.print(f"preparing {r} {q} (see `edgebench prepare`)")))
+    if setup.done:
+        err.print(f"resuming {setup.run_id}: {len(setup.done)} generations already recorded in {setup.results_path}")
     err.print(f"run [bold]{setup.run_id}[/]: {setup.model.id}, suite {setup.suite.id}, profile "
               f"{setup.profile.name}, runners {', '.join(p.name for p in setup.plans)}, "
               f"{setup.plans[0].threads} threads")
-    total = len(setup.jobs) * len(setup.plans)
+    for note in setup.skipped:
+        err.print(Text(f"skipped {note}", style="yellow"))
+    total = sum(len(resume.remaining(setup.jobs, p, setup.done)) if setup.done else len(setup.jobs)
+                for p in setup.plans)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=False) as progress:
         task = progress.add_task("starting", total=total)
 
         def on_record(record: dict) -> None:
-            what = "warm-up" if record["warmup"] else f"rep {record['repeat']}"
-            progress.update(task, description=f"{record['runner']}: {record['prompt_id']} {what}")
             if record["prompt_id"] is None:  # the runner failed before its first job
                 progress.update(task, advance=len(setup.jobs))
-                err.print(f"[red]{record['runner']}: {record['status']}: {record['error']}[/]")
-            else:
-                progress.advance(task)
+                err.print(Text(f"{record['runner']}: {record['status']}: {record['error']}", style="red"))
+                return
+            what = "warm-up" if record["warmup"] else f"rep {record['repeat']}"
+            progress.update(task, advance=1, description=f"{record['runner']}: {record['prompt_id']} {what}")
 
         result = benchmark.execute(setup, on_record=on_record)
     records = read_records([setup.results_path]) if setup.results_path.exists() else []
@@ -108,17 +123,30 @@ def prepare_cmd(
     table = Table("runner", "quant", "status", "export s", "MB", "artifact")
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), TextColumn("{task.fields[line]}"),
                   console=err, transient=True) as progress:
+        failures = []
         for name, exporter, q in work:
             task = progress.add_task(f"{name} {q}", line="")
-            done = prepare.prepare_artifact(
-                target, name, exporter, q, root, force=force,
-                on_log=lambda line, task=task: progress.update(task, line=line[:60]),
-                on_stage=lambda stage, task=task: progress.update(task, description=f"{name} {q}: {stage}"))
-            progress.remove_task(task)
+            try:
+                done = prepare.prepare_artifact(
+                    target, name, exporter, q, root, force=force,
+                    on_log=lambda line, task=task: progress.update(task, line=line[:60]),
+                    on_stage=lambda stage, task=task: progress.update(task, description=f"{name} {q}: {stage}"))
+            except BenchError as exc:
+                if runner:  # asked for by name: stop here, with the exporter's own words
+                    raise
+                failures.append(f"{name} {q}: {exc.message}")
+                table.add_row(name, q, "FAILED", "–", "–", exc.message.splitlines()[0])
+                continue
+            finally:
+                progress.remove_task(task)
             m = done.manifest
             table.add_row(name, q, "exported" if done.built else "cached (nothing to do)",
                           f"{m['export_seconds']:.1f}", f"{m['bytes'] / 2**20:.1f}", str(done.path))
     out.print(table)
+    for failure in failures:
+        err.print(Text(failure, style="red"))
+    if failures:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -216,21 +244,9 @@ def selfcheck(threads: Optional[int] = typer.Option(None, "--threads", "-t", hel
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        app()  # standalone: typer reports usage mistakes itself, with exit code 2
     except BenchError as exc:
         err.print(f"[red]Error:[/] {exc.message}", highlight=False)
         if exc.hint:
             err.print(f"  hint: {exc.hint}", highlight=False)
         sys.exit(exc.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        err.print("aborted")
-        sys.exit(130)
-    except Exception as exc:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise

@@ -1,18 +1,24 @@
 """Samples a worker process from the parent: resident memory and CPU use.
 
-A background thread polls psutil every `interval_s`; `window()` returns the peak RSS and
+A background thread polls psutil every `interval_s` and, when a memory limit is set,
+calls `on_exceed` (the orchestrator kills the worker) the first time RSS crosses it; `window()` returns the peak RSS and
 the mean CPU share since the previous call, so each measurement gets its own figures.
 """
 from __future__ import annotations
 
 import threading
+from typing import Callable
 
 import psutil
 
 
 class ProcessMonitor:
-    def __init__(self, pid: int, interval_s: float = 0.02) -> None:
+    def __init__(self, pid: int, interval_s: float = 0.02, limit_mb: float | None = None,
+                 on_exceed: Callable[[], None] = lambda: None) -> None:
         self._process = psutil.Process(pid)
+        self._limit = limit_mb * 2**20 if limit_mb else None
+        self._on_exceed = on_exceed
+        self.exceeded_mb: float | None = None  # the RSS that crossed the limit, once it did
         self._interval = interval_s
         self._lock = threading.Lock()
         self._peak_rss = 0
@@ -37,6 +43,9 @@ class ProcessMonitor:
                 return
             with self._lock:
                 self._peak_rss = max(self._peak_rss, rss)
+            if self._limit and rss > self._limit and self.exceeded_mb is None:
+                self.exceeded_mb = rss / 2**20
+                self._on_exceed()
 
     def window(self) -> tuple[float | None, float | None]:
         """(peak RSS in MB, CPU percent of one core) since the last call; resets both."""

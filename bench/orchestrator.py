@@ -27,8 +27,6 @@ from bench.profiles import RunProfile
 from bench.records import ResultsWriter, make_record
 from bench.suite import Suite
 
-MAX_RESTARTS = 3  # fresh workers per runner after a crash or timeout
-
 
 @dataclass(frozen=True)
 class RunnerPlan:
@@ -37,6 +35,7 @@ class RunnerPlan:
     artifact: Artifact
     threads: int
     synthetic: bool = False
+    memory_limit_mb: float | None = None  # the worker is killed above this RSS: status "oom"
 
 
 @dataclass(frozen=True)
@@ -86,15 +85,14 @@ class Orchestrator:
         self.writer = writer
         self.on_record = on_record
 
-    def run_runner(self, plan: RunnerPlan) -> RunnerOutcome:
+    def run_runner(self, plan: RunnerPlan, jobs: list[Job] | None = None) -> RunnerOutcome:
+        """Run `jobs` (default: all of the run's) on one runner, in as many workers as it takes."""
         outcome = RunnerOutcome(plan.name)
-        pending = list(self.jobs)
-        for _attempt in range(MAX_RESTARTS + 1):
-            if not pending:
-                break
+        pending, fatal = list(self.jobs if jobs is None else jobs), False
+        # Each failed session uses up the job it died on, so this loop ends; a failure
+        # before the first job (a load that crashes or hangs) ends the runner.
+        while pending and not fatal:
             pending, fatal = _WorkerSession(self, plan, pending, outcome).run()
-            if fatal:
-                break
         return outcome
 
     def emit(self, outcome: RunnerOutcome, record: dict) -> None:
@@ -115,6 +113,7 @@ class _WorkerSession:
         self.load_ms: float | None = None
         self.loaded: dict = {}
         self.done: set[int] = set()
+        self.current: Job | None = None  # the job in flight
 
     def run(self) -> tuple[list[Job], bool]:
         """Returns the jobs still to do and whether retrying this runner is pointless."""
@@ -127,11 +126,15 @@ class _WorkerSession:
                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
                                 pass_fds=(write_fd,), start_new_session=True)
         os.close(write_fd)
-        monitor = ProcessMonitor(proc.pid)
+        monitor = ProcessMonitor(proc.pid, limit_mb=self.plan.memory_limit_mb, on_exceed=lambda: _kill(proc))
         try:
             proc.stdin.write(json.dumps(plan).encode())
             proc.stdin.close()
             return self._converse(proc, read_fd, monitor, stderr)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the generation in flight is recorded
+            _kill(proc)
+            self._failure(self.current, "interrupted", "stopped by the user before it finished", monitor)
+            raise
         except BaseException:
             _kill(proc)
             raise
@@ -145,7 +148,6 @@ class _WorkerSession:
         by_index = {j.index: j for j in self.jobs}
         selector = selectors.DefaultSelector()
         selector.register(pipe, selectors.EVENT_READ)
-        current: Job | None = None
         deadline = time.monotonic() + self.owner.profile.load_timeout_s
         buffer = b""
         load_avg = load_average_1m()
@@ -153,10 +155,10 @@ class _WorkerSession:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 _kill(proc)
-                what = f"generation exceeded {self.owner.profile.generation_timeout_s:g} s" if current \
+                what = f"generation exceeded {self.owner.profile.generation_timeout_s:g} s" if self.current \
                     else f"load exceeded {self.owner.profile.load_timeout_s:g} s"
-                self._failure(current, "timeout", what, monitor)
-                return self._left(current), current is None
+                self._failure(self.current, "timeout", what, monitor)
+                return self._left(self.current), self.current is None
             if not selector.select(timeout=min(remaining, 0.5)):
                 continue
             chunk = os.read(pipe, 65536)
@@ -164,8 +166,12 @@ class _WorkerSession:
                 code = proc.wait()
                 if len(self.done) == len(self.jobs):
                     return [], False
-                self._failure(current, "crashed", _describe_exit(code, stderr), monitor)
-                return self._left(current), current is None
+                if monitor.exceeded_mb:
+                    self._failure(self.current, "oom", f"worker reached {monitor.exceeded_mb:.0f} MB RSS, over the "
+                                  f"limit of {self.plan.memory_limit_mb:g} MB, and was killed", monitor)
+                else:
+                    self._failure(self.current, "crashed", _describe_exit(code, stderr), monitor)
+                return self._left(self.current), self.current is None
             buffer += chunk
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
@@ -176,10 +182,10 @@ class _WorkerSession:
                     self.loaded = message["info"]
                     monitor.window()
                 elif event == "load_failed":
-                    self._failure(None, "error", message["error"], monitor)
+                    self._failure(None, _error_status(message["error"]), message["error"], monitor)
                     return [], True
                 elif event == "start":
-                    current = by_index[message["job"]]
+                    self.current = by_index[message["job"]]
                     deadline = time.monotonic() + self.owner.profile.generation_timeout_s
                     load_avg = load_average_1m()
                     monitor.window()
@@ -189,10 +195,11 @@ class _WorkerSession:
                     if event == "done":
                         record = self._record(job, "ok", None, peak, cpu, load_avg, message)
                     else:
-                        record = self._record(job, "error", message["error"], peak, cpu, load_avg, {})
+                        record = self._record(job, _error_status(message["error"]), message["error"], peak, cpu,
+                                              load_avg, {})
                     self.owner.emit(self.outcome, record)
                     self.done.add(job.index)
-                    current = None
+                    self.current = None
                     deadline = time.monotonic() + self.owner.profile.generation_timeout_s
 
     def _left(self, current: Job | None) -> list[Job]:
@@ -230,6 +237,11 @@ class _WorkerSession:
             output_text=m.get("output_text"), native=message.get("native"),
             status=status, error=error,
         )
+
+
+def _error_status(error: str) -> str:
+    """A Python MemoryError inside the runtime is running out of memory, not a bug."""
+    return "oom" if error.startswith("MemoryError") else "error"
 
 
 def _kill(proc: subprocess.Popen) -> None:
