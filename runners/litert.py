@@ -17,18 +17,10 @@ import importlib.metadata
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
-from jinja2.sandbox import ImmutableSandboxedEnvironment
-from ai_edge_litert.compiled_model import CompiledModel
-from ai_edge_litert.cpu_options import CpuOptions
-from ai_edge_litert.hardware_accelerator import HardwareAccelerator
-from ai_edge_litert.options import Options
-from tokenizers import Tokenizer
-
 from runners import litert_artifact as layout
 from runners.base import GenerationInfo, GenerationRequest, LoadInfo, Runner, RunnerOptions, TokenEvent
 
-MASKED = -np.inf  # additive attention mask of a slot a row must not see
+MASKED = float("-inf")  # additive attention mask of a slot a row must not see
 
 
 def prefill_chunks(count: int, start: int, lengths: tuple[int, ...], cache: int) -> list[tuple[int, int]]:
@@ -56,6 +48,14 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
     model_file = layout.TFLITE
 
     def load(self, artifact: Path, options: RunnerOptions) -> LoadInfo:
+        import numpy as np
+        from ai_edge_litert.compiled_model import CompiledModel
+        from ai_edge_litert.cpu_options import CpuOptions
+        from ai_edge_litert.hardware_accelerator import HardwareAccelerator
+        from ai_edge_litert.options import Options
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+        from tokenizers import Tokenizer
+
         self.meta = layout.read_metadata(artifact)
         self.tokenizer = Tokenizer.from_file(str(artifact / layout.TOKENIZER))
         template_path = artifact / layout.TEMPLATE
@@ -99,6 +99,8 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
         return start + self.tokenizer.encode(text, add_special_tokens=False).ids
 
     def _run(self, signature: str, tokens: np.ndarray, positions: np.ndarray, with_logits: bool) -> None:
+        import numpy as np
+
         io = self.io[signature]
         io["tokens"].write(tokens.astype(np.int32))
         io["input_pos"].write(positions.astype(np.int32))
@@ -109,6 +111,8 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
         self.model.run_by_name(signature, {**io, **self.kv}, outputs)
 
     def _prefill(self, ids: list[int]) -> None:
+        import numpy as np
+
         position = 0
         for length, used in prefill_chunks(len(ids), 0, self.prefill_lengths, self.cache_length):
             tokens = np.zeros(length, np.int32)
@@ -118,10 +122,14 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
             position += used
 
     def _decode(self, token: int, position: int) -> np.ndarray:
+        import numpy as np
+
         self._run("decode", np.array([[token]]), np.array([position]), True)
         return self.logits.read(self.vocab, np.float32)
 
     def generate(self, request: GenerationRequest) -> Iterator[TokenEvent]:
+        import numpy as np
+
         prompt = self._prompt_ids(request)
         if len(prompt) + request.max_new_tokens > self.cache_length:
             raise ValueError(f"prompt of {len(prompt)} tokens + {request.max_new_tokens} new exceeds the "

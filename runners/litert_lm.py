@@ -18,15 +18,12 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-import litert_lm
-
 from runners import litert_artifact as layout
 from runners.base import GenerationInfo, GenerationRequest, LoadInfo, Runner, RunnerOptions, TokenEvent
 
 # The whole message, as sent: no turn markers (LiteRT-LM renders bos_token as "").
 PASS_THROUGH_TEMPLATE = ("{{ bos_token }}{% for message in messages %}{{ message['content'] if message['content'] "
                          "is string else message['content'] | map(attribute='text') | join }}{% endfor %}")
-GREEDY = litert_lm.SamplerConfig(top_k=1)
 
 
 def weight_cache_dir() -> Path:
@@ -46,6 +43,10 @@ class LiteRTLMRunner(layout.SharedArtifact, Runner):
     model_file = layout.BUNDLE
 
     def load(self, artifact: Path, options: RunnerOptions) -> LoadInfo:
+        import litert_lm
+
+        self.lm = litert_lm
+        self.greedy = litert_lm.SamplerConfig(top_k=1)
         self.meta = layout.read_metadata(artifact)
         # fp32 activations: LiteRT-LM's default for a text decoder is fp16 where supported.
         self.engine = litert_lm.Engine(str(artifact / layout.BUNDLE),
@@ -61,21 +62,21 @@ class LiteRTLMRunner(layout.SharedArtifact, Runner):
     def tokenize(self, text: str) -> list[int]:
         return self.engine.tokenize(text)
 
-    def _conversation(self, request: GenerationRequest) -> tuple[litert_lm.Conversation, dict]:
+    def _conversation(self, request: GenerationRequest) -> tuple[object, dict]:
         """A new conversation holding everything but the message to send, and that message."""
         if request.messages is not None:
             *history, last = request.messages
-            return self.engine.create_conversation(messages=history, sampler_config=GREEDY), last
+            return self.engine.create_conversation(messages=history, sampler_config=self.greedy), last
         if request.text is not None:
             text = request.text
         else:
             text = self.engine.detokenize(list(request.token_ids)[len(self.meta.start_token_ids):])
-        conversation = self.engine.create_conversation(sampler_config=GREEDY, chat_template=PASS_THROUGH_TEMPLATE)
+        conversation = self.engine.create_conversation(sampler_config=self.greedy, chat_template=PASS_THROUGH_TEMPLATE)
         return conversation, {"role": "user", "content": text}
 
     def generate(self, request: GenerationRequest) -> Iterator[TokenEvent]:
         conversation, message = self._conversation(request)
-        suppress = litert_lm.SuppressTokensConfig(self.meta.end_token_ids) if request.ignore_eos else None
+        suppress = self.lm.SuppressTokensConfig(self.meta.end_token_ids) if request.ignore_eos else None
         produced = 0
         try:
             for chunk in conversation.send_message_async(message, max_output_tokens=request.max_new_tokens,
