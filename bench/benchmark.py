@@ -194,7 +194,7 @@ def _prepared(cls, name: str, model: models.Model, quant: str, options: RunOptio
         raise BenchError(f"{name} has no quantization '{quant}'", f"choose one of: {', '.join(exporter.quantizations)}",
                          exit_code=2)
     root = prepare.cache_root(options.cache)
-    found = prepare.find_artifact(model, name, quant, root)
+    found = prepare.find_artifact(model, prepare.artifact_stage(name, exporter), quant, root)
     if found is None and options.prepare:
         options.on_prepare(name, quant)
         found = prepare.prepare_artifact(model, name, exporter, quant, root)

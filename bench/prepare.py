@@ -192,13 +192,20 @@ def _newest(root: Path, model: Model, stage: str, input_sha: str, quantization: 
     return max(found, key=lambda p: p.manifest["created_at"], default=None)
 
 
-def find_artifact(model: Model, runner_name: str, quantization: str, root: Path) -> Prepared | None:
-    """The prepared artifact of (model, runner, quantization), if `prepare` made one."""
+def artifact_stage(runner_name: str, exporter: Exporter) -> str:
+    """The cache folder of a runner's artifacts: its exporter's group if it has one (runners
+    sharing an exporter share its artifacts), else the runner's own name."""
+    return exporter.artifact_group or runner_name
+
+
+def find_artifact(model: Model, stage: str, quantization: str, root: Path) -> Prepared | None:
+    """The prepared artifact of (model, stage, quantization), if `prepare` made one; `stage`
+    comes from artifact_stage."""
     if model.source.format == "hf":
         ckpt = checkpoint(model, root)
     else:
         ckpt = _newest(root, model, "checkpoint", _source_sha256(model, root), CHECKPOINT.default_quantization)
-    return ckpt and _newest(root, model, runner_name, ckpt.sha256, quantization)
+    return ckpt and _newest(root, model, stage, ckpt.sha256, quantization)
 
 
 def prepare_artifact(model: Model, runner_name: str, exporter: Exporter, quantization: str, root: Path,
@@ -210,7 +217,8 @@ def prepare_artifact(model: Model, runner_name: str, exporter: Exporter, quantiz
     on_stage("checkpoint")
     ckpt = checkpoint(model, root, on_log=on_log)
     on_stage(f"{runner_name} {quantization}")
-    return _stage(model, root, runner_name, exporter, ckpt.path, ckpt.sha256, quantization, force, on_log)
+    return _stage(model, root, artifact_stage(runner_name, exporter), exporter, ckpt.path, ckpt.sha256,
+                  quantization, force, on_log)
 
 
 def select(runner_names: tuple[str, ...], quants: tuple[str, ...]) -> list[tuple[str, Exporter, str]]:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 BUILTIN = {
     "llama.cpp": "runners.llamacpp:LlamaCppRunner",
     "executorch": "runners.executorch:ExecuTorchRunner",
+    "litert": "runners.litert:LiteRTRunner",
+    "litert-lm": "runners.litert_lm:LiteRTLMRunner",
     "fake": "runners.fake:FakeRunner",
 }
 # Runners never picked by default: the fake one produces scripted, not measured, figures.

@@ -95,6 +95,9 @@ class Exporter:
     quantizations: tuple[str, ...]
     default_quantization: str
     extra: str  # the edgebench[...] extra that installs the exporter
+    # Runners sharing one exporter name a common group: its artifacts are cached (and found)
+    # under that name, so one conversion serves them all. None: under the runner's name.
+    artifact_group: str | None = None
 
 
 class Runner(ABC):

@@ -1,0 +1,161 @@
+"""LiteRT through ai-edge-litert: the converted .tflite driven by its own signatures on CPU,
+the way an app drives LiteRT without LiteRT-LM.
+
+The prompt is prefilled with the smallest prefill_<T> signature that fits (longer prompts
+in chunks, padded to the signature's length), then `decode` runs once per token. The KV
+cache buffers are bound as both input and output of every signature, so LiteRT updates
+them in place: no copy of the cache per step. The prefill signatures return no logits, so
+the last prompt token goes through `decode`, which yields the first token's logits.
+
+The token sequence is the one LiteRT-LM builds from the same artifact: the bundle's start
+token, then the rendered chat template (its `bos_token` rendered empty, as LiteRT-LM does)
+or the raw text. Greedy: argmax of the logits; fixed-length mode suppresses the end tokens.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+from pathlib import Path
+from typing import Iterator
+
+from runners import litert_artifact as layout
+from runners.base import GenerationInfo, GenerationRequest, LoadInfo, Runner, RunnerOptions, TokenEvent
+
+MASKED = float("-inf")  # additive attention mask of a slot a row must not see
+
+
+def prefill_chunks(count: int, start: int, lengths: tuple[int, ...], cache: int) -> list[tuple[int, int]]:
+    """(signature length, tokens in it) for prefilling `count` tokens from position `start`:
+    the smallest signature that holds the rest, else the largest that fits in the cache.
+    A signature's whole length is written to the cache, so it must end inside it."""
+    chunks = []
+    while count > 0:
+        fitting = [t for t in lengths if start + t <= cache]
+        if not fitting:
+            raise ValueError(f"the prompt does not fit the KV cache of {cache} tokens")
+        holding = [t for t in fitting if t >= count]
+        length = min(holding) if holding else max(fitting)
+        used = min(length, count)
+        chunks.append((length, used))
+        start, count = start + used, count - used
+    return chunks
+
+
+class LiteRTRunner(layout.SharedArtifact, Runner):
+    name = "litert"
+    package = "ai_edge_litert"
+    distribution = "ai-edge-litert"
+    extra = "litert"
+    model_file = layout.TFLITE
+
+    def load(self, artifact: Path, options: RunnerOptions) -> LoadInfo:
+        import numpy as np
+        from ai_edge_litert.compiled_model import CompiledModel
+        from ai_edge_litert.cpu_options import CpuOptions
+        from ai_edge_litert.hardware_accelerator import HardwareAccelerator
+        from ai_edge_litert.options import Options
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+        from tokenizers import Tokenizer
+
+        self.meta = layout.read_metadata(artifact)
+        self.tokenizer = Tokenizer.from_file(str(artifact / layout.TOKENIZER))
+        template_path = artifact / layout.TEMPLATE
+        # Rendered the way transformers renders chat templates.
+        self.template = (ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+                         .from_string(template_path.read_text()) if template_path.is_file() else None)
+        cpu = CpuOptions(num_threads=options.threads)
+        self.model = CompiledModel.from_file(str(artifact / layout.TFLITE),
+                                             options=Options(HardwareAccelerator.CPU, cpu_options=cpu))
+        signatures = self.model.get_signature_list()
+        self.prefill_lengths = tuple(sorted(int(k.removeprefix("prefill_")) for k in signatures
+                                            if k.startswith("prefill_")))
+        decode_inputs = signatures["decode"]["inputs"]
+        self.cache_length = self.model.get_input_tensor_details("decode")["mask"]["shape"][-1]
+        # One buffer per cache tensor, shared by every signature as input and output.
+        self.kv = {n: self.model.create_input_buffer_by_name("decode", n) for n in decode_inputs if n.startswith("kv_cache")}
+        for name, buffer in self.kv.items():  # new buffers hold garbage: inf there turns masked slots into NaN
+            shape = self.model.get_input_tensor_details("decode")[name]["shape"]
+            buffer.write(np.zeros(shape, np.float32))
+        self.io = {sig: {n: self.model.create_input_buffer_by_name(sig, n) for n in ("tokens", "input_pos", "mask")}
+                   for sig in ["decode", *(f"prefill_{t}" for t in self.prefill_lengths)]}
+        self.logits = self.model.create_output_buffer_by_name("decode", "logits")
+        self.vocab = self.model.get_output_tensor_details("decode")["logits"]["shape"][-1]
+        self._info = GenerationInfo(0, "length")
+        settings = {"num_threads": options.threads, "prefill_lengths": list(self.prefill_lengths),
+                    "kv_cache_tokens": self.cache_length, "kv_cache": "bound in place"}
+        return LoadInfo(importlib.metadata.version(self.distribution), "cpu", self.meta.quantization, settings)
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def _prompt_ids(self, request: GenerationRequest) -> list[int]:
+        start = list(self.meta.start_token_ids)
+        if request.token_ids is not None:  # the start token stands in for the first one: length kept
+            return start + list(request.token_ids)[len(start):]
+        if request.text is not None:
+            return start + self.tokenize(request.text)
+        if self.template is None:
+            raise ValueError("this artifact has no chat template; use completion or fixed prompts")
+        text = self.template.render(messages=list(request.messages), bos_token="", add_generation_prompt=True)
+        return start + self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def _run(self, signature: str, tokens: np.ndarray, positions: np.ndarray, with_logits: bool) -> None:
+        import numpy as np
+
+        io = self.io[signature]
+        io["tokens"].write(tokens.astype(np.int32))
+        io["input_pos"].write(positions.astype(np.int32))
+        # Row i sees every cache slot up to its own position (additive mask: 0 or MASKED).
+        io["mask"].write(np.where(np.arange(self.cache_length)[None, :] <= positions[:, None], 0.0, MASKED)
+                         .astype(np.float32))
+        outputs = dict(self.kv, logits=self.logits) if with_logits else self.kv
+        self.model.run_by_name(signature, {**io, **self.kv}, outputs)
+
+    def _prefill(self, ids: list[int]) -> None:
+        import numpy as np
+
+        position = 0
+        for length, used in prefill_chunks(len(ids), 0, self.prefill_lengths, self.cache_length):
+            tokens = np.zeros(length, np.int32)
+            tokens[:used] = ids[position:position + used]
+            # Padding continues the positions: it lands in cache slots the decode overwrites.
+            self._run(f"prefill_{length}", tokens[None, :], np.arange(position, position + length), False)
+            position += used
+
+    def _decode(self, token: int, position: int) -> np.ndarray:
+        import numpy as np
+
+        self._run("decode", np.array([[token]]), np.array([position]), True)
+        return self.logits.read(self.vocab, np.float32)
+
+    def generate(self, request: GenerationRequest) -> Iterator[TokenEvent]:
+        import numpy as np
+
+        prompt = self._prompt_ids(request)
+        if len(prompt) + request.max_new_tokens > self.cache_length:
+            raise ValueError(f"prompt of {len(prompt)} tokens + {request.max_new_tokens} new exceeds the "
+                             f"KV cache of {self.cache_length}")
+        suppressed = list(self.meta.end_token_ids) if request.ignore_eos else []
+        generated: list[int] = []
+        shown = ""
+        stop = "length"
+        self._prefill(prompt[:-1])  # no logits from prefill: the last prompt token is decoded
+        token, position = prompt[-1], len(prompt) - 1
+        for _ in range(request.max_new_tokens):
+            logits = self._decode(token, position)
+            logits[suppressed] = -np.inf
+            token, position = int(np.argmax(logits)), position + 1
+            if not request.ignore_eos and token in self.meta.stop_token_ids:
+                stop = "eos"
+                break
+            generated.append(token)
+            text = self.tokenizer.decode(generated, skip_special_tokens=False)
+            piece = "" if text.endswith("\ufffd") else text[len(shown):]  # wait for a split character
+            shown += piece
+            yield TokenEvent(token, piece)
+        self._info = GenerationInfo(len(prompt), stop)
+
+    def generation_info(self) -> GenerationInfo:
+        return self._info
+
+    def close(self) -> None:
+        self.model.close()
