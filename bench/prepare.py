@@ -119,15 +119,14 @@ def _export(exporter: Exporter, input_path: Path, folder: Path, quantization: st
         shutil.rmtree(folder)
     _sweep_abandoned(folder)
     partial = Path(tempfile.mkdtemp(prefix=f"{_partial_prefix(folder)}{os.getpid()}-", dir=folder.parent))
-    out = partial / "out"
-    out.mkdir()
-    log_path, result_path = partial / "export.log", partial / "result.json"
+    out, log_path, result_path = partial / "out", partial / "export.log", partial / "result.json"
     job = {"target": exporter.target, "input": str(input_path), "out": str(out),
            "quantization": quantization, "result": str(result_path)}
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     started = time.monotonic()
     proc = None
     try:
+        out.mkdir()
         with log_path.open("wb") as log, tempfile.TemporaryDirectory(prefix="edgebench-export-") as cwd:
             proc = subprocess.Popen([sys.executable, "-m", "bench.export_worker"], stdin=subprocess.PIPE,
                                     stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=env)

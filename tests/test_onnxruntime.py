@@ -143,3 +143,8 @@ def test_the_default_model_int4_runs_beside_llamacpp_on_the_same_prompts(artifac
     summary = json.loads(run.stdout)["summary"]
     assert {row["runner"] for row in summary} == {"llama.cpp", "onnxruntime"}
     assert all(row["decode tok/s"] > 0 for row in summary if row["decode tok/s"] is not None)
+
+
+def test_runners_lists_it_with_its_version():
+    row = next(line for line in edgebench("runners").stdout.splitlines() if " onnxruntime " in line)
+    assert "yes" in row and "0.18.0" in row

@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 
+import psutil
 import pytest
 
 from tests.conftest import ROOT, edgebench, read_jsonl
@@ -62,10 +63,10 @@ def prep(plugin_path, tiny_checkpoint, tmp_path):
     """`edgebench ARGS` with the scripted runner installed, a fresh cache and the tiny model."""
     cache = tmp_path / "cache"
 
-    def call(*args, mode="ok", model=tiny_checkpoint):
-        env = {"PYTHONPATH": os.pathsep.join([str(plugin_path), str(ROOT)]), "SCRIPTED_EXPORT": mode}
-        return edgebench(*args, "--model", str(model), "--cache", str(cache), env=env)
-    call.cache = cache
+    def call(*args, mode="ok"):
+        return edgebench(*args, *call.args, env=call.env(mode))
+    call.args = ("--model", str(tiny_checkpoint), "--cache", str(cache))
+    call.env = lambda mode: {"PYTHONPATH": os.pathsep.join([str(plugin_path), str(ROOT)]), "SCRIPTED_EXPORT": mode}
     call.folders = lambda: sorted((cache / tiny_checkpoint.name / "scripted").glob("*"))
     return call
 
@@ -89,6 +90,15 @@ def test_prepare_makes_the_artifact_with_a_manifest_then_run_uses_it(prep, tmp_p
     records = read_jsonl(next((tmp_path / "out").glob("*.jsonl")))
     assert {r["artifact_path"] for r in records} == {str(folder / "script.json")}
     assert {r["artifact_sha256"] for r in records} == {manifest["sha256"]} and records[0]["quantization"] == "q8"
+
+
+def test_run_with_prepare_makes_what_is_missing(prep, tmp_path):
+    run = prep("run", "--runner", "scripted", "--quant", "scripted=q4", "--prepare", "--profile", "quick",
+               "--out", str(tmp_path / "out"))
+    assert run.returncode == 0, run.stderr
+    assert "preparing scripted q4" in run.stderr
+    [folder] = prep.folders()
+    assert folder.name.startswith("q4-") and (folder / "manifest.json").is_file()
 
 
 def test_a_second_prepare_does_no_work_and_says_so(prep):
@@ -119,17 +129,26 @@ def test_a_failed_export_shows_the_exporters_last_lines_and_caches_nothing(prep,
     assert "no prepared scripted artifact" in run.stderr and "edgebench prepare" in run.stderr
 
 
-def test_a_killed_export_leaves_nothing_taken_for_finished(prep, plugin_path, tiny_checkpoint, tmp_path):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin_path), str(ROOT)]), "SCRIPTED_EXPORT": "hang"}
+def start_a_hanging_export(prep):
+    """`edgebench prepare` in its own process, returned once its exporter is midway
+    (files written, not finished)."""
     proc = subprocess.Popen([sys.executable, "-c", "from bench.cli import main; main()", "prepare", "--runner",
-                             "scripted", "--model", str(tiny_checkpoint), "--cache", str(prep.cache)],
-                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "scripted", *prep.args], env={**os.environ, **prep.env("hang")}, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
-    while not any(f.glob("out/weights.bin") for f in prep.folders()):  # midway: files written, not finished
+    while not any((f / "out" / "weights.bin").exists() for f in prep.folders()):
         assert time.monotonic() < deadline and proc.poll() is None
         time.sleep(0.2)
+    return proc
+
+
+def test_a_killed_export_leaves_nothing_taken_for_finished(prep, tmp_path):
+    proc = start_a_hanging_export(prep)
+    exporter = psutil.Process(proc.pid).children()
     proc.send_signal(signal.SIGKILL)  # no chance to clean up
     proc.wait()
+    _, alive = psutil.wait_procs(exporter, timeout=10)
+    assert not alive  # the exporter does not run on alone
     [partial] = prep.folders()
     assert partial.name.startswith(".") and not (partial / "manifest.json").exists()
 
@@ -142,15 +161,10 @@ def test_a_killed_export_leaves_nothing_taken_for_finished(prep, plugin_path, ti
     assert not folder.name.startswith(".") and (folder / "manifest.json").is_file()
 
 
-def test_a_stopped_prepare_stops_its_exporter_and_cleans_up(prep, plugin_path, tiny_checkpoint):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin_path), str(ROOT)]), "SCRIPTED_EXPORT": "hang"}
-    proc = subprocess.Popen([sys.executable, "-c", "from bench.cli import main; main()", "prepare", "--runner",
-                             "scripted", "--model", str(tiny_checkpoint), "--cache", str(prep.cache)],
-                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while not any(f.glob("out/weights.bin") for f in prep.folders()):
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.2)
+def test_a_stopped_prepare_stops_its_exporter_and_cleans_up(prep):
+    proc = start_a_hanging_export(prep)
+    exporter = psutil.Process(proc.pid).children()
     proc.terminate()  # what a CI timeout sends
     assert proc.wait(timeout=30) != 0
+    assert not psutil.wait_procs(exporter, timeout=10)[1]
     assert prep.folders() == []
