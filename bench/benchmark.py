@@ -123,9 +123,27 @@ def prepare_run(options: RunOptions) -> RunSetup:
         raise BenchError(f"profile '{profile.name}' selects no prompt of suite '{suite.id}'",
                          "check the profile's tags against the suite's prompt tags")
     threads = options.threads or default_threads()
+    plans, skipped = _plans(names, model, user_artifacts, quants, threads, options)
+    if saved:
+        resume.check_unchanged(saved, suite.sha256, profile.sha256)
+        resume.check_artifacts(results_path, plans)
+        run_id, started_at = saved["run_id"], saved["started_at"]
+    else:
+        run_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+        started_at, results_path = utc_now(), _writable(options.out) / f"{run_id}.jsonl"
+    run_fields = dict(run_id=run_id, started_at=started_at, tool_version=provenance.tool_version(),
+                      git_commit=provenance.git_commit(), model_id=model.id, **device_facts())
+    if not saved:
+        resume.save(results_path, options, threads, run_fields, suite.sha256, profile.sha256)
+    done = resume.done_keys(results_path) if saved else set()
+    return RunSetup(run_id, suite, profile, model, plans, jobs, results_path, run_fields, skipped, done)
+
+
+def _plans(names: list[str], model: models.Model, user_artifacts: dict, quants: dict, threads: int,
+           options: RunOptions) -> tuple[list[RunnerPlan], list[str]]:
+    """One plan per runner and artifact, and the runners left out (with why)."""
     regs = registrations()
-    plans = []
-    skipped = []
+    plans, skipped = [], []
     for name in names:
         cls = load_class(regs[name].target)
         try:
@@ -142,19 +160,7 @@ def prepare_run(options: RunOptions) -> RunSetup:
     if not plans:
         raise BenchError("no runner has an artifact ready: " + "; ".join(skipped),
                          "run `edgebench prepare` first, or add --prepare")
-    if saved:
-        resume.check_unchanged(saved, suite.sha256, profile.sha256)
-        resume.check_artifacts(results_path, plans)
-        run_id, started_at = saved["run_id"], saved["started_at"]
-    else:
-        run_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
-        started_at, results_path = utc_now(), _writable(options.out) / f"{run_id}.jsonl"
-    run_fields = dict(run_id=run_id, started_at=started_at, tool_version=provenance.tool_version(),
-                      git_commit=provenance.git_commit(), model_id=model.id, **device_facts())
-    if not saved:
-        resume.save(results_path, options, threads, run_fields, suite.sha256, profile.sha256)
-    done = resume.done_keys(results_path) if saved else set()
-    return RunSetup(run_id, suite, profile, model, plans, jobs, results_path, run_fields, skipped, done)
+    return plans, skipped
 
 
 def _artifacts(cls, name: str, model: models.Model, user_paths: list[str], quants: list[str],
