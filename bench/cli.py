@@ -117,6 +117,8 @@ def prepare_cmd(
     """Convert the model into each runner's artifact with that runtime's own exporter; cached."""
     from bench import prepare
 
+    signal.signal(signal.SIGTERM, _interrupt)  # a stopped job still removes its unfinished export
+
     target = models.get_model(model or models.default_model_id())
     work = prepare.select(tuple(runner or ()), tuple(quant or ()))
     root = prepare.cache_root(cache)

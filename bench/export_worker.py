@@ -6,13 +6,25 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import threading
+import time
 from pathlib import Path
 
 from runners import load_class
 
 
+def _exit_with_parent() -> None:
+    """An export whose `prepare` was killed outright stops too, instead of running on."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(1)
+
+
 def main() -> None:
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
     job = json.loads(sys.stdin.read())
     export = load_class(job["target"])
     result = export(Path(job["input"]), Path(job["out"]), job["quantization"])

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import psutil
+
 from bench import provenance
 from bench.checkpoint import EXPORTER as CHECKPOINT
 from bench.errors import BenchError
@@ -113,17 +115,18 @@ def _export(exporter: Exporter, input_path: Path, folder: Path, quantization: st
             on_log: Callable[[str], None]) -> Prepared:
     """Run the exporter into a private folder; move it into place only when complete."""
     folder.parent.mkdir(parents=True, exist_ok=True)
-    if folder.exists():  # no manifest: an export that was killed midway
+    if folder.exists():  # no manifest: not a finished export
         shutil.rmtree(folder)
-    partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
-    out = partial / "out"
-    out.mkdir()
-    log_path, result_path = partial / "export.log", partial / "result.json"
+    _sweep_abandoned(folder)
+    partial = Path(tempfile.mkdtemp(prefix=f"{_partial_prefix(folder)}{os.getpid()}-", dir=folder.parent))
+    out, log_path, result_path = partial / "out", partial / "export.log", partial / "result.json"
     job = {"target": exporter.target, "input": str(input_path), "out": str(out),
            "quantization": quantization, "result": str(result_path)}
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     started = time.monotonic()
+    proc = None
     try:
+        out.mkdir()
         with log_path.open("wb") as log, tempfile.TemporaryDirectory(prefix="edgebench-export-") as cwd:
             proc = subprocess.Popen([sys.executable, "-m", "bench.export_worker"], stdin=subprocess.PIPE,
                                     stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=env)
@@ -144,13 +147,32 @@ def _export(exporter: Exporter, input_path: Path, folder: Path, quantization: st
                     "sha256": digest, "export_seconds": round(time.monotonic() - started, 1),
                     "created_at": utc_now(), "edgebench_version": provenance.tool_version()}
         (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        out.rename(folder)
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
+        try:
+            out.rename(folder)  # atomic: the folder appears complete, manifest included, or not at all
+        except OSError:
+            if not lookup(folder):
+                raise
+            # Another prepare finished the same artifact first: same key, same content.
+            return lookup(folder)
     finally:
+        if proc is not None and proc.poll() is None:  # interrupted: the exporter goes too
+            proc.kill()
+            proc.wait()
         shutil.rmtree(partial, ignore_errors=True)
     return Prepared(folder / manifest["artifact"], folder, manifest, built=True)
+
+
+def _partial_prefix(folder: Path) -> str:
+    return f".{folder.name}.partial-"
+
+
+def _sweep_abandoned(folder: Path) -> None:
+    """Remove the private folders of exports whose process is gone (killed outright, so
+    it could not clean up). Folder names carry the owner's pid."""
+    for partial in folder.parent.glob(_partial_prefix(folder) + "*"):
+        pid = partial.name[len(_partial_prefix(folder)):].split("-", 1)[0]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(partial, ignore_errors=True)
 
 
 def _last_line(path: Path) -> str:
@@ -169,7 +191,8 @@ def _stage(model: Model, root: Path, stage: str, exporter: Exporter, input_path:
     found = None if force else lookup(folder)
     if found:
         return found
-    describe = {"model_id": model.id, "stage": stage, "input": str(input_path), "input_sha256": input_sha}
+    describe = {"model_id": model.id, "stage": stage, "source": str(model.source_path()),
+                "source_sha256": _source_sha256(model, root), "input": str(input_path), "input_sha256": input_sha}
     return _export(exporter, input_path, folder, quantization, describe, on_log)
 
 

@@ -14,6 +14,7 @@ BUILTIN = {
     "executorch": "runners.executorch:ExecuTorchRunner",
     "litert": "runners.litert:LiteRTRunner",
     "litert-lm": "runners.litert_lm:LiteRTLMRunner",
+    "onnxruntime": "runners.onnxruntime:OnnxRuntimeRunner",
     "fake": "runners.fake:FakeRunner",
 }
 # Runners never picked by default: the fake one produces scripted, not measured, figures.
