@@ -132,14 +132,14 @@ def _sustained_plan(options: RunOptions, suite: Suite, profile: RunProfile) -> t
     """The profile's sustained settings with the command line's overrides, checked."""
     base = profile.sustained
     if base is None:
-        raise BenchError(f"profile '{profile.name}' has no [sustained] settings",
+        raise BenchError(f"profile '{profile.name}' has no sustained settings",
                          "use --profile sustained or sustained-ci", exit_code=2)
     settings = sustained_settings(base.prompt, options.duration or f"{base.duration_s}s",
                                   options.window or f"{base.window_s}s", "--", exit_code=2) \
         if options.duration or options.window else base
     if settings.prompt not in {p.id for p in suite.prompts} or suite.by_id(settings.prompt).kind != "fixed":
         raise BenchError(f"sustained prompt '{settings.prompt}' is not a fixed-length prompt of suite '{suite.id}'",
-                         "name a prompt of kind \"fixed\" in the profile's [sustained] prompt")
+                         "name a prompt of kind \"fixed\" as the prompt of the profile's sustained table")
     return Sustain(settings.duration_s, settings.window_s), sustained_jobs(suite, settings.prompt, profile.warmups)
 
 
