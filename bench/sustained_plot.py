@@ -46,7 +46,8 @@ def sustained_png(result: SustainedResult) -> bytes:
         rate_ax.hlines(result.burst_tok_s, 0, result.window_s, colors="tab:green", lw=3,
                        label=f"burst {result.burst_tok_s:.1f} tok/s (first {result.window_s:g} s)")
         for percent in DROPS:
-            rate_ax.axhline(result.burst_tok_s * (1 - percent / 100), color=_DROP_COLOURS[percent], ls=":", lw=0.8)
+            rate_ax.axhline(result.burst_tok_s * (1 - percent / 100), color=_DROP_COLOURS[percent], ls=":", lw=0.8,
+                            label=f"{percent}% below burst")
     if result.floor_tok_s:
         rate_ax.hlines(result.floor_tok_s, 0.75 * result.duration_s, result.duration_s, colors="tab:purple", lw=3,
                        label=f"floor {result.floor_tok_s:.1f} tok/s (last quarter)")
