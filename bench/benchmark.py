@@ -15,7 +15,7 @@ from typing import Callable
 
 import psutil
 
-from bench import models, provenance
+from bench import models, prepare, provenance, resume
 from bench.device import device_facts
 from bench.errors import BenchError, unknown_name
 from bench.hygiene import Cooldown, cool_down
@@ -37,7 +37,13 @@ class RunOptions:
     profile: str = "default"
     threads: int | None = None
     out: Path = Path("results")
-    sustained: bool = False  # `edgebench sustained`: the profile's [sustained] settings apply
+    quants: tuple[str, ...] = ()  # "RUNNER=QUANT"
+    cache: Path | None = None
+    prepare: bool = False  # make missing artifacts instead of refusing
+    memory_limit_mb: float | None = None
+    resume: str | None = None  # a run id or results file to finish
+    on_prepare: Callable[[str, str], None] = lambda runner, quant: None
+    sustained: bool = False  # `edgebench sustained`: the profile's sustained settings apply
     duration: str | None = None  # overrides the profile's sustained duration ("10m")
     window: str | None = None
 
@@ -52,6 +58,8 @@ class RunSetup:
     jobs: list[Job]
     results_path: Path
     run_fields: dict
+    skipped: list[str] = field(default_factory=list)  # runners left out, and why
+    done: set = field(default_factory=set)  # keys of generations a resumed run already has
     sustain: Sustain | None = None
     samples_path: Path | None = None  # the device time series of a sustained run
 
@@ -67,13 +75,14 @@ def default_threads() -> int:
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
-def parse_artifacts(specs: tuple[str, ...]) -> dict[str, str]:
-    parsed: dict[str, str] = {}
+def parse_pairs(option: str, specs: tuple[str, ...], example: str) -> dict[str, list[str]]:
+    """RUNNER=VALUE options, by runner."""
+    parsed: dict[str, list[str]] = {}
     for spec in specs:
-        name, sep, path = spec.partition("=")
-        if not sep or not name or not path:
-            raise BenchError(f"--artifact '{spec}' is not RUNNER=PATH", "e.g. --artifact llama.cpp=model.gguf", exit_code=2)
-        parsed[name] = path
+        name, sep, value = spec.partition("=")
+        if not sep or not name or not value:
+            raise BenchError(f"{option} '{spec}' is not RUNNER=VALUE", f"e.g. {option} {example}", exit_code=2)
+        parsed.setdefault(name, []).append(value)
     return parsed
 
 
@@ -98,34 +107,46 @@ def select_runners(names: tuple[str, ...]) -> list[str]:
 
 
 def prepare_run(options: RunOptions) -> RunSetup:
+    saved = None
+    if options.resume:
+        options, saved, results_path = resume.load(options.resume, options)
+    if options.memory_limit_mb is not None and options.memory_limit_mb <= 0:
+        raise BenchError(f"--memory-limit-mb must be positive, got {options.memory_limit_mb:g}", "e.g. --memory-limit-mb 4096",
+                         exit_code=2)
     if options.threads is not None and options.threads < 1:
         raise BenchError(f"--threads must be at least 1, got {options.threads}", "e.g. --threads 4", exit_code=2)
     suite = load_suite(options.suite)
     profile = load_profile(options.profile)
     model = models.get_model(options.model or models.default_model_id())
-    user_artifacts = parse_artifacts(options.artifacts)
+    user_artifacts = parse_pairs("--artifact", options.artifacts, "llama.cpp=model.gguf")
+    quants = parse_pairs("--quant", options.quants, "onnxruntime=fp32")
     names = select_runners(options.runners)
-    for name in user_artifacts:
-        if name not in names:
-            raise BenchError(f"--artifact names runner '{name}', which this run does not use",
-                             f"add --runner {name} or drop that --artifact", exit_code=2)
+    for option, given in (("--artifact", user_artifacts), ("--quant", quants)):
+        for name in given:
+            if name not in names:
+                raise BenchError(f"{option} names runner '{name}', which this run does not use",
+                                 f"add --runner {name} or drop that {option}", exit_code=2)
     sustain, jobs = _sustained_plan(options, suite, profile) if options.sustained else (None, jobs_for(suite, profile))
     if not jobs:
         raise BenchError(f"profile '{profile.name}' selects no prompt of suite '{suite.id}'",
                          "check the profile's tags against the suite's prompt tags")
     threads = options.threads or default_threads()
-    regs = registrations()
-    plans = []
-    for name in names:
-        cls = load_class(regs[name].target)
-        artifact = _artifact(cls, name, model, user_artifacts.get(name))
-        plans.append(RunnerPlan(name, regs[name].target, artifact, threads, synthetic=cls.scripted_clock is not None))
-    run_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
-    results_path = _writable(options.out) / f"{run_id}.jsonl"
-    run_fields = dict(run_id=run_id, started_at=utc_now(), tool_version=provenance.tool_version(),
+    plans, skipped = _plans(names, model, user_artifacts, quants, threads, options)
+    if saved:
+        resume.check_unchanged(saved, suite.sha256, profile.sha256)
+        resume.check_artifacts(results_path, plans)
+        run_id, started_at = saved["run_id"], saved["started_at"]
+    else:
+        run_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+        started_at, results_path = utc_now(), _writable(options.out) / f"{run_id}.jsonl"
+    run_fields = dict(run_id=run_id, started_at=started_at, tool_version=provenance.tool_version(),
                       git_commit=provenance.git_commit(), model_id=model.id, **device_facts())
+    if not saved and not sustain:  # a sustained series is not resumable: a new worker starts cold
+        resume.save(results_path, options, threads, run_fields, suite.sha256, profile.sha256)
+    done = resume.done_keys(results_path) if saved else set()
     samples_path = results_path.with_suffix(".device.jsonl") if sustain else None
-    return RunSetup(run_id, suite, profile, model, plans, jobs, results_path, run_fields, sustain, samples_path)
+    return RunSetup(run_id, suite, profile, model, plans, jobs, results_path, run_fields, skipped, done,
+                    sustain, samples_path)
 
 
 def _sustained_plan(options: RunOptions, suite: Suite, profile: RunProfile) -> tuple[Sustain, list[Job]]:
@@ -143,15 +164,70 @@ def _sustained_plan(options: RunOptions, suite: Suite, profile: RunProfile) -> t
     return Sustain(settings.duration_s, settings.window_s), sustained_jobs(suite, settings.prompt, profile.warmups)
 
 
-def _artifact(cls, name: str, model: models.Model, user_path: str | None) -> models.Artifact:
-    if user_path is None and cls.artifact_kind == "fake-script":
+def _plans(names: list[str], model: models.Model, user_artifacts: dict, quants: dict, threads: int,
+           options: RunOptions) -> tuple[list[RunnerPlan], list[str]]:
+    """One plan per runner and artifact, and the runners left out (with why)."""
+    regs = registrations()
+    plans, skipped = [], []
+    for name in names:
+        cls = load_class(regs[name].target)
+        try:
+            artifacts = _artifacts(cls, name, model, user_artifacts.get(name, []), quants.get(name, []), options)
+        except BenchError as exc:
+            # A runner nobody asked for by name is left out when its artifact is not
+            # ready, so "every available runner" still runs the others.
+            if options.runners:
+                raise
+            skipped.append(f"{name}: {exc.message} ({exc.hint})")
+            continue
+        plans += [RunnerPlan(name, regs[name].target, a, threads, synthetic=cls.scripted_clock is not None,
+                             memory_limit_mb=options.memory_limit_mb) for a in artifacts]
+    if not plans:
+        raise BenchError("no runner has an artifact ready: " + "; ".join(skipped),
+                         "run `edgebench prepare` first, or add --prepare")
+    return plans, skipped
+
+
+def _artifacts(cls, name: str, model: models.Model, user_paths: list[str], quants: list[str],
+               options: RunOptions) -> list[models.Artifact]:
+    """What each plan of this runner loads: the user's files, else the model's source or
+    the prepared artifact of each quantization asked for (default: the exporter's)."""
+    if user_paths and quants:
+        raise BenchError(f"{name}: --artifact and --quant both given", "a file of your own has its own quantization", exit_code=2)
+    if not user_paths and cls.artifact_kind == "fake-script":
         raise BenchError("the fake runner needs a script", "pass --artifact fake=SCRIPT.json (see runners/fake.py)")
-    artifact = models.artifact_for(model, cls.artifact_kind, user_path)
-    try:
-        cls.check_artifact(artifact.path)
-    except ArtifactError as exc:
-        raise BenchError(f"{name}: {exc}", f"give {name} a {cls.artifact_kind} file") from None
-    return artifact
+    if user_paths:
+        found = [models.artifact_for(model, cls.artifact_kind, path) for path in user_paths]
+    elif cls.exporter is None:
+        if quants:
+            raise BenchError(f"{name} reads the model's {model.source.format} as shipped ({model.source.quantization})",
+                             f"pass another file with --artifact {name}=PATH", exit_code=2)
+        found = [models.artifact_for(model, cls.artifact_kind, None)]
+    else:
+        found = [_prepared(cls, name, model, quant, options) for quant in quants or [cls.exporter.default_quantization]]
+    for artifact in found:
+        try:
+            cls.check_artifact(artifact.path)
+        except ArtifactError as exc:
+            raise BenchError(f"{name}: {exc}", f"give {name} a {cls.artifact_kind} artifact") from None
+    return found
+
+
+def _prepared(cls, name: str, model: models.Model, quant: str, options: RunOptions) -> models.Artifact:
+    exporter = cls.exporter
+    if quant not in exporter.quantizations:
+        raise BenchError(f"{name} has no quantization '{quant}'", f"choose one of: {', '.join(exporter.quantizations)}",
+                         exit_code=2)
+    root = prepare.cache_root(options.cache)
+    found = prepare.find_artifact(model, name, quant, root)
+    if found is None and options.prepare:
+        options.on_prepare(name, quant)
+        found = prepare.prepare_artifact(model, name, exporter, quant, root)
+    if found is None:
+        raise BenchError(f"no prepared {name} artifact of {model.id} ({quant})",
+                         f"make it with: edgebench prepare --model {model.id} --runner {name} --quant {quant} "
+                         "(or add --prepare to this run)")
+    return models.Artifact(found.path, found.sha256, found.manifest["bytes"], quant, "prepared")
 
 
 def _writable(out: Path) -> Path:
@@ -186,7 +262,8 @@ def execute(setup: RunSetup, on_record: Callable[[dict], None] = lambda r: None,
             if number and cooldown:
                 cool_down(cooldown, device, say)
             on_runner(plan.name)
-            result.outcomes.append(orchestrator.run_runner(plan))
+            jobs = resume.remaining(setup.jobs, plan, setup.done) if setup.done else setup.jobs
+            result.outcomes.append(orchestrator.run_runner(plan, jobs))
     except KeyboardInterrupt:
         result.interrupted = True
     finally:

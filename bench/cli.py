@@ -2,23 +2,31 @@
 from __future__ import annotations
 
 import json
+import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, SpinnerColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from bench import benchmark, datafiles, models, report
+from bench import benchmark, datafiles, models, report, resume
 from bench.errors import BenchError
 from bench.records import read_records
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Benchmark on-device LLM runtimes on one prompt suite, measured one way.")
-out = Console()
-err = Console(stderr=True)
+# Off a terminal (CI logs, pipes) tables get 160 columns instead of rich's 80.
+out = Console(width=shutil.get_terminal_size((160, 24)).columns)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _render_table(table, title: str) -> Table:
@@ -55,6 +63,11 @@ def run(
     profile: str = typer.Option("default", "--profile", help="Run profile name (`edgebench profiles`) or path."),
     threads: Optional[int] = typer.Option(None, "--threads", "-t", help="CPU threads per runtime; default: physical cores."),
     out_dir: Path = typer.Option(Path("results"), "--out", help="Folder for the JSONL results and reports."),
+    quant: Optional[List[str]] = typer.Option(None, "--quant", "-q", help="RUNNER=QUANT: a prepared quantization to run (repeatable)."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Artifact cache; default $EDGEBENCH_CACHE_DIR or ~/.cache/edgebench/artifacts."),
+    prepare_missing: bool = typer.Option(False, "--prepare", help="Prepare missing artifacts instead of stopping."),
+    memory_limit_mb: Optional[float] = typer.Option(None, "--memory-limit-mb", help="Kill a worker whose RSS exceeds this; its generation is recorded as oom."),
+    resume_run: Optional[str] = typer.Option(None, "--resume", help="RUN_ID (in --out) or RESULTS.jsonl: finish that run with its own options."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
     cooldown: Optional[str] = typer.Option(None, "--cooldown", help=COOLDOWN_HELP),
     cooldown_until_temp: Optional[float] = typer.Option(None, "--cooldown-until-temp", help=COOLDOWN_TEMP_HELP),
@@ -63,26 +76,32 @@ def run(
     """Run the suite on each runner; write JSONL results and Markdown/CSV reports."""
     from bench.hygiene import start_warnings
 
+    signal.signal(signal.SIGTERM, _interrupt)  # a CI timeout stops the run like Ctrl-C does
     pause = _cooldown(cooldown, cooldown_until_temp, cooldown_limit)
     setup = benchmark.prepare_run(benchmark.RunOptions(
         runners=tuple(runner or ()), model=model, artifacts=tuple(artifact or ()), suite=suite,
-        profile=profile, threads=threads, out=out_dir))
+        profile=profile, threads=threads, out=out_dir, quants=tuple(quant or ()), cache=cache,
+        prepare=prepare_missing, memory_limit_mb=memory_limit_mb, resume=resume_run, on_prepare=lambda r, q: err.print(f"preparing {r} {q} (see `edgebench prepare`)")))
+    if setup.done:
+        err.print(f"resuming {setup.run_id}: {len(setup.done)} generations already recorded in {setup.results_path}")
     err.print(f"run [bold]{setup.run_id}[/]: {setup.model.id}, suite {setup.suite.id}, profile "
               f"{setup.profile.name}, runners {', '.join(p.name for p in setup.plans)}, "
               f"{setup.plans[0].threads} threads")
-    total = len(setup.jobs) * len(setup.plans)
+    for note in setup.skipped:
+        err.print(Text(f"skipped {note}", style="yellow"))
+    total = sum(len(resume.remaining(setup.jobs, p, setup.done)) if setup.done else len(setup.jobs)
+                for p in setup.plans)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=False) as progress:
         task = progress.add_task("starting", total=total)
 
         def on_record(record: dict) -> None:
-            what = "warm-up" if record["warmup"] else f"rep {record['repeat']}"
-            progress.update(task, description=f"{record['runner']}: {record['prompt_id']} {what}")
             if record["prompt_id"] is None:  # the runner failed before its first job
                 progress.update(task, advance=len(setup.jobs))
-                err.print(f"[red]{record['runner']}: {record['status']}: {record['error']}[/]")
-            else:
-                progress.advance(task)
+                err.print(Text(f"{record['runner']}: {record['status']}: {record['error']}", style="red"))
+                return
+            what = "warm-up" if record["warmup"] else f"rep {record['repeat']}"
+            progress.update(task, advance=1, description=f"{record['runner']}: {record['prompt_id']} {what}")
 
         result = benchmark.execute(setup, on_record=on_record, cooldown=pause, say=err.print)
     records = read_records([setup.results_path]) if setup.results_path.exists() else []
@@ -107,6 +126,49 @@ def run(
         err.print(f"[yellow]interrupted: {len(records)} records kept in {setup.results_path}[/]")
         raise typer.Exit(130)
     if failed:
+        raise typer.Exit(1)
+
+
+@app.command("prepare")
+def prepare_cmd(
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model id; default: the catalogue's default."),
+    runner: Optional[List[str]] = typer.Option(None, "--runner", "-r", help="Runner (repeatable); default: every installed one that needs it."),
+    quant: Optional[List[str]] = typer.Option(None, "--quant", "-q", help="Quantization (repeatable); default: each runner's default."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Artifact cache; default $EDGEBENCH_CACHE_DIR or ~/.cache/edgebench/artifacts."),
+    force: bool = typer.Option(False, "--force", help="Export again even when the cache has the artifact."),
+) -> None:
+    """Convert the model into each runner's artifact with that runtime's own exporter; cached."""
+    from bench import prepare
+
+    target = models.get_model(model or models.default_model_id())
+    work = prepare.select(tuple(runner or ()), tuple(quant or ()))
+    root = prepare.cache_root(cache)
+    table = Table("runner", "quant", "status", "export s", "MB", "artifact")
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), TextColumn("{task.fields[line]}"),
+                  console=err, transient=True) as progress:
+        failures = []
+        for name, exporter, q in work:
+            task = progress.add_task(f"{name} {q}", line="")
+            try:
+                done = prepare.prepare_artifact(
+                    target, name, exporter, q, root, force=force,
+                    on_log=lambda line, task=task: progress.update(task, line=line[:60]),
+                    on_stage=lambda stage, task=task: progress.update(task, description=f"{name} {q}: {stage}"))
+            except BenchError as exc:
+                if runner:  # asked for by name: stop here, with the exporter's own words
+                    raise
+                failures.append(f"{name} {q}: {exc.message}")
+                table.add_row(name, q, "FAILED", "–", "–", exc.message.splitlines()[0])
+                continue
+            finally:
+                progress.remove_task(task)
+            m = done.manifest
+            table.add_row(name, q, "exported" if done.built else "cached (nothing to do)",
+                          f"{m['export_seconds']:.1f}", f"{m['bytes'] / 2**20:.1f}", str(done.path))
+    out.print(table)
+    for failure in failures:
+        err.print(Text(failure, style="red"))
+    if failures:
         raise typer.Exit(1)
 
 
@@ -137,6 +199,7 @@ def sustained(
     if importlib.util.find_spec("matplotlib") is None:
         raise BenchError("the sustained report draws plots with matplotlib, which is not installed",
                          "pip install 'edgebench[plots]'")
+    signal.signal(signal.SIGTERM, _interrupt)  # a CI timeout stops the run like Ctrl-C does
     pause = _cooldown(cooldown, cooldown_until_temp, cooldown_limit)
     setup = benchmark.prepare_run(benchmark.RunOptions(
         runners=tuple(runner or ()), model=model, artifacts=tuple(artifact or ()), suite=suite, profile=profile,
@@ -152,7 +215,7 @@ def sustained(
         def on_record(record: dict) -> None:
             task = tasks[record["runner"]]
             if record["status"] != "ok":
-                err.print(f"[red]{record['runner']}: {record['status']}: {record['error']}[/]")
+                err.print(Text(f"{record['runner']}: {record['status']}: {record['error']}", style="red"))
             elif record["elapsed_s"] is not None:
                 progress.update(task, completed=min(span, record["elapsed_s"] + record["e2e_ms"] / 1000),
                                 description=f"{record['runner']}: {record['decode_tok_s']:.1f} tok/s")
@@ -173,9 +236,9 @@ def sustained(
         sys.stdout.write("\n")
     else:
         for r in results:
-            out.print("\n".join(summary_lines(r)), highlight=False)
+            out.print(Text("\n".join(summary_lines(r))))
         for note in warnings:
-            out.print(f"[yellow]warning:[/] {note}")
+            out.print(Text("warning: ", style="yellow") + Text(note))
         out.print(f"results: {setup.results_path}\ndevice samples: {setup.samples_path}"
                   + "".join(f"\n{name}: {path}" for name, path in written.items()))
     if result.interrupted:
@@ -280,21 +343,9 @@ def selfcheck(threads: Optional[int] = typer.Option(None, "--threads", "-t", hel
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        app()  # standalone: typer reports usage mistakes itself, with exit code 2
     except BenchError as exc:
         err.print(f"[red]Error:[/] {exc.message}", highlight=False)
         if exc.hint:
             err.print(f"  hint: {exc.hint}", highlight=False)
         sys.exit(exc.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        err.print("aborted")
-        sys.exit(130)
-    except Exception as exc:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise

@@ -17,11 +17,12 @@ from bench.errors import BenchError, unknown_name
 
 @dataclass(frozen=True)
 class Source:
-    package: str  # pip distribution that ships the file
-    module: str  # its importable name, located with find_spec (never imported)
-    file: str
-    format: str
-    quantization: str
+    format: str  # "gguf", or "hf" for a transformers checkpoint folder
+    quantization: str | None = None
+    package: str | None = None  # pip distribution that ships the file
+    module: str | None = None  # its importable name, located with find_spec (never imported)
+    file: str | None = None
+    path: str | None = None  # a local file or folder instead of a package
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class Model:
     default: bool = False
 
     def source_path(self) -> Path:
+        if self.source.path is not None:
+            return Path(self.source.path)
         spec = importlib.util.find_spec(self.source.module)
         if spec is None or not spec.submodule_search_locations:
             raise BenchError(f"model '{self.id}' is not installed (package {self.source.package})",
@@ -60,10 +63,21 @@ def default_model_id() -> str:
 
 
 def get_model(model_id: str) -> Model:
+    """A catalogue id, or the path of a local model: a .gguf file or a transformers
+    checkpoint folder (config.json beside its weights and tokenizer)."""
     models = catalogue()
-    if model_id not in models:
-        raise unknown_name("model", model_id, models)
-    return models[model_id]
+    if model_id in models:
+        return models[model_id]
+    path = Path(model_id).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return Model(path.stem, path.name, "unknown", 0, Source("gguf", path=str(path.resolve())))
+    if path.is_dir() and (path / "config.json").is_file():
+        return Model(path.name, path.name, "unknown", 0, Source("hf", path=str(path.resolve())))
+    if path.exists():
+        raise BenchError(f"{model_id} is neither a .gguf file nor a transformers checkpoint folder (config.json)",
+                         "give a catalogue id (`edgebench models`), a .gguf file or a checkpoint folder")
+    raise unknown_name("model", model_id, models, hint=f"valid models: {', '.join(sorted(models))}, "
+                       "or the path of a .gguf file or a transformers checkpoint folder")
 
 
 @dataclass(frozen=True)
@@ -84,7 +98,8 @@ def artifact_for(model: Model, artifact_kind: str, user_path: str | None) -> Art
         return Artifact(path, fingerprint(path), total_bytes(path), None, "user")
     if model.source.format == artifact_kind:
         path = model.source_path()
-        return Artifact(path, fingerprint(path), total_bytes(path), model.source.quantization, "catalogue")
+        origin = "local" if model.source.path else "catalogue"
+        return Artifact(path, fingerprint(path), total_bytes(path), model.source.quantization, origin)
     raise BenchError(f"model '{model.id}' has no {artifact_kind} artifact",
                      f"pass your own with --artifact RUNNER=PATH")
 

@@ -1,8 +1,10 @@
 """Samples from the parent: a worker's memory and CPU use, and the device's state.
 
-ProcessMonitor polls psutil every `interval_s`; `window()` returns the peak RSS and the mean
-CPU share since the previous call, so each measurement gets its own figures. DeviceMonitor
-takes the slower time series of temperature, frequency, power and load.
+ProcessMonitor polls psutil every `interval_s` and, when a memory limit is set, calls
+`on_exceed` (the orchestrator kills the worker) the first time RSS crosses it; `window()`
+returns the peak RSS and the mean CPU share since the previous call, so each measurement
+gets its own figures. DeviceMonitor takes the slower time series of temperature,
+frequency, power and load.
 """
 from __future__ import annotations
 
@@ -15,8 +17,12 @@ from bench.thermal import DeviceReader, energy_delta_j
 
 
 class ProcessMonitor:
-    def __init__(self, pid: int, interval_s: float = 0.02) -> None:
+    def __init__(self, pid: int, interval_s: float = 0.02, limit_mb: float | None = None,
+                 on_exceed: Callable[[], None] = lambda: None) -> None:
         self._process = psutil.Process(pid)
+        self._limit = limit_mb * 2**20 if limit_mb else None
+        self._on_exceed = on_exceed
+        self.exceeded_mb: float | None = None  # the RSS that crossed the limit, once it did
         self._interval = interval_s
         self._lock = threading.Lock()
         self._peak_rss = 0
@@ -41,6 +47,9 @@ class ProcessMonitor:
                 return
             with self._lock:
                 self._peak_rss = max(self._peak_rss, rss)
+            if self._limit and rss > self._limit and self.exceeded_mb is None:
+                self.exceeded_mb = rss / 2**20
+                self._on_exceed()
 
     def window(self) -> tuple[float | None, float | None]:
         """(peak RSS in MB, CPU percent of one core) since the last call; resets both."""

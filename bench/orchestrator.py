@@ -31,8 +31,6 @@ from bench.records import ResultsWriter, make_record
 from bench.suite import Suite
 from bench.thermal import DeviceReader
 
-MAX_RESTARTS = 3  # fresh workers per runner after a crash or timeout
-
 
 @dataclass(frozen=True)
 class RunnerPlan:
@@ -41,6 +39,7 @@ class RunnerPlan:
     artifact: Artifact
     threads: int
     synthetic: bool = False
+    memory_limit_mb: float | None = None  # the worker is killed above this RSS: status "oom"
 
 
 @dataclass(frozen=True)
@@ -114,15 +113,15 @@ class Orchestrator:
         self.device = device or DeviceReader()
         self.on_sample = on_sample
 
-    def run_runner(self, plan: RunnerPlan) -> RunnerOutcome:
+    def run_runner(self, plan: RunnerPlan, jobs: list[Job] | None = None) -> RunnerOutcome:
+        """Run `jobs` (default: all of the run's) on one runner, in as many workers as it takes."""
         outcome = RunnerOutcome(plan.name)
-        pending = list(self.jobs)
-        for _attempt in range(MAX_RESTARTS + 1):
-            if not pending:
-                break
+        pending, fatal = list(self.jobs if jobs is None else jobs), False
+        # Each failed session uses up the job it died on, so this loop ends; a failure
+        # before the first job (a load that crashes or hangs) ends the runner.
+        while pending and not fatal:
             pending, fatal = _WorkerSession(self, plan, pending, outcome).run()
-            if fatal or self.sustain:
-                break
+            fatal = fatal or self.sustain is not None  # a broken sustained series is not restarted
         return outcome
 
     def emit(self, outcome: RunnerOutcome, record: dict) -> None:
@@ -143,6 +142,7 @@ class _WorkerSession:
         self.load_ms: float | None = None
         self.loaded: dict = {}
         self.done: set[int] = set()
+        self.current: Job | None = None  # the job in flight
         self.finished = False
         self.loop_origin: float | None = None  # parent's clock at the first sustained generation
         self.early_samples: list[dict] = []  # device samples taken before the loop began
@@ -159,13 +159,17 @@ class _WorkerSession:
                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
                                 pass_fds=(write_fd,), start_new_session=True)
         os.close(write_fd)
-        monitor = ProcessMonitor(proc.pid)
+        monitor = ProcessMonitor(proc.pid, limit_mb=self.plan.memory_limit_mb, on_exceed=lambda: _kill(proc))
         self.device = DeviceMonitor(proc.pid, self.owner.device, origin=0.0, on_sample=self._sample)
         self.start_state = self.device.latest()
         try:
             proc.stdin.write(json.dumps(plan).encode())
             proc.stdin.close()
             return self._converse(proc, read_fd, monitor, stderr)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the generation in flight is recorded
+            _kill(proc)
+            self._failure(self.current, "interrupted", "stopped by the user before it finished", monitor)
+            raise
         except BaseException:
             _kill(proc)
             raise
@@ -180,7 +184,6 @@ class _WorkerSession:
         by_index = {j.index: j for j in self.jobs}
         selector = selectors.DefaultSelector()
         selector.register(pipe, selectors.EVENT_READ)
-        current: Job | None = None
         deadline = time.monotonic() + self.owner.profile.load_timeout_s
         buffer = b""
         load_avg = load_average_1m()
@@ -188,10 +191,10 @@ class _WorkerSession:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 _kill(proc)
-                what = f"generation exceeded {self.owner.profile.generation_timeout_s:g} s" if current \
+                what = f"generation exceeded {self.owner.profile.generation_timeout_s:g} s" if self.current \
                     else f"load exceeded {self.owner.profile.load_timeout_s:g} s"
-                self._failure(current, "timeout", what, monitor)
-                return self._left(current), current is None
+                self._failure(self.current, "timeout", what, monitor)
+                return self._left(self.current), self.current is None
             if not selector.select(timeout=min(remaining, 0.5)):
                 continue
             chunk = os.read(pipe, 65536)
@@ -199,8 +202,12 @@ class _WorkerSession:
                 code = proc.wait()
                 if self.finished or len(self.done) == len(self.jobs):
                     return [], False
-                self._failure(current, "crashed", _describe_exit(code, stderr), monitor)
-                return self._left(current), current is None
+                if monitor.exceeded_mb:
+                    self._failure(self.current, "oom", f"worker reached {monitor.exceeded_mb:.0f} MB RSS, over the "
+                                  f"limit of {self.plan.memory_limit_mb:g} MB, and was killed", monitor)
+                else:
+                    self._failure(self.current, "crashed", _describe_exit(code, stderr), monitor)
+                return self._left(self.current), self.current is None
             buffer += chunk
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
@@ -211,7 +218,7 @@ class _WorkerSession:
                     self.loaded = message["info"]
                     monitor.window()
                 elif event == "load_failed":
-                    self._failure(None, "error", message["error"], monitor)
+                    self._failure(None, _error_status(message["error"]), message["error"], monitor)
                     return [], True
                 elif event == "finished":
                     self.finished = True
@@ -219,7 +226,7 @@ class _WorkerSession:
                     index = message["job"]
                     if self.owner.sustain and index >= self.jobs[-1].index:
                         by_index[index] = self._repetition(index)
-                    current = by_index[index]
+                    self.current = by_index[index]
                     self.start_state = self.device.latest()
                     deadline = time.monotonic() + self.owner.profile.generation_timeout_s
                     load_avg = load_average_1m()
@@ -230,10 +237,11 @@ class _WorkerSession:
                     if event == "done":
                         record = self._record(job, "ok", None, peak, cpu, load_avg, message)
                     else:
-                        record = self._record(job, "error", message["error"], peak, cpu, load_avg, {})
+                        record = self._record(job, _error_status(message["error"]), message["error"], peak, cpu,
+                                              load_avg, {})
                     self.owner.emit(self.outcome, record)
                     self.done.add(job.index)
-                    current = None
+                    self.current = None
                     deadline = time.monotonic() + self.owner.profile.generation_timeout_s
 
     def _repetition(self, index: int) -> Job:
@@ -293,6 +301,11 @@ class _WorkerSession:
             output_text=m.get("output_text"), native=message.get("native"),
             status=status, error=error,
         )
+
+
+def _error_status(error: str) -> str:
+    """A Python MemoryError inside the runtime is running out of memory, not a bug."""
+    return "oom" if error.startswith("MemoryError") else "error"
 
 
 def _kill(proc: subprocess.Popen) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from bench.errors import BenchError
 
@@ -36,7 +36,11 @@ FIELDS = (
     "token_times_ns", "output_token_ids", "output_text", "native",
     "status", "error",
 )
-STATUSES = ("ok", "error", "crashed", "timeout")
+# MIGRATIONS[n] upgrades a schema-n record to n + 1; readers apply them in turn, so every
+# old file reads as the current schema. Keep a fixture file of every old version in tests/.
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
+
+STATUSES = ("ok", "error", "crashed", "timeout", "oom", "interrupted")
 
 
 def make_record(**values) -> dict:
@@ -54,10 +58,11 @@ def make_record(**values) -> dict:
 class ResultsWriter:
     """Appends records to a JSONL file, each durable before the next is measured."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, warn=lambda message: None) -> None:
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            _drop_truncated_tail(path, warn)
             self._file = path.open("a", encoding="utf-8")
         except OSError as exc:
             raise BenchError(f"cannot write results to {path.parent}: {exc.strerror}",
@@ -75,6 +80,23 @@ class ResultsWriter:
         self._file.close()
 
 
+def _drop_truncated_tail(path: Path, warn) -> None:
+    """Cut a last line that was never finished (power loss), so appends start clean."""
+    if not path.exists():
+        return
+    with path.open("rb+") as f:
+        size = f.seek(0, 2)
+        if size == 0:
+            return
+        f.seek(max(0, size - (1 << 20)))
+        tail = f.read()
+        if tail.endswith(b"\n"):
+            return
+        keep = size - len(tail) + tail.rfind(b"\n") + 1
+        f.truncate(keep)
+    warn(f"{path}: dropped an unfinished last line ({size - keep} bytes) left by an interrupted write")
+
+
 def iter_records(path: Path, warn=lambda message: None) -> Iterator[dict]:
     """The records of one JSONL file, in order."""
     try:
@@ -90,7 +112,8 @@ def iter_records(path: Path, warn=lambda message: None) -> Iterator[dict]:
         try:
             record = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError):
-            if number - 1 == last:  # no newline after it: the write was cut short
+            # No newline after it and the start of one of ours: the write was cut short.
+            if number - 1 == last and raw.startswith(b'{"schema_version"'):
                 warn(f"{path}:{number}: skipped a truncated last line (interrupted write)")
                 continue
             raise BenchError(f"{path}:{number} is not a JSON record",
@@ -102,7 +125,14 @@ def iter_records(path: Path, warn=lambda message: None) -> Iterator[dict]:
         if not isinstance(version, int) or version > SCHEMA_VERSION:
             raise BenchError(f"{path}:{number} has schema_version {version}, newer than this edgebench ({SCHEMA_VERSION})",
                              "upgrade edgebench: pip install -U edgebench")
-        yield record
+        yield migrate(record)
+
+
+def migrate(record: dict) -> dict:
+    for version in range(record["schema_version"], SCHEMA_VERSION):
+        record = MIGRATIONS[version](record)
+        record["schema_version"] = version + 1
+    return record
 
 
 def read_records(paths: Iterable[Path], warn=lambda message: None) -> list[dict]:

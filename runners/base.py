@@ -78,6 +78,25 @@ class GenerationInfo:
     native: dict[str, Any] = field(default_factory=dict)  # the runtime's own figures
 
 
+@dataclass(frozen=True)
+class Exporter:
+    """How `edgebench prepare` turns the shared checkpoint into this runner's artifact.
+
+    `target` names a function "module:function" with the signature
+    `export(checkpoint: Path, out: Path, quantization: str) -> dict`: it writes the artifact
+    into the empty folder `out` and returns the options it used plus the key "artifact":
+    the artifact's path relative to `out` ("." for the folder itself). It runs in its own
+    process (the exporters import torch and friends), with the hub offline.
+    """
+
+    tool: str  # the exporter's name, recorded in the manifest
+    distribution: str  # the package whose version keys the cache
+    target: str
+    quantizations: tuple[str, ...]
+    default_quantization: str
+    extra: str  # the edgebench[...] extra that installs the exporter
+
+
 class Runner(ABC):
     """Base class of every runtime adapter.
 
@@ -91,6 +110,9 @@ class Runner(ABC):
     package: ClassVar[str]
     distribution: ClassVar[str]
     extra: ClassVar[str]
+    # How to make this runner's artifact from the shared checkpoint; None: it reads the
+    # model's source (e.g. llama.cpp reads the GGUF) and needs no prepare step.
+    exporter: ClassVar[Exporter | None] = None
     # Only the fake runner sets this: a clock it scripts, which the harness then reads.
     scripted_clock: ClassVar[Callable[[], int] | None] = None
 

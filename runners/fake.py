@@ -9,8 +9,9 @@ The artifact is a JSON script:
   decode_ms_from (a list of [generation, decode_ms]: from that generation on, counting from
   0 after load, warm-ups included, each decode step takes decode_ms; a scripted slowdown),
   eos_after (tokens before end of turn in chat/completion mode), and for fault tests
-  crash_on / hang_on / raise_on: a substring of the prompt that makes the worker die
-  with SIGSEGV, sleep for real (to hit a timeout), or raise an error.
+  crash_on / hang_on / raise_on / grow_on: a substring of the prompt that makes the worker
+  die with SIGSEGV, sleep for real (to hit a timeout; with "hang_once": MARKER only the
+  first time), raise an error, or really allocate `grow_mb` MB (default 2048) of memory.
 """
 from __future__ import annotations
 
@@ -89,11 +90,24 @@ class FakeRunner(Runner):
             return " ".join(m["content"] for m in request.messages)
         return request.text or " ".join(map(str, request.token_ids))
 
+    def _hung_before(self) -> bool:
+        """With "hang_once": MARKER_PATH, only the first worker ever to get there hangs."""
+        marker = self.script.get("hang_once")
+        if not marker:
+            return False
+        if Path(marker).exists():
+            return True
+        Path(marker).touch()
+        return False
+
     def _fault(self, prompt: str) -> None:
         s = self.script
         if s.get("crash_on") and s["crash_on"] in prompt:
             os.kill(os.getpid(), signal.SIGSEGV)
-        if s.get("hang_on") and s["hang_on"] in prompt:
+        if s.get("hang_on") and s["hang_on"] in prompt and not self._hung_before():
             time.sleep(3600)
         if s.get("raise_on") and s["raise_on"] in prompt:
             raise RuntimeError("scripted failure")
+        if s.get("grow_on") and s["grow_on"] in prompt:
+            self._ballast = [b"x" * 2**20 for _ in range(s.get("grow_mb", 2048))]  # written, so resident
+            time.sleep(5)  # hold it while the parent samples

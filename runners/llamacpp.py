@@ -12,11 +12,6 @@ import codecs
 from pathlib import Path
 from typing import Iterator
 
-import llama_cpp
-from llama_cpp import Llama
-from llama_cpp._internals import LlamaSampler
-from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
 from runners.base import (ArtifactError, GenerationInfo, GenerationRequest, LoadInfo, Runner, RunnerOptions,
                           TokenEvent)
 
@@ -43,6 +38,12 @@ class LlamaCppRunner(Runner):
                 raise ArtifactError(f"{path} is not a GGUF file (no GGUF magic bytes)")
 
     def load(self, artifact: Path, options: RunnerOptions) -> LoadInfo:
+        # Imported here, not at module level: listing runners must not load runtimes.
+        import llama_cpp
+        from llama_cpp import Llama
+        from llama_cpp._internals import LlamaSampler
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
         try:
             self.llm = Llama(model_path=str(artifact), n_ctx=options.context_tokens, n_batch=512,
                              n_threads=options.threads, n_threads_batch=options.threads,
@@ -50,6 +51,8 @@ class LlamaCppRunner(Runner):
         except ValueError as exc:  # llama-cpp-python's word for "could not load the model"
             raise ArtifactError(f"llama.cpp could not load {artifact}: {exc}") from None
         model = self.llm._model
+        self.context_tokens = options.context_tokens
+        self.lib, self.new_sampler = llama_cpp, LlamaSampler
         self.ctx = self.llm._ctx.ctx
         self.n_vocab = model.n_vocab()
         self.eog_ids = frozenset(t for t in range(self.n_vocab) if llama_cpp.llama_vocab_is_eog(model.vocab, t))
@@ -82,16 +85,18 @@ class LlamaCppRunner(Runner):
     def generate(self, request: GenerationRequest) -> Iterator[TokenEvent]:
         llm = self.llm
         prompt = self._prompt_ids(request)
-        if len(prompt) + request.max_new_tokens > llm.n_ctx():
+        # llama.cpp may round its context up; the Python side holds exactly what was asked.
+        context = min(llm.n_ctx(), self.context_tokens)
+        if len(prompt) + request.max_new_tokens > context:
             raise ValueError(f"prompt of {len(prompt)} tokens + {request.max_new_tokens} new exceeds the "
-                             f"context of {llm.n_ctx()}")
-        sampler = LlamaSampler()
+                             f"context of {context}")
+        sampler = self.new_sampler()
         if request.ignore_eos:
             sampler.add_logit_bias(self.n_vocab, {t: float("-inf") for t in self.eog_ids})
         sampler.add_greedy()
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         llm.reset()  # forget the previous prompt: a cached prefix would fake the TTFT
-        llama_cpp.llama_perf_context_reset(self.ctx)
+        self.lib.llama_perf_context_reset(self.ctx)
         stop = "length"
         try:
             llm.eval(prompt)
@@ -105,7 +110,7 @@ class LlamaCppRunner(Runner):
                     llm.eval([token])
         finally:
             sampler.close()
-        perf = llama_cpp.llama_perf_context(self.ctx)
+        perf = self.lib.llama_perf_context(self.ctx)
         self._info = GenerationInfo(len(prompt), stop, {
             "t_p_eval_ms": perf.t_p_eval_ms, "n_p_eval": perf.n_p_eval,
             "t_eval_ms": perf.t_eval_ms, "n_eval": perf.n_eval,

@@ -11,7 +11,9 @@ extras=${EDGEBENCH_EXTRAS:-all,test}
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 [ -x "$venv/bin/python" ] || { log "creating $venv"; python3 -m venv "$venv"; }
-pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
+pip=(quiet_pip "$venv/bin/python" -m pip --disable-pip-version-check -q)
+# Some machines list local package indexes that do not exist; pip warns once per package.
+quiet_pip() { "$@" 2> >(grep -v "^WARNING: Location '.*' is ignored" >&2); }
 
 # llama.cpp: never -march=native (its AMX path segfaults on these CPUs); enable exactly
 # the SIMD sets this CPU has, so the wheel neither crashes nor dies with SIGILL.

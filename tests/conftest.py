@@ -31,3 +31,29 @@ def fake_script(tmp_path):
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def artifact_cache() -> Path:
+    """The tests' own artifact cache, kept between runs (entries are keyed by content
+    hashes, so a kept entry is always the right one) so a second test run skips exports.
+    Tests of export behaviour itself use a fresh folder instead."""
+    root = Path(os.environ.get("EDGEBENCH_TEST_CACHE", Path.home() / ".cache" / "edgebench" / "test-artifacts"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+@pytest.fixture(scope="session")
+def default_checkpoint(artifact_cache) -> Path:
+    """The default model's shared transformers checkpoint, made through prepare."""
+    from bench import models, prepare
+
+    return prepare.checkpoint(models.get_model("smollm2-135m"), artifact_cache).path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, default_checkpoint) -> Path:
+    """A 3 M-parameter random llama with the default model's tokenizer (tests/tiny_model.py)."""
+    from tests.tiny_model import build_tiny_checkpoint
+
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-llama"), default_checkpoint)

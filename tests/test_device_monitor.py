@@ -6,7 +6,7 @@ import threading
 
 from bench.monitor import DeviceMonitor
 from bench.thermal import DeviceReader
-from test_thermal import LAPTOP, write
+from tests.test_thermal import LAPTOP, write
 
 
 def test_samples_carry_state_sources_and_power_from_energy_counters(tmp_path):

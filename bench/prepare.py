@@ -1,0 +1,244 @@
+"""`edgebench prepare`: one logical model -> one artifact per runtime, cached.
+
+Stages: the model's source (a GGUF) -> the shared transformers checkpoint -> each
+runner's artifact, made by that runtime's own exporter in a child process. Each result
+lives in the cache under a key made of the input's hash, the exporter and its version, and
+the quantization; its manifest.json (written last) lists its files with sizes and sha256.
+A folder without a manifest is an export that never finished: it is removed and redone.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from bench import provenance
+from bench.checkpoint import EXPORTER as CHECKPOINT
+from bench.errors import BenchError
+from bench.models import Model, _file_sha256, fingerprint
+from bench.orchestrator import utc_now
+from runners.base import Exporter
+
+MANIFEST = "manifest.json"
+LOG_TAIL_LINES = 15
+
+
+def cache_root(override: Path | None = None) -> Path:
+    """--cache, else $EDGEBENCH_CACHE_DIR, else ~/.cache/edgebench/artifacts."""
+    if override:
+        return override
+    if os.environ.get("EDGEBENCH_CACHE_DIR"):
+        return Path(os.environ["EDGEBENCH_CACHE_DIR"])
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "edgebench" / "artifacts"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    path: Path  # the artifact (file or folder) a runner loads
+    folder: Path
+    manifest: dict
+    built: bool  # False: found in the cache
+
+    @property
+    def sha256(self) -> str:
+        return self.manifest["sha256"]
+
+
+def exporter_version(exporter: Exporter) -> str:
+    try:
+        return importlib.metadata.version(exporter.distribution)
+    except importlib.metadata.PackageNotFoundError:
+        raise BenchError(f"the exporter {exporter.tool} is not installed ({exporter.distribution})",
+                         f"pip install 'edgebench[{exporter.extra}]'") from None
+
+
+def stage_key(input_sha256: str, exporter: Exporter, quantization: str) -> str:
+    material = json.dumps({"input": input_sha256, "tool": exporter.tool, "target": exporter.target,
+                           "version": exporter_version(exporter), "quantization": quantization},
+                          sort_keys=True)
+    return f"{quantization}-{hashlib.sha256(material.encode()).hexdigest()[:16]}"
+
+
+def stage_folder(root: Path, model: Model, stage: str, key: str) -> Path:
+    return root / model.id / stage / key
+
+
+def lookup(folder: Path) -> Prepared | None:
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        return None
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError):
+        return None
+    return Prepared(folder / manifest["artifact"], folder, manifest, built=False)
+
+
+def _source_sha256(model: Model, root: Path) -> str:
+    """Fingerprint of the source, remembered beside the cache by path, size and mtime."""
+    source = model.source_path()
+    files = [p for p in source.rglob("*") if p.is_file()] if source.is_dir() else [source]
+    memo = root / model.id / "source-sha256.json"
+    stamp = [str(source), sum(p.stat().st_size for p in files), max(p.stat().st_mtime_ns for p in files)]
+    try:
+        saved = json.loads(memo.read_text())
+        if saved["stamp"] == stamp:
+            return saved["sha256"]
+    except (OSError, ValueError, KeyError):
+        pass
+    digest = fingerprint(source)
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    memo.write_text(json.dumps({"stamp": stamp, "sha256": digest}))
+    return digest
+
+
+def _describe_files(folder: Path) -> tuple[list[dict], str]:
+    files = [{"path": str(p.relative_to(folder)), "bytes": p.stat().st_size, "sha256": _file_sha256(p)}
+             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST]
+    digest = hashlib.sha256(json.dumps([(f["path"], f["sha256"]) for f in files]).encode()).hexdigest()
+    return files, digest
+
+
+def _export(exporter: Exporter, input_path: Path, folder: Path, quantization: str, describe: dict,
+            on_log: Callable[[str], None]) -> Prepared:
+    """Run the exporter into a private folder; move it into place only when complete."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    if folder.exists():  # no manifest: an export that was killed midway
+        shutil.rmtree(folder)
+    partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
+    out = partial / "out"
+    out.mkdir()
+    log_path, result_path = partial / "export.log", partial / "result.json"
+    job = {"target": exporter.target, "input": str(input_path), "out": str(out),
+           "quantization": quantization, "result": str(result_path)}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    started = time.monotonic()
+    try:
+        with log_path.open("wb") as log, tempfile.TemporaryDirectory(prefix="edgebench-export-") as cwd:
+            proc = subprocess.Popen([sys.executable, "-m", "bench.export_worker"], stdin=subprocess.PIPE,
+                                    stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=env)
+            proc.stdin.write(json.dumps(job).encode())
+            proc.stdin.close()
+            while proc.poll() is None:
+                time.sleep(0.5)
+                on_log(_last_line(log_path))
+        if proc.returncode != 0:
+            tail = "\n".join(log_path.read_text(errors="replace").strip().splitlines()[-LOG_TAIL_LINES:])
+            raise BenchError(f"{exporter.tool} failed (exit {proc.returncode}); its last lines:\n{tail}",
+                             "fix the cause above and run `edgebench prepare` again; nothing was cached")
+        result = json.loads(result_path.read_text())
+        files, digest = _describe_files(out)
+        manifest = {**describe, "tool": exporter.tool, "tool_version": exporter_version(exporter),
+                    "quantization": quantization, "options": {k: v for k, v in result.items() if k != "artifact"},
+                    "artifact": result["artifact"], "files": files, "bytes": sum(f["bytes"] for f in files),
+                    "sha256": digest, "export_seconds": round(time.monotonic() - started, 1),
+                    "created_at": utc_now(), "edgebench_version": provenance.tool_version()}
+        (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        out.rename(folder)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return Prepared(folder / manifest["artifact"], folder, manifest, built=True)
+
+
+def _last_line(path: Path) -> str:
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, f.seek(0, 2) - 2000))
+            lines = f.read().decode(errors="replace").replace("\r", "\n").strip().splitlines()
+        return lines[-1][:120] if lines else ""
+    except OSError:
+        return ""
+
+
+def _stage(model: Model, root: Path, stage: str, exporter: Exporter, input_path: Path, input_sha: str,
+           quantization: str, force: bool, on_log: Callable[[str], None]) -> Prepared:
+    folder = stage_folder(root, model, stage, stage_key(input_sha, exporter, quantization))
+    found = None if force else lookup(folder)
+    if found:
+        return found
+    describe = {"model_id": model.id, "stage": stage, "input": str(input_path), "input_sha256": input_sha}
+    return _export(exporter, input_path, folder, quantization, describe, on_log)
+
+
+def checkpoint(model: Model, root: Path, force: bool = False,
+               on_log: Callable[[str], None] = lambda line: None) -> Prepared:
+    """The shared transformers checkpoint of `model`, made once; a model given as a
+    checkpoint folder is its own."""
+    if model.source.format == "hf":
+        source = model.source_path()
+        return Prepared(source, source, {"sha256": _source_sha256(model, root)}, built=False)
+    return _stage(model, root, "checkpoint", CHECKPOINT, model.source_path(), _source_sha256(model, root),
+                  CHECKPOINT.default_quantization, force, on_log)
+
+
+def _newest(root: Path, model: Model, stage: str, input_sha: str, quantization: str) -> Prepared | None:
+    """The newest finished result of a stage made from `input_sha`. Run time needs no
+    exporter installed, so this matches manifests rather than recomputing keys."""
+    found = [p for p in map(lookup, sorted((root / model.id / stage).glob("*"))) if p
+             and p.manifest.get("input_sha256") == input_sha and p.manifest.get("quantization") == quantization]
+    return max(found, key=lambda p: p.manifest["created_at"], default=None)
+
+
+def find_artifact(model: Model, runner_name: str, quantization: str, root: Path) -> Prepared | None:
+    """The prepared artifact of (model, runner, quantization), if `prepare` made one."""
+    if model.source.format == "hf":
+        ckpt = checkpoint(model, root)
+    else:
+        ckpt = _newest(root, model, "checkpoint", _source_sha256(model, root), CHECKPOINT.default_quantization)
+    return ckpt and _newest(root, model, runner_name, ckpt.sha256, quantization)
+
+
+def prepare_artifact(model: Model, runner_name: str, exporter: Exporter, quantization: str, root: Path,
+                     force: bool = False, on_log: Callable[[str], None] = lambda line: None,
+                     on_stage: Callable[[str], None] = lambda stage: None) -> Prepared:
+    if quantization not in exporter.quantizations:
+        raise BenchError(f"{runner_name} has no quantization '{quantization}'",
+                         f"choose one of: {', '.join(exporter.quantizations)}", exit_code=2)
+    on_stage("checkpoint")
+    ckpt = checkpoint(model, root, on_log=on_log)
+    on_stage(f"{runner_name} {quantization}")
+    return _stage(model, root, runner_name, exporter, ckpt.path, ckpt.sha256, quantization, force, on_log)
+
+
+def select(runner_names: tuple[str, ...], quants: tuple[str, ...]) -> list[tuple[str, Exporter, str]]:
+    """(runner, exporter, quantization) to prepare. Named runners must have an exporter;
+    by default every available runner that has one. `quants` apply to each runner that
+    offers them (default: each runner's own default)."""
+    from runners import load_class, registrations
+
+    regs = registrations()
+    if runner_names:
+        from bench.benchmark import select_runners
+
+        chosen = select_runners(runner_names)
+        for name in chosen:
+            if load_class(regs[name].target).exporter is None:
+                raise BenchError(f"{name} needs no prepare step: it reads the model's source as shipped",
+                                 "leave it out of `prepare`", exit_code=2)
+    else:
+        chosen = [n for n, r in regs.items() if not r.hidden and load_class(r.target).exporter is not None
+                  and load_class(r.target).probe().available]
+    if not chosen:
+        raise BenchError("no installed runner needs a prepare step", "see `edgebench runners`")
+    work = []
+    for name in chosen:
+        exporter = load_class(regs[name].target).exporter
+        wanted = [q for q in quants if q in exporter.quantizations] if quants else [exporter.default_quantization]
+        work += [(name, exporter, q) for q in wanted]
+    if not work:
+        raise BenchError(f"no selected runner offers quantization {', '.join(quants)}",
+                         "see the quantizations each runner offers in `edgebench runners`", exit_code=2)
+    return work

@@ -1,0 +1,58 @@
+"""Reports are views of the records: one table for Markdown, CSV and the terminal."""
+from bench import report, stats
+from bench.records import make_record
+
+
+def record(prompt_id="p1", repeat=0, warmup=False, ttft=100.0, decode=50.0, status="ok", **extra):
+    return make_record(run_id="r1", runner="llama.cpp", model_id="m", quantization="Q4_1", artifact_sha256="a",
+                       suite_sha256="s", suite_id="default", device_fingerprint="d", prompt_id=prompt_id,
+                       category="chat", warmup=warmup, repeat=repeat, ttft_ms=ttft, decode_tok_s=decode,
+                       prefill_tok_s=10.0, e2e_ms=1000.0, prompt_tokens=10, new_tokens=5, status=status,
+                       synthetic=False, **extra)
+
+
+def test_medians_skip_warmups_and_failures():
+    records = [record(warmup=True, ttft=999), record(repeat=0, ttft=100), record(repeat=1, ttft=120),
+               record(repeat=2, ttft=110), record(repeat=3, status="crashed", ttft=None, decode=None)]
+    table, notes = report.summary_table(records)
+    (row,) = table.to_dict("records")
+    assert row["n"] == 3 and row["TTFT ms"] == 110 and row["failed"] == 1
+    assert any("1 crashed" in n for n in notes)
+
+
+def test_high_variation_is_flagged_with_advice():
+    records = [record(repeat=i, decode=d) for i, d in enumerate([50.0, 80.0, 50.0])]
+    _, notes = report.summary_table(records)
+    assert any("decode_tok_s varies" in n and "--threads" in n for n in notes)
+
+
+def test_a_slow_first_repetition_asks_for_more_warmups():
+    records = [dict(record(repeat=i), e2e_ms=e) for i, e in enumerate([3000.0, 1000.0, 1000.0])]
+    _, notes = report.summary_table(records)
+    assert any("first repetition took 3.0x" in n and "warmups" in n for n in notes)
+
+
+def test_records_of_different_artifacts_are_never_averaged():
+    records = [record(ttft=100), dict(record(ttft=300), artifact_sha256="other")]
+    table, _ = report.summary_table(records)
+    assert sorted(table["TTFT ms"]) == [100, 300]
+
+
+def test_markdown_escapes_text_that_came_from_outside():
+    records = [record(prompt_id="a|b<script>")]
+    table, notes = report.summary_table(records)
+    text = report.markdown(records, table, notes)
+    assert "a\\|b&lt;script&gt;" in text and "<script>" not in text
+
+
+def test_markdown_and_csv_share_one_table(tmp_path):
+    records = [record(repeat=i) for i in range(3)]
+    md = report.write_report(records, "md", tmp_path / "r.md").read_text()
+    csv = report.write_report(records, "csv", tmp_path / "r.csv").read_text()
+    headings = csv.splitlines()[0].split(",")
+    assert "| " + " | ".join(headings) + " |" in md
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_empty_summary_when_nothing_succeeded():
+    assert stats.summarize(stats.frame([record(status="timeout")])).empty

@@ -1,0 +1,76 @@
+"""`edgebench run` end to end on the FAKE runner: real worker processes, real files,
+scripted figures, so every number in the records can be checked exactly."""
+import json
+
+import pytest
+
+from bench.suite import load_suite
+from tests.conftest import edgebench, read_jsonl
+
+SCRIPT = dict(load_ms=50, prefill_ms_per_token=1, first_token_ms=4, decode_ms=8, eos_after=5)
+
+
+@pytest.fixture
+def quick_run(tmp_path, fake_script):
+    script = fake_script(**SCRIPT)
+    result = edgebench("run", "--runner", "fake", "--artifact", f"fake={script}", "--profile", "quick",
+                       "--out", str(tmp_path / "out"), "--threads", "1")
+    return result, tmp_path / "out"
+
+
+def test_a_run_writes_jsonl_markdown_and_csv(quick_run):
+    result, out = quick_run
+    assert result.returncode == 0, result.stderr
+    stems = {p.suffix: p for p in out.iterdir()}
+    assert set(stems) == {".jsonl", ".md", ".csv", ".json"}  # .run.json: the options, for --resume
+    assert "pp128-tg64" in stems[".md"].read_text() and "pp128-tg64" in stems[".csv"].read_text()
+    assert "results:" in result.stdout and "FAKE" in result.stdout
+
+
+def test_records_carry_exact_scripted_figures(quick_run):
+    _, out = quick_run
+    records = read_jsonl(next(out.glob("*.jsonl")))
+    quick_prompts = [p for p in load_suite("default").prompts if "short" in p.tags]
+    assert len(records) == len(quick_prompts) * 3  # 1 warm-up + 2 repetitions each
+    fixed = [r for r in records if r["prompt_id"] == "pp128-tg64" and not r["warmup"]]
+    assert len(fixed) == 2
+    for r in fixed:
+        assert r["prompt_tokens"] == 128 and r["new_tokens"] == 64
+        assert r["ttft_ms"] == 128 + 4
+        assert r["decode_tok_s"] == pytest.approx(1000 / 8)
+        assert r["itl_p50_ms"] == r["itl_p99_ms"] == 8
+        assert r["e2e_ms"] == 132 + 63 * 8
+        assert r["load_ms"] == 50
+    chat = [r for r in records if r["kind"] == "chat"]
+    assert all(r["new_tokens"] == 5 and r["stop_reason"] == "eos" for r in chat)
+
+
+def test_every_fake_record_says_it_is_synthetic(quick_run):
+    _, out = quick_run
+    for r in read_jsonl(next(out.glob("*.jsonl"))):
+        assert r["synthetic"] is True and r["backend"] == "FAKE (scripted clock)"
+        assert r["status"] == "ok" and r["schema_version"] == 1
+        assert r["suite_sha256"] and r["profile_sha256"] and r["device_fingerprint"]
+
+
+def test_warmups_are_recorded_but_not_summarized(quick_run):
+    _, out = quick_run
+    records = read_jsonl(next(out.glob("*.jsonl")))
+    assert sum(r["warmup"] for r in records) == len(records) // 3
+    csv_rows = next(out.glob("*.csv")).read_text().splitlines()[1:]
+    assert all(row.split(",")[4] == "2" for row in csv_rows)  # n = 2 measured repetitions
+
+
+def test_json_output_is_machine_readable(tmp_path, fake_script):
+    script = fake_script(**SCRIPT)
+    result = edgebench("run", "--runner", "fake", "--artifact", f"fake={script}", "--profile", "quick",
+                       "--out", str(tmp_path), "--json")
+    payload = json.loads(result.stdout)
+    assert payload["failed"] == 0 and payload["results"].endswith(".jsonl")
+    assert {row["prompt"] for row in payload["summary"]} >= {"pp128-tg64", "chat-capital"}
+
+
+def test_the_fake_runner_is_never_picked_by_default():
+    listing = edgebench("runners")
+    assert "fake" not in listing.stdout
+    assert "FAKE" in edgebench("runners", "--all").stdout
