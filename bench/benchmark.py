@@ -17,6 +17,7 @@ import psutil
 
 from bench import models, prepare, provenance, resume
 from bench.device import device_facts
+from bench.durations import format_duration
 from bench.errors import BenchError, unknown_name
 from bench.hygiene import Cooldown, cool_down
 from bench.orchestrator import Job, Orchestrator, RunnerOutcome, RunnerPlan, Sustain, jobs_for, sustained_jobs, utc_now
@@ -155,8 +156,8 @@ def _sustained_plan(options: RunOptions, suite: Suite, profile: RunProfile) -> t
     if base is None:
         raise BenchError(f"profile '{profile.name}' has no sustained settings",
                          "use --profile sustained or sustained-ci", exit_code=2)
-    settings = sustained_settings(base.prompt, options.duration or f"{base.duration_s}s",
-                                  options.window or f"{base.window_s}s", "--", exit_code=2) \
+    settings = sustained_settings(base.prompt, options.duration or format_duration(base.duration_s),
+                                  options.window or format_duration(base.window_s), "--", exit_code=2) \
         if options.duration or options.window else base
     if settings.prompt not in {p.id for p in suite.prompts} or suite.by_id(settings.prompt).kind != "fixed":
         raise BenchError(f"sustained prompt '{settings.prompt}' is not a fixed-length prompt of suite '{suite.id}'",

@@ -217,8 +217,9 @@ def sustained(
             if record["status"] != "ok":
                 err.print(Text(f"{record['runner']}: {record['status']}: {record['error']}", style="red"))
             elif record["elapsed_s"] is not None:
+                rate = f"{record['decode_tok_s']:.1f} tok/s" if record["decode_tok_s"] else "no decode rate"
                 progress.update(task, completed=min(span, record["elapsed_s"] + record["e2e_ms"] / 1000),
-                                description=f"{record['runner']}: {record['decode_tok_s']:.1f} tok/s")
+                                description=f"{record['runner']}: {rate}")
 
         result = benchmark.execute(setup, on_record=on_record, cooldown=pause, say=err.print)
     records = read_records([setup.results_path]) if setup.results_path.exists() else []

@@ -79,3 +79,11 @@ def test_suite_runs_mark_their_records_as_suite_mode(tmp_path, fake_script):
 def test_bad_sustained_settings_are_one_line_usage_errors(args, message, fake_script, tmp_path):
     done = edgebench("sustained", "--runner", "fake", "--artifact", f"fake={fake_script()}", "--out", str(tmp_path), *args)
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_scripted_clock_that_never_moves_ends_the_loop(tmp_path, fake_script):
+    done = edgebench("sustained", "--runner", "fake", "--artifact", f"fake={fake_script(decode_ms=0)}",
+                     "--duration", "1m", "--window", "10s", "--out", str(tmp_path), "--json", timeout=120)
+    assert done.returncode == 0, done.stderr
+    records = read_jsonl(Path(json.loads(done.stdout)["results"]))
+    assert [r["warmup"] for r in records] == [True, False]
