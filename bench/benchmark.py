@@ -1,4 +1,5 @@
-"""`edgebench run`: validate every input, then run each runner in its own worker.
+"""`edgebench run` and `edgebench sustained`: validate every input, then run each runner
+in its own worker.
 
 Everything that can be wrong with the user's input is found here, before any model
 loads; the run itself then only meets the runtimes' own failures, which become records.
@@ -16,11 +17,14 @@ import psutil
 
 from bench import models, prepare, provenance, resume
 from bench.device import device_facts
+from bench.durations import format_duration
 from bench.errors import BenchError, unknown_name
-from bench.orchestrator import Job, Orchestrator, RunnerOutcome, RunnerPlan, jobs_for, utc_now
-from bench.profiles import RunProfile, load_profile
-from bench.records import ResultsWriter
+from bench.hygiene import Cooldown, cool_down
+from bench.orchestrator import Job, Orchestrator, RunnerOutcome, RunnerPlan, Sustain, jobs_for, sustained_jobs, utc_now
+from bench.profiles import RunProfile, load_profile, sustained_settings
+from bench.records import SCHEMA_VERSION, ResultsWriter
 from bench.suite import Suite, load_suite
+from bench.thermal import DeviceReader
 from runners import load_class, registrations
 from runners.base import ArtifactError
 
@@ -40,6 +44,9 @@ class RunOptions:
     memory_limit_mb: float | None = None
     resume: str | None = None  # a run id or results file to finish
     on_prepare: Callable[[str, str], None] = lambda runner, quant: None
+    sustained: bool = False  # `edgebench sustained`: the profile's sustained settings apply
+    duration: str | None = None  # overrides the profile's sustained duration ("10m")
+    window: str | None = None
 
 
 @dataclass
@@ -54,6 +61,8 @@ class RunSetup:
     run_fields: dict
     skipped: list[str] = field(default_factory=list)  # runners left out, and why
     done: set = field(default_factory=set)  # keys of generations a resumed run already has
+    sustain: Sustain | None = None
+    samples_path: Path | None = None  # the device time series of a sustained run
 
 
 @dataclass
@@ -118,7 +127,7 @@ def prepare_run(options: RunOptions) -> RunSetup:
             if name not in names:
                 raise BenchError(f"{option} names runner '{name}', which this run does not use",
                                  f"add --runner {name} or drop that {option}", exit_code=2)
-    jobs = jobs_for(suite, profile)
+    sustain, jobs = _sustained_plan(options, suite, profile) if options.sustained else (None, jobs_for(suite, profile))
     if not jobs:
         raise BenchError(f"profile '{profile.name}' selects no prompt of suite '{suite.id}'",
                          "check the profile's tags against the suite's prompt tags")
@@ -133,10 +142,27 @@ def prepare_run(options: RunOptions) -> RunSetup:
         started_at, results_path = utc_now(), _writable(options.out) / f"{run_id}.jsonl"
     run_fields = dict(run_id=run_id, started_at=started_at, tool_version=provenance.tool_version(),
                       git_commit=provenance.git_commit(), model_id=model.id, **device_facts())
-    if not saved:
+    if not saved and not sustain:  # a sustained series is not resumable: a new worker starts cold
         resume.save(results_path, options, threads, run_fields, suite.sha256, profile.sha256)
     done = resume.done_keys(results_path) if saved else set()
-    return RunSetup(run_id, suite, profile, model, plans, jobs, results_path, run_fields, skipped, done)
+    samples_path = results_path.with_suffix(".device.jsonl") if sustain else None
+    return RunSetup(run_id, suite, profile, model, plans, jobs, results_path, run_fields, skipped, done,
+                    sustain, samples_path)
+
+
+def _sustained_plan(options: RunOptions, suite: Suite, profile: RunProfile) -> tuple[Sustain, list[Job]]:
+    """The profile's sustained settings with the command line's overrides, checked."""
+    base = profile.sustained
+    if base is None:
+        raise BenchError(f"profile '{profile.name}' has no sustained settings",
+                         "use --profile sustained or sustained-ci", exit_code=2)
+    settings = sustained_settings(base.prompt, options.duration or format_duration(base.duration_s),
+                                  options.window or format_duration(base.window_s), "--", exit_code=2) \
+        if options.duration or options.window else base
+    if settings.prompt not in {p.id for p in suite.prompts} or suite.by_id(settings.prompt).kind != "fixed":
+        raise BenchError(f"sustained prompt '{settings.prompt}' is not a fixed-length prompt of suite '{suite.id}'",
+                         "name a prompt of kind \"fixed\" as the prompt of the profile's sustained table")
+    return Sustain(settings.duration_s, settings.window_s), sustained_jobs(suite, settings.prompt, profile.warmups)
 
 
 def _plans(names: list[str], model: models.Model, user_artifacts: dict, quants: dict, threads: int,
@@ -217,14 +243,25 @@ def _writable(out: Path) -> Path:
 
 
 def execute(setup: RunSetup, on_record: Callable[[dict], None] = lambda r: None,
-            on_runner: Callable[[str], None] = lambda name: None) -> RunResult:
-    """Run every runner in turn; Ctrl-C stops after recording what was finished."""
+            on_runner: Callable[[str], None] = lambda name: None, cooldown: Cooldown | None = None,
+            say: Callable[[str], None] = lambda message: None, device: DeviceReader | None = None) -> RunResult:
+    """Run every runner in turn, cooling down between them as asked; Ctrl-C stops after
+    recording what was finished."""
     result = RunResult(setup)
+    device = device or DeviceReader()
     writer = ResultsWriter(setup.results_path)
+    samples = ResultsWriter(setup.samples_path) if setup.samples_path else None
+
+    def on_sample(runner: str, sample: dict) -> None:
+        samples.append({"schema_version": SCHEMA_VERSION, "run_id": setup.run_id, "runner": runner, **sample})
+
     orchestrator = Orchestrator(run_fields=setup.run_fields, suite=setup.suite, profile=setup.profile,
-                                jobs=setup.jobs, writer=writer, on_record=on_record)
+                                jobs=setup.jobs, writer=writer, on_record=on_record, sustain=setup.sustain,
+                                device=device, on_sample=on_sample)
     try:
-        for plan in setup.plans:
+        for number, plan in enumerate(setup.plans):
+            if number and cooldown:
+                cool_down(cooldown, device, say)
             on_runner(plan.name)
             jobs = resume.remaining(setup.jobs, plan, setup.done) if setup.done else setup.jobs
             result.outcomes.append(orchestrator.run_runner(plan, jobs))
@@ -232,4 +269,6 @@ def execute(setup: RunSetup, on_record: Callable[[dict], None] = lambda r: None,
         result.interrupted = True
     finally:
         writer.close()
+        if samples:
+            samples.close()
     return result

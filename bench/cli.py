@@ -38,6 +38,22 @@ def _render_table(table, title: str) -> Table:
     return view
 
 
+def _cooldown(cooldown: Optional[str], until_temp: Optional[float], limit: str):
+    """The --cooldown* options as a hygiene.Cooldown, or None when none was given."""
+    from bench.durations import parse_duration
+    from bench.hygiene import Cooldown
+
+    if cooldown is None and until_temp is None:
+        return None
+    return Cooldown(parse_duration(cooldown, "--cooldown") if cooldown else 0.0, until_temp,
+                    parse_duration(limit, "--cooldown-limit"))
+
+
+COOLDOWN_HELP = "Wait this long between runners, e.g. 60s."
+COOLDOWN_TEMP_HELP = "Between runners, also wait until the device is at most this many °C (up to --cooldown-limit)."
+COOLDOWN_LIMIT_HELP = "Longest wait for --cooldown-until-temp."
+
+
 @app.command()
 def run(
     runner: Optional[List[str]] = typer.Option(None, "--runner", "-r", help="Runner to use (repeatable); default: every available one."),
@@ -53,9 +69,15 @@ def run(
     memory_limit_mb: Optional[float] = typer.Option(None, "--memory-limit-mb", help="Kill a worker whose RSS exceeds this; its generation is recorded as oom."),
     resume_run: Optional[str] = typer.Option(None, "--resume", help="RUN_ID (in --out) or RESULTS.jsonl: finish that run with its own options."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
+    cooldown: Optional[str] = typer.Option(None, "--cooldown", help=COOLDOWN_HELP),
+    cooldown_until_temp: Optional[float] = typer.Option(None, "--cooldown-until-temp", help=COOLDOWN_TEMP_HELP),
+    cooldown_limit: str = typer.Option("10m", "--cooldown-limit", help=COOLDOWN_LIMIT_HELP),
 ) -> None:
     """Run the suite on each runner; write JSONL results and Markdown/CSV reports."""
+    from bench.hygiene import start_warnings
+
     signal.signal(signal.SIGTERM, _interrupt)  # a CI timeout stops the run like Ctrl-C does
+    pause = _cooldown(cooldown, cooldown_until_temp, cooldown_limit)
     setup = benchmark.prepare_run(benchmark.RunOptions(
         runners=tuple(runner or ()), model=model, artifacts=tuple(artifact or ()), suite=suite,
         profile=profile, threads=threads, out=out_dir, quants=tuple(quant or ()), cache=cache,
@@ -81,13 +103,14 @@ def run(
             what = "warm-up" if record["warmup"] else f"rep {record['repeat']}"
             progress.update(task, advance=1, description=f"{record['runner']}: {record['prompt_id']} {what}")
 
-        result = benchmark.execute(setup, on_record=on_record)
+        result = benchmark.execute(setup, on_record=on_record, cooldown=pause, say=err.print)
     records = read_records([setup.results_path]) if setup.results_path.exists() else []
     reports = {}
     if records:
         for fmt in report.FORMATS:
             reports[fmt] = str(report.write_report(records, fmt, out_dir / f"{setup.run_id}.{fmt}"))
     table, notes = report.summary_table(records)
+    notes = notes + start_warnings(records)
     failed = sum(o.failed for o in result.outcomes)
     if as_json:
         json.dump({"run_id": setup.run_id, "results": str(setup.results_path), "reports": reports,
@@ -148,6 +171,83 @@ def prepare_cmd(
     for failure in failures:
         err.print(Text(failure, style="red"))
     if failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def sustained(
+    runner: Optional[List[str]] = typer.Option(None, "--runner", "-r", help="Runner to use (repeatable); default: every available one."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model id from `edgebench models`."),
+    artifact: Optional[List[str]] = typer.Option(None, "--artifact", help="RUNNER=PATH: your own artifact for a runner (repeatable)."),
+    duration: Optional[str] = typer.Option(None, "--duration", help="How long each runner generates, e.g. 10m; default: the profile's."),
+    window: Optional[str] = typer.Option(None, "--window", help="Analysis window, e.g. 30s; default: the profile's."),
+    suite: str = typer.Option("default", "--suite", help="Suite name or path (holds the profile's fixed-length prompt)."),
+    profile: str = typer.Option("sustained", "--profile", help="A run profile with sustained settings: sustained or sustained-ci."),
+    threads: Optional[int] = typer.Option(None, "--threads", "-t", help="CPU threads per runtime; default: physical cores."),
+    out_dir: Path = typer.Option(Path("results"), "--out", help="Folder for the JSONL results, device samples and reports."),
+    as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
+    cooldown: Optional[str] = typer.Option(None, "--cooldown", help=COOLDOWN_HELP),
+    cooldown_until_temp: Optional[float] = typer.Option(None, "--cooldown-until-temp", help=COOLDOWN_TEMP_HELP),
+    cooldown_limit: str = typer.Option("10m", "--cooldown-limit", help=COOLDOWN_LIMIT_HELP),
+) -> None:
+    """Generate back to back for a duration per runner; report burst, floor, drops and the device's state."""
+    import importlib.util
+
+    from bench.hygiene import start_warnings
+    from bench.records import iter_records
+    from bench.sustained import summary_lines
+    from bench.sustained_report import figures_row, results_for, write_reports
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise BenchError("the sustained report draws plots with matplotlib, which is not installed",
+                         "pip install 'edgebench[plots]'")
+    signal.signal(signal.SIGTERM, _interrupt)  # a CI timeout stops the run like Ctrl-C does
+    pause = _cooldown(cooldown, cooldown_until_temp, cooldown_limit)
+    setup = benchmark.prepare_run(benchmark.RunOptions(
+        runners=tuple(runner or ()), model=model, artifacts=tuple(artifact or ()), suite=suite, profile=profile,
+        threads=threads, out=out_dir, sustained=True, duration=duration, window=window))
+    span = setup.sustain.duration_s
+    err.print(f"sustained run [bold]{setup.run_id}[/]: {setup.model.id}, {setup.jobs[-1].prompt_id} for "
+              f"{span:g} s per runner (windows of {setup.sustain.window_s:g} s), runners "
+              f"{', '.join(p.name for p in setup.plans)}, {setup.plans[0].threads} threads")
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
+                  TimeElapsedColumn(), console=err, transient=False) as progress:
+        tasks = {p.name: progress.add_task(p.name, total=span) for p in setup.plans}
+
+        def on_record(record: dict) -> None:
+            task = tasks[record["runner"]]
+            if record["status"] != "ok":
+                err.print(Text(f"{record['runner']}: {record['status']}: {record['error']}", style="red"))
+            elif record["elapsed_s"] is not None:
+                rate = f"{record['decode_tok_s']:.1f} tok/s" if record["decode_tok_s"] else "no decode rate"
+                progress.update(task, completed=min(span, record["elapsed_s"] + record["e2e_ms"] / 1000),
+                                description=f"{record['runner']}: {rate}")
+
+        result = benchmark.execute(setup, on_record=on_record, cooldown=pause, say=err.print)
+    records = read_records([setup.results_path]) if setup.results_path.exists() else []
+    samples = list(iter_records(setup.samples_path)) if setup.samples_path.exists() else []
+    results = results_for(records, samples, span, setup.sustain.window_s)
+    written = write_reports(results, setup.run_id, out_dir) if results else {}
+    warnings = start_warnings(records)
+    failed = sum(o.failed for o in result.outcomes)
+    if as_json:
+        json.dump({"run_id": setup.run_id, "results": str(setup.results_path), "samples": str(setup.samples_path),
+                   "reports": {k: str(v) for k, v in written.items()}, "interrupted": result.interrupted,
+                   "failed": failed, "summary": [figures_row(r) | {"drop_s": r.drop_s, "missing_signals": r.missing_signals}
+                                                 for r in results],
+                   "warnings": warnings}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for r in results:
+            out.print(Text("\n".join(summary_lines(r))))
+        for note in warnings:
+            out.print(Text("warning: ", style="yellow") + Text(note))
+        out.print(f"results: {setup.results_path}\ndevice samples: {setup.samples_path}"
+                  + "".join(f"\n{name}: {path}" for name, path in written.items()))
+    if result.interrupted:
+        err.print(f"[yellow]interrupted: {len(records)} records kept in {setup.results_path}[/]")
+        raise typer.Exit(130)
+    if failed:
         raise typer.Exit(1)
 
 

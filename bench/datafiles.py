@@ -78,11 +78,15 @@ def build(cls: type[T], table: Any, where: str) -> T:
 def _check_type(value: Any, hint: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
+        failures = {}
         for option in typing.get_args(hint):
             try:
                 return _check_type(value, option, where)
-            except BenchError:
-                continue
+            except BenchError as exc:
+                failures[option] = exc
+        real = [exc for option, exc in failures.items() if option is not type(None)]
+        if len(real) == 1:
+            raise real[0]  # an optional value: its own error says the most (e.g. a nested table's)
         raise BenchError(f"{where} has the wrong type ({type(value).__name__})", f"expected {hint}")
     if hint is type(None):
         if value is None:

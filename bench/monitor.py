@@ -1,8 +1,10 @@
-"""Samples a worker process from the parent: resident memory and CPU use.
+"""Samples from the parent: a worker's memory and CPU use, and the device's state.
 
-A background thread polls psutil every `interval_s` and, when a memory limit is set,
-calls `on_exceed` (the orchestrator kills the worker) the first time RSS crosses it; `window()` returns the peak RSS and
-the mean CPU share since the previous call, so each measurement gets its own figures.
+ProcessMonitor polls psutil every `interval_s` and, when a memory limit is set, calls
+`on_exceed` (the orchestrator kills the worker) the first time RSS crosses it; `window()`
+returns the peak RSS and the mean CPU share since the previous call, so each measurement
+gets its own figures. DeviceMonitor takes the slower time series of temperature,
+frequency, power and load.
 """
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import threading
 from typing import Callable
 
 import psutil
+
+from bench.thermal import DeviceReader, energy_delta_j
 
 
 class ProcessMonitor:
@@ -65,3 +69,85 @@ class ProcessMonitor:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=1)
+
+
+class DeviceMonitor:
+    """Samples the device (bench.thermal) and the worker at `interval_s` (≥ 1 Hz) from the
+    parent. Each sample is a flat dict naming its sources; `on_sample` sees every one, and
+    `latest()` is the state a measurement starts in."""
+
+    def __init__(self, pid: int, reader: DeviceReader, interval_s: float = 0.5, origin: float | None = None,
+                 on_sample: Callable[[dict], None] = lambda sample: None) -> None:
+        self._process = psutil.Process(pid)
+        self._reader = reader
+        self._interval = interval_s
+        self._origin = psutil.time.monotonic() if origin is None else origin
+        self._on_sample = on_sample
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._marks = self._cpu_marks()
+        self._energy = reader.energy()
+        self._latest = self._sample()
+        self._thread = threading.Thread(target=self._loop, name="edgebench-device-monitor", daemon=True)
+        self._thread.start()
+
+    def _cpu_marks(self) -> tuple[float, float, float | None]:
+        """(now, seconds the whole machine was busy, seconds the worker used)."""
+        times = psutil.cpu_times()
+        # guest time is already inside user and nice; steal is the hypervisor's, not a program's
+        busy = sum(getattr(times, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq"))
+        try:
+            worker = self._process.cpu_times()
+            worker_s = worker.user + worker.system + worker.children_user + worker.children_system
+        except psutil.Error:
+            worker_s = None
+        return psutil.time.monotonic(), busy, worker_s
+
+    def _sample(self) -> dict:
+        now, busy, worker = marks = self._cpu_marks()
+        was, was_busy, was_worker = self._marks
+        self._marks = marks
+        span = now - was
+        worker_share = 100 * (worker - was_worker) / span if span > 0 and None not in (worker, was_worker) else None
+        machine_share = 100 * (busy - was_busy) / span if span > 0 else None
+        try:
+            rss_mb = round(self._process.memory_info().rss / 2**20, 1)
+        except psutil.Error:
+            rss_mb = None
+        temp, freq, energy = self._reader.temperature(), self._reader.frequency(), self._reader.energy()
+        power_w = None
+        if energy and self._energy and span > 0:
+            joules = energy_delta_j(self._energy, energy)
+            power_w = round(joules / span, 3) if joules is not None else None
+        self._energy = energy
+        sample = {
+            "t_s": round(now - self._origin, 3),
+            "temp_c": temp.celsius if temp else None, "temp_trip_c": temp.trip_celsius if temp else None,
+            "temp_source": temp.source if temp else None,
+            "freq_mhz": round(freq.current_mhz, 1) if freq else None,
+            "freq_lowest_mhz": round(freq.lowest_mhz, 1) if freq else None,
+            "freq_max_mhz": round(freq.max_mhz, 1) if freq else None, "freq_source": freq.source if freq else None,
+            "power_w": power_w, "power_source": energy.source if energy else None,
+            "load_1m": self._reader.load_1m(), "load_source": "loadavg",
+            "worker_rss_mb": rss_mb,
+            "worker_cpu_percent": round(worker_share, 1) if worker_share is not None else None,
+            # CPU time spent by everything but the worker, in percent of one core
+            "foreign_cpu_percent": (round(max(0.0, machine_share - worker_share), 1)
+                                    if machine_share is not None and worker_share is not None else None),
+        }
+        return sample
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            sample = self._sample()
+            with self._lock:
+                self._latest = sample
+            self._on_sample(sample)
+
+    def latest(self) -> dict:
+        with self._lock:
+            return dict(self._latest)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)

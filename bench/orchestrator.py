@@ -1,9 +1,12 @@
 """Runs a plan: one worker process per runner, records written the moment they arrive.
 
 The parent never imports a runtime. It starts `python -m bench.worker`, sends it the jobs,
-samples it with ProcessMonitor, enforces the load and per-generation timeouts, and turns
+samples it with ProcessMonitor and the device with DeviceMonitor, enforces the load and per-generation timeouts, and turns
 a worker that dies or hangs into a record with status crashed/timeout before going on
 with the remaining jobs in a fresh worker.
+
+In sustained mode one measured job repeats for a duration (see bench.worker); the device
+samples of that time go to `on_sample` on the loop's time axis, and a crash ends the series.
 """
 from __future__ import annotations
 
@@ -22,10 +25,11 @@ from typing import Callable
 
 from bench.device import load_average_1m
 from bench.models import Artifact
-from bench.monitor import ProcessMonitor
+from bench.monitor import DeviceMonitor, ProcessMonitor
 from bench.profiles import RunProfile
 from bench.records import ResultsWriter, make_record
 from bench.suite import Suite
+from bench.thermal import DeviceReader
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,13 @@ class Job:
     payload: dict  # what the worker needs to build the request
 
 
+@dataclass(frozen=True)
+class Sustain:
+    """Sustained mode: the measured job repeats for duration_s; results use window_s."""
+    duration_s: float
+    window_s: float
+
+
 @dataclass
 class RunnerOutcome:
     name: str
@@ -55,20 +66,32 @@ class RunnerOutcome:
     statuses: dict = field(default_factory=dict)
 
 
+def _payload(suite: Suite, prompt) -> dict:
+    payload = {"kind": prompt.kind, "max_new_tokens": prompt.max_new_tokens,
+               "user": prompt.user, "system": prompt.system, "text": prompt.text}
+    if prompt.kind == "fixed":
+        payload |= {"prompt_tokens": prompt.prompt_tokens, "fill_text": suite.fill_text(prompt)}
+    return payload
+
+
 def jobs_for(suite: Suite, profile: RunProfile) -> list[Job]:
     """Per selected prompt: its warm-ups, then its measured repetitions."""
     jobs: list[Job] = []
     for prompt in suite.prompts:
         if not profile.selects(prompt.tags):
             continue
-        payload = {"kind": prompt.kind, "max_new_tokens": prompt.max_new_tokens,
-                   "user": prompt.user, "system": prompt.system, "text": prompt.text}
-        if prompt.kind == "fixed":
-            payload |= {"prompt_tokens": prompt.prompt_tokens, "fill_text": suite.fill_text(prompt)}
+        payload = _payload(suite, prompt)
         runs = [(True, i) for i in range(profile.warmups)] + [(False, i) for i in range(profile.repetitions)]
         for warmup, repeat in runs:
             jobs.append(Job(len(jobs), prompt.id, warmup, repeat, payload | {"job": len(jobs)}))
     return jobs
+
+
+def sustained_jobs(suite: Suite, prompt_id: str, warmups: int) -> list[Job]:
+    """The warm-ups, then the one job the worker repeats for the sustained duration."""
+    payload = _payload(suite, suite.by_id(prompt_id))
+    return [Job(i, prompt_id, i < warmups, i if i < warmups else 0, payload | {"job": i})
+            for i in range(warmups + 1)]
 
 
 def utc_now() -> str:
@@ -77,13 +100,18 @@ def utc_now() -> str:
 
 class Orchestrator:
     def __init__(self, *, run_fields: dict, suite: Suite, profile: RunProfile, jobs: list[Job],
-                 writer: ResultsWriter, on_record: Callable[[dict], None] = lambda r: None) -> None:
+                 writer: ResultsWriter, on_record: Callable[[dict], None] = lambda r: None,
+                 sustain: Sustain | None = None, device: DeviceReader | None = None,
+                 on_sample: Callable[[str, dict], None] = lambda runner, sample: None) -> None:
         self.run_fields = run_fields
         self.suite = suite
         self.profile = profile
         self.jobs = jobs
         self.writer = writer
         self.on_record = on_record
+        self.sustain = sustain
+        self.device = device or DeviceReader()
+        self.on_sample = on_sample
 
     def run_runner(self, plan: RunnerPlan, jobs: list[Job] | None = None) -> RunnerOutcome:
         """Run `jobs` (default: all of the run's) on one runner, in as many workers as it takes."""
@@ -93,6 +121,7 @@ class Orchestrator:
         # before the first job (a load that crashes or hangs) ends the runner.
         while pending and not fatal:
             pending, fatal = _WorkerSession(self, plan, pending, outcome).run()
+            fatal = fatal or self.sustain is not None  # a broken sustained series is not restarted
         return outcome
 
     def emit(self, outcome: RunnerOutcome, record: dict) -> None:
@@ -114,6 +143,9 @@ class _WorkerSession:
         self.loaded: dict = {}
         self.done: set[int] = set()
         self.current: Job | None = None  # the job in flight
+        self.finished = False
+        self.loop_origin: float | None = None  # parent's clock at the first sustained generation
+        self.early_samples: list[dict] = []  # device samples taken before the loop began
 
     def run(self) -> tuple[list[Job], bool]:
         """Returns the jobs still to do and whether retrying this runner is pointless."""
@@ -121,12 +153,15 @@ class _WorkerSession:
         stderr = tempfile.TemporaryFile()
         plan = {"runner_target": self.plan.target, "artifact": str(self.plan.artifact.path),
                 "options": {"threads": self.plan.threads, "context_tokens": self.owner.profile.context_tokens},
-                "jobs": [j.payload for j in self.jobs]}
+                "jobs": [j.payload for j in self.jobs],
+                "sustain_s": self.owner.sustain.duration_s if self.owner.sustain else None}
         proc = subprocess.Popen([sys.executable, "-m", "bench.worker", str(write_fd)],
                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
                                 pass_fds=(write_fd,), start_new_session=True)
         os.close(write_fd)
         monitor = ProcessMonitor(proc.pid, limit_mb=self.plan.memory_limit_mb, on_exceed=lambda: _kill(proc))
+        self.device = DeviceMonitor(proc.pid, self.owner.device, origin=0.0, on_sample=self._sample)
+        self.start_state = self.device.latest()
         try:
             proc.stdin.write(json.dumps(plan).encode())
             proc.stdin.close()
@@ -141,6 +176,7 @@ class _WorkerSession:
         finally:
             os.close(read_fd)
             monitor.stop()
+            self.device.stop()
             proc.wait()
             stderr.close()
 
@@ -164,7 +200,7 @@ class _WorkerSession:
             chunk = os.read(pipe, 65536)
             if not chunk:  # the worker is gone
                 code = proc.wait()
-                if len(self.done) == len(self.jobs):
+                if self.finished or len(self.done) == len(self.jobs):
                     return [], False
                 if monitor.exceeded_mb:
                     self._failure(self.current, "oom", f"worker reached {monitor.exceeded_mb:.0f} MB RSS, over the "
@@ -184,8 +220,14 @@ class _WorkerSession:
                 elif event == "load_failed":
                     self._failure(None, _error_status(message["error"]), message["error"], monitor)
                     return [], True
+                elif event == "finished":
+                    self.finished = True
                 elif event == "start":
-                    self.current = by_index[message["job"]]
+                    index = message["job"]
+                    if self.owner.sustain and index >= self.jobs[-1].index:
+                        by_index[index] = self._repetition(index)
+                    self.current = by_index[index]
+                    self.start_state = self.device.latest()
                     deadline = time.monotonic() + self.owner.profile.generation_timeout_s
                     load_avg = load_average_1m()
                     monitor.window()
@@ -202,6 +244,24 @@ class _WorkerSession:
                     self.current = None
                     deadline = time.monotonic() + self.owner.profile.generation_timeout_s
 
+    def _repetition(self, index: int) -> Job:
+        """A sustained repetition of the last (measured) job, which the worker numbered."""
+        measured = self.jobs[-1]
+        if self.loop_origin is None:
+            self.loop_origin = time.monotonic()
+            for sample in self.early_samples:
+                self._sample(sample)
+        return Job(index, measured.prompt_id, False, index - measured.index, measured.payload | {"job": index})
+
+    def _sample(self, sample: dict) -> None:
+        """Device samples of a sustained run go out on the loop's time axis."""
+        if not self.owner.sustain:
+            return
+        if self.loop_origin is None:
+            self.early_samples.append(sample)
+            return
+        self.owner.on_sample(self.plan.name, sample | {"t_s": round(sample["t_s"] - self.loop_origin, 3)})
+
     def _left(self, current: Job | None) -> list[Job]:
         return [j for j in self.jobs if j.index not in self.done and j is not current]
 
@@ -216,6 +276,10 @@ class _WorkerSession:
         m = message.get("measurement", {})
         return make_record(
             **self.owner.run_fields, measured_at=utc_now(), load_avg_1m_start=load_avg,
+            temp_c_start=self.start_state["temp_c"], cpu_freq_mhz_start=self.start_state["freq_mhz"],
+            cpu_freq_max_mhz=self.start_state["freq_max_mhz"],
+            foreign_cpu_percent_start=self.start_state["foreign_cpu_percent"],
+            mode="sustained" if self.owner.sustain else "suite", elapsed_s=message.get("elapsed_s"),
             runner=plan.name, synthetic=plan.synthetic,
             runtime_version=self.loaded.get("runtime_version"), backend=self.loaded.get("backend"),
             runner_settings=self.loaded.get("settings"),

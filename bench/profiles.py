@@ -5,7 +5,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import datafiles
+from bench.durations import parse_duration
 from bench.errors import BenchError
+
+
+@dataclass(frozen=True)
+class SustainedSettings:
+    """`edgebench sustained`: repeat `prompt` (a fixed-length prompt) for duration_s,
+    analysed in windows of window_s."""
+    prompt: str
+    duration_s: float
+    window_s: float
+
+
+@dataclass(frozen=True)
+class _SustainedFile:
+    prompt: str
+    duration: str  # with a unit: "10m", "60s"
+    window: str
 
 
 @dataclass(frozen=True)
@@ -18,6 +35,7 @@ class RunProfile:
     context_tokens: int = 2048
     generation_timeout_s: float = 300.0
     load_timeout_s: float = 600.0
+    sustained: SustainedSettings | None = None
     sha256: str = ""
     path: Path | None = None
 
@@ -35,6 +53,18 @@ class _ProfileFile:
     context_tokens: int = 2048
     generation_timeout_s: float = 300.0
     load_timeout_s: float = 600.0
+    sustained: _SustainedFile | None = None
+
+
+def sustained_settings(prompt: str, duration: str, window: str, where: str, exit_code: int = 2) -> SustainedSettings:
+    """Checked settings: positive durations with units, at least four windows in the run
+    (the floor is the median of the last quarter, and a drop must hold for a window)."""
+    duration_s = parse_duration(duration, f"{where}duration", exit_code)
+    window_s = parse_duration(window, f"{where}window", exit_code)
+    if duration_s < 4 * window_s:
+        raise BenchError(f"{where}duration {duration} is shorter than four windows of {window}",
+                         "use a longer duration or a shorter window", exit_code=exit_code)
+    return SustainedSettings(prompt, duration_s, window_s)
 
 
 def load_profile(name_or_path: str) -> RunProfile:
@@ -50,4 +80,8 @@ def load_profile(name_or_path: str) -> RunProfile:
         raise BenchError(f"{where}: context_tokens must be at least 64", "fix context_tokens")
     if data.generation_timeout_s <= 0 or data.load_timeout_s <= 0:
         raise BenchError(f"{where}: timeouts must be positive", "fix the *_timeout_s values")
-    return RunProfile(**vars(data), sha256=sha, path=path)
+    sustained = None
+    if data.sustained:
+        s = data.sustained
+        sustained = sustained_settings(s.prompt, s.duration, s.window, f"{where}: sustained ", exit_code=1)
+    return RunProfile(**(vars(data) | {"sustained": sustained}), sha256=sha, path=path)

@@ -19,11 +19,15 @@ SCHEMA_VERSION = 1
 FIELDS = (
     "schema_version", "run_id", "started_at", "measured_at", "tool_version", "git_commit",
     "device_cpu_model", "device_cores_physical", "device_cores_logical", "device_ram_gb",
-    "device_os", "device_arch", "device_python", "device_fingerprint", "load_avg_1m_start",
+    "device_os", "device_arch", "device_python", "device_fingerprint",
+    # the device's state when the measurement started (None where the OS does not say)
+    "load_avg_1m_start", "temp_c_start", "cpu_freq_mhz_start", "cpu_freq_max_mhz", "foreign_cpu_percent_start",
     "runner", "synthetic", "runtime_version", "backend", "runner_settings",
     "model_id", "artifact_path", "artifact_sha256", "artifact_bytes", "quantization",
     "threads", "context_tokens",
     "suite_id", "suite_sha256", "profile_name", "profile_sha256",
+    # "suite" or "sustained"; elapsed_s: this generation's start within the sustained loop
+    "mode", "elapsed_s",
     "prompt_id", "category", "kind", "warmup", "repeat", "max_new_tokens",
     "prompt_tokens", "new_tokens", "stop_reason",
     "load_ms", "ttft_ms", "prefill_tok_s", "decode_tok_s",

@@ -1,5 +1,9 @@
 """Child-process entry: one runner, one artifact, a list of jobs.
 
+In sustained mode (`sustain_s` in the plan) the last job repeats back to back until that
+many seconds have passed on the runner's clock; each repetition gets the next job number
+and its start time within the loop (`elapsed_s`).
+
 Started by bench.orchestrator as `python -m bench.worker FD`: reads its plan as JSON from
 stdin and writes one JSON message per line to file descriptor FD (never stdout, which the
 runtime's own native code may print to). Only this process imports the runtime.
@@ -51,6 +55,21 @@ def build_request(runner, job: dict, token_cache: dict) -> GenerationRequest:
     return GenerationRequest(job["max_new_tokens"], token_ids=token_cache[key], ignore_eos=True)
 
 
+def planned_jobs(plan: dict, clock):
+    """(job, loop start on the clock or None) for each generation to run, in order."""
+    if plan.get("sustain_s") is None:
+        yield from ((job, None) for job in plan["jobs"])
+        return
+    *warmups, measured = plan["jobs"]
+    yield from ((job, None) for job in warmups)
+    loop_t0, limit, n = clock(), plan["sustain_s"] * 1e9, 0
+    while (now := clock()) - loop_t0 < limit:
+        yield measured | {"job": measured["job"] + n}, loop_t0
+        n += 1
+        if clock() == now:  # a scripted clock that a generation does not move never ends the loop
+            break
+
+
 def run(plan: dict, channel: Channel) -> None:
     runner_cls = load_class(plan["runner_target"])
     runner = runner_cls()
@@ -70,7 +89,7 @@ def run(plan: dict, channel: Channel) -> None:
         "runtime_version": info.runtime_version, "backend": info.backend,
         "quantization": info.quantization, "settings": info.settings})
     token_cache: dict = {}
-    for job in plan["jobs"]:
+    for job, loop_t0 in planned_jobs(plan, clock):
         try:
             request = build_request(runner, job, token_cache)
             channel.send("start", job=job["job"])
@@ -78,10 +97,14 @@ def run(plan: dict, channel: Channel) -> None:
             gen = runner.generation_info()
         except Exception as exc:
             channel.send("failed", job=job["job"], error=f"{type(exc).__name__}: {exc}")
+            if loop_t0 is not None:
+                break  # a failure breaks a sustained series; it is not retried
             continue
         m = harness.measure(t_start, t_end, stamps, events, gen.prompt_tokens)
+        elapsed_s = (t_start - loop_t0) / 1e9 if loop_t0 is not None else None
         channel.send("done", job=job["job"], measurement=m.__dict__,
-                     stop_reason=gen.stop_reason, native=gen.native)
+                     stop_reason=gen.stop_reason, native=gen.native, elapsed_s=elapsed_s)
+    channel.send("finished")
     runner.close()
 
 

@@ -6,6 +6,8 @@ record it makes says `synthetic: true` and backend "FAKE (scripted clock)".
 
 The artifact is a JSON script:
   load_ms, prefill_ms_per_token, first_token_ms, decode_ms (a number or a list, cycled),
+  decode_ms_from (a list of [generation, decode_ms]: from that generation on, counting from
+  0 after load, warm-ups included, each decode step takes decode_ms; a scripted slowdown),
   eos_after (tokens before end of turn in chat/completion mode), and for fault tests
   crash_on / hang_on / raise_on / grow_on: a substring of the prompt that makes the worker
   die with SIGSEGV, sleep for real (to hit a timeout; with "hang_once": MARKER only the
@@ -53,6 +55,7 @@ class FakeRunner(Runner):
             raise ArtifactError(f"{artifact} is not a fake-runner script (JSON): {exc}") from None
         _advance(self.script.get("load_ms", 0))
         self._info = GenerationInfo(0, "length")
+        self._generations = 0
         return LoadInfo("fake", "FAKE (scripted clock)", "none", {"threads": options.threads})
 
     def tokenize(self, text: str) -> list[int]:
@@ -64,6 +67,10 @@ class FakeRunner(Runner):
         self._fault(prompt)
         prompt_tokens = len(request.token_ids) if request.token_ids else len(self.tokenize(prompt))
         steps = s.get("decode_ms", 10)
+        for start, step_ms in s.get("decode_ms_from", []):
+            if self._generations >= start:
+                steps = step_ms
+        self._generations += 1
         steps = steps if isinstance(steps, list) else [steps]
         limit = request.max_new_tokens if request.ignore_eos else min(request.max_new_tokens, s.get("eos_after", 10**9))
         _advance(prompt_tokens * s.get("prefill_ms_per_token", 0) + s.get("first_token_ms", 0))

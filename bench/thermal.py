@@ -1,0 +1,159 @@
+"""Readers of the device state the OS exposes: temperatures, CPU frequencies, energy, load.
+
+Every reader works against a root folder (default "/"), so tests can point it at a fixture
+tree shaped like a laptop's or phone's sysfs. A signal the OS does not expose is reported
+as missing (None, with the reason), never guessed. Sources are named in each reading.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+# Trip types that mean "the device starts protecting itself here", coolest first.
+_TRIP_TYPES = ("passive", "hot", "critical")
+
+
+@dataclass(frozen=True)
+class Temperature:
+    celsius: float
+    trip_celsius: float | None  # where throttling starts, if the zone says
+    source: str
+
+
+@dataclass(frozen=True)
+class Frequency:
+    current_mhz: float  # mean over cores
+    lowest_mhz: float  # the slowest core now
+    max_mhz: float  # the highest maximum any core reaches
+    source: str
+
+
+@dataclass(frozen=True)
+class Energy:
+    counters: tuple[tuple[int, int | None], ...]  # (energy_uj, wrap range) per package
+    source: str
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def _number(path: Path) -> float | None:
+    text = _read(path)
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+class DeviceReader:
+    def __init__(self, root: str | Path = "/") -> None:
+        self.root = Path(root)
+        self._live = self.root == Path("/")  # psutil only describes the real machine
+
+    def temperature(self) -> Temperature | None:
+        """The hottest sensor, with its trip point: thermal zones first, then psutil's hwmon."""
+        best: Temperature | None = None
+        for zone in sorted((self.root / "sys/class/thermal").glob("thermal_zone*")):
+            milli = _number(zone / "temp")
+            if milli is None:
+                continue
+            reading = Temperature(milli / 1000, self._trip(zone), f"sysfs {zone.name} ({_read(zone / 'type') or '?'})")
+            if best is None or reading.celsius > best.celsius:
+                best = reading
+        if best is not None or not self._live:
+            return best
+        sensors = getattr(psutil, "sensors_temperatures", lambda: {})() or {}
+        for chip, entries in sensors.items():
+            for entry in entries:
+                trip = entry.high or entry.critical or None
+                reading = Temperature(entry.current, trip, f"psutil {chip} {entry.label or ''}".strip())
+                if best is None or reading.celsius > best.celsius:
+                    best = reading
+        return best
+
+    @staticmethod
+    def _trip(zone: Path) -> float | None:
+        trips = {}
+        for type_file in zone.glob("trip_point_*_type"):
+            kind = _read(type_file)
+            milli = _number(zone / type_file.name.replace("_type", "_temp"))
+            if kind in _TRIP_TYPES and milli and milli > 0:
+                trips[kind] = min(trips.get(kind, milli), milli)
+        for kind in _TRIP_TYPES:
+            if kind in trips:
+                return trips[kind] / 1000
+        return None
+
+    def frequency(self) -> Frequency | None:
+        """Per-core cpufreq (kHz in sysfs); psutil only when it knows a real maximum."""
+        current, maxima = [], []
+        for cpu in sorted((self.root / "sys/devices/system/cpu").glob("cpu[0-9]*")):
+            cur = _number(cpu / "cpufreq/scaling_cur_freq")
+            top = _number(cpu / "cpufreq/cpuinfo_max_freq") or _number(cpu / "cpufreq/scaling_max_freq")
+            if cur is not None and top:
+                current.append(cur / 1000)
+                maxima.append(top / 1000)
+        if current:
+            return Frequency(sum(current) / len(current), min(current), max(maxima), "sysfs cpufreq")
+        if self._live:
+            cores = psutil.cpu_freq(percpu=True) or []
+            # A maximum of 0 means psutil only read a nominal figure from /proc/cpuinfo.
+            if cores and all(c.max > 0 for c in cores):
+                now = [c.current for c in cores]
+                return Frequency(sum(now) / len(now), min(now), max(c.max for c in cores), "psutil cpu_freq")
+        return None
+
+    def energy(self) -> Energy | None:
+        """Linux RAPL powercap package counters (sub-zones are inside them, not added)."""
+        counters, names = [], []
+        for zone in sorted((self.root / "sys/class/powercap").glob("*")):
+            if not re.fullmatch(r"[a-z-]+rapl:\d+", zone.name):
+                continue
+            uj = _number(zone / "energy_uj")
+            if uj is None:
+                continue
+            wrap = _number(zone / "max_energy_range_uj")
+            counters.append((int(uj), int(wrap) if wrap else None))
+            names.append(_read(zone / "name") or zone.name)
+        if not names:
+            return None
+        return Energy(tuple(counters), f"powercap {'+'.join(names)}")
+
+    def load_1m(self) -> float | None:
+        text = _read(self.root / "proc/loadavg")
+        try:
+            return float(text.split()[0]) if text else None
+        except ValueError:
+            return None
+
+    def missing(self) -> list[str]:
+        """The signals this device does not expose, in words for a report."""
+        gaps = []
+        if self.temperature() is None:
+            gaps.append("temperature (no thermal zone or hwmon sensor)")
+        if self.frequency() is None:
+            gaps.append("CPU frequency (no cpufreq)")
+        if self.energy() is None:
+            gaps.append("power (no RAPL powercap counter)")
+        return gaps
+
+
+def energy_delta_j(before: Energy, after: Energy) -> float | None:
+    """Joules between two readings of the same counters, each allowed one wrap-around."""
+    if len(before.counters) != len(after.counters):
+        return None
+    total = 0
+    for (was, wrap), (now, _) in zip(before.counters, after.counters):
+        if now < was:
+            if wrap is None:
+                return None
+            now += wrap
+        total += now - was
+    return total / 1e6

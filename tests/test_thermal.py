@@ -1,0 +1,86 @@
+"""Device readers against fixture trees shaped like a laptop's and a phone's sysfs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.thermal import DeviceReader, Energy, energy_delta_j
+
+
+def write(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
+    return root
+
+
+LAPTOP = {  # x86 laptop: a package zone with trip points, cpufreq per core, RAPL
+    "sys/class/thermal/thermal_zone0/type": "acpitz",
+    "sys/class/thermal/thermal_zone0/temp": "41000",
+    "sys/class/thermal/thermal_zone1/type": "x86_pkg_temp",
+    "sys/class/thermal/thermal_zone1/temp": "87500",
+    "sys/class/thermal/thermal_zone1/trip_point_0_type": "passive",
+    "sys/class/thermal/thermal_zone1/trip_point_0_temp": "90000",
+    "sys/class/thermal/thermal_zone1/trip_point_1_type": "critical",
+    "sys/class/thermal/thermal_zone1/trip_point_1_temp": "105000",
+    "sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq": "1800000",
+    "sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq": "4200000",
+    "sys/devices/system/cpu/cpu1/cpufreq/scaling_cur_freq": "2400000",
+    "sys/devices/system/cpu/cpu1/cpufreq/cpuinfo_max_freq": "4200000",
+    "sys/class/powercap/intel-rapl:0/name": "package-0",
+    "sys/class/powercap/intel-rapl:0/energy_uj": "262143000000",
+    "sys/class/powercap/intel-rapl:0/max_energy_range_uj": "262143328850",
+    "sys/class/powercap/intel-rapl:0:0/name": "core",  # inside package-0: not added again
+    "sys/class/powercap/intel-rapl:0:0/energy_uj": "5000000",
+    "proc/loadavg": "1.52 0.98 0.61 2/431 12345",
+}
+
+PHONE = {  # Android-like: many zones, big.LITTLE clusters, no RAPL
+    "sys/class/thermal/thermal_zone0/type": "cpu-1-0-usr",
+    "sys/class/thermal/thermal_zone0/temp": "48200",
+    "sys/class/thermal/thermal_zone0/trip_point_0_type": "hot",
+    "sys/class/thermal/thermal_zone0/trip_point_0_temp": "95000",
+    "sys/class/thermal/thermal_zone1/type": "battery",
+    "sys/class/thermal/thermal_zone1/temp": "31000",
+    "sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq": "1804800",
+    "sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq": "1804800",
+    "sys/devices/system/cpu/cpu4/cpufreq/scaling_cur_freq": "2419200",
+    "sys/devices/system/cpu/cpu4/cpufreq/cpuinfo_max_freq": "2419200",
+}
+
+
+def test_laptop_hottest_zone_with_its_passive_trip_point(tmp_path):
+    reader = DeviceReader(write(tmp_path, LAPTOP))
+    temp = reader.temperature()
+    assert (temp.celsius, temp.trip_celsius) == (87.5, 90.0)
+    assert temp.source == "sysfs thermal_zone1 (x86_pkg_temp)"
+
+
+def test_laptop_frequency_mean_lowest_and_maximum(tmp_path):
+    freq = DeviceReader(write(tmp_path, LAPTOP)).frequency()
+    assert (freq.current_mhz, freq.lowest_mhz, freq.max_mhz, freq.source) == (2100, 1800, 4200, "sysfs cpufreq")
+
+
+def test_rapl_counts_packages_only_and_survives_a_wrap(tmp_path):
+    energy = DeviceReader(write(tmp_path, LAPTOP)).energy()
+    assert energy.counters == ((262143000000, 262143328850),) and energy.source == "powercap package-0"
+    after = Energy(((671150, 262143328850),), energy.source)  # wrapped: 1.0 J later
+    assert energy_delta_j(energy, after) == 1.0
+
+
+def test_load_average_from_the_root(tmp_path):
+    assert DeviceReader(write(tmp_path, LAPTOP)).load_1m() == 1.52
+
+
+def test_phone_without_rapl_reports_power_missing(tmp_path):
+    reader = DeviceReader(write(tmp_path, PHONE))
+    assert reader.temperature().trip_celsius == 95.0
+    assert reader.frequency().max_mhz == 2419.2
+    assert reader.energy() is None
+    assert reader.missing() == ["power (no RAPL powercap counter)"]
+
+
+def test_an_empty_tree_exposes_nothing_and_says_so(tmp_path):
+    reader = DeviceReader(tmp_path)
+    assert (reader.temperature(), reader.frequency(), reader.energy(), reader.load_1m()) == (None,) * 4
+    assert len(reader.missing()) == 3
