@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 BUILTIN = {
     "llama.cpp": "runners.llamacpp:LlamaCppRunner",
+    "mlx": "runners.mlx:MlxRunner",
     "fake": "runners.fake:FakeRunner",
 }
 # Runners never picked by default: the fake one produces scripted, not measured, figures.
