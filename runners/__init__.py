@@ -15,6 +15,7 @@ BUILTIN = {
     "litert": "runners.litert:LiteRTRunner",
     "litert-lm": "runners.litert_lm:LiteRTLMRunner",
     "onnxruntime": "runners.onnxruntime:OnnxRuntimeRunner",
+    "mlx": "runners.mlx:MlxRunner",
     "fake": "runners.fake:FakeRunner",
 }
 # Runners never picked by default: the fake one produces scripted, not measured, figures.

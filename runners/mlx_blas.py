@@ -1,0 +1,69 @@
+"""Which BLAS MLX's Linux CPU backend uses, and switching it to OpenBLAS.
+
+The mlx[cpu] wheel links a bundled reference BLAS that makes fp32 prefill about 20x slower
+than OpenBLAS. libmlx leaves `cblas_sgemm` undefined and the dynamic linker looks in the
+global scope first, so an OpenBLAS (PyPI: cmeel-openblas) loaded with RTLD_GLOBAL before
+mlx is imported serves every fp32 matrix product. Call `use_openblas` in the process that
+will run MLX, before it imports mlx; `EDGEBENCH_MLX_BLAS=bundled` keeps the bundled one
+(to measure the difference). Elsewhere (macOS: Accelerate) nothing changes.
+"""
+from __future__ import annotations
+
+import ctypes
+import importlib.metadata
+import os
+import sys
+from pathlib import Path
+
+OPENBLAS_DISTRIBUTION = "cmeel-openblas"
+SWITCH = "EDGEBENCH_MLX_BLAS"
+BUNDLED = "reference BLAS bundled with mlx[cpu]"
+
+
+def use_openblas(threads: int) -> dict:
+    """Preload OpenBLAS with `threads` threads when it is installed; say what was done."""
+    if sys.platform != "linux":
+        return {"blas": "Accelerate" if sys.platform == "darwin" else "platform default"}
+    if os.environ.get(SWITCH) == "bundled":
+        return {"blas": BUNDLED, "blas_reason": f"{SWITCH}=bundled"}
+    path = openblas_path()
+    if path is None:
+        return {"blas": BUNDLED, "blas_reason": f"{OPENBLAS_DISTRIBUTION} is not installed"}
+    if "mlx.core" in sys.modules:  # its BLAS may already be bound: claim nothing
+        return {"blas": "unknown", "blas_reason": "mlx was imported before OpenBLAS could be preloaded"}
+    try:
+        lib = ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+    except OSError as exc:  # e.g. no libgfortran.so.5 (Debian/Ubuntu: apt install libgfortran5)
+        return {"blas": BUNDLED, "blas_reason": f"OpenBLAS would not load: {exc}"}
+    lib.openblas_set_num_threads(threads)
+    lib.openblas_get_config.restype = ctypes.c_char_p
+    return {"blas": "OpenBLAS", "blas_config": lib.openblas_get_config().decode(),
+            "blas_threads": lib.openblas_get_num_threads()}
+
+
+def openblas_path() -> Path | None:
+    try:
+        dist = importlib.metadata.distribution(OPENBLAS_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    found = [f for f in dist.files or [] if f.name == "libopenblas.so.0"]
+    return Path(dist.locate_file(found[0])) if found else None
+
+
+class _DlInfo(ctypes.Structure):
+    _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
+                ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
+
+
+def global_sgemm_library() -> str | None:
+    """The file that serves `cblas_sgemm` from the global scope, where libmlx looks first;
+    None when nothing there does (libmlx then uses its bundled BLAS)."""
+    process = ctypes.CDLL(None)
+    try:
+        address = ctypes.cast(process.cblas_sgemm, ctypes.c_void_p)
+    except AttributeError:
+        return None
+    info = _DlInfo()
+    if not process.dladdr(address, ctypes.byref(info)) or not info.dli_fname:
+        return None
+    return info.dli_fname.decode()
