@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import importlib.util
 import json
 import os
 import shutil
@@ -64,10 +65,16 @@ def exporter_version(exporter: Exporter) -> str:
                          f"pip install 'edgebench[{exporter.extra}]'") from None
 
 
+def exporter_code_sha256(exporter: Exporter) -> str:
+    """The exporter module's own source: options fixed in its code are part of the key."""
+    spec = importlib.util.find_spec(exporter.target.partition(":")[0])
+    return _file_sha256(Path(spec.origin)) if spec and spec.origin else "unknown"
+
+
 def stage_key(input_sha256: str, exporter: Exporter, quantization: str) -> str:
     material = json.dumps({"input": input_sha256, "tool": exporter.tool, "target": exporter.target,
-                           "version": exporter_version(exporter), "quantization": quantization},
-                          sort_keys=True)
+                           "version": exporter_version(exporter), "code": exporter_code_sha256(exporter),
+                           "quantization": quantization}, sort_keys=True)
     return f"{quantization}-{hashlib.sha256(material.encode()).hexdigest()[:16]}"
 
 
