@@ -191,7 +191,7 @@ def profiles() -> None:
 
 
 @app.command()
-def validate(paths: List[Path] = typer.Argument(..., help="Suite, run profile or catalogue .toml files.")) -> None:
+def validate(paths: List[Path] = typer.Argument(..., help="Suite, run profile, catalogue, workloads, tiers or device profile .toml files.")) -> None:
     """Check data files without running anything."""
     from bench.validate import validate_file
 
