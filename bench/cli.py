@@ -53,13 +53,14 @@ def run(
     memory_limit_mb: Optional[float] = typer.Option(None, "--memory-limit-mb", help="Kill a worker whose RSS exceeds this; its generation is recorded as oom."),
     resume_run: Optional[str] = typer.Option(None, "--resume", help="RUN_ID (in --out) or RESULTS.jsonl: finish that run with its own options."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
+    device_profile: Optional[str] = typer.Option(None, "--device-profile", help="The farm device this runs on (`edgebench device --list`): labels records with its tier and bandwidth."),
 ) -> None:
     """Run the suite on each runner; write JSONL results and Markdown/CSV reports."""
     signal.signal(signal.SIGTERM, _interrupt)  # a CI timeout stops the run like Ctrl-C does
     setup = benchmark.prepare_run(benchmark.RunOptions(
         runners=tuple(runner or ()), model=model, artifacts=tuple(artifact or ()), suite=suite,
         profile=profile, threads=threads, out=out_dir, quants=tuple(quant or ()), cache=cache,
-        prepare=prepare_missing, memory_limit_mb=memory_limit_mb, resume=resume_run, on_prepare=lambda r, q: err.print(f"preparing {r} {q} (see `edgebench prepare`)")))
+        prepare=prepare_missing, memory_limit_mb=memory_limit_mb, resume=resume_run, device_profile=device_profile, on_prepare=lambda r, q: err.print(f"preparing {r} {q} (see `edgebench prepare`)")))
     if setup.done:
         err.print(f"resuming {setup.run_id}: {len(setup.done)} generations already recorded in {setup.results_path}")
     err.print(f"run [bold]{setup.run_id}[/]: {setup.model.id}, suite {setup.suite.id}, profile "
@@ -240,6 +241,41 @@ def selfcheck(threads: Optional[int] = typer.Option(None, "--threads", "-t", hel
 
     if not run_selfcheck(threads or benchmark.default_threads(), out):
         raise typer.Exit(1)
+
+
+@app.command()
+def device(
+    measure: bool = typer.Option(False, "--bandwidth", help="Measure memory bandwidth here (a copy benchmark, ~2 s)."),
+    device_profile: Optional[str] = typer.Option(None, "--device-profile", help="A device profile name or .toml path."),
+    list_: bool = typer.Option(False, "--list", help="List the packaged device profiles."),
+) -> None:
+    """This device's facts, fingerprint, and the tier it is assigned, and why."""
+    from bench import bandwidth, targets, tiering
+    from bench.device import device_facts
+
+    if list_:
+        table = Table("profile", "name", "class", "SoC", "RAM GB", "cores", "GB/s")
+        for p in targets.device_profiles().values():
+            table.add_row(p.id, p.name, p.device_class, p.soc, f"{p.ram_gb:g}", str(p.cores),
+                          f"{p.bandwidth_gbs:g}" if p.bandwidth_gbs else "–")
+        out.print(table)
+        return
+    facts = device_facts()
+    measured = bandwidth.measure() if measure else None
+    profile = targets.load_device_profile(device_profile) if device_profile else None
+    placement = tiering.place(facts, profile, (lambda: measured.gbs) if measured else None)
+    table = Table("fact", "value", title="device", title_justify="left")
+    for key, value in facts.items():
+        table.add_row(key.removeprefix("device_"), "–" if value is None else str(value))
+    if measured:
+        table.add_row("bandwidth (copy)", f"{measured.gbs:g} GB/s best, {measured.median_gbs:g} median "
+                      f"({measured.passes} passes of {measured.buffer_mb} MB)")
+    for key, value in placement.record_fields().items():
+        table.add_row(key, "–" if value is None else str(value))
+    out.print(table)
+    out.print(f"tier: [bold]{placement.tier}[/]")
+    for line in placement.why:
+        out.print(f"  {line}")
 
 
 def main() -> None:
