@@ -244,6 +244,32 @@ def selfcheck(threads: Optional[int] = typer.Option(None, "--threads", "-t", hel
 
 
 @app.command()
+def matrix(
+    results: List[str] = typer.Argument(..., help="Results: .jsonl files, folders, glob patterns."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Write matrix.md, matrix.csv and matrix.html here."),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="Write the verdicts as JUnit XML here."),
+) -> None:
+    """Merge results of many devices into the tiered device matrix, with workload verdicts."""
+    from bench import matrix as matrix_, matrix_html, matrix_render, targets
+    from bench.junit import to_xml
+
+    frame, files = matrix_.load(results)
+    built = matrix_.build(frame, files)
+    if not built.rows:
+        raise BenchError("the results hold no successful measured generation", "check the runs' error records")
+    text = matrix_render.markdown(built)
+    if out_dir:
+        for name, content in (("matrix.md", text), ("matrix.csv", matrix_render.csv(built)),
+                              ("matrix.html", matrix_html.page(built, targets.load_workloads()))):
+            out.print(f"wrote {report.write_text(content, out_dir / name)}")
+    else:
+        sys.stdout.write(text)
+    if junit:
+        report.write_text(to_xml("edgebench matrix", matrix_render.junit_cases(built)), junit)
+        err.print(f"wrote {junit}")
+
+
+@app.command()
 def device(
     measure: bool = typer.Option(False, "--bandwidth", help="Measure memory bandwidth here (a copy benchmark, ~2 s)."),
     device_profile: Optional[str] = typer.Option(None, "--device-profile", help="A device profile name or .toml path."),
