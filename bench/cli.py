@@ -269,6 +269,32 @@ def matrix(
         err.print(f"wrote {junit}")
 
 
+@app.command("compare")
+def compare_cmd(
+    baseline: str = typer.Argument(..., help="Baseline results: a .jsonl file, folder or glob."),
+    candidate: str = typer.Argument(..., help="Candidate results: a .jsonl file, folder or glob."),
+    threshold: str = typer.Option("5%", "--threshold", help="A change worse than this (and outside the measured spread) is a regression."),
+    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the Markdown (a PR comment) here; default: stdout."),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="Write the comparisons as JUnit XML here."),
+) -> None:
+    """Compare two sets of results per device/runner/prompt/metric; exit 1 on a regression."""
+    from bench import compare
+    from bench.junit import to_xml
+
+    threshold_pct = compare.parse_threshold(threshold)
+    deltas = compare.compare(baseline, candidate, threshold_pct)
+    text = compare.markdown(deltas, threshold_pct, baseline, candidate)
+    if out_path:
+        out.print(f"wrote {report.write_text(text, out_path)}")
+    else:
+        sys.stdout.write(text)
+    if junit:
+        report.write_text(to_xml("edgebench compare", compare.junit_cases(deltas)), junit)
+        err.print(f"wrote {junit}")
+    if compare.regressions(deltas):
+        raise typer.Exit(1)
+
+
 @app.command()
 def device(
     measure: bool = typer.Option(False, "--bandwidth", help="Measure memory bandwidth here (a copy benchmark, ~2 s)."),

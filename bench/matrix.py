@@ -71,13 +71,19 @@ def _label(first: pd.Series) -> str:
     return f"{name} [{str(first['device_fingerprint'])[:8]}]"
 
 
+def label_devices(df: pd.DataFrame) -> dict[str, str]:
+    """Add the `device` column (the device profile, else the fingerprint); return each
+    device's display label."""
+    df["device"] = df["device_profile"].where(df["device_profile"].notna(), df["device_fingerprint"]).fillna("unknown")
+    return {key: _label(rows.iloc[0]) for key, rows in df.groupby("device", sort=False)}
+
+
 def _place_devices(df: pd.DataFrame, tiers: tuple[targets.Tier, ...]) -> tuple[pd.Series, dict[str, str], dict[str, str]]:
     """Each device's tier: the one its records name, else assigned here from its facts."""
-    df["device"] = df["device_profile"].where(df["device_profile"].notna(), df["device_fingerprint"]).fillna("unknown")
-    tier_of, why, labels = {}, {}, {}
+    labels = label_devices(df)
+    tier_of, why = {}, {}
     for key, rows in df.groupby("device", sort=False):
         first = rows.iloc[0]
-        labels[key] = _label(first)
         named = rows["tier"].dropna()
         if not named.empty:
             tier_of[key], why[key] = str(named.iloc[0]), "tier recorded by the run"
