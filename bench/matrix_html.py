@@ -78,7 +78,7 @@ def bar_chart(title: str, labels: list[str], values: list[float | None], ticks: 
         return f"<p>{escape(title)}: no data</p>"
     left, width, bar, gap = 330, 520, 16, 6
     top = 24
-    height = top + len(labels) * (bar + gap) + 24
+    height = top + len(labels) * (bar + gap) + 12 + 14 * len(lines)  # a row per reference line's label
     low = min(known) / 2 if log else 0.0
     high = max(known) * 1.1
 
@@ -87,7 +87,7 @@ def bar_chart(title: str, labels: list[str], values: list[float | None], ticks: 
             return left + width * (math.log10(v) - math.log10(low)) / (math.log10(high) - math.log10(low))
         return left + width * v / high
 
-    out = [f"<svg class='chart' role='img' width='{left + width + 20}' height='{height}' "
+    out = [f"<svg class='chart' role='img' width='{left + width + 160}' height='{height}' "
            f"xmlns='http://www.w3.org/2000/svg'><title>{escape(title)}</title>",
            f"<text x='0' y='14' font-weight='bold'>{escape(title)}</text>"]
     for i, (label, value, tick) in enumerate(zip(labels, values, ticks)):
@@ -100,9 +100,11 @@ def bar_chart(title: str, labels: list[str], values: list[float | None], ticks: 
         if tick:
             out.append(f"<line x1='{x(tick):.1f}' x2='{x(tick):.1f}' y1='{y - 2}' y2='{y + bar + 2}' "
                        "stroke='#111' stroke-width='2'/>")
-    for value, name in lines:
-        out.append(f"<line x1='{x(value):.1f}' x2='{x(value):.1f}' y1='{top - 4}' y2='{height - 18}' "
+    bars_end = top + len(labels) * (bar + gap)
+    for i, (value, name) in enumerate(lines):
+        label_y = bars_end + 12 + 14 * i
+        out.append(f"<line x1='{x(value):.1f}' x2='{x(value):.1f}' y1='{top - 4}' y2='{label_y - 10}' "
                    "stroke='#c00' stroke-dasharray='4 3'/>"
-                   f"<text x='{x(value) + 2:.1f}' y='{height - 6}' fill='#c00'>{escape(name)} {value:g}</text>")
+                   f"<text x='{x(value) + 2:.1f}' y='{label_y}' fill='#c00'>{escape(name)} {value:g}</text>")
     out.append("</svg>")
     return "".join(out)
