@@ -54,6 +54,7 @@ def run(
     resume_run: Optional[str] = typer.Option(None, "--resume", help="RUN_ID (in --out) or RESULTS.jsonl: finish that run with its own options."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
     device_profile: Optional[str] = typer.Option(None, "--device-profile", help="The farm device this runs on (`edgebench device --list`): labels records with its tier and bandwidth."),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="Write this run's workload verdicts as JUnit XML here."),
 ) -> None:
     """Run the suite on each runner; write JSONL results and Markdown/CSV reports."""
     signal.signal(signal.SIGTERM, _interrupt)  # a CI timeout stops the run like Ctrl-C does
@@ -89,6 +90,8 @@ def run(
         for fmt in report.FORMATS:
             reports[fmt] = str(report.write_report(records, fmt, out_dir / f"{setup.run_id}.{fmt}"))
     table, notes = report.summary_table(records)
+    if junit and records:
+        _write_junit_verdicts(records, junit)
     failed = sum(o.failed for o in result.outcomes)
     if as_json:
         json.dump({"run_id": setup.run_id, "results": str(setup.results_path), "reports": reports,
@@ -105,6 +108,18 @@ def run(
         raise typer.Exit(130)
     if failed:
         raise typer.Exit(1)
+
+
+def _write_junit_verdicts(records: list[dict], path: Path) -> None:
+    import pandas as pd
+
+    from bench import matrix as matrix_, matrix_render
+    from bench.junit import to_xml
+
+    frame = pd.DataFrame.from_records([{c: r.get(c) for c in matrix_.COLUMNS} for r in records], columns=list(matrix_.COLUMNS))
+    built = matrix_.build(frame, 1)
+    report.write_text(to_xml("edgebench run", matrix_render.junit_cases(built)), path)
+    err.print(f"junit: {path}")
 
 
 @app.command("prepare")

@@ -21,6 +21,7 @@ COLUMNS = ("run_id", "device_fingerprint", "device_profile", "device_cpu_model",
            "repeat", "status", "mode", "ttft_ms", "decode_tok_s", "e2e_ms", "prefill_tok_s", "itl_p50_ms",
            "itl_p99_ms", "decode_roofline_tok_s", "mbu")
 CELL = ["tier", "device", "runner", "model_id", "quantization"]
+JUDGED = ["category", "mode", "ttft_ms", "decode_tok_s", "e2e_ms"]  # what verdicts read
 VARIANT = ["suite_sha256", "artifact_sha256"]
 
 
@@ -136,7 +137,7 @@ def build(df: pd.DataFrame, files: int = 0, workloads: tuple[targets.Workload, .
                 synthetic=bool(rows_["synthetic"].fillna(False).any()), n=len(rows_),
                 failed=int(failed.get(cell + key, 0)), decode_tok_s=_median(rows_["decode_tok_s"]),
                 ttft_ms=_median(rows_["ttft_ms"]), roofline_tok_s=_median(rows_["decode_roofline_tok_s"]),
-                mbu=_median(rows_["mbu"]), verdicts=[judge(rows_, w) for w in workloads],
+                mbu=_median(rows_["mbu"]), verdicts=[judge(rows_[JUDGED], w) for w in workloads],
                 not_comparable=_variant_reason(key, keys, suite_ids)))
     tier_order = {t.id: i for i, t in enumerate(tiers)}
     rows.sort(key=lambda r: (tier_order.get(r.tier, len(tier_order)), r.device_label, r.runner, r.model, r.quantization))

@@ -4,12 +4,17 @@ Records carry raw token stamps, token ids and output text that the matrix and co
 never look at; parsing them dominates reading. Records are written with their keys in
 FIELDS order, so the heavy fields sit together before `status`: each line is cut to the
 part before `"token_times_ns"` plus the part from the last `"status"` key, and only that
-is parsed. A line where the cut does not give valid JSON with every wanted key is parsed
-whole, so the fast path can never change a figure.
+is parsed, all lines of a file in one call. A line where the cut does not give valid JSON
+with the keys around the cut is parsed whole, so the fast path never changes a figure.
+
+Parsing is still the cost, so the columns read from a file are cached (columnar JSON under
+the edgebench cache folder, keyed by the file's path, size and modification time and the
+columns asked for): merging the same farm results again reads only the caches.
 """
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -62,14 +67,38 @@ def _slim(line: bytes) -> dict:
     return json.loads(line)
 
 
+def _fast_parse(lines: list[bytes]) -> list[dict] | None:
+    """Every line's record from one json.loads call over the cut lines, or None when any
+    line does not cut cleanly (the caller then parses line by line)."""
+    slims = []
+    for line in lines:
+        cut, tail = line.find(HEAVY_START), line.rfind(TAIL_START)
+        if not line.strip():
+            continue
+        if not (0 < cut < tail):
+            return None
+        slims.append(line[:cut] + b", " + line[tail:])
+    try:
+        records = json.loads(b"[" + b",".join(slims) + b"]")
+    except ValueError:
+        return None
+    if not all(isinstance(r, dict) and all(c in r for c in CUT_CHECK) for r in records):
+        return None
+    return records
+
+
 def read_file(path: Path, columns: tuple[str, ...]) -> list[tuple]:
     """The wanted columns of every record of one file (None where a record lacks one)."""
-    rows = []
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise BenchError(f"cannot read results file {path}: {exc.strerror}", "check the path") from None
     lines = data.split(b"\n")
+    fast = _fast_parse(lines)
+    if fast is not None and all(isinstance(r.get("schema_version"), int) and r["schema_version"] <= SCHEMA_VERSION
+                                for r in fast):
+        return [tuple(migrate(r).get(c) for c in columns) for r in fast]
+    rows = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -92,9 +121,40 @@ def read_file(path: Path, columns: tuple[str, ...]) -> list[tuple]:
     return rows
 
 
+def cache_dir() -> Path:
+    if os.environ.get("EDGEBENCH_COLUMN_CACHE"):
+        return Path(os.environ["EDGEBENCH_COLUMN_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgebench" / "columns"
+
+
+def cached_read(path: Path, columns: tuple[str, ...]) -> list[tuple]:
+    """read_file, through the column cache."""
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise BenchError(f"cannot read results file {path}: {exc.strerror}", "check the path") from None
+    identity = json.dumps([str(path), stat.st_size, stat.st_mtime_ns, columns])
+    entry = cache_dir() / (hashlib.sha256(identity.encode()).hexdigest()[:32] + ".json")
+    try:
+        cached = json.loads(entry.read_bytes())
+        if cached["identity"] == identity:
+            return list(zip(*cached["columns"])) if cached["columns"] else []
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    rows = read_file(path, columns)
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp = entry.with_suffix(f".{os.getpid()}.partial")
+        tmp.write_text(json.dumps({"identity": identity, "columns": [list(c) for c in zip(*rows)]}))
+        os.replace(tmp, entry)
+    except OSError:
+        pass  # a cache that cannot be written only costs time
+    return rows
+
+
 def _read_many(args: tuple[list[Path], tuple[str, ...]]) -> list[tuple]:
     paths, columns = args
-    return [row for p in paths for row in read_file(p, columns)]
+    return [row for p in paths for row in cached_read(p, columns)]
 
 
 def load(paths: list[Path], columns: tuple[str, ...]) -> pd.DataFrame:

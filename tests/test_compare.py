@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -89,3 +90,22 @@ def test_the_farm_workflow_merge_and_gate_steps(tmp_path):
                      "--out", str(tmp_path / "comment.md"))
     assert gate.returncode == 1
     assert "raspberry-pi-5" in (tmp_path / "comment.md").read_text()
+
+
+def test_the_example_farm_workflow_uses_real_commands_and_options():
+    import yaml
+
+    from bench.cli import app
+    from typer.main import get_command
+
+    workflow = yaml.safe_load((Path(__file__).parent.parent / "ci-examples" / "device-farm.yml").read_text())
+    assert set(workflow["jobs"]) == {"bench", "matrix"} and workflow["jobs"]["matrix"]["needs"] == "bench"
+    assert "matrix.device" in str(workflow["jobs"]["bench"]["runs-on"])
+    commands = get_command(app).commands
+    used = [step["run"] for job in workflow["jobs"].values() for step in job["steps"] if "edgebench " in step.get("run", "")]
+    assert len(used) == 3
+    for line in used:
+        words = line.replace("\n", " ").split()
+        name = words[words.index(next(w for w in words if w.endswith("edgebench"))) + 1]
+        options = {o for p in commands[name].params for o in p.opts}
+        assert {w for w in words if w.startswith("--")} <= options, line

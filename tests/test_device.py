@@ -2,6 +2,8 @@
 farm device's profile: tier, bandwidth, decode roofline and MBU in every record."""
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
+
 import pytest
 
 from bench import bandwidth, device, roofline
@@ -70,8 +72,11 @@ def test_roofline_is_bandwidth_over_bytes_per_token():
 def test_a_run_with_a_device_profile_labels_every_record(tmp_path, fake_script):
     script = fake_script(load_ms=5, prefill_ms_per_token=1, first_token_ms=4, decode_ms=8, eos_after=5)
     result = edgebench("run", "--runner", "fake", "--artifact", f"fake={script}", "--profile", "quick",
-                       "--out", str(tmp_path / "out"), "--threads", "1", "--device-profile", "raspberry-pi-5")
+                       "--out", str(tmp_path / "out"), "--threads", "1", "--device-profile", "raspberry-pi-5",
+                       "--junit", str(tmp_path / "verdicts.xml"))
     assert result.returncode == 0, result.stderr
+    suites = ET.parse(tmp_path / "verdicts.xml").getroot()
+    assert suites.find("testsuite").get("name") == "entry.raspberry-pi-5" and int(suites.get("tests")) == 6
     records = read_jsonl(next((tmp_path / "out").glob("*.jsonl")))
     assert {r["device_profile"] for r in records} == {"raspberry-pi-5"}
     assert {r["tier"] for r in records} == {"entry"}

@@ -141,3 +141,14 @@ def test_the_matrix_command_writes_every_output(farm, tmp_path):
     assert result.returncode == 0, result.stderr
     assert {p.name for p in out.iterdir()} == {"matrix.md", "matrix.csv", "matrix.html", "verdicts.xml"}
     ET.parse(out / "verdicts.xml")
+
+
+def test_the_column_cache_returns_the_same_rows_and_notices_a_changed_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEBENCH_COLUMN_CACHE", str(tmp_path / "cache"))
+    path = sim.write(tmp_path / "r.jsonl", sim.records("galaxy-a54", decode=25, ttft=300))
+    first = resultset.cached_read(path, matrix.COLUMNS)
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+    assert resultset.cached_read(path, matrix.COLUMNS) == first == resultset.read_file(path, matrix.COLUMNS)
+    sim.write(path, sim.records("galaxy-a54", decode=50, ttft=300))  # same path, new content
+    again = resultset.cached_read(path, matrix.COLUMNS)
+    assert again != first and again == resultset.read_file(path, matrix.COLUMNS)
