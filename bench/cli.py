@@ -274,13 +274,21 @@ def matrix(
         raise BenchError("the results hold no successful measured generation", "check the runs' error records")
     text = matrix_render.markdown(built)
     if out_dir:
-        for name, content in (("matrix.md", text), ("matrix.csv", matrix_render.csv(built)),
+        for name, content in (("matrix.csv", matrix_render.csv(built)),
                               ("matrix.html", matrix_html.page(built, targets.load_workloads()))):
             out.print(f"wrote {report.write_text(content, out_dir / name)}")
+    _emit(text, out_dir / "matrix.md" if out_dir else None, junit,
+          lambda: to_xml("edgebench matrix", matrix_render.junit_cases(built)))
+
+
+def _emit(text: str, path: Optional[Path], junit: Optional[Path], junit_xml) -> None:
+    """The Markdown to a file (or stdout), and the JUnit XML when asked for."""
+    if path:
+        out.print(f"wrote {report.write_text(text, path)}")
     else:
         sys.stdout.write(text)
     if junit:
-        report.write_text(to_xml("edgebench matrix", matrix_render.junit_cases(built)), junit)
+        report.write_text(junit_xml(), junit)
         err.print(f"wrote {junit}")
 
 
@@ -298,14 +306,8 @@ def compare_cmd(
 
     threshold_pct = compare.parse_threshold(threshold)
     deltas = compare.compare(baseline, candidate, threshold_pct)
-    text = compare.markdown(deltas, threshold_pct, baseline, candidate)
-    if out_path:
-        out.print(f"wrote {report.write_text(text, out_path)}")
-    else:
-        sys.stdout.write(text)
-    if junit:
-        report.write_text(to_xml("edgebench compare", compare.junit_cases(deltas)), junit)
-        err.print(f"wrote {junit}")
+    _emit(compare.markdown(deltas, threshold_pct, baseline, candidate), out_path, junit,
+          lambda: to_xml("edgebench compare", compare.junit_cases(deltas)))
     if compare.regressions(deltas):
         raise typer.Exit(1)
 

@@ -123,7 +123,8 @@ def iter_records(path: Path, warn=lambda message: None) -> Iterator[dict]:
         if not isinstance(version, int) or version > SCHEMA_VERSION:
             raise BenchError(f"{path}:{number} has schema_version {version}, newer than this edgebench ({SCHEMA_VERSION})",
                              "upgrade edgebench: pip install -U edgebench")
-        yield migrate(record)
+        # Fields added within a schema version are absent from files written before them.
+        yield {name: None for name in FIELDS} | migrate(record)
 
 
 def migrate(record: dict) -> dict:
