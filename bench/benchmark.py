@@ -15,7 +15,7 @@ from typing import Callable
 
 import psutil
 
-from bench import models, prepare, provenance, resume
+from bench import bandwidth, models, prepare, provenance, resume, targets, tiering
 from bench.device import device_facts
 from bench.durations import format_duration
 from bench.errors import BenchError, unknown_name
@@ -43,6 +43,7 @@ class RunOptions:
     prepare: bool = False  # make missing artifacts instead of refusing
     memory_limit_mb: float | None = None
     resume: str | None = None  # a run id or results file to finish
+    device_profile: str | None = None  # a farm device's profile (profiles/devices) labelling the run
     on_prepare: Callable[[str, str], None] = lambda runner, quant: None
     sustained: bool = False  # `edgebench sustained`: the profile's sustained settings apply
     duration: str | None = None  # overrides the profile's sustained duration ("10m")
@@ -118,6 +119,7 @@ def prepare_run(options: RunOptions) -> RunSetup:
         raise BenchError(f"--threads must be at least 1, got {options.threads}", "e.g. --threads 4", exit_code=2)
     suite = load_suite(options.suite)
     profile = load_profile(options.profile)
+    farm_device = targets.load_device_profile(options.device_profile) if options.device_profile else None
     model = models.get_model(options.model or models.default_model_id())
     user_artifacts = parse_pairs("--artifact", options.artifacts, "llama.cpp=model.gguf")
     quants = parse_pairs("--quant", options.quants, "onnxruntime=fp32")
@@ -140,8 +142,10 @@ def prepare_run(options: RunOptions) -> RunSetup:
     else:
         run_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
         started_at, results_path = utc_now(), _writable(options.out) / f"{run_id}.jsonl"
+    facts = device_facts()
+    placement = tiering.place(facts, farm_device, lambda: bandwidth.measure().gbs)
     run_fields = dict(run_id=run_id, started_at=started_at, tool_version=provenance.tool_version(),
-                      git_commit=provenance.git_commit(), model_id=model.id, **device_facts())
+                      git_commit=provenance.git_commit(), model_id=model.id, **facts, **placement.record_fields())
     if not saved and not sustain:  # a sustained series is not resumable: a new worker starts cold
         resume.save(results_path, options, threads, run_fields, suite.sha256, profile.sha256)
     done = resume.done_keys(results_path) if saved else set()

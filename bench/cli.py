@@ -72,6 +72,8 @@ def run(
     cooldown: Optional[str] = typer.Option(None, "--cooldown", help=COOLDOWN_HELP),
     cooldown_until_temp: Optional[float] = typer.Option(None, "--cooldown-until-temp", help=COOLDOWN_TEMP_HELP),
     cooldown_limit: str = typer.Option("10m", "--cooldown-limit", help=COOLDOWN_LIMIT_HELP),
+    device_profile: Optional[str] = typer.Option(None, "--device-profile", help="The farm device this runs on (`edgebench device --list`): labels records with its tier and bandwidth."),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="Write this run's workload verdicts as JUnit XML here."),
 ) -> None:
     """Run the suite on each runner; write JSONL results and Markdown/CSV reports."""
     from bench.hygiene import start_warnings
@@ -81,7 +83,7 @@ def run(
     setup = benchmark.prepare_run(benchmark.RunOptions(
         runners=tuple(runner or ()), model=model, artifacts=tuple(artifact or ()), suite=suite,
         profile=profile, threads=threads, out=out_dir, quants=tuple(quant or ()), cache=cache,
-        prepare=prepare_missing, memory_limit_mb=memory_limit_mb, resume=resume_run, on_prepare=lambda r, q: err.print(f"preparing {r} {q} (see `edgebench prepare`)")))
+        prepare=prepare_missing, memory_limit_mb=memory_limit_mb, resume=resume_run, device_profile=device_profile, on_prepare=lambda r, q: err.print(f"preparing {r} {q} (see `edgebench prepare`)")))
     if setup.done:
         err.print(f"resuming {setup.run_id}: {len(setup.done)} generations already recorded in {setup.results_path}")
     err.print(f"run [bold]{setup.run_id}[/]: {setup.model.id}, suite {setup.suite.id}, profile "
@@ -111,6 +113,8 @@ def run(
             reports[fmt] = str(report.write_report(records, fmt, out_dir / f"{setup.run_id}.{fmt}"))
     table, notes = report.summary_table(records)
     notes = notes + start_warnings(records)
+    if junit and records:
+        _write_junit_verdicts(records, junit)
     failed = sum(o.failed for o in result.outcomes)
     if as_json:
         json.dump({"run_id": setup.run_id, "results": str(setup.results_path), "reports": reports,
@@ -127,6 +131,18 @@ def run(
         raise typer.Exit(130)
     if failed:
         raise typer.Exit(1)
+
+
+def _write_junit_verdicts(records: list[dict], path: Path) -> None:
+    import pandas as pd
+
+    from bench import matrix as matrix_, matrix_render
+    from bench.junit import to_xml
+
+    frame = pd.DataFrame.from_records([{c: r.get(c) for c in matrix_.COLUMNS} for r in records], columns=list(matrix_.COLUMNS))
+    built = matrix_.build(frame, 1)
+    report.write_text(to_xml("edgebench run", matrix_render.junit_cases(built)), path)
+    err.print(f"junit: {path}")
 
 
 @app.command("prepare")
@@ -293,7 +309,7 @@ def profiles() -> None:
 
 
 @app.command()
-def validate(paths: List[Path] = typer.Argument(..., help="Suite, run profile or catalogue .toml files.")) -> None:
+def validate(paths: List[Path] = typer.Argument(..., help="Suite, run profile, catalogue, workloads, tiers or device profile .toml files.")) -> None:
     """Check data files without running anything."""
     from bench.validate import validate_file
 
@@ -342,6 +358,95 @@ def selfcheck(threads: Optional[int] = typer.Option(None, "--threads", "-t", hel
 
     if not run_selfcheck(threads or benchmark.default_threads(), out):
         raise typer.Exit(1)
+
+
+@app.command()
+def matrix(
+    results: List[str] = typer.Argument(..., help="Results: .jsonl files, folders, glob patterns."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Write matrix.md, matrix.csv and matrix.html here."),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="Write the verdicts as JUnit XML here."),
+) -> None:
+    """Merge results of many devices into the tiered device matrix, with workload verdicts."""
+    from bench import matrix as matrix_, matrix_html, matrix_render, targets
+    from bench.junit import to_xml
+
+    frame, files = matrix_.load(results)
+    built = matrix_.build(frame, files)
+    if not built.rows:
+        raise BenchError("the results hold no successful measured generation", "check the runs' error records")
+    text = matrix_render.markdown(built)
+    if out_dir:
+        for name, content in (("matrix.csv", matrix_render.csv(built)),
+                              ("matrix.html", matrix_html.page(built, targets.load_workloads()))):
+            out.print(f"wrote {report.write_text(content, out_dir / name)}")
+    _emit(text, out_dir / "matrix.md" if out_dir else None, junit,
+          lambda: to_xml("edgebench matrix", matrix_render.junit_cases(built)))
+
+
+def _emit(text: str, path: Optional[Path], junit: Optional[Path], junit_xml) -> None:
+    """The Markdown to a file (or stdout), and the JUnit XML when asked for."""
+    if path:
+        out.print(f"wrote {report.write_text(text, path)}")
+    else:
+        sys.stdout.write(text)
+    if junit:
+        report.write_text(junit_xml(), junit)
+        err.print(f"wrote {junit}")
+
+
+@app.command("compare")
+def compare_cmd(
+    baseline: str = typer.Argument(..., help="Baseline results: a .jsonl file, folder or glob."),
+    candidate: str = typer.Argument(..., help="Candidate results: a .jsonl file, folder or glob."),
+    threshold: str = typer.Option("5%", "--threshold", help="A change worse than this (and outside the measured spread) is a regression."),
+    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the Markdown (a PR comment) here; default: stdout."),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="Write the comparisons as JUnit XML here."),
+) -> None:
+    """Compare two sets of results per device/runner/prompt/metric; exit 1 on a regression."""
+    from bench import compare
+    from bench.junit import to_xml
+
+    threshold_pct = compare.parse_threshold(threshold)
+    deltas = compare.compare(baseline, candidate, threshold_pct)
+    _emit(compare.markdown(deltas, threshold_pct, baseline, candidate), out_path, junit,
+          lambda: to_xml("edgebench compare", compare.junit_cases(deltas)))
+    if compare.regressions(deltas):
+        raise typer.Exit(1)
+
+
+@app.command()
+def device(
+    measure: bool = typer.Option(False, "--bandwidth", help="Measure memory bandwidth here (a copy benchmark, ~2 s)."),
+    device_profile: Optional[str] = typer.Option(None, "--device-profile", help="A device profile name or .toml path."),
+    list_: bool = typer.Option(False, "--list", help="List the packaged device profiles."),
+) -> None:
+    """This device's facts, fingerprint, and the tier it is assigned, and why."""
+    from bench import bandwidth, targets, tiering
+    from bench.device import device_facts
+
+    if list_:
+        table = Table("profile", "name", "class", "SoC", "RAM GB", "cores", "GB/s")
+        for p in targets.device_profiles().values():
+            table.add_row(p.id, p.name, p.device_class, p.soc, f"{p.ram_gb:g}", str(p.cores),
+                          f"{p.bandwidth_gbs:g}" if p.bandwidth_gbs else "–")
+        out.print(table)
+        return
+    facts = device_facts()
+    measured = bandwidth.measure() if measure else None
+    profile = targets.load_device_profile(device_profile) if device_profile else None
+    placement = tiering.place(facts, profile, (lambda: measured.gbs) if measured else None)
+    table = Table("fact", "value", title="device", title_justify="left")
+    for key, value in facts.items():
+        table.add_row(key.removeprefix("device_"), "–" if value is None else str(value))
+    if measured:
+        table.add_row("bandwidth (copy)", f"{measured.gbs:g} GB/s best, {measured.median_gbs:g} median "
+                      f"({measured.passes} passes of {measured.buffer_mb} MB)")
+    for key, value in placement.record_fields().items():
+        table.add_row(key, "–" if value is None else str(value))
+    out.print(table)
+    out.print(f"tier: [bold]{placement.tier}[/]")
+    for line in placement.why:
+        out.print(f"  {line}")
 
 
 def main() -> None:

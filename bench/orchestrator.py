@@ -28,6 +28,7 @@ from bench.models import Artifact
 from bench.monitor import DeviceMonitor, ProcessMonitor
 from bench.profiles import RunProfile
 from bench.records import ResultsWriter, make_record
+from bench.roofline import roofline_fields
 from bench.suite import Suite
 from bench.thermal import DeviceReader
 
@@ -274,7 +275,7 @@ class _WorkerSession:
         plan, suite, profile = self.plan, self.owner.suite, self.owner.profile
         prompt = suite.by_id(job.prompt_id) if job else None
         m = message.get("measurement", {})
-        return make_record(
+        record = make_record(
             **self.owner.run_fields, measured_at=utc_now(), load_avg_1m_start=load_avg,
             temp_c_start=self.start_state["temp_c"], cpu_freq_mhz_start=self.start_state["freq_mhz"],
             cpu_freq_max_mhz=self.start_state["freq_max_mhz"],
@@ -301,6 +302,8 @@ class _WorkerSession:
             output_text=m.get("output_text"), native=message.get("native"),
             status=status, error=error,
         )
+        record.update(roofline_fields(record))
+        return record
 
 
 def _error_status(error: str) -> str:

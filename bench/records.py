@@ -20,6 +20,8 @@ FIELDS = (
     "schema_version", "run_id", "started_at", "measured_at", "tool_version", "git_commit",
     "device_cpu_model", "device_cores_physical", "device_cores_logical", "device_ram_gb",
     "device_os", "device_arch", "device_python", "device_fingerprint",
+    "device_max_freq_mhz", "device_board", "device_gpu", "device_npu",
+    "device_profile", "device_class", "tier", "bandwidth_gbs", "bandwidth_source",
     # the device's state when the measurement started (None where the OS does not say)
     "load_avg_1m_start", "temp_c_start", "cpu_freq_mhz_start", "cpu_freq_max_mhz", "foreign_cpu_percent_start",
     "runner", "synthetic", "runtime_version", "backend", "runner_settings",
@@ -31,7 +33,7 @@ FIELDS = (
     "prompt_id", "category", "kind", "warmup", "repeat", "max_new_tokens",
     "prompt_tokens", "new_tokens", "stop_reason",
     "load_ms", "ttft_ms", "prefill_tok_s", "decode_tok_s",
-    "itl_p50_ms", "itl_p90_ms", "itl_p99_ms", "e2e_ms",
+    "itl_p50_ms", "itl_p90_ms", "itl_p99_ms", "e2e_ms", "decode_roofline_tok_s", "mbu",
     "peak_rss_mb", "cpu_percent",
     "token_times_ns", "output_token_ids", "output_text", "native",
     "status", "error",
@@ -125,7 +127,8 @@ def iter_records(path: Path, warn=lambda message: None) -> Iterator[dict]:
         if not isinstance(version, int) or version > SCHEMA_VERSION:
             raise BenchError(f"{path}:{number} has schema_version {version}, newer than this edgebench ({SCHEMA_VERSION})",
                              "upgrade edgebench: pip install -U edgebench")
-        yield migrate(record)
+        # Fields added within a schema version are absent from files written before them.
+        yield {name: None for name in FIELDS} | migrate(record)
 
 
 def migrate(record: dict) -> dict:

@@ -57,7 +57,7 @@ def formatted(table: pd.DataFrame) -> list[list[str]]:
     return rows
 
 
-def _md_cell(text: str) -> str:
+def md_cell(text: str) -> str:
     return html.escape(text).replace("|", "\\|").replace("\n", " ")
 
 
@@ -68,7 +68,7 @@ def markdown(records: list[dict], table: pd.DataFrame, notes: list[str]) -> str:
         runs = sorted({r["run_id"] for r in records})
         lines += [
             f"- runs: {', '.join(runs)}",
-            f"- device: {_md_cell(str(first.get('device_cpu_model')))}, {first.get('device_cores_logical')} logical cores, "
+            f"- device: {md_cell(str(first.get('device_cpu_model')))}, {first.get('device_cores_logical')} logical cores, "
             f"{first.get('device_ram_gb')} GB RAM, {first.get('device_os')} {first.get('device_arch')}",
             f"- model: {first.get('model_id')}; suite: {first.get('suite_id')} ({str(first.get('suite_sha256'))[:12]}); "
             f"profile: {first.get('profile_name')}",
@@ -81,9 +81,9 @@ def markdown(records: list[dict], table: pd.DataFrame, notes: list[str]) -> str:
     lines.append("| " + " | ".join(headings) + " |")
     lines.append("|" + "|".join("---" if h in ("runner", "quant", "prompt", "category") else "---:" for h in headings) + "|")
     for row in formatted(table):
-        lines.append("| " + " | ".join(_md_cell(c) for c in row) + " |")
+        lines.append("| " + " | ".join(md_cell(c) for c in row) + " |")
     if notes:
-        lines += ["", "## Warnings", ""] + [f"- {_md_cell(n)}" for n in notes]
+        lines += ["", "## Warnings", ""] + [f"- {md_cell(n)}" for n in notes]
     return "\n".join(lines) + "\n"
 
 
@@ -91,7 +91,11 @@ def write_report(records: list[dict], fmt: str, out: Path) -> Path:
     if fmt not in FORMATS:
         raise BenchError(f"unknown report format '{fmt}'", f"use one of: {', '.join(FORMATS)}", exit_code=2)
     table, notes = summary_table(records)
-    text = markdown(records, table, notes) if fmt == "md" else table.to_csv(index=False)
+    return write_text(markdown(records, table, notes) if fmt == "md" else table.to_csv(index=False), out)
+
+
+def write_text(text: str, out: Path) -> Path:
+    """Write a report file whole or not at all (a partial file is renamed into place)."""
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.name + ".partial")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench import datafiles
+from bench import datafiles, targets
 from bench.errors import BenchError
 
 
@@ -22,8 +22,16 @@ def validate_file(path: Path) -> str:
     if "warmups" in table or "repetitions" in table:
         profile = load_profile(str(path))
         return f"run profile '{profile.name}'"
+    if "workload" in table:
+        return f"workloads, {len(targets.load_workloads(path))} workloads"
+    if "tier" in table:
+        return f"device tiers, {len(targets.load_tiers(path))} tiers"
+    if "sources" in table:
+        device = targets.load_device_profile(str(path))
+        return f"device profile '{device.id}'"
     if "model" in table:
         catalogue = datafiles.build(_Catalogue, table, str(path))
         return f"model catalogue, {len(catalogue.model)} models"
-    raise BenchError(f"{path}: not a suite ([[prompt]]), run profile (warmups) or catalogue ([[model]])",
+    raise BenchError(f"{path}: not a suite ([[prompt]]), run profile (warmups), catalogue ([[model]]), "
+                     "workloads ([[workload]]), tiers ([[tier]]) or device profile (sources)",
                      "see the files under profiles/ for each kind")

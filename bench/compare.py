@@ -1,0 +1,140 @@
+"""`edgebench compare BASELINE CANDIDATE`: per device/runner/prompt/metric deltas, a CI gate.
+
+A change counts as a regression only when it is worse than the threshold AND the
+candidate's median lies outside the baseline's measured spread (lowest to highest
+repetition): a change the baseline's own repetitions already show is noise, not a
+regression. Results of different suites (by hash) are never compared.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from bench import matrix, resultset
+from bench.errors import BenchError
+from bench.junit import Case
+from bench.report import md_cell
+
+# metric -> (label, True when higher is better)
+METRICS = {"decode_tok_s": ("decode tok/s", True), "ttft_ms": ("TTFT ms", False),
+           "prefill_tok_s": ("prefill tok/s", True), "itl_p50_ms": ("ITL p50 ms", False), "e2e_ms": ("e2e ms", False)}
+KEY = ["device", "runner", "model_id", "quantization", "prompt_id"]
+
+
+@dataclass(frozen=True)
+class Delta:
+    device: str
+    runner: str
+    quantization: str
+    prompt_id: str
+    metric: str
+    baseline: float | None
+    candidate: float | None
+    change_pct: float | None  # signed: + is a change for the better
+    status: str  # regression, improved, noise, same, not comparable, missing, new
+    note: str = ""
+
+
+def parse_threshold(text: str) -> float:
+    try:
+        value = float(text.strip().removesuffix("%"))
+    except ValueError:
+        raise BenchError(f"--threshold '{text}' is not a percentage", "e.g. --threshold 5%", exit_code=2) from None
+    if value < 0:
+        raise BenchError("--threshold must not be negative", "e.g. --threshold 5%", exit_code=2)
+    return value
+
+
+def _side(target: str) -> tuple[pd.DataFrame, dict[str, str]]:
+    frame = resultset.load(resultset.expand([target]), matrix.COLUMNS)
+    ok = frame[(frame["status"] == "ok") & (frame["warmup"] == False)].copy()  # noqa: E712 (pandas mask)
+    if ok.empty:
+        raise BenchError(f"{target} holds no successful measured generation", "check the run's error records")
+    for column in ("model_id", "quantization", "suite_sha256", "artifact_sha256"):
+        ok[column] = ok[column].fillna("–")
+    return ok, matrix.label_devices(ok)
+
+
+def _stats(group: pd.DataFrame, metric: str) -> tuple[float, float, float] | None:
+    values = group[metric].dropna()
+    return (float(values.median()), float(values.min()), float(values.max())) if not values.empty else None
+
+
+def compare(baseline: str, candidate: str, threshold_pct: float) -> list[Delta]:
+    base, base_labels = _side(baseline)
+    cand, cand_labels = _side(candidate)
+    labels = base_labels | cand_labels
+    base_groups = dict(iter(base.groupby(KEY, sort=False)))
+    cand_groups = dict(iter(cand.groupby(KEY, sort=False)))
+    deltas: list[Delta] = []
+    for key in list(base_groups) + [k for k in cand_groups if k not in base_groups]:
+        device, runner, _model, quant, prompt = key
+        common = (labels.get(device, device), runner, quant, prompt)
+        if key not in cand_groups or key not in base_groups:
+            status = "missing" if key not in cand_groups else "new"
+            deltas.append(Delta(*common, "all", None, None, None, status, f"{status} in the candidate"))
+            continue
+        b, c = base_groups[key], cand_groups[key]
+        if set(b["suite_sha256"]) != set(c["suite_sha256"]):
+            deltas.append(Delta(*common, "all", None, None, None, "not comparable", "the suite differs (by hash)"))
+            continue
+        note = "artifact changed" if set(b["artifact_sha256"]) != set(c["artifact_sha256"]) else ""
+        for metric, (label, higher_better) in METRICS.items():
+            bs, cs = _stats(b, metric), _stats(c, metric)
+            if bs is None or cs is None or bs[0] == 0:
+                continue
+            change = 100 * (cs[0] - bs[0]) / bs[0] * (1 if higher_better else -1)
+            inside = bs[1] <= cs[0] <= bs[2]
+            if abs(change) <= threshold_pct:
+                status = "same"
+            elif inside:
+                status = "noise"
+            else:
+                status = "improved" if change > 0 else "regression"
+            deltas.append(Delta(*common, label, bs[0], cs[0], round(change, 2), status, note))
+    return deltas
+
+
+def regressions(deltas: list[Delta]) -> list[Delta]:
+    return [d for d in deltas if d.status == "regression"]
+
+
+def markdown(deltas: list[Delta], threshold_pct: float, baseline: str, candidate: str) -> str:
+    bad, good = regressions(deltas), [d for d in deltas if d.status == "improved"]
+    verdict = f"❌ {len(bad)} regression(s)" if bad else "✅ no regression"
+    lines = ["## edgebench compare", "",
+             f"{verdict}; {len(good)} improvement(s); {len(deltas)} comparisons; threshold {threshold_pct:g}% "
+             "(a change inside the baseline's measured spread is noise, not a regression).", "",
+             f"baseline: `{md_cell(baseline)}` · candidate: `{md_cell(candidate)}`", ""]
+    notable = [d for d in deltas if d.status not in ("same",)]
+    lines += _table(sorted(notable, key=lambda d: ["regression", "not comparable", "missing", "new", "improved",
+                                                    "noise"].index(d.status)))
+    rest = [d for d in deltas if d.status == "same"]
+    if rest:
+        lines += ["", f"<details><summary>{len(rest)} unchanged (within {threshold_pct:g}%)</summary>", ""]
+        lines += _table(rest) + ["", "</details>"]
+    return "\n".join(lines) + "\n"
+
+
+def _table(deltas: list[Delta]) -> list[str]:
+    if not deltas:
+        return []
+    out = ["| status | device | runner | quant | prompt | metric | baseline | candidate | change | note |",
+           "|---|---|---|---|---|---|---:|---:|---:|---|"]
+    for d in deltas:
+        figures = ["–" if v is None else f"{v:,.2f}" for v in (d.baseline, d.candidate)]
+        change = "–" if d.change_pct is None else f"{d.change_pct:+.1f}%"
+        cells = [d.status, d.device, d.runner, d.quantization, d.prompt_id, d.metric, *figures, change, d.note]
+        out.append("| " + " | ".join(md_cell(str(c)) for c in cells) + " |")
+    return out
+
+
+def junit_cases(deltas: list[Delta]) -> list[Case]:
+    cases = []
+    for d in deltas:
+        outcome = {"regression": "fail", "missing": "n/a", "new": "n/a", "not comparable": "n/a"}.get(d.status, "pass")
+        change = "" if d.change_pct is None else f"{d.change_pct:+.1f}% ({d.baseline:,.2f} -> {d.candidate:,.2f})"
+        cases.append(Case(f"{d.device}.{d.runner}.{d.quantization}", f"{d.prompt_id} / {d.metric}", outcome,
+                          "; ".join(x for x in (d.status, change, d.note) if x)))
+    return cases

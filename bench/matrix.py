@@ -1,0 +1,159 @@
+"""The tiered device matrix: results of many devices and runs -> tier -> device ->
+runtime x quantization, each cell with decode speed, TTFT, MBU and workload verdicts.
+
+Only comparable results are merged into a cell: same suite (by hash) and same artifact
+(by hash). When a cell holds results of different suites or artifacts, each variant is
+its own row, marked with the reason, never averaged with the others.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from bench import resultset, targets
+from bench.verdicts import Verdict, judge
+
+COLUMNS = ("run_id", "device_fingerprint", "device_profile", "device_cpu_model", "device_board", "device_ram_gb",
+           "device_cores_logical", "device_class", "tier", "bandwidth_gbs", "runner", "synthetic", "model_id",
+           "quantization", "artifact_sha256", "suite_id", "suite_sha256", "prompt_id", "category", "warmup",
+           "repeat", "status", "mode", "ttft_ms", "decode_tok_s", "e2e_ms", "prefill_tok_s", "itl_p50_ms",
+           "itl_p99_ms", "decode_roofline_tok_s", "mbu")
+CELL = ["tier", "device", "runner", "model_id", "quantization"]
+JUDGED = ["category", "mode", "ttft_ms", "decode_tok_s", "e2e_ms"]  # what verdicts read
+VARIANT = ["suite_sha256", "artifact_sha256"]
+
+
+@dataclass
+class Row:
+    tier: str
+    device: str
+    device_label: str
+    runner: str
+    model: str
+    quantization: str
+    suite: str
+    artifact_sha256: str
+    synthetic: bool
+    n: int
+    failed: int
+    decode_tok_s: float | None
+    ttft_ms: float | None
+    roofline_tok_s: float | None
+    mbu: float | None
+    verdicts: list[Verdict] = field(default_factory=list)
+    not_comparable: str = ""  # why this row stands apart from others of its cell
+
+
+@dataclass
+class Matrix:
+    rows: list[Row]
+    tiers: list[str]
+    workloads: list[str]
+    devices: dict[str, str]  # device key -> how its tier was decided
+    files: int
+    records: int
+
+
+def load(targets_: list[str]) -> tuple[pd.DataFrame, int]:
+    paths = resultset.expand(targets_)
+    return resultset.load(paths, COLUMNS), len(paths)
+
+
+def _given(value) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value)) and value != ""
+
+
+def _label(first: pd.Series) -> str:
+    if _given(first["device_profile"]):
+        return str(first["device_profile"])
+    name = next((first[k] for k in ("device_board", "device_cpu_model") if _given(first[k])), "unknown device")
+    return f"{name} [{str(first['device_fingerprint'])[:8]}]"
+
+
+def label_devices(df: pd.DataFrame) -> dict[str, str]:
+    """Add the `device` column (the device profile, else the fingerprint); return each
+    device's display label."""
+    df["device"] = df["device_profile"].where(df["device_profile"].notna(), df["device_fingerprint"]).fillna("unknown")
+    return {key: _label(rows.iloc[0]) for key, rows in df.groupby("device", sort=False)}
+
+
+def _place_devices(df: pd.DataFrame, tiers: tuple[targets.Tier, ...]) -> tuple[pd.Series, dict[str, str], dict[str, str]]:
+    """Each device's tier: the one its records name, else assigned here from its facts."""
+    labels = label_devices(df)
+    tier_of, why = {}, {}
+    for key, rows in df.groupby("device", sort=False):
+        first = rows.iloc[0]
+        named = rows["tier"].dropna()
+        if not named.empty:
+            tier_of[key], why[key] = str(named.iloc[0]), "tier recorded by the run"
+            continue
+        bandwidth = rows["bandwidth_gbs"].dropna()
+        tier, lines = targets.assign_tier(
+            tiers, ram_gb=first["device_ram_gb"], cores=first["device_cores_logical"],
+            bandwidth_gbs=float(bandwidth.iloc[0]) if not bandwidth.empty else None,
+            device_class=first["device_class"] if _given(first["device_class"]) else None)
+        tier_of[key], why[key] = (tier.id if tier else "untiered"), lines[-1] if lines else ""
+    return df["device"].map(tier_of), why, labels
+
+
+def _median(values: pd.Series) -> float | None:
+    values = values.dropna()
+    return float(values.median()) if not values.empty else None
+
+
+def _variant_reason(variant: tuple, variants: list[tuple], suite_ids: dict) -> str:
+    suite, artifact = variant
+    if len(variants) < 2:
+        return ""
+    why = []
+    if len({v[0] for v in variants}) > 1:
+        why.append(f"suite {suite_ids.get(suite, '?')} ({str(suite)[:8]}) differs")
+    if len({v[1] for v in variants}) > 1:
+        why.append(f"artifact {str(artifact)[:8]} differs")
+    return "; ".join(why)
+
+
+def build(df: pd.DataFrame, files: int = 0, workloads: tuple[targets.Workload, ...] | None = None,
+          tiers: tuple[targets.Tier, ...] | None = None) -> Matrix:
+    workloads = workloads or targets.load_workloads()
+    tiers = tiers or targets.load_tiers()
+    df = df.copy()
+    for column in ("model_id", "quantization", "suite_sha256", "artifact_sha256"):
+        df[column] = df[column].fillna("–")
+    df["tier"], device_why, labels = _place_devices(df, tiers) if not df.empty else (df["tier"], {}, {})
+    ok = df[(df["status"] == "ok") & (df["warmup"] == False)]  # noqa: E712 (pandas mask)
+    failed = df[df["status"] != "ok"].groupby(CELL + VARIANT, dropna=False).size()
+    suite_ids = dict(zip(df["suite_sha256"], df["suite_id"]))
+    rows: list[Row] = []
+    for cell, group in ok.groupby(CELL, sort=False, dropna=False):
+        variants = list(group.groupby(VARIANT, sort=False, dropna=False))
+        keys = [k for k, _ in variants]
+        for key, rows_ in variants:
+            rows.append(Row(
+                tier=cell[0], device=cell[1], device_label=labels.get(cell[1], cell[1]), runner=cell[2],
+                model=cell[3], quantization=cell[4], suite=suite_ids.get(key[0]) or "–", artifact_sha256=key[1],
+                synthetic=bool(rows_["synthetic"].fillna(False).any()), n=len(rows_),
+                failed=int(failed.get(cell + key, 0)), decode_tok_s=_median(rows_["decode_tok_s"]),
+                ttft_ms=_median(rows_["ttft_ms"]), roofline_tok_s=_median(rows_["decode_roofline_tok_s"]),
+                mbu=_median(rows_["mbu"]), verdicts=[judge(rows_[JUDGED], w) for w in workloads],
+                not_comparable=_variant_reason(key, keys, suite_ids)))
+    tier_order = {t.id: i for i, t in enumerate(tiers)}
+    rows.sort(key=lambda r: (tier_order.get(r.tier, len(tier_order)), r.device_label, r.runner, r.model, r.quantization))
+    seen_tiers = list(dict.fromkeys(r.tier for r in rows))
+    return Matrix(rows, seen_tiers, [w.id for w in workloads], device_why, files, len(df))
+
+
+def table(matrix: Matrix) -> pd.DataFrame:
+    """The flat table (CSV): one row per cell variant, one column per workload verdict."""
+    records = []
+    for r in matrix.rows:
+        item = {"tier": r.tier, "device": r.device_label, "runner": r.runner + (" (FAKE)" if r.synthetic else ""),
+                "model": r.model, "quant": r.quantization, "suite": r.suite, "artifact": r.artifact_sha256[:12],
+                "n": r.n, "failed": r.failed, "decode_tok_s": r.decode_tok_s, "ttft_ms": r.ttft_ms,
+                "roofline_tok_s": r.roofline_tok_s, "mbu_pct": None if r.mbu is None else 100 * r.mbu}
+        item |= {w: v.verdict for w, v in zip(matrix.workloads, r.verdicts)}
+        item["not_comparable"] = r.not_comparable
+        records.append(item)
+    return pd.DataFrame.from_records(records)

@@ -1,0 +1,111 @@
+"""The CI gate: `edgebench compare` on results of several simulated farm devices
+(tests/simulated_devices.py), and the farm workflow's merge-then-gate steps."""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from bench import compare
+from bench.errors import BenchError
+from tests import simulated_devices as sim
+from tests.conftest import edgebench
+
+DEVICES = {"pixel-8-pro": (60, 40), "galaxy-a54": (25, 300), "raspberry-pi-5": (12, 900)}
+
+
+def _farm(root, slower: dict[str, float] | None = None, spread: float = 0.05, run: str = "1", **extra):
+    """One folder per device, as the farm's upload step leaves them."""
+    for device, (decode, ttft) in DEVICES.items():
+        factor = (slower or {}).get(device, 1.0)
+        sim.write(root / device / "results.jsonl",
+                  sim.records(device, decode=decode / factor, ttft=ttft * factor, spread=spread, run=run, **extra))
+    return root
+
+
+def test_identical_results_pass_the_gate(tmp_path):
+    _farm(tmp_path / "base"), _farm(tmp_path / "cand", run="2")
+    result = edgebench("compare", str(tmp_path / "base"), str(tmp_path / "cand"))
+    assert result.returncode == 0, result.stderr
+    assert "✅ no regression" in result.stdout
+
+
+def test_a_slowdown_on_one_device_fails_the_gate_and_names_it(tmp_path):
+    _farm(tmp_path / "base"), _farm(tmp_path / "cand", slower={"galaxy-a54": 1.25}, run="2")
+    result = edgebench("compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--threshold", "5%",
+                       "--junit", str(tmp_path / "compare.xml"))
+    assert result.returncode == 1
+    regression_lines = [line for line in result.stdout.splitlines() if line.startswith("| regression")]
+    assert regression_lines and all("galaxy-a54" in line for line in regression_lines)
+    assert any("decode tok/s" in line and "-20.0%" in line for line in regression_lines)
+    root = ET.parse(tmp_path / "compare.xml").getroot()
+    assert int(root.get("failures")) == len(regression_lines)
+
+
+def test_a_change_inside_the_measured_spread_is_noise(tmp_path):
+    # Baseline repetitions vary ±30%: a 10% slower median lies within that spread.
+    _farm(tmp_path / "base", spread=0.3), _farm(tmp_path / "cand", slower={"galaxy-a54": 1.1}, spread=0.3, run="2")
+    deltas = compare.compare(str(tmp_path / "base"), str(tmp_path / "cand"), 5.0)
+    a54 = [d for d in deltas if d.device == "galaxy-a54" and d.metric == "decode tok/s"]
+    assert a54 and {d.status for d in a54} == {"noise"}
+    assert compare.regressions(deltas) == []
+
+
+def test_the_threshold_decides_what_counts(tmp_path):
+    _farm(tmp_path / "base", spread=0.0), _farm(tmp_path / "cand", slower={"pixel-8-pro": 1.04}, spread=0.0, run="2")
+    assert compare.regressions(compare.compare(str(tmp_path / "base"), str(tmp_path / "cand"), 5.0)) == []
+    assert compare.regressions(compare.compare(str(tmp_path / "base"), str(tmp_path / "cand"), 2.0))
+
+
+def test_a_different_suite_is_not_compared(tmp_path):
+    _farm(tmp_path / "base"), _farm(tmp_path / "cand", slower={"galaxy-a54": 2}, suite_sha256="f" * 64, run="2")
+    deltas = compare.compare(str(tmp_path / "base"), str(tmp_path / "cand"), 5.0)
+    assert {d.status for d in deltas} == {"not comparable"} and compare.regressions(deltas) == []
+
+
+def test_a_device_missing_from_the_candidate_is_reported(tmp_path):
+    _farm(tmp_path / "base")
+    sim.write(tmp_path / "cand" / "pixel.jsonl", sim.records("pixel-8-pro", decode=60, ttft=40, run="2"))
+    deltas = compare.compare(str(tmp_path / "base"), str(tmp_path / "cand"), 5.0)
+    assert {d.device for d in deltas if d.status == "missing"} == {"galaxy-a54", "raspberry-pi-5"}
+
+
+@pytest.mark.parametrize("text", ["five", "-3%"])
+def test_a_bad_threshold_is_a_usage_error(text):
+    with pytest.raises(BenchError) as info:
+        compare.parse_threshold(text)
+    assert info.value.exit_code == 2
+
+
+def test_the_farm_workflow_merge_and_gate_steps(tmp_path):
+    """What ci-examples/device-farm.yml's final job runs, on uploaded per-device artifacts."""
+    _farm(tmp_path / "baseline"), _farm(tmp_path / "artifacts", slower={"raspberry-pi-5": 1.3}, run="2")
+    merged = edgebench("matrix", str(tmp_path / "artifacts" / "*" / "*.jsonl"), "--out", str(tmp_path / "matrix"),
+                       "--junit", str(tmp_path / "matrix" / "verdicts.xml"))
+    assert merged.returncode == 0, merged.stderr
+    md = (tmp_path / "matrix" / "matrix.md").read_text()
+    assert all(f"### {d}" in md for d in DEVICES)
+    gate = edgebench("compare", str(tmp_path / "baseline"), str(tmp_path / "artifacts"),
+                     "--out", str(tmp_path / "comment.md"))
+    assert gate.returncode == 1
+    assert "raspberry-pi-5" in (tmp_path / "comment.md").read_text()
+
+
+def test_the_example_farm_workflow_uses_real_commands_and_options():
+    import yaml
+
+    from bench.cli import app
+    from typer.main import get_command
+
+    workflow = yaml.safe_load((Path(__file__).parent.parent / "ci-examples" / "device-farm.yml").read_text())
+    assert set(workflow["jobs"]) == {"bench", "matrix"} and workflow["jobs"]["matrix"]["needs"] == "bench"
+    assert "matrix.device" in str(workflow["jobs"]["bench"]["runs-on"])
+    commands = get_command(app).commands
+    used = [step["run"] for job in workflow["jobs"].values() for step in job["steps"] if "edgebench " in step.get("run", "")]
+    assert len(used) == 3
+    for line in used:
+        words = line.replace("\n", " ").split()
+        name = words[words.index(next(w for w in words if w.endswith("edgebench"))) + 1]
+        options = {o for p in commands[name].params for o in p.opts}
+        assert {w for w in words if w.startswith("--")} <= options, line

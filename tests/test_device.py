@@ -1,0 +1,100 @@
+"""Device facts from fixture OS trees, the bandwidth benchmark, and a run labelled with a
+farm device's profile: tier, bandwidth, decode roofline and MBU in every record."""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from bench import bandwidth, device, roofline
+from tests.conftest import edgebench, read_jsonl
+
+
+def _tree(root, files: dict[str, str]):
+    for relative, text in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def test_a_raspberry_pi_tree(tmp_path):
+    root = _tree(tmp_path, {
+        "proc/device-tree/model": "Raspberry Pi 5 Model B Rev 1.0\x00",
+        "proc/cpuinfo": "processor\t: 0\nBogoMIPS\t: 108.00\nModel\t\t: Raspberry Pi 5 Model B Rev 1.0\n",
+        "sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq": "2400000\n",
+        "sys/devices/system/cpu/cpu1/cpufreq/cpuinfo_max_freq": "1800000\n",
+        "dev/dri/renderD128": "",
+    })
+    assert device.board(root) == "Raspberry Pi 5 Model B Rev 1.0"
+    assert device.cpu_model(root) == "Raspberry Pi 5 Model B Rev 1.0"
+    assert device.max_freq_mhz(root) == 2400
+    assert device.accelerators(root) == {"gpu": "drm", "npu": None}
+
+
+def test_a_jetson_tree(tmp_path):
+    root = _tree(tmp_path, {"proc/device-tree/model": "NVIDIA Jetson Orin Nano Developer Kit", "dev/nvgpu": ""})
+    assert device.board(root) == "NVIDIA Jetson Orin Nano Developer Kit"
+    assert device.accelerators(root)["gpu"] == "nvidia-tegra"
+
+
+def test_an_android_tree(tmp_path):
+    root = _tree(tmp_path, {
+        "system/build.prop": "# build\nro.product.manufacturer=Google\nro.product.model=Pixel 8 Pro\n",
+        "vendor/build.prop": "ro.soc.model=Tensor G3\n",
+        "dev/mali0": "",
+    })
+    assert device.board(root) == "Google Pixel 8 Pro, Tensor G3"
+    assert device.accelerators(root)["gpu"] == "mali"
+
+
+def test_an_empty_tree_knows_nothing_but_does_not_fail(tmp_path):
+    facts = device.device_facts(tmp_path)
+    assert facts["device_board"] is None and facts["device_max_freq_mhz"] is None
+    assert len(facts["device_fingerprint"]) == 16
+
+
+def test_the_bandwidth_benchmark_measures_something_plausible():
+    result = bandwidth.measure(buffer_mb=32, passes=3)
+    assert 0.1 < result.gbs < 2000 and result.median_gbs <= result.gbs
+
+
+def test_roofline_is_bandwidth_over_bytes_per_token():
+    record = {"bandwidth_gbs": 10.0, "artifact_bytes": 100_000_000, "model_id": "smollm2-135m",
+              "prompt_tokens": 100, "new_tokens": 100, "decode_tok_s": 50.0}
+    per_token = 100_000_000 + 23040 * 150
+    fields = roofline.roofline_fields(record)
+    assert fields["decode_roofline_tok_s"] == pytest.approx(10e9 / per_token, abs=0.01)
+    assert fields["mbu"] == pytest.approx(50 / (10e9 / per_token), abs=1e-6)
+    assert roofline.roofline_fields({**record, "bandwidth_gbs": None}) == {"decode_roofline_tok_s": None, "mbu": None}
+
+
+def test_a_run_with_a_device_profile_labels_every_record(tmp_path, fake_script):
+    script = fake_script(load_ms=5, prefill_ms_per_token=1, first_token_ms=4, decode_ms=8, eos_after=5)
+    result = edgebench("run", "--runner", "fake", "--artifact", f"fake={script}", "--profile", "quick",
+                       "--out", str(tmp_path / "out"), "--threads", "1", "--device-profile", "raspberry-pi-5",
+                       "--junit", str(tmp_path / "verdicts.xml"))
+    assert result.returncode == 0, result.stderr
+    suites = ET.parse(tmp_path / "verdicts.xml").getroot()
+    assert suites.find("testsuite").get("name") == "entry.raspberry-pi-5" and int(suites.get("tests")) == 6
+    records = read_jsonl(next((tmp_path / "out").glob("*.jsonl")))
+    assert {r["device_profile"] for r in records} == {"raspberry-pi-5"}
+    assert {r["tier"] for r in records} == {"entry"}
+    assert {r["bandwidth_gbs"] for r in records} == {17.1}
+    fixed = next(r for r in records if r["prompt_id"] == "pp128-tg64" and not r["warmup"])
+    expected = 17.1e9 / (script.stat().st_size + 23040 * (128 + 64 / 2))
+    assert fixed["decode_roofline_tok_s"] == pytest.approx(expected, abs=0.01)
+    assert fixed["mbu"] == pytest.approx(fixed["decode_tok_s"] / expected, rel=1e-3)
+
+
+def test_an_unknown_device_profile_is_one_line_error(tmp_path):
+    result = edgebench("run", "--runner", "fake", "--profile", "quick", "--out", str(tmp_path), "--device-profile", "nokia-3310")
+    assert result.returncode != 0 and "Error:" in result.stderr and "Traceback" not in result.stderr
+    assert "pixel-8-pro" in result.stderr  # the hint lists the known profiles
+
+
+def test_the_device_command_prints_facts_tier_and_why():
+    result = edgebench("device", "--device-profile", "galaxy-a54")
+    assert result.returncode == 0, result.stderr
+    assert "fingerprint" in result.stdout and "tier: mid" in result.stdout
+    assert "not flagship: RAM 6 < 7.5 GB" in result.stdout

@@ -1,0 +1,154 @@
+"""The tiered device matrix over result files of several simulated devices (see
+tests/simulated_devices.py): tiers, verdicts, comparability, outputs, fast reading."""
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import pandas as pd
+import pytest
+
+from bench import matrix, matrix_html, matrix_render, resultset, targets, verdicts
+from bench.errors import BenchError
+from tests import simulated_devices as sim
+from tests.conftest import edgebench
+
+
+@pytest.fixture
+def farm(tmp_path):
+    """Three devices' results as a CI device farm would upload them."""
+    root = tmp_path / "farm"
+    sim.write(root / "pixel-8-pro" / "run.jsonl", sim.records("pixel-8-pro", decode=60, ttft=40),
+              sim.records("pixel-8-pro", quant="Q8_0", decode=35, ttft=48, artifact_sha256="b" * 64))
+    sim.write(root / "galaxy-a54" / "run.jsonl", sim.records("galaxy-a54", decode=25, ttft=300))
+    sim.write(root / "raspberry-pi-5" / "run.jsonl", sim.records("raspberry-pi-5", decode=12, ttft=900, spread=0.2),
+              sim.records("raspberry-pi-5", decode=13, ttft=850, artifact_sha256="c" * 64))
+    return root
+
+
+def _built(*targets_):
+    frame, files = matrix.load([str(t) for t in targets_])
+    return matrix.build(frame, files)
+
+
+def _row(m, device, quant="Q4_1", artifact="a" * 64):
+    return next(r for r in m.rows if r.device == device and r.quantization == quant and r.artifact_sha256 == artifact)
+
+
+def _verdict(row, workload):
+    return next(v for v in row.verdicts if v.workload == workload)
+
+
+def test_devices_land_in_their_tiers_in_tier_order(farm):
+    m = _built(farm)
+    assert m.tiers == ["flagship", "mid", "entry"]
+    assert {r.device: r.tier for r in m.rows} == {"pixel-8-pro": "flagship", "galaxy-a54": "mid", "raspberry-pi-5": "entry"}
+    assert m.files == 3 and m.records == sum(len(sim.SUITE.prompts) * 4 for _ in range(5))
+
+
+def test_medians_and_roofline_of_a_cell(farm):
+    row = _row(_built(farm), "pixel-8-pro")
+    assert row.decode_tok_s == pytest.approx(60) and row.ttft_ms == pytest.approx(40)
+    assert row.n == len(sim.SUITE.prompts) * 3  # warm-ups excluded
+    assert row.mbu == pytest.approx(60 / row.roofline_tok_s, rel=1e-3)
+
+
+def test_verdicts_pass_fail_and_marginal_within_the_spread(farm):
+    m = _built(farm)
+    assert _verdict(_row(m, "pixel-8-pro"), "keyboard-autocomplete").verdict == "pass"  # 38-42 ms <= 50
+    assert _verdict(_row(m, "pixel-8-pro", "Q8_0", "b" * 64), "keyboard-autocomplete").verdict == "marginal"  # 45.6-50.4
+    assert _verdict(_row(m, "galaxy-a54"), "keyboard-autocomplete").verdict == "fail"
+    chat = _verdict(_row(m, "raspberry-pi-5"), "interactive-chat")  # TTFT 720-1080 around the 1 s budget
+    assert chat.verdict == "marginal" and any("budget ≤ 1000: marginal" in r for r in chat.reasons)
+
+
+def test_sustained_figures_are_used_where_they_exist():
+    workload = targets.Workload("chat", "d", ("chat",), ttft_ms_max=1000)
+    rows = pd.DataFrame({"category": ["chat"] * 4, "mode": [None, None, "sustained", "sustained"],
+                         "ttft_ms": [500.0, 600.0, 1500.0, 1600.0], "decode_tok_s": [None] * 4, "e2e_ms": [None] * 4})
+    judged = verdicts.judge(rows, workload)
+    assert judged.verdict == "fail" and judged.sustained and judged.n == 2
+    without_mode = verdicts.judge(rows.drop(columns="mode"), workload)  # records from before the field existed
+    assert without_mode.verdict == "marginal" and not without_mode.sustained
+
+
+def test_results_of_different_artifacts_are_never_averaged(farm):
+    m = _built(farm)
+    pi = [r for r in m.rows if r.device == "raspberry-pi-5"]
+    assert sorted(r.decode_tok_s for r in pi) == [pytest.approx(12), pytest.approx(13)]
+    assert all("artifact" in r.not_comparable and "differs" in r.not_comparable for r in pi)
+    assert "Not comparable with each other (never averaged)" in matrix_render.markdown(m)
+
+
+def test_results_of_a_different_suite_stand_apart(tmp_path):
+    sim.write(tmp_path / "a.jsonl", sim.records("galaxy-a54", decode=25, ttft=300),
+              sim.records("galaxy-a54", decode=20, ttft=300, suite_sha256="e" * 64))
+    rows = _built(tmp_path).rows
+    assert len(rows) == 2 and all("suite default" in r.not_comparable for r in rows)
+
+
+def test_outputs_markdown_csv_junit(farm):
+    m = _built(farm)
+    md = matrix_render.markdown(m)
+    assert md.index("## Tier: flagship") < md.index("## Tier: mid") < md.index("## Tier: entry")
+    assert "| llama.cpp | smollm2-135m | Q4_1 | 27 | 60.0 | 40.0 |" in md
+    csv = pd.read_csv(pd.io.common.StringIO(matrix_render.csv(m)))
+    assert len(csv) == 5 and set(csv["keyboard-autocomplete"]) == {"pass", "marginal", "fail"}
+    from bench.junit import to_xml
+    root = ET.fromstring(to_xml("m", matrix_render.junit_cases(m)))
+    failures = root.findall(".//failure")
+    assert int(root.get("failures")) == len(failures) > 0
+    assert int(root.get("tests")) == 5 * len(m.workloads)
+
+
+def test_html_is_self_contained_and_escapes_record_text(tmp_path):
+    records = sim.records("galaxy-a54", decode=25, ttft=300)
+    for r in records:
+        r["device_profile"], r["tier"] = None, None
+        r["device_cpu_model"] = "<img src=x onerror=alert(1)>"
+        r["runner"] = "evil<script>alert(2)</script>"
+    sim.write(tmp_path / "x.jsonl", records)
+    m = _built(tmp_path)
+    page = matrix_html.page(m, targets.load_workloads())
+    assert "<img src=x" not in page and "<script>alert(2)" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "http://" not in page.replace("http://www.w3.org/2000/svg", "") and "https://" not in page
+    assert page.count("<svg class='chart'") == 2  # decode and TTFT charts of the one tier
+    assert m.rows[0].tier == "mid"  # assigned here: 5.6 GB < 7.5 for flagship; 34.1 GB/s and 8 cores hold for mid
+
+
+def test_the_fast_reader_matches_a_full_parse(farm, tmp_path):
+    tricky = sim.records("galaxy-a54", decode=25, ttft=300, text='he said "status": "error", "token_times_ns": [1]')
+    path = sim.write(tmp_path / "t.jsonl", tricky)
+    rows = resultset.read_file(path, matrix.COLUMNS)
+    full = [tuple(r.get(c) for c in matrix.COLUMNS) for r in map(json.loads, path.read_text().splitlines())]
+    assert rows == full
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path):
+    with pytest.raises(BenchError, match="no such results file"):
+        resultset.expand([str(tmp_path / "missing.jsonl")])
+    (tmp_path / "notes.jsonl").write_text("hello\n")
+    with pytest.raises(BenchError, match="is not a JSON record"):
+        resultset.read_file(tmp_path / "notes.jsonl", matrix.COLUMNS)
+    result = edgebench("matrix", str(tmp_path / "nothing-*.jsonl"))
+    assert result.returncode == 1 and "Error: no .jsonl results found" in result.stderr
+
+
+def test_the_matrix_command_writes_every_output(farm, tmp_path):
+    out = tmp_path / "m"
+    result = edgebench("matrix", str(farm / "*" / "*.jsonl"), "--out", str(out), "--junit", str(out / "verdicts.xml"))
+    assert result.returncode == 0, result.stderr
+    assert {p.name for p in out.iterdir()} == {"matrix.md", "matrix.csv", "matrix.html", "verdicts.xml"}
+    ET.parse(out / "verdicts.xml")
+
+
+def test_the_column_cache_returns_the_same_rows_and_notices_a_changed_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEBENCH_COLUMN_CACHE", str(tmp_path / "cache"))
+    path = sim.write(tmp_path / "r.jsonl", sim.records("galaxy-a54", decode=25, ttft=300))
+    first = resultset.cached_read(path, matrix.COLUMNS)
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+    assert resultset.cached_read(path, matrix.COLUMNS) == first == resultset.read_file(path, matrix.COLUMNS)
+    sim.write(path, sim.records("galaxy-a54", decode=50, ttft=300))  # same path, new content
+    again = resultset.cached_read(path, matrix.COLUMNS)
+    assert again != first and again == resultset.read_file(path, matrix.COLUMNS)
