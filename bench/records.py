@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Iterator
 
 from bench.errors import BenchError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Every record carries these keys (None where a figure does not apply), in this order.
 FIELDS = (
@@ -40,7 +40,18 @@ FIELDS = (
 )
 # MIGRATIONS[n] upgrades a schema-n record to n + 1; readers apply them in turn, so every
 # old file reads as the current schema. Keep a fixture file of every old version in tests/.
-MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
+V2_FIELDS = ("device_max_freq_mhz", "device_board", "device_gpu", "device_npu", "device_profile", "device_class",
+             "tier", "bandwidth_gbs", "bandwidth_source", "temp_c_start", "cpu_freq_mhz_start", "cpu_freq_max_mhz",
+             "foreign_cpu_percent_start", "mode", "elapsed_s", "decode_roofline_tok_s", "mbu")
+
+
+def _v1_to_v2(record: dict) -> dict:
+    """Schema 2 added device placement, thermal state at start, sustained mode and the
+    roofline; a schema-1 record was a suite run whose state nobody read."""
+    return {**{name: None for name in V2_FIELDS}, **record, "mode": record.get("mode") or "suite"}
+
+
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _v1_to_v2}
 
 STATUSES = ("ok", "error", "crashed", "timeout", "oom", "interrupted")
 
@@ -127,8 +138,7 @@ def iter_records(path: Path, warn=lambda message: None) -> Iterator[dict]:
         if not isinstance(version, int) or version > SCHEMA_VERSION:
             raise BenchError(f"{path}:{number} has schema_version {version}, newer than this edgebench ({SCHEMA_VERSION})",
                              "upgrade edgebench: pip install -U edgebench")
-        # Fields added within a schema version are absent from files written before them.
-        yield {name: None for name in FIELDS} | migrate(record)
+        yield migrate(record)
 
 
 def migrate(record: dict) -> dict:
