@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Iterator
 
 from bench.errors import BenchError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Every record carries these keys (None where a figure does not apply), in this order.
 FIELDS = (
@@ -38,7 +38,16 @@ FIELDS = (
 )
 # MIGRATIONS[n] upgrades a schema-n record to n + 1; readers apply them in turn, so every
 # old file reads as the current schema. Keep a fixture file of every old version in tests/.
-MIGRATIONS: dict[int, Callable[[dict], dict]] = {}
+def _v1_to_v2(record: dict) -> dict:
+    """Schema 2 added the device's state at the start of each measurement (unknown in
+    older files) and the run mode (older files only ran the suite)."""
+    for name in ("temp_c_start", "cpu_freq_mhz_start", "cpu_freq_max_mhz", "foreign_cpu_percent_start", "elapsed_s"):
+        record.setdefault(name, None)
+    record.setdefault("mode", "suite")
+    return record
+
+
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _v1_to_v2}
 
 STATUSES = ("ok", "error", "crashed", "timeout", "oom", "interrupted")
 

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from bench.records import SCHEMA_VERSION
 from bench.suite import load_suite
 from tests.conftest import edgebench, read_jsonl
 
@@ -49,7 +50,7 @@ def test_every_fake_record_says_it_is_synthetic(quick_run):
     _, out = quick_run
     for r in read_jsonl(next(out.glob("*.jsonl"))):
         assert r["synthetic"] is True and r["backend"] == "FAKE (scripted clock)"
-        assert r["status"] == "ok" and r["schema_version"] == 1
+        assert r["status"] == "ok" and r["schema_version"] == SCHEMA_VERSION
         assert r["suite_sha256"] and r["profile_sha256"] and r["device_fingerprint"]
 
 
