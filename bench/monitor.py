@@ -88,6 +88,7 @@ class DeviceMonitor:
         self._marks = self._cpu_marks()
         self._energy = reader.energy()
         self._latest = self._sample()
+        on_sample(self._latest)
         self._thread = threading.Thread(target=self._loop, name="edgebench-device-monitor", daemon=True)
         self._thread.start()
 

@@ -20,3 +20,9 @@ def test_every_old_schema_reads_as_the_current_one():
 def test_a_fixture_exists_for_every_version_before_this_one():
     versions = {int(p.stem.split("-v")[1]) for p in FIXTURES.glob("results-v*.jsonl")}
     assert set(range(1, SCHEMA_VERSION + 1)) <= versions | {SCHEMA_VERSION}
+
+
+def test_schema_1_records_read_as_suite_runs_with_an_unknown_start_state():
+    (record, *_) = iter_records(FIXTURES / "results-v1.jsonl")
+    assert record["mode"] == "suite" and record["elapsed_s"] is None
+    assert (record["temp_c_start"], record["cpu_freq_mhz_start"], record["foreign_cpu_percent_start"]) == (None,) * 3
