@@ -38,6 +38,7 @@ log "installing edgebench[$extras]"
 # The matrix page's browser test drives headless Chromium; skipped where apt cannot install it.
 if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   log "installing chromium (for the matrix page's browser test)"
-  apt-get install -y -q chromium >/dev/null 2>&1 || log "chromium could not be installed; its test will be skipped"
+  { apt-get update -q >/dev/null 2>&1; apt-get install -y -q chromium >/dev/null 2>&1; } \
+    || log "chromium could not be installed; its test will be skipped"
 fi
 log "ready: $venv/bin/edgebench"
