@@ -62,7 +62,8 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
         # Rendered the way transformers renders chat templates.
         self.template = (ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
                          .from_string(template_path.read_text()) if template_path.is_file() else None)
-        cpu = CpuOptions(num_threads=options.threads)
+        cpu = CpuOptions(num_threads=options.threads,
+                         xnnpack_weight_cache_path=str(layout.weight_cache_file(artifact / layout.TFLITE)))
         self.model = CompiledModel.from_file(str(artifact / layout.TFLITE),
                                              options=Options(HardwareAccelerator.CPU, cpu_options=cpu))
         signatures = self.model.get_signature_list()
@@ -81,7 +82,8 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
         self.vocab = self.model.get_output_tensor_details("decode")["logits"]["shape"][-1]
         self._info = GenerationInfo(0, "length")
         settings = {"num_threads": options.threads, "prefill_lengths": list(self.prefill_lengths),
-                    "kv_cache_tokens": self.cache_length, "kv_cache": "bound in place"}
+                    "kv_cache_tokens": self.cache_length, "kv_cache": "bound in place",
+                    "xnnpack_weight_cache": True}
         return LoadInfo(importlib.metadata.version(self.distribution), "cpu", self.meta.quantization, settings)
 
     def tokenize(self, text: str) -> list[int]:
