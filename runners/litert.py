@@ -72,7 +72,8 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
         decode_inputs = signatures["decode"]["inputs"]
         self.cache_length = self.model.get_input_tensor_details("decode")["mask"]["shape"][-1]
         # One buffer per cache tensor, shared by every signature as input and output.
-        self.kv = {n: self.model.create_input_buffer_by_name("decode", n) for n in decode_inputs if n.startswith("kv_cache")}
+        self.kv = {n: self.model.create_input_buffer_by_name("decode", n)
+                   for n in decode_inputs if n.startswith("kv_cache")}
         for name, buffer in self.kv.items():  # new buffers hold garbage: inf there turns masked slots into NaN
             shape = self.model.get_input_tensor_details("decode")[name]["shape"]
             buffer.write(np.zeros(shape, np.float32))
