@@ -62,7 +62,8 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
         # Rendered the way transformers renders chat templates.
         self.template = (ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
                          .from_string(template_path.read_text()) if template_path.is_file() else None)
-        cpu = CpuOptions(num_threads=options.threads)
+        cpu = CpuOptions(num_threads=options.threads,
+                         xnnpack_weight_cache_path=str(layout.weight_cache_file(artifact / layout.TFLITE)))
         self.model = CompiledModel.from_file(str(artifact / layout.TFLITE),
                                              options=Options(HardwareAccelerator.CPU, cpu_options=cpu))
         signatures = self.model.get_signature_list()
@@ -71,7 +72,8 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
         decode_inputs = signatures["decode"]["inputs"]
         self.cache_length = self.model.get_input_tensor_details("decode")["mask"]["shape"][-1]
         # One buffer per cache tensor, shared by every signature as input and output.
-        self.kv = {n: self.model.create_input_buffer_by_name("decode", n) for n in decode_inputs if n.startswith("kv_cache")}
+        self.kv = {n: self.model.create_input_buffer_by_name("decode", n)
+                   for n in decode_inputs if n.startswith("kv_cache")}
         for name, buffer in self.kv.items():  # new buffers hold garbage: inf there turns masked slots into NaN
             shape = self.model.get_input_tensor_details("decode")[name]["shape"]
             buffer.write(np.zeros(shape, np.float32))
@@ -81,7 +83,8 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
         self.vocab = self.model.get_output_tensor_details("decode")["logits"]["shape"][-1]
         self._info = GenerationInfo(0, "length")
         settings = {"num_threads": options.threads, "prefill_lengths": list(self.prefill_lengths),
-                    "kv_cache_tokens": self.cache_length, "kv_cache": "bound in place"}
+                    "kv_cache_tokens": self.cache_length, "kv_cache": "bound in place",
+                    "xnnpack_weight_cache": True}
         return LoadInfo(importlib.metadata.version(self.distribution), "cpu", self.meta.quantization, settings)
 
     def tokenize(self, text: str) -> list[int]:

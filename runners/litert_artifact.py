@@ -11,6 +11,7 @@ Cheap to import: no runtime library is loaded here.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -60,3 +61,19 @@ def read_metadata(path: Path) -> Metadata:
                         tuple(raw["start_token_ids"]), frozenset(raw["stop_token_ids"]), tuple(raw["end_token_ids"]))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ArtifactError(f"{path / METADATA} is unreadable: {exc}") from None
+
+
+def weight_cache_dir() -> Path:
+    """Where both runners keep XNNPACK's packed weights, as apps do: one packed copy shared
+    by every signature (without it each signature packs its own: RSS x2-3) and a fast warm
+    load. LiteRT-LM would otherwise write its cache beside the model, into the artifact."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    path = base / "edgebench" / "xnnpack"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def weight_cache_file(model_file: Path) -> Path:
+    """The raw runner's weight cache of one model file (LiteRT-LM names its own)."""
+    stat = model_file.stat()
+    return weight_cache_dir() / f"{model_file.parent.name}-{stat.st_size}-{stat.st_mtime_ns}.xnnpack_cache"

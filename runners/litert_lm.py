@@ -14,7 +14,6 @@ by tokenizing it (-1 when the chunk is not exactly one token). Its own benchmark
 from __future__ import annotations
 
 import importlib.metadata
-import os
 from pathlib import Path
 from typing import Iterator
 
@@ -24,15 +23,6 @@ from runners.base import GenerationInfo, GenerationRequest, LoadInfo, Runner, Ru
 # The whole message, as sent: no turn markers (LiteRT-LM renders bos_token as "").
 PASS_THROUGH_TEMPLATE = ("{{ bos_token }}{% for message in messages %}{{ message['content'] if message['content'] "
                          "is string else message['content'] | map(attribute='text') | join }}{% endfor %}")
-
-
-def weight_cache_dir() -> Path:
-    """Where LiteRT-LM keeps its packed XNNPACK weights; by default it writes them beside
-    the model, inside the artifact cache."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    path = base / "edgebench" / "litert-lm"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 class LiteRTLMRunner(layout.SharedArtifact, Runner):
@@ -51,12 +41,12 @@ class LiteRTLMRunner(layout.SharedArtifact, Runner):
         # fp32 activations: LiteRT-LM's default for a text decoder is fp16 where supported.
         self.engine = litert_lm.Engine(str(artifact / layout.BUNDLE),
                                        backend=litert_lm.Backend.CPU(thread_count=options.threads),
-                                       max_num_tokens=self.meta.cache_length, cache_dir=str(weight_cache_dir()),
+                                       max_num_tokens=self.meta.cache_length, cache_dir=str(layout.weight_cache_dir()),
                                        activation_data_type=litert_lm.ActivationDataType.FLOAT32,
                                        enable_benchmark=True)
         self._info = GenerationInfo(0, "length")
         settings = {"thread_count": options.threads, "max_num_tokens": self.meta.cache_length,
-                    "activation_data_type": "FLOAT32", "sampler": "top_k=1"}
+                    "activation_data_type": "FLOAT32", "sampler": "top_k=1", "xnnpack_weight_cache": True}
         return LoadInfo(importlib.metadata.version(self.distribution), "cpu", self.meta.quantization, settings)
 
     def tokenize(self, text: str) -> list[int]:
