@@ -12,6 +12,8 @@ from __future__ import annotations
 import ctypes
 import importlib.metadata
 import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -31,6 +33,9 @@ def use_openblas(threads: int) -> dict:
         return {"blas": BUNDLED, "blas_reason": f"{OPENBLAS_DISTRIBUTION} is not installed"}
     if "mlx.core" in sys.modules:  # its BLAS may already be bound: claim nothing
         return {"blas": "unknown", "blas_reason": "mlx was imported before OpenBLAS could be preloaded"}
+    crashed = probe_crash(path, threads)
+    if crashed:
+        return {"blas": BUNDLED, "blas_reason": f"OpenBLAS {crashed} in a probe on this CPU"}
     try:
         lib = ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
     except OSError as exc:  # e.g. no libgfortran.so.5 (Debian/Ubuntu: apt install libgfortran5)
@@ -39,6 +44,31 @@ def use_openblas(threads: int) -> dict:
     lib.openblas_get_config.restype = ctypes.c_char_p
     return {"blas": "OpenBLAS", "blas_config": lib.openblas_get_config().decode(),
             "blas_threads": lib.openblas_get_num_threads()}
+
+
+# One small sgemm in a child process: some OpenBLAS builds die with SIGILL on some CPUs,
+# and a worker that preloaded one would die on its first fp32 product.
+_PROBE = """
+import ctypes, sys
+lib = ctypes.CDLL(sys.argv[1], mode=ctypes.RTLD_GLOBAL)
+lib.openblas_set_num_threads(int(sys.argv[2]))
+n = 64
+a = (ctypes.c_float * (n * n))(*([1.0] * (n * n)))
+c = (ctypes.c_float * (n * n))()
+lib.cblas_sgemm(101, 111, 111, n, n, n, ctypes.c_float(1.0), a, n, a, n, ctypes.c_float(0.0), c, n)
+sys.exit(0 if c[0] == n else 3)
+"""
+
+
+def probe_crash(path: Path, threads: int) -> str | None:
+    """None when OpenBLAS multiplies correctly in a child process; else what went wrong."""
+    try:
+        done = subprocess.run([sys.executable, "-c", _PROBE, str(path), str(threads)], capture_output=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return "hung"
+    if done.returncode < 0:
+        return f"died with {signal.Signals(-done.returncode).name}"
+    return None if done.returncode == 0 else f"failed (exit {done.returncode})"
 
 
 def openblas_path() -> Path | None:
