@@ -113,3 +113,14 @@ def test_resume_refuses_when_an_artifact_changed(tmp_path, fake_script):
     script.write_text('{"decode_ms": 2}')
     result = edgebench("run", "--resume", str(results))
     assert result.returncode == 1 and "artifact of fake changed" in result.stderr
+
+
+def test_two_runs_into_one_folder_at_once_keep_their_own_files(tmp_path, fake_script):
+    script = fake_script(decode_ms=1)
+    runs = [start_run(tmp_path, script) for _ in range(2)]
+    assert all(proc.wait(timeout=120) == 0 for proc in runs)
+    files = sorted((tmp_path / "out").glob("*.jsonl"))
+    assert len(files) == 2
+    for path in files:
+        records = read_jsonl(path)  # every line whole: nothing interleaved
+        assert len(records) == 18 and len({r["run_id"] for r in records}) == 1
