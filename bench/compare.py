@@ -51,8 +51,7 @@ def _side(target: str) -> tuple[pd.DataFrame, dict[str, str]]:
     ok = frame[(frame["status"] == "ok") & (frame["warmup"] == False)].copy()  # noqa: E712 (pandas mask)
     if ok.empty:
         raise BenchError(f"{target} holds no successful measured generation", "check the run's error records")
-    for column in ("model_id", "quantization", "suite_sha256", "artifact_sha256"):
-        ok[column] = ok[column].fillna("–")
+    resultset.fill(ok, ("model_id", "quantization", "suite_sha256", "artifact_sha256"))
     return ok, matrix.label_devices(ok)
 
 
@@ -65,8 +64,8 @@ def compare(baseline: str, candidate: str, threshold_pct: float) -> list[Delta]:
     base, base_labels = _side(baseline)
     cand, cand_labels = _side(candidate)
     labels = base_labels | cand_labels
-    base_groups = dict(iter(base.groupby(KEY, sort=False)))
-    cand_groups = dict(iter(cand.groupby(KEY, sort=False)))
+    base_groups = dict(iter(resultset.groups(base, KEY)))
+    cand_groups = dict(iter(resultset.groups(cand, KEY)))
     deltas: list[Delta] = []
     for key in list(base_groups) + [k for k in cand_groups if k not in base_groups]:
         device, runner, _model, quant, prompt = key

@@ -1,15 +1,19 @@
 """Many results files -> one table of only the columns a view needs, fast.
 
-Records carry raw token stamps, token ids and output text that the matrix and compare
-never look at; parsing them dominates reading. Records are written with their keys in
-FIELDS order, so the heavy fields sit together before `status`: each line is cut to the
-part before `"token_times_ns"` plus the part from the last `"status"` key, and only that
-is parsed, all lines of a file in one call. A line where the cut does not give valid JSON
-with the keys around the cut is parsed whole, so the fast path never changes a figure.
+A million records are ~3 GB of JSONL, most of it raw token stamps, token ids and output
+text that the matrix and compare never look at. Reading goes:
 
-Parsing is still the cost, so the columns read from a file are cached (columnar JSON under
-the edgebench cache folder, keyed by the file's path, size and modification time and the
-columns asked for): merging the same farm results again reads only the caches.
+1. Cut. Records are written with their keys in FIELDS order (tests/test_matrix.py checks
+   that every column read here comes before them), so one regex over a whole file drops,
+   on each line, everything from `"token_times_ns"` to the record's last `"status"` key.
+   A line that does not cut that way stays whole. The cut text is parsed in one orjson
+   call; any line that fails (a truncated write, a foreign file) sends the file down the
+   plain per-line reader, so the fast path never changes a figure.
+2. Encode. Each file becomes compact columns: numbers as float64 (NaN where missing),
+   everything else as categorical codes. Parts from worker processes, one per core.
+3. Cache. Each file's columns are kept under the edgebench cache folder, keyed by the
+   file's path, size, modification time and the columns asked for, as raw arrays behind
+   a JSON header: merging the same farm results again reads only those (LRU-bounded).
 """
 from __future__ import annotations
 
@@ -17,18 +21,37 @@ import glob
 import hashlib
 import json
 import os
+import re
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
+import numpy as np
+import orjson
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.records import SCHEMA_VERSION, migrate
+from bench.records import SCHEMA_VERSION, iter_records, migrate
 
-HEAVY_START = b', "token_times_ns": '
-TAIL_START = b'"status": '
+HEAVY = re.compile(rb', "token_times_ns": .*, "status": ')
+# Keys around the cut: present in every record, so their presence proves a clean cut.
+CUT_CHECK = {"schema_version", "cpu_percent", "status", "error"}
 # Files per worker process below which a pool costs more than it saves.
 POOL_MIN_FILES = 8
+CACHE_MAGIC = b"EDGEBENCH-COLUMNS 1\n"
+CACHE_LIMIT_BYTES = 2 << 30
+
+
+
+class Coded(NamedTuple):
+    """A text (or mixed) column: codes into categories, -1 where missing."""
+    codes: np.ndarray  # int32
+    categories: list
+
+
+# One file's columns: float64 array, Coded, or None (every record lacks it).
+Part = dict[str, "np.ndarray | Coded | None"]
+ROWS = "__rows__"  # a part's length, needed when every column is None
 
 
 def expand(targets: list[str]) -> list[Path]:
@@ -50,75 +73,46 @@ def expand(targets: list[str]) -> list[Path]:
     return unique
 
 
-# Keys around the cut: present in every record, so their presence proves a clean cut.
-CUT_CHECK = ("schema_version", "cpu_percent", "status", "error")
-
-
-def _slim(line: bytes) -> dict:
-    cut = line.find(HEAVY_START)
-    tail = line.rfind(TAIL_START)
-    if cut > 0 and tail > cut:
-        try:
-            record = json.loads(line[:cut] + b", " + line[tail:])
-            if all(c in record for c in CUT_CHECK):
-                return record
-        except ValueError:
-            pass
-    return json.loads(line)
-
-
-def _fast_parse(lines: list[bytes]) -> list[dict] | None:
-    """Every line's record from one json.loads call over the cut lines, or None when any
-    line does not cut cleanly (the caller then parses line by line)."""
-    slims = []
-    for line in lines:
-        cut, tail = line.find(HEAVY_START), line.rfind(TAIL_START)
-        if not line.strip():
-            continue
-        if not (0 < cut < tail):
-            return None
-        slims.append(line[:cut] + b", " + line[tail:])
+def _fast_records(data: bytes) -> list[dict] | None:
+    """Every record of a file, heavy fields cut out, or None when any line resists."""
+    slim = HEAVY.sub(b', "status": ', data).strip()
+    if not slim:
+        return []
     try:
-        records = json.loads(b"[" + b",".join(slims) + b"]")
-    except ValueError:
+        records = orjson.loads(b"[" + slim.replace(b"\n", b",") + b"]")
+    except orjson.JSONDecodeError:
         return None
-    if not all(isinstance(r, dict) and all(c in r for c in CUT_CHECK) for r in records):
+    if not all(type(r) is dict and r.keys() >= CUT_CHECK for r in records):
         return None
-    return records
+    versions = {r["schema_version"] for r in records}
+    if any(type(v) is not int or v > SCHEMA_VERSION for v in versions):
+        return None  # the plain reader says what is wrong
+    return records if versions <= {SCHEMA_VERSION} else [migrate(r) for r in records]
 
 
-def read_file(path: Path, columns: tuple[str, ...]) -> list[tuple]:
-    """The wanted columns of every record of one file (None where a record lacks one)."""
+def _encode(values: list) -> np.ndarray | Coded | None:
+    kinds = {type(v) for v in values} - {type(None)}
+    if not kinds:
+        return None
+    if kinds <= {int, float}:
+        return np.array(values, dtype=np.float64)
+    index: dict = {}
+    codes = np.fromiter((-1 if v is None else index.setdefault(v, len(index)) for v in values), np.int32, len(values))
+    return Coded(codes, list(index))
+
+
+def read_file(path: Path, columns: tuple[str, ...]) -> Part:
+    """The wanted columns of every record of one file."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise BenchError(f"cannot read results file {path}: {exc.strerror}", "check the path") from None
-    lines = data.split(b"\n")
-    fast = _fast_parse(lines)
-    if fast is not None and all(isinstance(r.get("schema_version"), int) and r["schema_version"] <= SCHEMA_VERSION
-                                for r in fast):
-        return [tuple(migrate(r).get(c) for c in columns) for r in fast]
-    rows = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = _slim(line)
-        except ValueError:
-            if number == len(lines) and line.startswith(b'{"schema_version"'):
-                continue  # the last write of an interrupted run was cut short
-            raise BenchError(f"{path}:{number} is not a JSON record",
-                             "give edgebench results files (.jsonl written by `edgebench run`)") from None
-        version = record.get("schema_version") if isinstance(record, dict) else None
-        if not isinstance(version, int):
-            raise BenchError(f"{path}:{number} is not an edgebench record (no schema_version)",
-                             "give edgebench results files (.jsonl written by `edgebench run`)")
-        if version > SCHEMA_VERSION:
-            raise BenchError(f"{path}:{number} has schema_version {version}, newer than this edgebench ({SCHEMA_VERSION})",
-                             "upgrade edgebench: pip install -U edgebench")
-        record = migrate(record)
-        rows.append(tuple(record.get(c) for c in columns))
-    return rows
+    records = _fast_records(data)
+    if records is None:
+        records = list(iter_records(path))
+    part: Part = {c: _encode([r.get(c) for r in records]) for c in columns}
+    part[ROWS] = len(records)
+    return part
 
 
 def cache_dir() -> Path:
@@ -127,44 +121,145 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgebench" / "columns"
 
 
-def cached_read(path: Path, columns: tuple[str, ...]) -> list[tuple]:
-    """read_file, through the column cache."""
+def _identity(path: Path, columns: tuple[str, ...]) -> str:
     try:
         stat = path.stat()
     except OSError as exc:
         raise BenchError(f"cannot read results file {path}: {exc.strerror}", "check the path") from None
-    identity = json.dumps([str(path), stat.st_size, stat.st_mtime_ns, columns])
-    entry = cache_dir() / (hashlib.sha256(identity.encode()).hexdigest()[:32] + ".json")
-    try:
-        cached = json.loads(entry.read_bytes())
-        if cached["identity"] == identity:
-            return list(zip(*cached["columns"])) if cached["columns"] else []
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    rows = read_file(path, columns)
+    return json.dumps([str(path), stat.st_size, stat.st_mtime_ns, columns])
+
+
+def _entry(identity: str) -> Path:
+    return cache_dir() / (hashlib.sha256(identity.encode()).hexdigest()[:32] + ".columns")
+
+
+def _store(entry: Path, identity: str, part: Part) -> None:
+    floats = [c for c, v in part.items() if isinstance(v, np.ndarray)]
+    cats = {c: v.categories for c, v in part.items() if isinstance(v, Coded)}
+    header = json.dumps({"identity": identity, "rows": part[ROWS], "floats": floats, "categoricals": cats}).encode()
+    blocks = [part[c].tobytes() for c in floats] + [part[c].codes.tobytes() for c in cats]
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
         tmp = entry.with_suffix(f".{os.getpid()}.partial")
-        tmp.write_text(json.dumps({"identity": identity, "columns": [list(c) for c in zip(*rows)]}))
+        tmp.write_bytes(b"".join([CACHE_MAGIC, header, b"\n", *blocks]))
         os.replace(tmp, entry)
     except OSError:
         pass  # a cache that cannot be written only costs time
-    return rows
 
 
-def _read_many(args: tuple[list[Path], tuple[str, ...]]) -> list[tuple]:
+def _fetch(entry: Path, identity: str, columns: tuple[str, ...]) -> Part | None:
+    """The cached columns of a file, or None when there are none (or they are damaged)."""
+    try:
+        data = entry.read_bytes()
+        os.utime(entry)  # recently used: kept when the cache is pruned
+    except OSError:
+        return None
+    try:
+        end = data.index(b"\n", len(CACHE_MAGIC))
+        header = json.loads(data[len(CACHE_MAGIC):end]) if data.startswith(CACHE_MAGIC) else {}
+        if header.get("identity") != identity:
+            return None
+        rows, offset = header["rows"], end + 1
+        part: Part = dict.fromkeys(columns)
+        part[ROWS] = rows
+        for c in header["floats"]:
+            part[c] = np.frombuffer(data, np.float64, rows, offset)
+            offset += 8 * rows
+        for c, categories in header["categoricals"].items():
+            part[c] = Coded(np.frombuffer(data, np.int32, rows, offset), categories)
+            offset += 4 * rows
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return part
+
+
+def cached_read(path: Path, columns: tuple[str, ...]) -> Part:
+    """read_file, through the column cache."""
+    identity = _identity(path, columns)
+    entry = _entry(identity)
+    part = _fetch(entry, identity, columns)
+    if part is None:
+        part = read_file(path, columns)
+        _store(entry, identity, part)
+    return part
+
+
+def prune(limit_bytes: int = CACHE_LIMIT_BYTES) -> None:
+    """Drop the least recently used cache entries beyond the limit."""
+    try:
+        entries = [(e.stat().st_mtime_ns, e.stat().st_size, e) for e in cache_dir().iterdir()]
+    except OSError:
+        return
+    total = sum(size for _, size, _ in entries)
+    for _, size, entry in sorted(entries):
+        if total <= limit_bytes:
+            break
+        entry.unlink(missing_ok=True)
+        total -= size
+
+
+def _read_many(args: tuple[list[Path], tuple[str, ...]]) -> list[Part]:
     paths, columns = args
-    return [row for p in paths for row in cached_read(p, columns)]
+    return [cached_read(p, columns) for p in paths]
+
+
+def _column(pieces: list) -> np.ndarray | pd.Categorical:
+    """One column over all parts; a row count stands for a file without the column."""
+    kinds = {type(p) for p in pieces if not isinstance(p, int)}
+    if kinds == {np.ndarray}:
+        return np.concatenate([np.full(p, np.nan) if isinstance(p, int) else p for p in pieces])
+    if kinds <= {Coded}:  # (or missing in every file)
+        index: dict = {}
+        codes = []
+        for p in pieces:
+            if isinstance(p, int):
+                codes.append(np.full(p, -1, np.int32))
+                continue
+            lookup = np.array([index.setdefault(c, len(index)) for c in p.categories] + [-1], np.int32)
+            codes.append(lookup[p.codes])  # -1 (missing) picks the last entry: -1
+        return pd.Categorical.from_codes(np.concatenate(codes), categories=pd.Index(list(index), dtype=object))
+    # Numbers in one file, text in another: plain objects.
+    return np.concatenate([np.full(p, None, dtype=object) if isinstance(p, int)
+                           else np.array(p.categories + [None], dtype=object)[p.codes] if isinstance(p, Coded)
+                           else np.where(np.isnan(p), None, p.astype(object)) for p in pieces])
 
 
 def load(paths: list[Path], columns: tuple[str, ...]) -> pd.DataFrame:
-    """One frame of the wanted columns over all files; files read in parallel when many."""
+    """One frame of the wanted columns over all files: cached files read here, the others
+    parsed in parallel (one worker per core) when there are enough of them."""
+    identities = [_identity(p, columns) for p in paths]
+    parts = [_fetch(_entry(i), i, columns) for i in identities]
+    missing = [p for p, part in zip(paths, parts) if part is None]
     workers = min(os.cpu_count() or 1, 8)
-    if len(paths) < POOL_MIN_FILES * 2 or workers < 2:
-        rows = _read_many((paths, columns))
+    if len(missing) < POOL_MIN_FILES * 2 or workers < 2:
+        read = _read_many((missing, columns))
     else:
-        chunks = [(paths[i::workers], columns) for i in range(workers)]
+        size = -(-len(missing) // workers)
+        chunks = [(missing[i:i + size], columns) for i in range(0, len(missing), size)]
         with ProcessPoolExecutor(workers) as pool:
-            rows = [row for part in pool.map(_read_many, chunks) for row in part]
-    frame = pd.DataFrame.from_records(rows, columns=list(columns))
-    return frame
+            read = [part for chunk in pool.map(_read_many, chunks) for part in chunk]
+    if read:
+        prune()
+    fresh = iter(read)
+    parts = [part if part is not None else next(fresh) for part in parts]
+    return pd.DataFrame({c: _column([p[c] if p[c] is not None else p[ROWS] for p in parts]) for c in columns})
+
+
+def fill(frame: pd.DataFrame, columns: tuple[str, ...], text: str = "–") -> None:
+    """Missing values of the given (grouping) columns shown as `text`, so groups keep them."""
+    for column in columns:
+        values = frame[column]
+        if isinstance(values.dtype, pd.CategoricalDtype) and text not in values.cat.categories:
+            values = values.cat.add_categories([text])
+        frame[column] = values.fillna(text)
+
+
+def known(value):
+    """A cell's value, or None where it is missing (NaN in number columns)."""
+    return None if value is None or (isinstance(value, float) and value != value) else value
+
+
+def groups(frame: pd.DataFrame | pd.Series, by: list):
+    """Grouped as views need it: groups in order of appearance, missing keys kept as a group
+    of their own, only the categories that occur."""
+    return frame.groupby(by, sort=False, dropna=False, observed=True)

@@ -3,6 +3,7 @@ tests/simulated_devices.py): tiers, verdicts, comparability, outputs, fast readi
 from __future__ import annotations
 
 import json
+import os
 import xml.etree.ElementTree as ET
 
 import pandas as pd
@@ -117,12 +118,58 @@ def test_html_is_self_contained_and_escapes_record_text(tmp_path):
     assert m.rows[0].tier == "mid"  # assigned here: 5.6 GB < 7.5 for flagship; 34.1 GB/s and 8 cores hold for mid
 
 
-def test_the_fast_reader_matches_a_full_parse(farm, tmp_path):
+def _rows(frame: pd.DataFrame) -> list[tuple]:
+    """A frame's cells as plain values, None where missing."""
+    return [tuple(resultset.known(v) for v in row) for row in frame.astype(object).itertuples(index=False)]
+
+
+def _parsed_whole(*paths) -> list[tuple]:
+    return [tuple(r.get(c) for c in matrix.COLUMNS) for p in paths for r in map(json.loads, p.read_text().splitlines())]
+
+
+def test_every_matrix_column_comes_before_the_heavy_fields_the_reader_cuts():
+    from bench.records import FIELDS
+    kept = FIELDS[:FIELDS.index("token_times_ns")] + FIELDS[FIELDS.index("status"):]
+    assert set(matrix.COLUMNS) <= set(kept)
+
+
+def test_old_schema_files_read_as_the_current_schema():
+    from pathlib import Path
+
+    from bench.records import read_records
+    fixture = Path(__file__).parent / "fixtures" / "results-v1.jsonl"
+    assert resultset._fast_records(fixture.read_bytes()) is not None
+    expected = [tuple(r.get(c) for c in matrix.COLUMNS) for r in read_records([fixture])]
+    assert _rows(resultset.load([fixture], matrix.COLUMNS)) == expected
+
+
+def test_the_fast_reader_matches_a_full_parse(tmp_path):
     tricky = sim.records("galaxy-a54", decode=25, ttft=300, text='he said "status": "error", "token_times_ns": [1]')
     path = sim.write(tmp_path / "t.jsonl", tricky)
-    rows = resultset.read_file(path, matrix.COLUMNS)
-    full = [tuple(r.get(c) for c in matrix.COLUMNS) for r in map(json.loads, path.read_text().splitlines())]
-    assert rows == full
+    assert len(resultset._fast_records(path.read_bytes())) == len(tricky)  # the fast path took it
+    assert _rows(resultset.load([path], matrix.COLUMNS)) == _parsed_whole(path)
+
+
+def test_a_file_the_fast_path_cannot_cut_is_read_whole(tmp_path):
+    path = sim.write(tmp_path / "t.jsonl", sim.records("galaxy-a54", decode=25, ttft=300))
+    complete = path.read_text()
+    path.write_text(complete + complete.splitlines()[0][:500])  # the last write of an interrupted run
+    assert resultset._fast_records(path.read_bytes()) is None
+    frame = resultset.load([path], matrix.COLUMNS)
+    assert len(frame) == len(complete.splitlines()) and frame["decode_tok_s"].notna().all()
+
+
+def test_columns_of_different_kinds_across_files_merge(tmp_path):
+    a = sim.records("galaxy-a54", decode=25, ttft=300)
+    b = sim.records("pixel-8-pro", decode=60, ttft=40)
+    for r in a:
+        r["device_profile"], r["mbu"], r["tier"] = None, None, None  # missing in every record of one file
+    for r in b:
+        r["device_ram_gb"] = "12 GB"  # text where the other file has numbers
+    paths = [sim.write(tmp_path / "a.jsonl", a), sim.write(tmp_path / "b.jsonl", b)]
+    frame = resultset.load(paths, matrix.COLUMNS)
+    assert _rows(frame) == _parsed_whole(*paths)
+    assert isinstance(frame["device_profile"].dtype, pd.CategoricalDtype) and frame["mbu"].dtype == float
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path):
@@ -146,9 +193,23 @@ def test_the_matrix_command_writes_every_output(farm, tmp_path):
 def test_the_column_cache_returns_the_same_rows_and_notices_a_changed_file(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEBENCH_COLUMN_CACHE", str(tmp_path / "cache"))
     path = sim.write(tmp_path / "r.jsonl", sim.records("galaxy-a54", decode=25, ttft=300))
-    first = resultset.cached_read(path, matrix.COLUMNS)
-    assert len(list((tmp_path / "cache").iterdir())) == 1
-    assert resultset.cached_read(path, matrix.COLUMNS) == first == resultset.read_file(path, matrix.COLUMNS)
+    first = _rows(resultset.load([path], matrix.COLUMNS))
+    assert len(list((tmp_path / "cache").iterdir())) == 1 and first == _parsed_whole(path)
+    assert _rows(resultset.load([path], matrix.COLUMNS)) == first  # from the cache
+    entry = next((tmp_path / "cache").iterdir())
+    entry.write_bytes(entry.read_bytes()[:200])  # damaged: read past, then written anew
+    assert _rows(resultset.load([path], matrix.COLUMNS)) == first and entry.stat().st_size > 200
     sim.write(path, sim.records("galaxy-a54", decode=50, ttft=300))  # same path, new content
-    again = resultset.cached_read(path, matrix.COLUMNS)
-    assert again != first and again == resultset.read_file(path, matrix.COLUMNS)
+    again = _rows(resultset.load([path], matrix.COLUMNS))
+    assert again != first and again == _parsed_whole(path)
+
+
+def test_the_column_cache_drops_the_least_recently_used_beyond_its_limit(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEBENCH_COLUMN_CACHE", str(tmp_path / "cache"))
+    paths = [sim.write(tmp_path / f"{i}.jsonl", sim.records("galaxy-a54", decode=25 + i, ttft=300)) for i in range(3)]
+    for p in paths:
+        resultset.load([p], matrix.COLUMNS)
+    entries = sorted((tmp_path / "cache").iterdir(), key=lambda e: e.stat().st_mtime_ns)
+    os.utime(entries[0], ns=(1, 1))  # the oldest use
+    resultset.prune(limit_bytes=sum(e.stat().st_size for e in entries) - 1)
+    assert sorted((tmp_path / "cache").iterdir()) == sorted(entries[1:])
