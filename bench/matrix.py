@@ -72,30 +72,36 @@ def _label(first: pd.Series) -> str:
     return f"{name} [{str(first['device_fingerprint'])[:8]}]"
 
 
-def label_devices(df: pd.DataFrame) -> dict[str, str]:
+DEVICE_FACTS = ["device_profile", "device_board", "device_cpu_model", "device_fingerprint", "tier", "bandwidth_gbs",
+                "device_ram_gb", "device_cores_logical", "device_class"]
+
+
+def _devices(df: pd.DataFrame) -> pd.DataFrame:
     """Add the `device` column (the device profile, else the fingerprint); return each
-    device's display label."""
+    device's facts, each the first one its records state."""
     profile = df["device_profile"].astype(object)
     device = profile.where(profile.notna(), df["device_fingerprint"].astype(object)).fillna("unknown")
     df["device"] = device.astype("category")
-    return {key: _label(rows.iloc[0]) for key, rows in resultset.groups(df, "device")}
+    return resultset.groups(df[DEVICE_FACTS], df["device"]).first()
+
+
+def label_devices(df: pd.DataFrame) -> dict[str, str]:
+    """Add the `device` column; return each device's display label."""
+    return {key: _label(facts) for key, facts in _devices(df).iterrows()}
 
 
 def _place_devices(df: pd.DataFrame, tiers: tuple[targets.Tier, ...]) -> tuple[pd.Series, dict[str, str], dict[str, str]]:
     """Each device's tier: the one its records name, else assigned here from its facts."""
-    labels = label_devices(df)
-    tier_of, why = {}, {}
-    for key, rows in resultset.groups(df, "device"):
-        first = rows.iloc[0].map(resultset.known)
-        named = rows["tier"].dropna()
-        if not named.empty:
-            tier_of[key], why[key] = str(named.iloc[0]), "tier recorded by the run"
+    labels, tier_of, why = {}, {}, {}
+    for key, facts in _devices(df).iterrows():
+        labels[key] = _label(facts)
+        facts = facts.map(resultset.known)
+        if facts["tier"] is not None:
+            tier_of[key], why[key] = str(facts["tier"]), "tier recorded by the run"
             continue
-        bandwidth = rows["bandwidth_gbs"].dropna()
         tier, lines = targets.assign_tier(
-            tiers, ram_gb=first["device_ram_gb"], cores=first["device_cores_logical"],
-            bandwidth_gbs=float(bandwidth.iloc[0]) if not bandwidth.empty else None,
-            device_class=first["device_class"] if _given(first["device_class"]) else None)
+            tiers, ram_gb=facts["device_ram_gb"], cores=facts["device_cores_logical"],
+            bandwidth_gbs=facts["bandwidth_gbs"], device_class=facts["device_class"] or None)
         tier_of[key], why[key] = (tier.id if tier else "untiered"), lines[-1] if lines else ""
     return df["device"].map(tier_of), why, labels
 
@@ -124,31 +130,33 @@ def build(df: pd.DataFrame, files: int = 0, workloads: tuple[targets.Workload, .
     tiers = tiers or targets.load_tiers()
     df = df.copy()
     resultset.fill(df, ("runner", "model_id", "quantization", "suite_sha256", "artifact_sha256"))
-    df["tier"], device_why, labels = _place_devices(df, tiers) if not df.empty else (df["tier"], {}, {})
-    ok = df[(df["status"] == "ok") & (df["warmup"] == False)]  # noqa: E712 (pandas mask)
+    df["tier"], device_why, labels = _place_devices(df, tiers)
     keys = CELL + VARIANT
-    by = [ok[k] for k in keys]
-
+    used = list(dict.fromkeys([*keys, *verdicts.READ, "synthetic", *FIGURES.values()]))
+    ok = df.loc[(df["status"] == "ok") & (df["warmup"] == False), used]  # noqa: E712 (pandas mask)
+    grouping = resultset.groups(ok, keys)
+    group, cells = grouping.ngroup().to_numpy(), list(grouping.size().index)  # cells[number] = key
     failed = resultset.groups(df[df["status"] != "ok"], keys).size()
     failed = dict(zip(failed.index, failed.to_numpy()))
     suites = df[["suite_sha256", "suite_id"]].drop_duplicates()
     suite_ids = dict(zip(suites["suite_sha256"], suites["suite_id"]))
-    figures = resultset.groups(ok[list(FIGURES.values())].apply(pd.to_numeric, errors="coerce"), by)
+    figures = resultset.numbers(ok[list(FIGURES.values())]).groupby(group)
     medians, sizes = figures.median(), figures.size()
-    synthetic = resultset.groups(ok["synthetic"].isin([True]), by).any()
-    judged = [verdicts.judge_groups(ok, keys, w) for w in workloads]
+    synthetic = ok["synthetic"].isin([True]).groupby(group).any()
+    judged = [verdicts.judge_groups(ok, group, w) for w in workloads]
     variants: dict[tuple, list[tuple]] = {}
-    for key in sizes.index:
+    for key in cells:
         variants.setdefault(key[:len(CELL)], []).append(key[len(CELL):])
     rows: list[Row] = []
-    for key, median, n, synth in zip(sizes.index, medians.to_numpy(), sizes.to_numpy(), synthetic.to_numpy()):
+    for number, median, n, synth in zip(sizes.index, medians.to_numpy(), sizes.to_numpy(), synthetic.to_numpy()):
+        key = cells[number]
         cell, variant = key[:len(CELL)], key[len(CELL):]
         figure = dict(zip(FIGURES, map(_number, median)))
         rows.append(Row(
             tier=cell[0], device=cell[1], device_label=labels.get(cell[1], cell[1]), runner=cell[2],
             model=cell[3], quantization=cell[4], suite=suite_ids.get(variant[0]) or "–", artifact_sha256=variant[1],
             synthetic=bool(synth), n=int(n), failed=int(failed.get(key, 0)), **figure,
-            verdicts=[j.get(key, verdicts.unmeasured(w)) for j, w in zip(judged, workloads)],
+            verdicts=[j.get(number, verdicts.unmeasured(w)) for j, w in zip(judged, workloads)],
             not_comparable=_variant_reason(variant, variants[cell], suite_ids)))
     tier_order = {t.id: i for i, t in enumerate(tiers)}
     rows.sort(key=lambda r: (tier_order.get(r.tier, len(tier_order)), r.device_label, r.runner, r.model, r.quantization))

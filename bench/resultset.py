@@ -20,6 +20,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import operator
 import os
 import re
 from concurrent.futures import ProcessPoolExecutor
@@ -90,15 +91,22 @@ def _fast_records(data: bytes) -> list[dict] | None:
     return records if versions <= {SCHEMA_VERSION} else [migrate(r) for r in records]
 
 
-def _encode(values: list) -> np.ndarray | Coded | None:
-    kinds = {type(v) for v in values} - {type(None)}
+def _encode(values: tuple) -> np.ndarray | Coded | None:
+    kinds = set(map(type, values)) - {type(None)}
     if not kinds:
         return None
     if kinds <= {int, float}:
         return np.array(values, dtype=np.float64)
-    index: dict = {}
-    codes = np.fromiter((-1 if v is None else index.setdefault(v, len(index)) for v in values), np.int32, len(values))
-    return Coded(codes, list(index))
+    codes, categories = pd.factorize(np.array(values, dtype=object))
+    return Coded(codes.astype(np.int32), categories.tolist())
+
+
+def _columns(records: list[dict], columns: tuple[str, ...]) -> list[tuple]:
+    """The records' values column by column (None where a record lacks a key)."""
+    try:
+        return list(zip(*map(operator.itemgetter(*columns), records))) or [()] * len(columns)
+    except KeyError:
+        return [tuple(r.get(c) for r in records) for c in columns]
 
 
 def read_file(path: Path, columns: tuple[str, ...]) -> Part:
@@ -110,7 +118,7 @@ def read_file(path: Path, columns: tuple[str, ...]) -> Part:
     records = _fast_records(data)
     if records is None:
         records = list(iter_records(path))
-    part: Part = {c: _encode([r.get(c) for r in records]) for c in columns}
+    part: Part = {c: _encode(values) for c, values in zip(columns, _columns(records, columns))}
     part[ROWS] = len(records)
     return part
 
@@ -208,7 +216,9 @@ def _column(pieces: list) -> np.ndarray | pd.Categorical:
     kinds = {type(p) for p in pieces if not isinstance(p, int)}
     if kinds == {np.ndarray}:
         return np.concatenate([np.full(p, np.nan) if isinstance(p, int) else p for p in pieces])
-    if kinds <= {Coded}:  # (or missing in every file)
+    if not kinds:  # missing in every file
+        return np.full(sum(pieces), None, dtype=object)
+    if kinds == {Coded}:
         index: dict = {}
         codes = []
         for p in pieces:
@@ -263,3 +273,9 @@ def groups(frame: pd.DataFrame | pd.Series, by: list):
     """Grouped as views need it: groups in order of appearance, missing keys kept as a group
     of their own, only the categories that occur."""
     return frame.groupby(by, sort=False, dropna=False, observed=True)
+
+
+def numbers(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame's columns as float64; anything that is not a number becomes NaN."""
+    return frame.apply(lambda c: pd.to_numeric(c.astype(object) if isinstance(c.dtype, pd.CategoricalDtype) else c,
+                                               errors="coerce").astype(np.float64))

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
-from bench.resultset import groups
+from bench.resultset import numbers
 from bench.targets import Workload
 
 ORDER = {"pass": 0, "marginal": 1, "fail": 2}
+READ = ["category", "mode", "ttft_ms", "decode_tok_s", "e2e_ms"]  # the record columns a verdict reads
 # (record column, workload attribute, "max" or "min", label, unit)
 BUDGETS = (("ttft_ms", "ttft_ms_max", "max", "TTFT", "ms"),
            ("decode_tok_s", "decode_tok_s_min", "min", "decode", "tok/s"),
@@ -32,22 +34,22 @@ class Verdict:
     n: int
 
 
-def judge_groups(rows: pd.DataFrame, keys: list[str], workload: Workload) -> dict[tuple, Verdict]:
-    """Verdict of one workload for every group (by `keys`) of measured (ok, non-warm-up)
-    rows, all groups at once; a group without rows of the workload is left out."""
-    rows = rows[rows["category"].isin(workload.categories)]
+def judge_groups(rows: pd.DataFrame, group: np.ndarray, workload: Workload) -> dict[int, Verdict]:
+    """Verdict of one workload for every group of measured (ok, non-warm-up) rows, all
+    groups at once (`group`: each row's group number); a group without rows of the
+    workload is left out."""
+    mask = rows["category"].isin(workload.categories).to_numpy()
+    rows, group = rows.loc[mask, [c for c in READ if c in rows]], group[mask]
     if rows.empty:
         return {}
-    by = [rows[k] for k in keys]
-    sustained = rows["mode"].isin(["sustained"]) if "mode" in rows else pd.Series(False, index=rows.index)
-    has_sustained = groups(sustained, by).transform("any").astype(bool)
-    rows = rows[~has_sustained | sustained]  # a group's sustained rows where it has any
-    by = [rows[k] for k in keys]
+    sustained = rows["mode"].isin(["sustained"]).to_numpy() if "mode" in rows else np.zeros(len(rows), bool)
+    has_sustained = pd.Series(sustained).groupby(group).transform("any").to_numpy(bool)
+    keep = ~has_sustained | sustained  # a group's sustained rows where it has any
+    rows, group, has_sustained = rows[keep], group[keep], has_sustained[keep]
     budgets = [b for b in BUDGETS if getattr(workload, b[1]) is not None]
-    figures = rows[[b[0] for b in budgets]].apply(pd.to_numeric, errors="coerce")
-    stats = groups(figures, by).agg(["min", "max", "median"])
-    sizes = groups(rows[keys[0]], by).size()
-    flags = groups(has_sustained[rows.index], by).any()
+    figures = numbers(rows[[b[0] for b in budgets]]).groupby(group)
+    stats, sizes = figures.agg(["min", "max", "median"]), figures.size()
+    flags = pd.Series(has_sustained).groupby(group).any()
     judged = {}
     for key, figures_, size, flag in zip(sizes.index, stats.to_numpy(), sizes.to_numpy(), flags.to_numpy()):
         reasons, worst = [], None
@@ -67,7 +69,7 @@ def judge_groups(rows: pd.DataFrame, keys: list[str], workload: Workload) -> dic
 
 def judge(rows: pd.DataFrame, workload: Workload) -> Verdict:
     """Verdict of one workload over measured (ok, non-warm-up) rows of one group."""
-    return judge_groups(rows.assign(group=0), ["group"], workload).get(0, unmeasured(workload))
+    return judge_groups(rows, np.zeros(len(rows), int), workload).get(0, unmeasured(workload))
 
 
 def unmeasured(workload: Workload) -> Verdict:

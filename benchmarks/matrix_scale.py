@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -76,7 +77,11 @@ def main() -> None:
         plain = (time.perf_counter() - start) * count / sampled
         print(f"reference: reading the bytes {floor:.2f} s; plain json reader {plain:.1f} s "
               f"(measured on {len(sample)} files, scaled to {count:,} records)")
-        for what in ("first merge (parses every file, fills the column cache)", "merge again (column cache)"):
+        steps = ("first merge (parses every file, fills the column cache)", "merge again (column cache)",
+                 "merge after one more job's file lands (only it is parsed)")
+        for what in steps:
+            if what == steps[2]:
+                shutil.copy(paths[0], folder / "one-more-job.jsonl")
             start = time.perf_counter()
             frame, files = matrix.load([str(folder)])
             loaded = time.perf_counter() - start

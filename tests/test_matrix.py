@@ -180,6 +180,21 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
         resultset.read_file(tmp_path / "notes.jsonl", matrix.COLUMNS)
     result = edgebench("matrix", str(tmp_path / "nothing-*.jsonl"))
     assert result.returncode == 1 and "Error: no .jsonl results found" in result.stderr
+    crashed = sim.records("galaxy-a54", decode=25, ttft=300)[:1]
+    crashed[0].update(status="crashed", error="worker killed by SIGSEGV", ttft_ms=None, decode_tok_s=None, mbu=None)
+    for name, records in (("empty.jsonl", []), ("crashed.jsonl", crashed)):
+        result = edgebench("matrix", str(sim.write(tmp_path / name, records)))
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert "Error: the results hold no successful measured generation" in result.stderr
+
+
+def test_a_figure_that_is_not_a_number_counts_as_missing(tmp_path):
+    records = sim.records("galaxy-a54", decode=25, ttft=300)
+    for r in records:
+        r["ttft_ms"] = "fast"
+    row = _built(sim.write(tmp_path / "odd.jsonl", records)).rows[0]
+    assert row.ttft_ms is None and row.decode_tok_s == pytest.approx(25)
+    assert _verdict(row, "keyboard-autocomplete").verdict == "n/a"
 
 
 def test_the_matrix_command_writes_every_output(farm, tmp_path):
