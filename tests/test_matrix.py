@@ -228,3 +228,16 @@ def test_the_column_cache_drops_the_least_recently_used_beyond_its_limit(tmp_pat
     os.utime(entries[0], ns=(1, 1))  # the oldest use
     resultset.prune(limit_bytes=sum(e.stat().st_size for e in entries) - 1)
     assert sorted((tmp_path / "cache").iterdir()) == sorted(entries[1:])
+
+
+def test_the_scale_benchmark_runs_and_merges_every_device(tmp_path):
+    """benchmarks/matrix_scale.py at a small size: 2 devices x 2 runtimes x 2 quantizations."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = Path(__file__).parent.parent / "benchmarks" / "matrix_scale.py"
+    result = subprocess.run([sys.executable, str(script), "--files", "8", "--records", "800", "--devices", "2"],
+                            capture_output=True, text=True, timeout=300, env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("read 800 records (31 columns)") == 2 and "read 900 records" in result.stdout
+    assert result.stdout.count("built 8 matrix rows") == 3 and "`edgebench matrix RESULTS --out DIR`" in result.stdout
