@@ -43,7 +43,6 @@ CACHE_MAGIC = b"EDGEBENCH-COLUMNS 1\n"
 CACHE_LIMIT_BYTES = 2 << 30
 
 
-
 class Coded(NamedTuple):
     """A text (or mixed) column: codes into categories, -1 where missing."""
     codes: np.ndarray  # int32
@@ -181,21 +180,10 @@ def _fetch(entry: Path, identity: str, columns: tuple[str, ...]) -> Part | None:
     return part
 
 
-def cached_read(path: Path, columns: tuple[str, ...]) -> Part:
-    """read_file, through the column cache."""
-    identity = _identity(path, columns)
-    entry = _entry(identity)
-    part = _fetch(entry, identity, columns)
-    if part is None:
-        part = read_file(path, columns)
-        _store(entry, identity, part)
-    return part
-
-
 def prune(limit_bytes: int = CACHE_LIMIT_BYTES) -> None:
     """Drop the least recently used cache entries beyond the limit."""
     try:
-        entries = [(e.stat().st_mtime_ns, e.stat().st_size, e) for e in cache_dir().iterdir()]
+        entries = [(s.st_mtime_ns, s.st_size, e) for e in cache_dir().iterdir() for s in [e.stat()]]
     except OSError:
         return
     total = sum(size for _, size, _ in entries)
@@ -206,9 +194,14 @@ def prune(limit_bytes: int = CACHE_LIMIT_BYTES) -> None:
         total -= size
 
 
-def _read_many(args: tuple[list[Path], tuple[str, ...]]) -> list[Part]:
+def _read_and_cache(args: tuple[list[Path], tuple[str, ...]]) -> list[Part]:
     paths, columns = args
-    return [cached_read(p, columns) for p in paths]
+    parts = []
+    for path in paths:
+        identity = _identity(path, columns)
+        parts.append(read_file(path, columns))
+        _store(_entry(identity), identity, parts[-1])
+    return parts
 
 
 def _column(pieces: list) -> np.ndarray | pd.Categorical:
@@ -242,12 +235,12 @@ def load(paths: list[Path], columns: tuple[str, ...]) -> pd.DataFrame:
     missing = [p for p, part in zip(paths, parts) if part is None]
     workers = min(os.cpu_count() or 1, 8)
     if len(missing) < POOL_MIN_FILES * 2 or workers < 2:
-        read = _read_many((missing, columns))
+        read = _read_and_cache((missing, columns))
     else:
         size = -(-len(missing) // workers)
         chunks = [(missing[i:i + size], columns) for i in range(0, len(missing), size)]
         with ProcessPoolExecutor(workers) as pool:
-            read = [part for chunk in pool.map(_read_many, chunks) for part in chunk]
+            read = [part for chunk in pool.map(_read_and_cache, chunks) for part in chunk]
     if read:
         prune()
     fresh = iter(read)
