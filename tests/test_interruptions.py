@@ -17,7 +17,13 @@ SLOW = dict(decode_ms=1, hang_on="charged twice")  # classify-ticket sleeps for 
 def start_run(tmp_path, script, *extra):
     return subprocess.Popen([sys.executable, "-c", "from bench.cli import main; main()", "run", "--runner", "fake",
                              "--artifact", f"fake={script}", "--profile", "quick", "--out", str(tmp_path / "out"),
-                             *extra], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             *extra], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=like_a_foreground_job)
+
+
+def like_a_foreground_job():
+    """Ctrl-C reaches the run even when the tests themselves run as a background job, which ignores SIGINT."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for_records(tmp_path, count, timeout=60):
