@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 
 import pandas as pd
@@ -12,7 +14,7 @@ import pytest
 from bench import matrix, matrix_html, matrix_render, resultset, targets, verdicts
 from bench.errors import BenchError
 from tests import simulated_devices as sim
-from tests.conftest import edgebench
+from tests.conftest import ROOT, edgebench
 
 
 @pytest.fixture
@@ -232,11 +234,7 @@ def test_the_column_cache_drops_the_least_recently_used_beyond_its_limit(tmp_pat
 
 def test_the_scale_benchmark_runs_and_merges_every_device(tmp_path):
     """benchmarks/matrix_scale.py at a small size: 2 devices x 2 runtimes x 2 quantizations."""
-    import subprocess
-    import sys
-    from pathlib import Path
-    script = Path(__file__).parent.parent / "benchmarks" / "matrix_scale.py"
-    result = subprocess.run([sys.executable, str(script), "--files", "8", "--records", "800", "--devices", "2"],
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "matrix_scale.py"), "--files", "8", "--records", "800", "--devices", "2"],
                             capture_output=True, text=True, timeout=300, env={**os.environ, "TMPDIR": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("read 800 records (31 columns)") == 2 and "read 900 records" in result.stdout
