@@ -39,6 +39,7 @@ class RunOptions:
     threads: int | None = None
     out: Path = Path("results")
     quants: tuple[str, ...] = ()  # "RUNNER=QUANT"
+    settings: tuple[str, ...] = ()  # "RUNNER:KEY=VALUE": overrides of a runner's defaults
     cache: Path | None = None
     prepare: bool = False  # make missing artifacts instead of refusing
     memory_limit_mb: float | None = None
@@ -88,6 +89,46 @@ def parse_pairs(option: str, specs: tuple[str, ...], example: str) -> dict[str, 
     return parsed
 
 
+def parse_settings(specs: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """--setting RUNNER:KEY=VALUE options, by runner (runner names may hold dots)."""
+    parsed: dict[str, dict[str, str]] = {}
+    for spec in specs:
+        name, colon, rest = spec.partition(":")
+        key, equals, value = rest.partition("=")
+        if not (colon and equals and name and key and value):
+            raise BenchError(f"--setting '{spec}' is not RUNNER:KEY=VALUE", "e.g. --setting llama.cpp:flash_attn=off",
+                             exit_code=2)
+        parsed.setdefault(name, {})[key] = value
+    return parsed
+
+
+_TRUE, _FALSE = {"on", "true", "yes", "1"}, {"off", "false", "no", "0"}
+
+
+def runner_settings(name: str, defaults: dict, overrides: dict[str, str]) -> dict:
+    """The runner's defaults with the user's overrides, each read as its default's type."""
+    settings = dict(defaults)
+    for key, text in overrides.items():
+        if key not in defaults:
+            known = ", ".join(sorted(defaults)) or "none"
+            raise BenchError(f"--setting: {name} has no setting '{key}'", f"{name}'s settings: {known}", exit_code=2)
+        default = defaults[key]
+        try:
+            if isinstance(default, bool):
+                if text.lower() not in _TRUE | _FALSE:
+                    raise ValueError
+                value = text.lower() in _TRUE
+            elif isinstance(default, (int, float)):
+                value = type(default)(text)
+            else:
+                value = text
+        except ValueError:
+            raise BenchError(f"--setting {name}:{key}={text}: not a {type(default).__name__}",
+                             f"the default is {default!r}", exit_code=2) from None
+        settings[key] = value
+    return settings
+
+
 def select_runners(names: tuple[str, ...]) -> list[str]:
     """The named runners (each must be installed), or every available non-hidden one."""
     regs = registrations()
@@ -124,7 +165,8 @@ def prepare_run(options: RunOptions) -> RunSetup:
     user_artifacts = parse_pairs("--artifact", options.artifacts, "llama.cpp=model.gguf")
     quants = parse_pairs("--quant", options.quants, "onnxruntime=fp32")
     names = select_runners(options.runners)
-    for option, given in (("--artifact", user_artifacts), ("--quant", quants)):
+    overrides = parse_settings(options.settings)
+    for option, given in (("--artifact", user_artifacts), ("--quant", quants), ("--setting", overrides)):
         for name in given:
             if name not in names:
                 raise BenchError(f"{option} names runner '{name}', which this run does not use",
@@ -134,7 +176,7 @@ def prepare_run(options: RunOptions) -> RunSetup:
         raise BenchError(f"profile '{profile.name}' selects no prompt of suite '{suite.id}'",
                          "check the profile's tags against the suite's prompt tags")
     threads = options.threads or default_threads()
-    plans, skipped = _plans(names, model, user_artifacts, quants, threads, options)
+    plans, skipped = _plans(names, model, user_artifacts, quants, overrides, threads, options)
     if saved:
         resume.check_unchanged(saved, suite.sha256, profile.sha256)
         resume.check_artifacts(results_path, plans)
@@ -169,13 +211,14 @@ def _sustained_plan(options: RunOptions, suite: Suite, profile: RunProfile) -> t
     return Sustain(settings.duration_s, settings.window_s), sustained_jobs(suite, settings.prompt, profile.warmups)
 
 
-def _plans(names: list[str], model: models.Model, user_artifacts: dict, quants: dict, threads: int,
-           options: RunOptions) -> tuple[list[RunnerPlan], list[str]]:
+def _plans(names: list[str], model: models.Model, user_artifacts: dict, quants: dict, overrides: dict,
+           threads: int, options: RunOptions) -> tuple[list[RunnerPlan], list[str]]:
     """One plan per runner and artifact, and the runners left out (with why)."""
     regs = registrations()
     plans, skipped = [], []
     for name in names:
         cls = load_class(regs[name].target)
+        settings = runner_settings(name, cls.defaults, overrides.get(name, {}))
         try:
             artifacts = _artifacts(cls, name, model, user_artifacts.get(name, []), quants.get(name, []), options)
         except BenchError as exc:
@@ -186,7 +229,7 @@ def _plans(names: list[str], model: models.Model, user_artifacts: dict, quants: 
             skipped.append(f"{name}: {exc.message} ({exc.hint})")
             continue
         plans += [RunnerPlan(name, regs[name].target, a, threads, synthetic=cls.scripted_clock is not None,
-                             memory_limit_mb=options.memory_limit_mb) for a in artifacts]
+                             memory_limit_mb=options.memory_limit_mb, settings=settings) for a in artifacts]
     if not plans:
         raise BenchError("no runner has an artifact ready: " + "; ".join(skipped),
                          "run `edgebench prepare` first, or add --prepare")

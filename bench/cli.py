@@ -49,6 +49,7 @@ def _cooldown(cooldown: Optional[str], until_temp: Optional[float], limit: str):
                     parse_duration(limit, "--cooldown-limit"))
 
 
+SETTING_HELP = "RUNNER:KEY=VALUE: override a runtime's default setting (repeatable), e.g. llama.cpp:flash_attn=off."
 COOLDOWN_HELP = "Wait this long between runners, e.g. 60s."
 COOLDOWN_TEMP_HELP = "Between runners, also wait until the device is at most this many °C (up to --cooldown-limit)."
 COOLDOWN_LIMIT_HELP = "Longest wait for --cooldown-until-temp."
@@ -64,6 +65,7 @@ def run(
     threads: Optional[int] = typer.Option(None, "--threads", "-t", help="CPU threads per runtime; default: physical cores."),
     out_dir: Path = typer.Option(Path("results"), "--out", help="Folder for the JSONL results and reports."),
     quant: Optional[List[str]] = typer.Option(None, "--quant", "-q", help="RUNNER=QUANT: a prepared quantization to run (repeatable)."),
+    setting: Optional[List[str]] = typer.Option(None, "--setting", help=SETTING_HELP),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Artifact cache; default $EDGEBENCH_CACHE_DIR or ~/.cache/edgebench/artifacts."),
     prepare_missing: bool = typer.Option(False, "--prepare", help="Prepare missing artifacts instead of stopping."),
     memory_limit_mb: Optional[float] = typer.Option(None, "--memory-limit-mb", help="Kill a worker whose RSS exceeds this; its generation is recorded as oom."),
@@ -82,8 +84,8 @@ def run(
     pause = _cooldown(cooldown, cooldown_until_temp, cooldown_limit)
     setup = benchmark.prepare_run(benchmark.RunOptions(
         runners=tuple(runner or ()), model=model, artifacts=tuple(artifact or ()), suite=suite,
-        profile=profile, threads=threads, out=out_dir, quants=tuple(quant or ()), cache=cache,
-        prepare=prepare_missing, memory_limit_mb=memory_limit_mb, resume=resume_run, device_profile=device_profile, on_prepare=lambda r, q: err.print(f"preparing {r} {q} (see `edgebench prepare`)")))
+        profile=profile, threads=threads, out=out_dir, quants=tuple(quant or ()), settings=tuple(setting or ()),
+        cache=cache, prepare=prepare_missing, memory_limit_mb=memory_limit_mb, resume=resume_run, device_profile=device_profile, on_prepare=lambda r, q: err.print(f"preparing {r} {q} (see `edgebench prepare`)")))
     if setup.done:
         err.print(f"resuming {setup.run_id}: {len(setup.done)} generations already recorded in {setup.results_path}")
     err.print(f"run [bold]{setup.run_id}[/]: {setup.model.id}, suite {setup.suite.id}, profile "
@@ -201,6 +203,7 @@ def sustained(
     profile: str = typer.Option("sustained", "--profile", help="A run profile with sustained settings: sustained or sustained-ci."),
     threads: Optional[int] = typer.Option(None, "--threads", "-t", help="CPU threads per runtime; default: physical cores."),
     out_dir: Path = typer.Option(Path("results"), "--out", help="Folder for the JSONL results, device samples and reports."),
+    setting: Optional[List[str]] = typer.Option(None, "--setting", help=SETTING_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
     cooldown: Optional[str] = typer.Option(None, "--cooldown", help=COOLDOWN_HELP),
     cooldown_until_temp: Optional[float] = typer.Option(None, "--cooldown-until-temp", help=COOLDOWN_TEMP_HELP),
@@ -221,7 +224,7 @@ def sustained(
     pause = _cooldown(cooldown, cooldown_until_temp, cooldown_limit)
     setup = benchmark.prepare_run(benchmark.RunOptions(
         runners=tuple(runner or ()), model=model, artifacts=tuple(artifact or ()), suite=suite, profile=profile,
-        threads=threads, out=out_dir, sustained=True, duration=duration, window=window))
+        threads=threads, out=out_dir, settings=tuple(setting or ()), sustained=True, duration=duration, window=window))
     span = setup.sustain.duration_s
     err.print(f"sustained run [bold]{setup.run_id}[/]: {setup.model.id}, {setup.jobs[-1].prompt_id} for "
               f"{span:g} s per runner (windows of {setup.sustain.window_s:g} s), runners "

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
-from runners.base import TokenEvent
+from runners.base import GenerationInfo, GenerationRequest, SetupDone, TokenEvent
 
 Clock = Callable[[], int]
 
@@ -27,6 +27,7 @@ class Measurement:
     itl_p90_ms: float | None
     itl_p99_ms: float | None
     e2e_ms: float
+    setup_ms: float | None  # t0 to the runner's SETUP_DONE, where it marks one
     token_times_ns: tuple[int, ...]  # offsets from t0
     token_ids: tuple[int, ...]
     output_text: str
@@ -42,24 +43,42 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
-def collect(events: Iterable[TokenEvent], clock: Clock = time.perf_counter_ns):
-    """Drain the token stream, stamping each event. Returns (t0, t_end, stamps, events).
+@dataclass(frozen=True)
+class Stream:
+    """The raw stamps of one generation (ns on the harness clock)."""
+
+    t0: int
+    t_end: int
+    stamps: list[int]  # one per token event
+    events: list[TokenEvent]
+    setup_done: int | None = None  # when the runner said its per-request set-up was done
+
+
+def collect(events: Iterable[TokenEvent | SetupDone], clock: Clock = time.perf_counter_ns) -> Stream:
+    """Drain the token stream, stamping each event.
 
     `events` must be a not-yet-started generator: its work begins at the first next().
     """
     stamps: list[int] = []
     received: list[TokenEvent] = []
+    setup_done = None
     t0 = clock()
     for event in events:
-        stamps.append(clock())
+        now = clock()
+        if isinstance(event, SetupDone):
+            if setup_done is not None or received:
+                raise RuntimeError("a runner marks its set-up done once, before the first token")
+            setup_done = now
+            continue
+        stamps.append(now)
         received.append(event)
-    return t0, clock(), stamps, received
+    return Stream(t0, clock(), stamps, received, setup_done)
 
 
-def measure(t0: int, t_end: int, stamps: Sequence[int], events: Sequence[TokenEvent],
-            prompt_tokens: int) -> Measurement:
+def measure(stream: Stream, prompt_tokens: int) -> Measurement:
     """The figures of one generation, from its raw stamps (all in ns)."""
     ms = 1e-6
+    t0, stamps, events = stream.t0, stream.stamps, stream.events
     n = len(stamps)
     ttft_ms = (stamps[0] - t0) * ms if n else None
     gaps = [(b - a) * ms for a, b in zip(stamps, stamps[1:])]
@@ -73,8 +92,30 @@ def measure(t0: int, t_end: int, stamps: Sequence[int], events: Sequence[TokenEv
         itl_p50_ms=percentile(gaps, 50) if gaps else None,
         itl_p90_ms=percentile(gaps, 90) if gaps else None,
         itl_p99_ms=percentile(gaps, 99) if gaps else None,
-        e2e_ms=(t_end - t0) * ms,
+        e2e_ms=(stream.t_end - t0) * ms,
+        setup_ms=(stream.setup_done - t0) * ms if stream.setup_done is not None else None,
         token_times_ns=tuple(s - t0 for s in stamps),
         token_ids=tuple(e.token_id for e in events),
         output_text="".join(e.text for e in events),
     )
+
+
+def count_problem(request: GenerationRequest, info: GenerationInfo, received: int) -> str | None:
+    """Why a generation's token counts cannot be trusted, or None.
+
+    A fixed-length request (ignore_eos) must prefill exactly the tokens given and produce
+    exactly max_new_tokens; any request must produce as many events as the runtime's own
+    count says, unless the runner declared its events chunks.
+    """
+    problems = []
+    if info.runtime_new_tokens is not None and info.runtime_new_tokens != received and not info.chunked:
+        problems.append(f"the runtime counted {info.runtime_new_tokens} new tokens, the harness received {received}")
+    if request.ignore_eos:
+        if request.token_ids is not None and info.prompt_tokens != len(request.token_ids):
+            problems.append(f"prompt of {len(request.token_ids)} tokens was asked, the runtime prefilled "
+                            f"{info.prompt_tokens}")
+        made = info.runtime_new_tokens if info.runtime_new_tokens is not None else received
+        if made != request.max_new_tokens or received != request.max_new_tokens:
+            problems.append(f"{request.max_new_tokens} new tokens were asked, the runtime made {made} "
+                            f"and the harness received {received} event(s)")
+    return "; ".join(problems) or None

@@ -41,6 +41,7 @@ class RunnerPlan:
     threads: int
     synthetic: bool = False
     memory_limit_mb: float | None = None  # the worker is killed above this RSS: status "oom"
+    settings: dict = field(default_factory=dict)  # the runner's defaults with the user's overrides
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,8 @@ class _WorkerSession:
         read_fd, write_fd = os.pipe()
         stderr = tempfile.TemporaryFile()
         plan = {"runner_target": self.plan.target, "artifact": str(self.plan.artifact.path),
-                "options": {"threads": self.plan.threads, "context_tokens": self.owner.profile.context_tokens},
+                "options": {"threads": self.plan.threads, "context_tokens": self.owner.profile.context_tokens,
+                            "settings": self.plan.settings},
                 "jobs": [j.payload for j in self.jobs],
                 "sustain_s": self.owner.sustain.duration_s if self.owner.sustain else None}
         proc = subprocess.Popen([sys.executable, "-m", "bench.worker", str(write_fd)],
@@ -275,6 +277,7 @@ class _WorkerSession:
         plan, suite, profile = self.plan, self.owner.suite, self.owner.profile
         prompt = suite.by_id(job.prompt_id) if job else None
         m = message.get("measurement", {})
+        loaded = self.loaded
         record = make_record(
             **self.owner.run_fields, measured_at=utc_now(), load_avg_1m_start=load_avg,
             temp_c_start=self.start_state["temp_c"], cpu_freq_mhz_start=self.start_state["freq_mhz"],
@@ -282,20 +285,22 @@ class _WorkerSession:
             foreign_cpu_percent_start=self.start_state["foreign_cpu_percent"],
             mode="sustained" if self.owner.sustain else "suite", elapsed_s=message.get("elapsed_s"),
             runner=plan.name, synthetic=plan.synthetic,
-            runtime_version=self.loaded.get("runtime_version"), backend=self.loaded.get("backend"),
-            runner_settings=self.loaded.get("settings"),
+            runtime_version=loaded.get("runtime_version"), backend=loaded.get("backend"),
+            runner_settings=_settings(loaded),
             artifact_path=str(plan.artifact.path), artifact_sha256=plan.artifact.sha256,
             artifact_bytes=plan.artifact.bytes,
-            quantization=plan.artifact.quantization or self.loaded.get("quantization"),
-            threads=plan.threads, context_tokens=profile.context_tokens,
+            quantization=plan.artifact.quantization or loaded.get("quantization"),
+            threads=loaded.get("threads"), context_tokens=loaded.get("context_tokens"),
+            threads_requested=plan.threads, context_tokens_requested=profile.context_tokens,
+            weights_bytes=loaded.get("weights_bytes"), kv_bytes_per_token=loaded.get("kv_bytes_per_token"),
             suite_id=suite.id, suite_sha256=suite.sha256, profile_name=profile.name,
             profile_sha256=profile.sha256,
             prompt_id=job.prompt_id if job else None, category=prompt.category if prompt else None,
             kind=prompt.kind if prompt else None, warmup=job.warmup if job else None,
             repeat=job.repeat if job else None, max_new_tokens=prompt.max_new_tokens if prompt else None,
             prompt_tokens=m.get("prompt_tokens"), new_tokens=m.get("new_tokens"),
-            stop_reason=message.get("stop_reason"), load_ms=self.load_ms,
-            ttft_ms=m.get("ttft_ms"), prefill_tok_s=m.get("prefill_tok_s"), decode_tok_s=m.get("decode_tok_s"),
+            stop_reason=message.get("stop_reason"), load_ms=self.load_ms, setup_ms=m.get("setup_ms"),
+            itl_basis=message.get("itl_basis"), ttft_ms=m.get("ttft_ms"), prefill_tok_s=m.get("prefill_tok_s"), decode_tok_s=m.get("decode_tok_s"),
             itl_p50_ms=m.get("itl_p50_ms"), itl_p90_ms=m.get("itl_p90_ms"), itl_p99_ms=m.get("itl_p99_ms"),
             e2e_ms=m.get("e2e_ms"), peak_rss_mb=peak_rss_mb, cpu_percent=cpu_percent,
             token_times_ns=m.get("token_times_ns"), output_token_ids=m.get("token_ids"),
@@ -304,6 +309,14 @@ class _WorkerSession:
         )
         record.update(roofline_fields(record))
         return record
+
+
+def _settings(loaded: dict) -> dict | None:
+    """The runner's settings as the runtime applied them, with what it did not apply and why."""
+    if not loaded:
+        return None
+    not_applied = loaded.get("not_applied") or {}
+    return {**(loaded.get("settings") or {}), **({"not_applied": not_applied} if not_applied else {})}
 
 
 def _error_status(error: str) -> str:

@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Iterator
 
 from bench.errors import BenchError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Every record carries these keys (None where a figure does not apply), in this order.
 FIELDS = (
@@ -21,19 +21,24 @@ FIELDS = (
     "device_cpu_model", "device_cores_physical", "device_cores_logical", "device_ram_gb",
     "device_os", "device_arch", "device_python", "device_fingerprint",
     "device_max_freq_mhz", "device_board", "device_gpu", "device_npu",
-    "device_profile", "device_class", "tier", "bandwidth_gbs", "bandwidth_source",
+    "device_profile", "device_class", "tier", "bandwidth_gbs", "bandwidth_source", "bandwidth_threads",
     # the device's state when the measurement started (None where the OS does not say)
     "load_avg_1m_start", "temp_c_start", "cpu_freq_mhz_start", "cpu_freq_max_mhz", "foreign_cpu_percent_start",
     "runner", "synthetic", "runtime_version", "backend", "runner_settings",
     "model_id", "artifact_path", "artifact_sha256", "artifact_bytes", "quantization",
-    "threads", "context_tokens",
+    # what the runtime really applied (None where it has no such setting; the reason is in
+    # runner_settings["not_applied"]), beside what the run asked for
+    "threads", "context_tokens", "threads_requested", "context_tokens_requested",
+    # bytes read per decoded token: the loaded file's weights, and KV cache per context token
+    "weights_bytes", "kv_bytes_per_token",
     "suite_id", "suite_sha256", "profile_name", "profile_sha256",
     # "suite" or "sustained"; elapsed_s: this generation's start within the sustained loop
     "mode", "elapsed_s",
     "prompt_id", "category", "kind", "warmup", "repeat", "max_new_tokens",
     "prompt_tokens", "new_tokens", "stop_reason",
-    "load_ms", "ttft_ms", "prefill_tok_s", "decode_tok_s",
-    "itl_p50_ms", "itl_p90_ms", "itl_p99_ms", "e2e_ms", "decode_roofline_tok_s", "mbu",
+    "load_ms", "setup_ms", "ttft_ms", "prefill_tok_s", "decode_tok_s",
+    # itl_basis: "token" (one event per token) or "chunk" (the runtime streams text chunks)
+    "itl_basis", "itl_p50_ms", "itl_p90_ms", "itl_p99_ms", "e2e_ms", "decode_roofline_tok_s", "mbu",
     "peak_rss_mb", "cpu_percent",
     "token_times_ns", "output_token_ids", "output_text", "native",
     "status", "error",
@@ -51,7 +56,20 @@ def _v1_to_v2(record: dict) -> dict:
     return {**{name: None for name in V2_FIELDS}, **record, "mode": record.get("mode") or "suite"}
 
 
-MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _v1_to_v2}
+V3_FIELDS = ("bandwidth_threads", "threads_requested", "context_tokens_requested", "weights_bytes",
+             "kv_bytes_per_token", "setup_ms", "itl_basis")
+
+
+def _v2_to_v3(record: dict) -> dict:
+    """Schema 3 added the bytes read per token, the bandwidth's thread count, the settings
+    really applied and the set-up time. A schema-2 roofline and MBU were computed from
+    the artifact folder's size (every file, duplicates included): they are dropped, not
+    carried into tables beside correct ones; `threads` there was the request."""
+    return {**{name: None for name in V3_FIELDS}, **record, "decode_roofline_tok_s": None, "mbu": None,
+            "threads_requested": record.get("threads")}
+
+
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 STATUSES = ("ok", "error", "crashed", "timeout", "oom", "interrupted")
 

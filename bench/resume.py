@@ -18,8 +18,8 @@ from bench.orchestrator import Job, RunnerPlan
 from bench.records import iter_records
 
 RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{4}")
-SAVED = ("runners", "model", "artifacts", "suite", "profile", "threads", "quants", "cache", "memory_limit_mb",
-         "device_profile")
+SAVED = ("runners", "model", "artifacts", "suite", "profile", "threads", "quants", "settings", "cache",
+         "memory_limit_mb", "device_profile")
 
 
 def sidecar(results_path: Path) -> Path:

@@ -10,6 +10,7 @@ runtime's own native code may print to). Only this process imports the runtime.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -20,6 +21,11 @@ from pathlib import Path
 from bench import harness
 from runners import load_class
 from runners.base import ArtifactError, GenerationRequest, RunnerOptions
+
+
+class CountMismatch(Exception):
+    """The tokens a generation produced are not the ones asked for or counted: its
+    figures would describe another generation than the record says."""
 
 
 class Channel:
@@ -85,25 +91,26 @@ def run(plan: dict, channel: Channel) -> None:
         channel.send("load_failed", error=f"{type(exc).__name__}: {exc}", artifact=False,
                      trace=traceback.format_exc(limit=5))
         return
-    channel.send("loaded", load_ms=(clock() - t0) / 1e6, info={
-        "runtime_version": info.runtime_version, "backend": info.backend,
-        "quantization": info.quantization, "settings": info.settings})
+    channel.send("loaded", load_ms=(clock() - t0) / 1e6, info=dataclasses.asdict(info))
     token_cache: dict = {}
     for job, loop_t0 in planned_jobs(plan, clock):
         try:
             request = build_request(runner, job, token_cache)
             channel.send("start", job=job["job"])
-            t_start, t_end, stamps, events = harness.collect(runner.generate(request), clock)
+            stream = harness.collect(runner.generate(request), clock)
             gen = runner.generation_info()
+            problem = harness.count_problem(request, gen, len(stream.events))
+            if problem:
+                raise CountMismatch(problem)
         except Exception as exc:
             channel.send("failed", job=job["job"], error=f"{type(exc).__name__}: {exc}")
             if loop_t0 is not None:
                 break  # a failure breaks a sustained series; it is not retried
             continue
-        m = harness.measure(t_start, t_end, stamps, events, gen.prompt_tokens)
-        elapsed_s = (t_start - loop_t0) / 1e9 if loop_t0 is not None else None
-        channel.send("done", job=job["job"], measurement=m.__dict__,
-                     stop_reason=gen.stop_reason, native=gen.native, elapsed_s=elapsed_s)
+        m = harness.measure(stream, gen.prompt_tokens)
+        elapsed_s = (stream.t0 - loop_t0) / 1e9 if loop_t0 is not None else None
+        channel.send("done", job=job["job"], measurement=m.__dict__, stop_reason=gen.stop_reason,
+                     native=gen.native, elapsed_s=elapsed_s, itl_basis="chunk" if gen.chunked else "token")
     channel.send("finished")
     runner.close()
 

@@ -33,19 +33,36 @@ class Probe:
 
 @dataclass(frozen=True)
 class RunnerOptions:
+    """What a run asks of the runner. `settings` is the runner's `defaults` with the
+    user's `--setting RUNNER:KEY=VALUE` overrides applied (checked by the parent)."""
+
     threads: int
     context_tokens: int
     seed: int = 0
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class LoadInfo:
-    """What the runner learned while loading: recorded in every record of the run."""
+    """What the runner learned while loading: recorded in every record of the run.
+
+    Every figure here is what the runtime really uses, read back from it where it allows,
+    never the request echoed: `threads` and `context_tokens` are None when the runtime has
+    no such setting or fixed it elsewhere (at export), with the reason in `not_applied`.
+    """
 
     runtime_version: str
     backend: str
     quantization: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    threads: int | None = None  # threads decode really runs on
+    context_tokens: int | None = None  # KV-cache capacity really allocated, in tokens
+    not_applied: dict[str, str] = field(default_factory=dict)  # setting -> why it is not what was asked
+    # Bytes read from memory per decoded token: the weights of the file the runtime loads
+    # (runners.weights.streamed_bytes), and the KV cache's bytes per context token in the
+    # runtime's own KV dtype and layout. The roofline and MBU use these two.
+    weights_bytes: int | None = None
+    kv_bytes_per_token: int | None = None
 
 
 @dataclass(frozen=True)
@@ -70,12 +87,28 @@ class GenerationRequest:
 
 
 @dataclass(frozen=True)
+class SetupDone:
+    """Yielded at most once, before the first token, by a runner whose runtime builds
+    per-request state (a Generator, a Conversation): the harness stamps it, and the time
+    from t0 to it is the record's `setup_ms` (still inside TTFT, the user-visible figure)."""
+
+
+SETUP_DONE = SetupDone()
+
+
+@dataclass(frozen=True)
 class GenerationInfo:
     """What the runner knows about the generation it just finished."""
 
     prompt_tokens: int
     stop_reason: str  # "eos" | "length"
     native: dict[str, Any] = field(default_factory=dict)  # the runtime's own figures
+    # The runtime's own count of tokens generated, where it keeps one: the harness checks
+    # it against the events received.
+    runtime_new_tokens: int | None = None
+    # True when events are text chunks as the runtime streamed them (not one per token):
+    # the gaps between events are then chunk gaps, and the record says so.
+    chunked: bool = False
 
 
 @dataclass(frozen=True)
@@ -118,6 +151,10 @@ class Runner(ABC):
     exporter: ClassVar[Exporter | None] = None
     # Only the fake runner sets this: a clock it scripts, which the harness then reads.
     scripted_clock: ClassVar[Callable[[], int] | None] = None
+    # The settings this runtime's own benchmark/CLI uses by default on this platform
+    # (e.g. llama-bench's flash attention and batch sizes): what `load` applies unless the
+    # user overrides a key with `--setting RUNNER:KEY=VALUE`. The README lists them.
+    defaults: ClassVar[dict[str, Any]] = {}
 
     @classmethod
     def probe(cls) -> Probe:
@@ -146,11 +183,12 @@ class Runner(ABC):
         """The runtime's own tokenization of raw text, without special tokens."""
 
     @abstractmethod
-    def generate(self, request: GenerationRequest) -> Iterator[TokenEvent]:
+    def generate(self, request: GenerationRequest) -> Iterator[TokenEvent | SetupDone]:
         """Greedy generation. Must be a generator: no work happens before the first
         `next()`, so the harness clock covers templating, tokenization and prefill.
-        Yields one event per generated token; an end-of-turn token ends the
-        generation and is not yielded. Must not reuse a previous prompt's cache."""
+        Yields one event per generated token (optionally SETUP_DONE first); an end-of-turn
+        token ends the generation and is not yielded. Must not reuse a previous prompt's
+        cache, and must leave no work of its own running when it returns."""
 
     @abstractmethod
     def generation_info(self) -> GenerationInfo:

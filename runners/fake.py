@@ -8,7 +8,10 @@ The artifact is a JSON script:
   load_ms, prefill_ms_per_token, first_token_ms, decode_ms (a number or a list, cycled),
   decode_ms_from (a list of [generation, decode_ms]: from that generation on, counting from
   0 after load, warm-ups included, each decode step takes decode_ms; a scripted slowdown),
-  eos_after (tokens before end of turn in chat/completion mode), and for fault tests
+  eos_after (tokens before end of turn in chat/completion mode), setup_ms (per-request set-up,
+  marked with SETUP_DONE), fixed_short_by (a fixed-length generation stops this many tokens
+  early, as a runtime that drifts would), weights_bytes and kv_bytes_per_token (reported at
+  load), and for fault tests
   crash_on / hang_on / raise_on / grow_on: a substring of the prompt that makes the worker
   die with SIGSEGV, sleep for real (to hit a timeout; with "hang_once": MARKER only the
   first time), raise an error, or really allocate `grow_mb` MB (default 2048) of memory.
@@ -22,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from runners.base import (ArtifactError, GenerationInfo, GenerationRequest, LoadInfo, Probe, Runner,
+from runners.base import (SETUP_DONE, ArtifactError, GenerationInfo, GenerationRequest, LoadInfo, Probe, Runner,
                           RunnerOptions, TokenEvent)
 
 _now_ns = [0]
@@ -56,7 +59,9 @@ class FakeRunner(Runner):
         _advance(self.script.get("load_ms", 0))
         self._info = GenerationInfo(0, "length")
         self._generations = 0
-        return LoadInfo("fake", "FAKE (scripted clock)", "none", {"threads": options.threads})
+        return LoadInfo("fake", "FAKE (scripted clock)", "none", {}, threads=options.threads,
+                        context_tokens=options.context_tokens, weights_bytes=self.script.get("weights_bytes"),
+                        kv_bytes_per_token=self.script.get("kv_bytes_per_token"))
 
     def tokenize(self, text: str) -> list[int]:
         return [sum(map(ord, word)) % 1000 for word in text.split()]
@@ -73,6 +78,10 @@ class FakeRunner(Runner):
         self._generations += 1
         steps = steps if isinstance(steps, list) else [steps]
         limit = request.max_new_tokens if request.ignore_eos else min(request.max_new_tokens, s.get("eos_after", 10**9))
+        limit -= s.get("fixed_short_by", 0) if request.ignore_eos else 0
+        if "setup_ms" in s:
+            _advance(s["setup_ms"])
+            yield SETUP_DONE
         _advance(prompt_tokens * s.get("prefill_ms_per_token", 0) + s.get("first_token_ms", 0))
         for i in range(limit):
             if i:
