@@ -185,7 +185,7 @@ def prepare_run(options: RunOptions) -> RunSetup:
         run_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
         started_at, results_path = utc_now(), _writable(options.out) / f"{run_id}.jsonl"
     facts = device_facts()
-    placement = tiering.place(facts, farm_device, lambda: bandwidth.measure().gbs)
+    placement = tiering.place(facts, farm_device, lambda: bandwidth.measure(threads))
     run_fields = dict(run_id=run_id, started_at=started_at, tool_version=provenance.tool_version(),
                       git_commit=provenance.git_commit(), model_id=model.id, **facts, **placement.record_fields())
     if not saved and not sustain:  # a sustained series is not resumable: a new worker starts cold

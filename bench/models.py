@@ -33,9 +33,6 @@ class Model:
     parameters_m: float
     source: Source
     default: bool = False
-    # Bytes of KV cache per context token (layers x KV heads x head dim x 2 (K and V) x
-    # element bytes); feeds the decode roofline. 0: not stated.
-    kv_bytes_per_token: int = 0
 
     def source_path(self) -> Path:
         if self.source.path is not None:

@@ -2,8 +2,11 @@
 farm device's profile: tier, bandwidth, decode roofline and MBU in every record."""
 from __future__ import annotations
 
+import threading
+import time
 import xml.etree.ElementTree as ET
 
+import psutil
 import pytest
 
 from bench import bandwidth, device, roofline
@@ -56,21 +59,43 @@ def test_an_empty_tree_knows_nothing_but_does_not_fail(tmp_path):
 
 def test_the_bandwidth_benchmark_measures_something_plausible():
     result = bandwidth.measure(buffer_mb=32, passes=3)
-    assert 0.1 < result.gbs < 2000 and result.median_gbs <= result.gbs
+    assert 0.1 < result.gbs < 2000 and result.median_gbs <= result.gbs and result.threads == 1
 
 
-def test_roofline_is_bandwidth_over_bytes_per_token():
-    record = {"bandwidth_gbs": 10.0, "artifact_bytes": 100_000_000, "model_id": "smollm2-135m",
-              "prompt_tokens": 100, "new_tokens": 100, "decode_tok_s": 50.0}
-    per_token = 100_000_000 + 23040 * 150
-    fields = roofline.roofline_fields(record)
-    assert fields["decode_roofline_tok_s"] == pytest.approx(10e9 / per_token, abs=0.01)
-    assert fields["mbu"] == pytest.approx(50 / (10e9 / per_token), abs=1e-6)
-    assert roofline.roofline_fields({**record, "bandwidth_gbs": None}) == {"decode_roofline_tok_s": None, "mbu": None}
+def test_the_bandwidth_copy_is_shared_by_as_many_threads_as_asked():
+    def busy_threads(threads: int) -> int:
+        """Threads of this process, other than the test's own, that did a real share (a
+        fifth or more) of the CPU work while the copy ran; sampled while they live."""
+        me, mine = psutil.Process(), {t.id for t in psutil.Process().threads()}
+        copying = threading.Thread(target=bandwidth.measure, kwargs=dict(threads=threads, buffer_mb=64, passes=12))
+        seen: dict[int, float] = {}
+        copying.start()
+        while copying.is_alive():
+            for t in me.threads():
+                if t.id not in mine:
+                    seen[t.id] = max(seen.get(t.id, 0.0), t.user_time + t.system_time)
+            time.sleep(0.01)
+        copying.join()
+        seen.pop(copying.native_id, None)  # it allocates and waits; the pool's threads copy
+        return sum(cpu > 0.2 * sum(seen.values()) for cpu in seen.values())
+
+    assert busy_threads(1) == 1
+    assert busy_threads(2) == 2
+
+
+def test_the_roofline_reads_the_bytes_a_token_streams_not_the_artifact_folders_size():
+    # LiteRT's folder holds the same weights twice (.tflite and .litertlm): its size is no roofline.
+    record = {"bandwidth_gbs": 10.0, "weights_bytes": 100_000_000, "kv_bytes_per_token": 0,
+              "artifact_bytes": 200_000_000, "prompt_tokens": 100, "new_tokens": 100, "decode_tok_s": 50.0}
+    assert roofline.roofline_fields(record) == {"decode_roofline_tok_s": 100.0, "mbu": 0.5}
+    with_kv = roofline.roofline_fields({**record, "kv_bytes_per_token": 1_000_000})  # 150 tokens of context
+    assert with_kv["decode_roofline_tok_s"] == 40.0
+    assert roofline.roofline_fields({**record, "weights_bytes": None}) == {"decode_roofline_tok_s": None, "mbu": None}
 
 
 def test_a_run_with_a_device_profile_labels_every_record(tmp_path, fake_script):
-    script = fake_script(load_ms=5, prefill_ms_per_token=1, first_token_ms=4, decode_ms=8, eos_after=5)
+    script = fake_script(load_ms=5, prefill_ms_per_token=1, first_token_ms=4, decode_ms=8, eos_after=5,
+                         weights_bytes=50_000_000, kv_bytes_per_token=23040)
     result = edgebench("run", "--runner", "fake", "--artifact", f"fake={script}", "--profile", "quick",
                        "--out", str(tmp_path / "out"), "--threads", "1", "--device-profile", "raspberry-pi-5",
                        "--junit", str(tmp_path / "verdicts.xml"))
@@ -81,8 +106,10 @@ def test_a_run_with_a_device_profile_labels_every_record(tmp_path, fake_script):
     assert {r["device_profile"] for r in records} == {"raspberry-pi-5"}
     assert {r["tier"] for r in records} == {"entry"}
     assert {r["bandwidth_gbs"] for r in records} == {17.1}
+    assert {r["bandwidth_source"] for r in records} == {"datasheet (device profile raspberry-pi-5)"}
+    assert {r["bandwidth_threads"] for r in records} == {None}  # a datasheet figure ran on no thread
     fixed = next(r for r in records if r["prompt_id"] == "pp128-tg64" and not r["warmup"])
-    expected = 17.1e9 / (script.stat().st_size + 23040 * (128 + 64 / 2))
+    expected = 17.1e9 / (50_000_000 + 23040 * (128 + 64 / 2))
     assert fixed["decode_roofline_tok_s"] == pytest.approx(expected, abs=0.01)
     assert fixed["mbu"] == pytest.approx(fixed["decode_tok_s"] / expected, rel=1e-3)
 

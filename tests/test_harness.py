@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from bench import harness
-from runners.base import GenerationRequest, RunnerOptions, TokenEvent
+from runners.base import GenerationInfo, GenerationRequest, RunnerOptions, TokenEvent
 from runners.fake import FakeRunner
 
 
@@ -17,8 +17,8 @@ def fake_runner(tmp_path: Path, **script) -> FakeRunner:
 
 
 def measure(runner: FakeRunner, request: GenerationRequest) -> harness.Measurement:
-    t0, t_end, stamps, events = harness.collect(runner.generate(request), FakeRunner.scripted_clock)
-    return harness.measure(t0, t_end, stamps, events, runner.generation_info().prompt_tokens)
+    stream = harness.collect(runner.generate(request), FakeRunner.scripted_clock)
+    return harness.measure(stream, runner.generation_info().prompt_tokens)
 
 
 def test_figures_follow_from_the_token_stamps(tmp_path):
@@ -44,6 +44,35 @@ def test_chat_stops_at_end_of_turn_but_fixed_length_does_not(tmp_path):
     assert chat.new_tokens == 3 and runner.generation_info().stop_reason == "eos"
     fixed = measure(runner, GenerationRequest(10, token_ids=(1, 2, 3), ignore_eos=True))
     assert fixed.new_tokens == 10 and runner.generation_info().stop_reason == "length"
+
+
+def test_per_request_set_up_is_stamped_by_the_harness_and_stays_inside_ttft(tmp_path):
+    runner = fake_runner(tmp_path, setup_ms=30, prefill_ms_per_token=1, first_token_ms=2)
+    m = measure(runner, GenerationRequest(3, token_ids=tuple(range(10)), ignore_eos=True))
+    assert m.setup_ms == 30.0 and m.ttft_ms == 30 + 10 + 2 and m.new_tokens == 3
+    assert measure(fake_runner(tmp_path), GenerationRequest(3, text="a b")).setup_ms is None
+
+
+def test_a_fixed_length_generation_that_drifts_is_named_not_trusted(tmp_path):
+    runner = fake_runner(tmp_path, fixed_short_by=2)
+    request = GenerationRequest(8, token_ids=tuple(range(16)), ignore_eos=True)
+    stream = harness.collect(runner.generate(request), FakeRunner.scripted_clock)
+    problem = harness.count_problem(request, runner.generation_info(), len(stream.events))
+    assert problem == "8 new tokens were asked, the runtime made 6 and the harness received 6 event(s)"
+
+
+def test_a_prompt_the_runtime_prefilled_differently_is_named():
+    request = GenerationRequest(4, token_ids=tuple(range(16)), ignore_eos=True)
+    info = GenerationInfo(prompt_tokens=15, stop_reason="length", runtime_new_tokens=4)
+    assert harness.count_problem(request, info, 4) == "prompt of 16 tokens was asked, the runtime prefilled 15"
+
+
+def test_events_that_disagree_with_the_runtimes_own_count_are_named_unless_declared_chunks():
+    request = GenerationRequest(32, messages=({"role": "user", "content": "hi"},))
+    merged = GenerationInfo(prompt_tokens=9, stop_reason="eos", runtime_new_tokens=12)
+    assert "counted 12 new tokens, the harness received 7" in harness.count_problem(request, merged, 7)
+    chunks = GenerationInfo(prompt_tokens=9, stop_reason="eos", runtime_new_tokens=12, chunked=True)
+    assert harness.count_problem(request, chunks, 7) is None
 
 
 def test_the_clock_starts_before_the_runner_does_any_work():

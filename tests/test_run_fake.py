@@ -75,3 +75,25 @@ def test_the_fake_runner_is_never_picked_by_default():
     listing = edgebench("runners")
     assert "fake" not in listing.stdout
     assert "FAKE" in edgebench("runners", "--all").stdout
+
+
+def test_a_fixed_length_generation_short_of_its_tokens_is_an_error_record(tmp_path, fake_script):
+    script = fake_script(**SCRIPT, fixed_short_by=1)
+    result = edgebench("run", "--runner", "fake", "--artifact", f"fake={script}", "--profile", "quick",
+                       "--out", str(tmp_path), "--threads", "1")
+    assert result.returncode == 1
+    records = read_jsonl(next(tmp_path.glob("*.jsonl")))
+    fixed = [r for r in records if r["kind"] == "fixed"]
+    assert fixed and all(r["status"] == "error" and r["decode_tok_s"] is None for r in fixed)
+    assert "64 new tokens were asked, the runtime made 63" in fixed[0]["error"]
+    assert all(r["status"] == "ok" for r in records if r["kind"] == "chat")
+
+
+def test_records_carry_what_the_runner_applied_beside_what_was_asked(tmp_path, fake_script):
+    script = fake_script(**SCRIPT, setup_ms=3, weights_bytes=1000, kv_bytes_per_token=10)
+    edgebench("run", "--runner", "fake", "--artifact", f"fake={script}", "--profile", "quick",
+              "--out", str(tmp_path), "--threads", "1")
+    record = read_jsonl(next(tmp_path.glob("*.jsonl")))[0]
+    assert (record["threads"], record["threads_requested"]) == (1, 1)
+    assert (record["weights_bytes"], record["kv_bytes_per_token"], record["setup_ms"]) == (1000, 10, 3)
+    assert record["itl_basis"] == "token"

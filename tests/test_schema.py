@@ -26,3 +26,9 @@ def test_schema_1_records_read_as_suite_runs_with_an_unknown_start_state():
     (record, *_) = iter_records(FIXTURES / "results-v1.jsonl")
     assert record["mode"] == "suite" and record["elapsed_s"] is None
     assert (record["temp_c_start"], record["cpu_freq_mhz_start"], record["foreign_cpu_percent_start"]) == (None,) * 3
+
+
+def test_schema_2_rooflines_from_the_folder_size_are_dropped_and_threads_were_the_request():
+    for record in iter_records(FIXTURES / "results-v2.jsonl"):
+        assert (record["decode_roofline_tok_s"], record["mbu"]) == (None, None)
+        assert record["weights_bytes"] is None and record["threads_requested"] == record["threads"]

@@ -1,0 +1,79 @@
+"""--threads is applied, not just recorded: the worker's CPU use during decode follows it.
+
+Each runtime whose thread count can be set decodes the same fixed-length probe with one
+thread and with two; the parent's psutil sample of the worker (the record's cpu_percent)
+must show one core busy, then clearly more than one. A runtime without a thread setting
+(MLX) must say so in its records instead of echoing the request.
+"""
+from __future__ import annotations
+
+import psutil
+import pytest
+
+from tests.conftest import edgebench, read_jsonl
+
+pytestmark = [pytest.mark.real,
+              pytest.mark.skipif((psutil.cpu_count() or 1) < 2, reason="two threads need two cores")]
+
+SUITE = '''id = "threads"
+description = "One fixed-length decode, long enough for the CPU sampler."
+[[prompt]]
+id = "fill"
+category = "autocomplete"
+kind = "completion"
+text = "The district replaced the telemetry at three plants this quarter, and the control room found four leaks."
+max_new_tokens = 8
+[[prompt]]
+id = "pp32-tg256"
+category = "throughput"
+kind = "fixed"
+prompt_tokens = 32
+fill_from = "fill"
+max_new_tokens = 256
+tags = ["probe"]
+'''
+PROFILE = 'name = "threads"\ndescription = ""\nwarmups = 1\nrepetitions = 1\ncontext_tokens = 512\ntags = ["probe"]\n'
+
+# runner -> (model, quantization): artifacts the other tests already prepare in the test cache
+# (ExecuTorch's default-model export takes many minutes; the tiny model's 49k-row head is
+# wide enough for its thread pool to split).
+SETTABLE = {"llama.cpp": (None, None), "onnxruntime": (None, "int4"), "litert": (None, "fp32"),
+            "litert-lm": (None, "fp32"), "executorch": ("tiny", "8da4w")}
+
+
+def _probe(runner: str, model: str | None, quant: str | None, threads: int, tmp_path, cache) -> dict:
+    (tmp_path / "suite.toml").write_text(SUITE)
+    (tmp_path / "profile.toml").write_text(PROFILE)
+    args = ["--runner", runner, "--suite", str(tmp_path / "suite.toml"), "--profile", str(tmp_path / "profile.toml"),
+            "--threads", str(threads), "--out", str(tmp_path / f"out-{threads}"), "--cache", str(cache), "--prepare"]
+    result = edgebench("run", *args, *(["--quant", f"{runner}={quant}"] if quant else []),
+                       *(["--model", model] if model else []))
+    assert result.returncode == 0, result.stderr[-2000:]
+    [record] = [r for r in read_jsonl(next((tmp_path / f"out-{threads}").glob("*.jsonl"))) if not r["warmup"]]
+    return record
+
+
+@pytest.mark.parametrize("runner", list(SETTABLE))
+def test_two_threads_keep_more_than_one_core_busy_and_one_thread_does_not(runner, tmp_path, artifact_cache,
+                                                                          request):
+    from runners import load_class, registrations
+
+    if not load_class(registrations()[runner].target).probe().available:
+        pytest.skip(f"{runner} is not installed here")
+    model, quant = SETTABLE[runner]
+    model = str(request.getfixturevalue("tiny_checkpoint")) if model == "tiny" else None
+    one = _probe(runner, model, quant, 1, tmp_path, artifact_cache)
+    two = _probe(runner, model, quant, 2, tmp_path, artifact_cache)
+    assert (one["threads"], two["threads"]) == (1, 2), "the runtime's own thread count, read back"
+    assert one["cpu_percent"] < 125, one["cpu_percent"]
+    assert two["cpu_percent"] > 1.3 * one["cpu_percent"], (one["cpu_percent"], two["cpu_percent"])
+
+
+def test_a_runtime_without_a_thread_setting_records_none_and_why(tmp_path, artifact_cache):
+    from runners import load_class, registrations
+
+    if not load_class(registrations()["mlx"].target).probe().available:
+        pytest.skip("mlx is not installed here")
+    record = _probe("mlx", None, "fp32", 2, tmp_path, artifact_cache)
+    assert record["threads"] is None and record["threads_requested"] == 2
+    assert "thread" in record["runner_settings"]["not_applied"]["threads"]
