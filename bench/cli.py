@@ -355,11 +355,15 @@ def models_cmd() -> None:
 
 
 @app.command()
-def selfcheck(threads: Optional[int] = typer.Option(None, "--threads", "-t", help="Default: physical cores.")) -> None:
-    """Fidelity benchmark: harness figures vs llama.cpp's own counters, in one run."""
+def selfcheck(
+    runner: Optional[List[str]] = typer.Option(None, "--runner", "-r", help="Runner to check (repeatable); default: every available one with an artifact ready."),
+    threads: Optional[int] = typer.Option(None, "--threads", "-t", help="Default: physical cores."),
+    llama_bench: Optional[str] = typer.Option(None, "--llama-bench", help="Path of a llama-bench binary, or 'off'; default: the one scripts/build-llama-bench.sh built, when present."),
+) -> None:
+    """Fidelity benchmark: harness figures vs each runtime's own timers (and llama-bench), in one run."""
     from bench.selfcheck import run_selfcheck
 
-    if not run_selfcheck(threads or benchmark.default_threads(), out):
+    if not run_selfcheck(tuple(runner or ()), threads or benchmark.default_threads(), out, llama_bench):
         raise typer.Exit(1)
 
 
@@ -404,22 +408,24 @@ def compare_cmd(
     threshold: str = typer.Option("5%", "--threshold", help="A change worse than this (and outside the measured spread) is a regression."),
     out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the Markdown (a PR comment) here; default: stdout."),
     junit: Optional[Path] = typer.Option(None, "--junit", help="Write the comparisons as JUnit XML here."),
+    allow_missing: bool = typer.Option(False, "--allow-missing", help="Pass the gate when baseline results have no successful candidate generation."),
 ) -> None:
-    """Compare two sets of results per device/runner/prompt/metric; exit 1 on a regression."""
+    """Compare two sets of results per device/runner/prompt/metric; exit 1 on a regression or a missing result."""
     from bench import compare
     from bench.junit import to_xml
 
     threshold_pct = compare.parse_threshold(threshold)
     deltas = compare.compare(baseline, candidate, threshold_pct)
-    _emit(compare.markdown(deltas, threshold_pct, baseline, candidate), out_path, junit,
-          lambda: to_xml("edgebench compare", compare.junit_cases(deltas)))
-    if compare.regressions(deltas):
+    _emit(compare.markdown(deltas, threshold_pct, baseline, candidate, allow_missing), out_path, junit,
+          lambda: to_xml("edgebench compare", compare.junit_cases(deltas, allow_missing)))
+    if compare.gate_fails(deltas, allow_missing):
         raise typer.Exit(1)
 
 
 @app.command()
 def device(
     measure: bool = typer.Option(False, "--bandwidth", help="Measure memory bandwidth here (a copy benchmark, ~2 s)."),
+    threads: Optional[int] = typer.Option(None, "--threads", "-t", help="Threads the copy runs on; default: physical cores, as a run decodes with."),
     device_profile: Optional[str] = typer.Option(None, "--device-profile", help="A device profile name or .toml path."),
     list_: bool = typer.Option(False, "--list", help="List the packaged device profiles."),
 ) -> None:
@@ -435,15 +441,17 @@ def device(
         out.print(table)
         return
     facts = device_facts()
-    measured = bandwidth.measure() if measure else None
+    if threads is not None and threads < 1:
+        raise BenchError(f"--threads must be at least 1, got {threads}", "e.g. --threads 4", exit_code=2)
+    measured = bandwidth.measure(threads or benchmark.default_threads()) if measure else None
     profile = targets.load_device_profile(device_profile) if device_profile else None
-    placement = tiering.place(facts, profile, (lambda: measured.gbs) if measured else None)
+    placement = tiering.place(facts, profile, (lambda: measured) if measured else None)
     table = Table("fact", "value", title="device", title_justify="left")
     for key, value in facts.items():
         table.add_row(key.removeprefix("device_"), "–" if value is None else str(value))
     if measured:
         table.add_row("bandwidth (copy)", f"{measured.gbs:g} GB/s best, {measured.median_gbs:g} median "
-                      f"({measured.passes} passes of {measured.buffer_mb} MB)")
+                      f"({measured.passes} passes of {measured.buffer_mb} MB on {measured.threads} threads)")
     for key, value in placement.record_fields().items():
         table.add_row(key, "–" if value is None else str(value))
     out.print(table)

@@ -3,7 +3,10 @@
 A change counts as a regression only when it is worse than the threshold AND the
 candidate's median lies outside the baseline's measured spread (lowest to highest
 repetition): a change the baseline's own repetitions already show is noise, not a
-regression. Results of different suites (by hash) are never compared.
+regression. Results of different suites (by hash) are never compared. A (device, runner,
+quantization, prompt) the baseline measured and the candidate has no successful measured
+generation of (absent, or only crashed/error/timeout records) is missing: it fails the gate
+like a regression unless missing results are allowed.
 """
 from __future__ import annotations
 
@@ -46,13 +49,22 @@ def parse_threshold(text: str) -> float:
     return value
 
 
-def _side(target: str) -> tuple[pd.DataFrame, dict[str, str]]:
+def _side(target: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
+    """(successful measured records, failed measured records, device labels) of one side."""
     frame = resultset.load(resultset.expand([target]), matrix.COLUMNS)
-    ok = frame[(frame["status"] == "ok") & (frame["warmup"] == False)].copy()  # noqa: E712 (pandas mask)
-    if ok.empty:
-        raise BenchError(f"{target} holds no successful measured generation", "check the run's error records")
-    resultset.fill(ok, ("model_id", "quantization", "suite_sha256", "artifact_sha256"))
-    return ok, matrix.label_devices(ok)
+    frame = frame[frame["warmup"] == False].copy()  # noqa: E712 (pandas mask)
+    resultset.fill(frame, ("model_id", "quantization", "suite_sha256", "artifact_sha256"))
+    labels = matrix.label_devices(frame)
+    ok = frame["status"] == "ok"
+    return frame[ok], frame[~ok], labels
+
+
+def _missing_note(failed: pd.DataFrame | None) -> str:
+    """Why the candidate has no figure: which failures it recorded instead, or none at all."""
+    if failed is None:
+        return "absent from the candidate"
+    statuses = ", ".join(f"{n} {s}" for s, n in failed["status"].value_counts().items() if n)
+    return f"no successful generation in the candidate, only {statuses}"
 
 
 def _stats(group: pd.DataFrame, metric: str) -> tuple[float, float, float] | None:
@@ -61,18 +73,23 @@ def _stats(group: pd.DataFrame, metric: str) -> tuple[float, float, float] | Non
 
 
 def compare(baseline: str, candidate: str, threshold_pct: float) -> list[Delta]:
-    base, base_labels = _side(baseline)
-    cand, cand_labels = _side(candidate)
+    base, _, base_labels = _side(baseline)
+    if base.empty:
+        raise BenchError(f"{baseline} holds no successful measured generation", "check the run's error records")
+    cand, cand_failed, cand_labels = _side(candidate)
     labels = base_labels | cand_labels
     base_groups = dict(iter(resultset.groups(base, KEY)))
     cand_groups = dict(iter(resultset.groups(cand, KEY)))
+    failed_groups = dict(iter(resultset.groups(cand_failed, KEY)))
     deltas: list[Delta] = []
     for key in list(base_groups) + [k for k in cand_groups if k not in base_groups]:
         device, runner, _model, quant, prompt = key
         common = (labels.get(device, device), runner, quant, prompt)
-        if key not in cand_groups or key not in base_groups:
-            status = "missing" if key not in cand_groups else "new"
-            deltas.append(Delta(*common, "all", None, None, None, status, f"{status} in the candidate"))
+        if key not in cand_groups:
+            deltas.append(Delta(*common, "all", None, None, None, "missing", _missing_note(failed_groups.get(key))))
+            continue
+        if key not in base_groups:
+            deltas.append(Delta(*common, "all", None, None, None, "new", "new in the candidate"))
             continue
         b, c = base_groups[key], cand_groups[key]
         if set(b["suite_sha256"]) != set(c["suite_sha256"]):
@@ -99,15 +116,38 @@ def regressions(deltas: list[Delta]) -> list[Delta]:
     return [d for d in deltas if d.status == "regression"]
 
 
-def markdown(deltas: list[Delta], threshold_pct: float, baseline: str, candidate: str) -> str:
-    bad, good = regressions(deltas), [d for d in deltas if d.status == "improved"]
-    verdict = f"❌ {len(bad)} regression(s)" if bad else "✅ no regression"
+def missing(deltas: list[Delta]) -> list[Delta]:
+    return [d for d in deltas if d.status == "missing"]
+
+
+def gate_fails(deltas: list[Delta], allow_missing: bool) -> bool:
+    """The gate fails on a regression, and on a missing result unless those are allowed."""
+    return bool(regressions(deltas) or (missing(deltas) and not allow_missing))
+
+
+def verdict_line(deltas: list[Delta], allow_missing: bool) -> str:
+    bad, gone = regressions(deltas), missing(deltas)
+    if not gate_fails(deltas, allow_missing):
+        allowed = f" ({len(gone)} missing, allowed by --allow-missing)" if gone else ""
+        return f"✅ no regression{allowed}"
+    problems = [f"{len(bad)} regression(s)"] if bad else []
+    if gone and not allow_missing:
+        names = sorted({f"{d.device} / {d.runner} {d.quantization}" for d in gone})
+        problems.append(f"{len(gone)} missing (baseline results without a successful candidate generation: "
+                        f"{', '.join(names)}; --allow-missing accepts that)")
+    return "❌ " + ", ".join(problems)
+
+
+def markdown(deltas: list[Delta], threshold_pct: float, baseline: str, candidate: str,
+             allow_missing: bool = False) -> str:
+    good = [d for d in deltas if d.status == "improved"]
     lines = ["## edgebench compare", "",
-             f"{verdict}; {len(good)} improvement(s); {len(deltas)} comparisons; threshold {threshold_pct:g}% "
+             f"{verdict_line(deltas, allow_missing)}; {len(good)} improvement(s); {len(deltas)} comparisons; "
+             f"threshold {threshold_pct:g}% "
              "(a change inside the baseline's measured spread is noise, not a regression).", "",
              f"baseline: `{md_cell(baseline)}` · candidate: `{md_cell(candidate)}`", ""]
     notable = [d for d in deltas if d.status not in ("same",)]
-    lines += _table(sorted(notable, key=lambda d: ["regression", "not comparable", "missing", "new", "improved",
+    lines += _table(sorted(notable, key=lambda d: ["regression", "missing", "not comparable", "new", "improved",
                                                     "noise"].index(d.status)))
     rest = [d for d in deltas if d.status == "same"]
     if rest:
@@ -129,10 +169,11 @@ def _table(deltas: list[Delta]) -> list[str]:
     return out
 
 
-def junit_cases(deltas: list[Delta]) -> list[Case]:
+def junit_cases(deltas: list[Delta], allow_missing: bool = False) -> list[Case]:
     cases = []
     for d in deltas:
-        outcome = {"regression": "fail", "missing": "n/a", "new": "n/a", "not comparable": "n/a"}.get(d.status, "pass")
+        outcome = {"regression": "fail", "missing": "n/a" if allow_missing else "fail", "new": "n/a",
+                   "not comparable": "n/a"}.get(d.status, "pass")
         change = "" if d.change_pct is None else f"{d.change_pct:+.1f}% ({d.baseline:,.2f} -> {d.candidate:,.2f})"
         cases.append(Case(f"{d.device}.{d.runner}.{d.quantization}", f"{d.prompt_id} / {d.metric}", outcome,
                           "; ".join(x for x in (d.status, change, d.note) if x)))

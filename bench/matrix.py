@@ -1,28 +1,43 @@
 """The tiered device matrix: results of many devices and runs -> tier -> device ->
-runtime x quantization, each cell with decode speed, TTFT, MBU and workload verdicts.
+runtime x quantization, each cell with its decode probe's speed, roofline and MBU, and
+workload verdicts.
 
-Only comparable results are merged into a cell: same suite (by hash) and same artifact
-(by hash). When a cell holds results of different suites or artifacts, each variant is
-its own row, marked with the reason, never averaged with the others.
+Only comparable results are merged into a cell: same suite (by hash), same artifact (by
+hash) and the same prompt set (the prompts each run measured, and whether it was a suite
+or a sustained run: a quick run and a default run are different variants). When a cell
+holds results of different variants, each is its own row, marked with the reason, never
+averaged with the others.
+
+No figure pools unlike prompts. Decode speed, roofline and MBU come from ONE prompt: the
+cell's fixed-length throughput probe with the shortest prompt (pp128-tg64 in both the
+quick and the default suite), never suite and sustained records together; each workload is judged on its own
+prompts, each prompt on its own (bench.verdicts). MBU is given per bandwidth source
+(measured on the device, or a device profile's datasheet figure), never one median of both.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from bench import resultset, targets, verdicts
 from bench.verdicts import Verdict
 
 COLUMNS = ("run_id", "device_fingerprint", "device_profile", "device_cpu_model", "device_board", "device_ram_gb",
-           "device_cores_logical", "device_class", "tier", "bandwidth_gbs", "runner", "synthetic", "model_id",
-           "quantization", "artifact_sha256", "suite_id", "suite_sha256", "prompt_id", "category", "warmup",
-           "repeat", "status", "mode", "ttft_ms", "decode_tok_s", "e2e_ms", "prefill_tok_s", "itl_p50_ms",
-           "itl_p99_ms", "decode_roofline_tok_s", "mbu")
+           "device_cores_logical", "device_class", "tier", "bandwidth_gbs", "bandwidth_source", "runner", "synthetic",
+           "model_id", "quantization", "artifact_sha256", "suite_id", "suite_sha256", "prompt_id", "category",
+           "warmup", "repeat", "prompt_tokens", "status", "mode", "ttft_ms", "decode_tok_s", "e2e_ms", "prefill_tok_s",
+           "itl_p50_ms", "itl_p99_ms", "decode_roofline_tok_s", "mbu")
 CELL = ["tier", "device", "runner", "model_id", "quantization"]
-# Row figure -> the record column whose median it is.
-FIGURES = {"decode_tok_s": "decode_tok_s", "ttft_ms": "ttft_ms", "roofline_tok_s": "decode_roofline_tok_s", "mbu": "mbu"}
-VARIANT = ["suite_sha256", "artifact_sha256"]
+VARIANT = ["suite_sha256", "artifact_sha256", "prompt_set"]
+PROBE_CATEGORY = "throughput"  # the suites' fixed-length llama-bench style probes
+BANDWIDTH_KINDS = ("measured", "datasheet")
+# Row figure -> the probe column whose median it is ("@kind": only records of that bandwidth source).
+FIGURES = {"decode_tok_s": "decode_tok_s", "roofline_measured_tok_s": "decode_roofline_tok_s@measured",
+           "mbu_measured": "mbu@measured", "roofline_datasheet_tok_s": "decode_roofline_tok_s@datasheet",
+           "mbu_datasheet": "mbu@datasheet"}
 
 
 @dataclass
@@ -35,15 +50,22 @@ class Row:
     quantization: str
     suite: str
     artifact_sha256: str
+    prompt_set: str
     synthetic: bool
     n: int
     failed: int
+    decode_probe: str | None  # the prompt the decode figures come from
     decode_tok_s: float | None
-    ttft_ms: float | None
-    roofline_tok_s: float | None
-    mbu: float | None
+    roofline_measured_tok_s: float | None
+    mbu_measured: float | None
+    roofline_datasheet_tok_s: float | None
+    mbu_datasheet: float | None
     verdicts: list[Verdict] = field(default_factory=list)
     not_comparable: str = ""  # why this row stands apart from others of its cell
+
+    def roofline_tok_s(self) -> float | None:
+        """The roofline to draw: from measured bandwidth where known, else the datasheet's."""
+        return self.roofline_measured_tok_s if self.roofline_measured_tok_s is not None else self.roofline_datasheet_tok_s
 
 
 @dataclass
@@ -54,8 +76,6 @@ class Matrix:
     devices: dict[str, str]  # device key -> how its tier was decided
     files: int
     records: int
-
-
 def load(targets_: list[str]) -> tuple[pd.DataFrame, int]:
     paths = resultset.expand(targets_)
     return resultset.load(paths, COLUMNS), len(paths)
@@ -107,11 +127,11 @@ def _place_devices(df: pd.DataFrame, tiers: tuple[targets.Tier, ...]) -> tuple[p
 
 
 def _number(value) -> float | None:
-    return resultset.known(float(value))
+    return None if value is None else resultset.known(float(value))
 
 
 def _variant_reason(variant: tuple, variants: list[tuple], suite_ids: dict) -> str:
-    suite, artifact = variant
+    suite, artifact, prompt_set = variant
     if len(variants) < 2:
         return ""
     why = []
@@ -119,7 +139,70 @@ def _variant_reason(variant: tuple, variants: list[tuple], suite_ids: dict) -> s
         why.append(f"suite {suite_ids.get(suite, '?')} ({str(suite)[:8]}) differs")
     if len({v[1] for v in variants}) > 1:
         why.append(f"artifact {str(artifact)[:8]} differs")
+    if len({v[2] for v in variants}) > 1:
+        why.append(f"prompt set ({prompt_set}) differs")
     return "; ".join(why)
+
+
+def _prompt_set_label(modes: set, prompts: set) -> str:
+    """A run's prompt set: suite or sustained, and the prompts it measured (a short hash
+    of them when there are many)."""
+    kind = "sustained" if "sustained" in modes else "suite"
+    names = sorted(map(str, prompts))
+    digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:8]
+    return f"{kind}: " + (", ".join(names) if len(names) <= 3 else f"{len(names)} prompts #{digest}")
+
+
+def _codes(column: pd.Series) -> tuple[np.ndarray, list]:
+    """A column as categorical codes (-1: missing) and its categories."""
+    values = column.astype("category")
+    return values.cat.codes.to_numpy(), list(values.cat.categories)
+
+
+def _prompt_sets(df: pd.DataFrame) -> pd.Categorical:
+    """Each record's run's prompt set (the run's measured records, failed ones included)."""
+    measured = (df["warmup"] == False).to_numpy()  # noqa: E712 (pandas mask)
+    (runs, run_names), (modes, mode_names), (prompts, prompt_names) = (
+        _codes(df[c]) for c in ("run_id", "mode", "prompt_id"))
+    m, p = len(mode_names) + 1, len(prompt_names) + 1  # one integer per (run, mode, prompt): one fast unique
+    combined = np.unique((((runs.astype(np.int64) + 1) * m + modes + 1) * p + prompts + 1)[measured])
+    seen: dict[int, tuple[set, set]] = {}
+    for run, mode, prompt in zip(combined // (m * p) - 1, combined // p % m - 1, combined % p - 1):
+        run_modes, run_prompts = seen.setdefault(run, (set(), set()))
+        run_modes.add(mode_names[mode] if mode >= 0 else None)
+        run_prompts.add(prompt_names[prompt] if prompt >= 0 else "–")
+    labels = [_prompt_set_label(*seen[i]) if i in seen else "–" for i in range(len(run_names))] + ["–"]
+    label_codes, unique = pd.factorize(np.array(labels, dtype=object))
+    return pd.Categorical.from_codes(label_codes[runs], unique)  # a run code of -1 picks the last label
+
+
+def bandwidth_kind(source) -> str | None:
+    """Where a record's bandwidth figure comes from: "measured" on the device, "datasheet"
+    (a device profile's spec), or None when the record does not say."""
+    text = str(resultset.known(source) or "")
+    if text.startswith("measured"):
+        return "measured"
+    return "datasheet" if text.startswith("device profile") or "(spec)" in text else None
+
+
+def _probe_figures(ok: pd.DataFrame, group: np.ndarray) -> dict[int, dict]:
+    """Per group: its decode probe (the throughput prompt with the fewest prompt tokens; its
+    suite records, its sustained ones only in a group without suite records) and the medians
+    of that prompt's figures (FIGURES), all groups at once."""
+    probe = ok["category"].isin([PROBE_CATEGORY]).to_numpy()
+    rows = ok.loc[probe]
+    values = resultset.numbers(rows[["decode_tok_s", "decode_roofline_tok_s", "mbu", "prompt_tokens"]])
+    kinds = rows["bandwidth_source"].map(bandwidth_kind).astype(object).to_numpy()
+    frame = pd.DataFrame({"group": group[probe], "probe": rows["prompt_id"].astype(object).to_numpy(),
+                          "sustained": rows["mode"].isin(["sustained"]).to_numpy(),
+                          "decode_tok_s": values["decode_tok_s"].to_numpy(),
+                          "prompt_tokens": values["prompt_tokens"].to_numpy()})
+    for kind in BANDWIDTH_KINDS:
+        for column in ("decode_roofline_tok_s", "mbu"):
+            frame[f"{column}@{kind}"] = values[column].where(kinds == kind).to_numpy()
+    medians = frame.groupby(["group", "sustained", "probe"], sort=False, dropna=False).median().reset_index()
+    chosen = medians.sort_values(["sustained", "prompt_tokens", "probe"], na_position="last").drop_duplicates("group")
+    return chosen.set_index("group").to_dict("index")
 
 
 def build(df: pd.DataFrame, files: int = 0, workloads: tuple[targets.Workload, ...] | None = None,
@@ -129,33 +212,35 @@ def build(df: pd.DataFrame, files: int = 0, workloads: tuple[targets.Workload, .
     workloads = workloads or targets.load_workloads()
     tiers = tiers or targets.load_tiers()
     df = df.copy()
-    resultset.fill(df, ("runner", "model_id", "quantization", "suite_sha256", "artifact_sha256"))
+    resultset.fill(df, ("run_id", "runner", "model_id", "quantization", "suite_sha256", "artifact_sha256"))
     df["tier"], device_why, labels = _place_devices(df, tiers)
+    df["prompt_set"] = _prompt_sets(df)
     keys = CELL + VARIANT
-    used = list(dict.fromkeys([*keys, *verdicts.READ, "synthetic", *FIGURES.values()]))
+    used = list(dict.fromkeys([*keys, *verdicts.READ, "synthetic", "decode_roofline_tok_s", "mbu", "prompt_tokens",
+                               "bandwidth_source"]))
     ok = df.loc[(df["status"] == "ok") & (df["warmup"] == False), used]  # noqa: E712 (pandas mask)
     grouping = resultset.groups(ok, keys)
-    group, cells = grouping.ngroup().to_numpy(), list(grouping.size().index)  # cells[number] = key
+    group, sizes = grouping.ngroup().to_numpy(), grouping.size()
+    cells = list(sizes.index)  # cells[number] = key
     failed = resultset.groups(df[df["status"] != "ok"], keys).size()
     failed = dict(zip(failed.index, failed.to_numpy()))
     suites = df[["suite_sha256", "suite_id"]].drop_duplicates()
     suite_ids = dict(zip(suites["suite_sha256"], suites["suite_id"]))
-    figures = resultset.numbers(ok[list(FIGURES.values())]).groupby(group)
-    medians, sizes = figures.median(), figures.size()
-    synthetic = ok["synthetic"].isin([True]).groupby(group).any()
+    probes = _probe_figures(ok, group)
+    synthetic = ok["synthetic"].isin([True]).groupby(group).any().to_numpy()
     judged = [verdicts.judge_groups(ok, group, w) for w in workloads]
     variants: dict[tuple, list[tuple]] = {}
     for key in cells:
         variants.setdefault(key[:len(CELL)], []).append(key[len(CELL):])
     rows: list[Row] = []
-    for number, median, n, synth in zip(sizes.index, medians.to_numpy(), sizes.to_numpy(), synthetic.to_numpy()):
-        key = cells[number]
+    for number, (key, n) in enumerate(zip(cells, sizes.to_numpy())):
         cell, variant = key[:len(CELL)], key[len(CELL):]
-        figure = dict(zip(FIGURES, map(_number, median)))
+        probe = probes.get(number, {})
         rows.append(Row(
             tier=cell[0], device=cell[1], device_label=labels.get(cell[1], cell[1]), runner=cell[2],
             model=cell[3], quantization=cell[4], suite=suite_ids.get(variant[0]) or "–", artifact_sha256=variant[1],
-            synthetic=bool(synth), n=int(n), failed=int(failed.get(key, 0)), **figure,
+            prompt_set=variant[2], synthetic=bool(synthetic[number]), n=int(n), failed=int(failed.get(key, 0)),
+            decode_probe=probe.get("probe"), **{name: _number(probe.get(column)) for name, column in FIGURES.items()},
             verdicts=[j.get(number, verdicts.unmeasured(w)) for j, w in zip(judged, workloads)],
             not_comparable=_variant_reason(variant, variants[cell], suite_ids)))
     tier_order = {t.id: i for i, t in enumerate(tiers)}
@@ -164,15 +249,25 @@ def build(df: pd.DataFrame, files: int = 0, workloads: tuple[targets.Workload, .
     return Matrix(rows, seen_tiers, [w.id for w in workloads], device_why, files, len(df))
 
 
+def bandwidth_kinds(matrix: Matrix) -> list[str]:
+    """The bandwidth sources some row has an MBU of: each gets its own columns."""
+    return [k for k in BANDWIDTH_KINDS if any(getattr(r, f"mbu_{k}") is not None for r in matrix.rows)]
+
+
 def table(matrix: Matrix) -> pd.DataFrame:
     """The flat table (CSV): one row per cell variant, one column per workload verdict."""
     records = []
     for r in matrix.rows:
         item = {"tier": r.tier, "device": r.device_label, "runner": r.runner + (" (FAKE)" if r.synthetic else ""),
-                "model": r.model, "quant": r.quantization, "suite": r.suite, "artifact": r.artifact_sha256[:12],
-                "n": r.n, "failed": r.failed, "decode_tok_s": r.decode_tok_s, "ttft_ms": r.ttft_ms,
-                "roofline_tok_s": r.roofline_tok_s, "mbu_pct": None if r.mbu is None else 100 * r.mbu}
+                "model": r.model, "quant": r.quantization, "suite": r.suite, "prompt_set": r.prompt_set,
+                "artifact": r.artifact_sha256[:12], "n": r.n, "failed": r.failed, "decode_probe": r.decode_probe,
+                "decode_tok_s": r.decode_tok_s}
+        for kind in BANDWIDTH_KINDS:
+            mbu = getattr(r, f"mbu_{kind}")
+            item |= {f"roofline_tok_s_{kind}_bandwidth": getattr(r, f"roofline_{kind}_tok_s"),
+                     f"mbu_pct_{kind}_bandwidth": None if mbu is None else 100 * mbu}
         item |= {w: v.verdict for w, v in zip(matrix.workloads, r.verdicts)}
+        item |= {f"{w} worst prompt": v.headline() for w, v in zip(matrix.workloads, r.verdicts)}
         item["not_comparable"] = r.not_comparable
         records.append(item)
     return pd.DataFrame.from_records(records)

@@ -6,7 +6,7 @@ import math
 from html import escape
 
 from bench.matrix import Matrix, Row
-from bench.matrix_render import fmt, runtime_label
+from bench.matrix_render import LEGEND, figure_cells, figure_headings, runtime_label
 from bench.targets import Workload
 
 CSS = """
@@ -32,18 +32,22 @@ def page(matrix: Matrix, workloads: tuple[Workload, ...]) -> str:
     parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
              "<title>edgebench device matrix</title>", f"<style>{CSS}</style></head><body>",
              "<h1>edgebench device matrix</h1>",
-             f"<p>{matrix.files} results files, {matrix.records:,} records. Medians over measured repetitions; "
-             "verdicts per workload budget, marginal when the budget lies within the measured spread. "
-             "MBU: achieved decode ÷ bandwidth roofline.</p>"]
-    budgets = [(w.ttft_ms_max, w.id) for w in workloads if w.ttft_ms_max]
+             f"<p>{matrix.files} results files, {matrix.records:,} records. {escape(LEGEND)}</p>"]
+    timed = [w for w in workloads if w.ttft_ms_max and w.id in matrix.workloads]
     for tier in matrix.tiers:
         rows = [r for r in matrix.rows if r.tier == tier]
         parts.append(f"<h2>Tier: {escape(tier)}</h2>")
         labels = [f"{r.device_label} · {runtime_label(r)} {r.quantization}" for r in rows]
-        parts.append(bar_chart("decode tok/s (median; | marks the bandwidth roofline)", labels,
-                               [r.decode_tok_s for r in rows], [r.roofline_tok_s for r in rows], []))
-        parts.append(bar_chart("TTFT ms (median, log scale; dashed: workload budgets)", labels,
-                               [r.ttft_ms for r in rows], [None] * len(rows), budgets, log=True))
+        parts.append(bar_chart("decode tok/s of the decode probe (median; | marks the bandwidth roofline: "
+                               "measured bandwidth, else the datasheet's)", labels,
+                               [r.decode_tok_s for r in rows], [r.roofline_tok_s() for r in rows], []))
+        # one bar per row and workload: the workload's own TTFT (its worst prompt) against its own budget
+        pairs = [(r, w, r.verdicts[matrix.workloads.index(w.id)].figure("ttft_ms")) for r in rows for w in timed]
+        pairs = [(r, w, ttft) for r, w, ttft in pairs if ttft is not None]
+        parts.append(bar_chart("TTFT ms per workload (median of its worst prompt, log scale; | marks that "
+                               "workload's budget)", [f"{r.device_label} · {runtime_label(r)} {r.quantization} · {w.id}"
+                                                      for r, w, _ in pairs],
+                               [ttft for _, _, ttft in pairs], [w.ttft_ms_max for _, w, _ in pairs], [], log=True))
         for device in dict.fromkeys(r.device for r in rows):
             mine = [r for r in rows if r.device == device]
             parts.append(f"<h3>{escape(mine[0].device_label)}</h3>"
@@ -55,15 +59,16 @@ def page(matrix: Matrix, workloads: tuple[Workload, ...]) -> str:
 
 
 def _table(matrix: Matrix, rows: list[Row]) -> str:
-    head = ["runtime", "model", "quant", "n", "decode tok/s", "TTFT ms", "roofline tok/s", "MBU %"] + matrix.workloads + ["not comparable"]
+    head = ["runtime", "model", "quant", "n", *figure_headings(matrix), *matrix.workloads, "not comparable"]
     out = ["<table><tr>" + "".join(f"<th class='{'t' if i < 3 else ''}'>{escape(h)}</th>" for i, h in enumerate(head)) + "</tr>"]
     for r in rows:
         cells = [f"<td class='t'>{escape(runtime_label(r))}</td><td class='t'>{escape(r.model)}</td>"
-                 f"<td class='t'>{escape(r.quantization)}</td><td>{r.n}</td><td>{fmt(r.decode_tok_s)}</td>"
-                 f"<td>{fmt(r.ttft_ms)}</td><td>{fmt(r.roofline_tok_s)}</td><td>{fmt(r.mbu, 1, 100)}</td>"]
+                 f"<td class='t'>{escape(r.quantization)}</td><td>{r.n}</td>"]
+        cells += [f"<td>{c}</td>" for c in figure_cells(matrix, r)]
         for v in r.verdicts:
+            shown = v.verdict + (f" ({v.headline()})" if v.worst else "")
             cells.append(f"<td class='t {escape(v.verdict.replace('/', ''))}' title='{escape('; '.join(v.reasons))}'>"
-                         f"{escape(v.verdict)}</td>")
+                         f"{escape(shown)}</td>")
         cells.append(f"<td class='t'>{escape(r.not_comparable)}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
     return "".join(out) + "</table>"

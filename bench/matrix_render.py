@@ -2,10 +2,19 @@
 from __future__ import annotations
 
 from bench.junit import Case
-from bench.matrix import Matrix, Row, table
+from bench.matrix import Matrix, Row, bandwidth_kinds, table
 from bench.report import md_cell
 
 MARK = {"pass": "✅ pass", "marginal": "⚠️ marginal", "fail": "❌ fail", "n/a": "–"}
+LEGEND = ("Decode tok/s, roofline and MBU: the cell's fixed-length decode probe (the throughput prompt with the "
+          "fewest prompt tokens, e.g. pp128-tg64; named in the CSV's decode_probe), median of its measured "
+          "repetitions (warm-ups excluded), never pooled with other prompts or suite with sustained records. MBU: achieved "
+          "decode ÷ bandwidth roofline, in one column per bandwidth source (measured on the device, or the device "
+          "profile's datasheet figure), never mixed. Workload cells: the verdict, then per budget the median of the "
+          "workload's worst prompt. Each workload is judged on its own prompts, each prompt on its own spread of "
+          "repetitions: fail when one prompt's whole spread misses a budget, marginal when one prompt's repetitions "
+          "straddle it, pass when every prompt is inside (profiles/workloads.toml). Runs of different prompt sets "
+          "(profiles) or sustained runs are separate rows.")
 
 
 def fmt(value: float | None, decimals: int = 1, scale: float = 1.0) -> str:
@@ -16,12 +25,25 @@ def runtime_label(row: Row) -> str:
     return row.runner + (" (FAKE)" if row.synthetic else "")
 
 
+def figure_headings(matrix: Matrix) -> list[str]:
+    """The per-cell figure columns: decode, then roofline and MBU per bandwidth source present."""
+    return ["decode tok/s"] + [h for kind in bandwidth_kinds(matrix)
+                               for h in (f"roofline tok/s ({kind} bw)", f"MBU % ({kind} bw)")]
+
+
+def figure_cells(matrix: Matrix, row: Row) -> list[str]:
+    return [fmt(row.decode_tok_s)] + [c for kind in bandwidth_kinds(matrix) for c in (
+        fmt(getattr(row, f"roofline_{kind}_tok_s")), fmt(getattr(row, f"mbu_{kind}"), 1, 100))]
+
+
+def verdict_cell(verdict) -> str:
+    return MARK[verdict.verdict] + (f" ({verdict.headline()})" if verdict.worst else "")
+
+
 def markdown(matrix: Matrix) -> str:
     lines = ["# edgebench device matrix", "",
-             f"{matrix.files} results files, {matrix.records:,} records. Medians over measured repetitions "
-             "(warm-ups excluded). Verdicts per workload budget (profiles/workloads.toml): marginal means the "
-             "budget lies within the measured spread. MBU: achieved decode ÷ bandwidth roofline.", ""]
-    headings = ["runtime", "model", "quant", "n", "decode tok/s", "TTFT ms", "roofline tok/s", "MBU %"] + matrix.workloads
+             f"{matrix.files} results files, {matrix.records:,} records. {LEGEND}", ""]
+    headings = ["runtime", "model", "quant", "n", *figure_headings(matrix), *matrix.workloads]
     for tier in matrix.tiers:
         lines += [f"## Tier: {md_cell(tier)}", ""]
         tier_rows = [r for r in matrix.rows if r.tier == tier]
@@ -30,10 +52,10 @@ def markdown(matrix: Matrix) -> str:
             lines += [f"### {md_cell(rows[0].device_label)}", "", f"_{md_cell(matrix.devices.get(device, ''))}_", ""]
             comparable = [r for r in rows if not r.not_comparable]
             apart = [r for r in rows if r.not_comparable]
-            lines += _table(headings, comparable)
+            lines += _table(matrix, headings, comparable)
             if apart:
                 lines += ["", "Not comparable with each other (never averaged):", ""]
-                lines += _table(headings + ["why apart"], apart, with_reason=True)
+                lines += _table(matrix, headings + ["why apart"], apart, with_reason=True)
             lines.append("")
     failures = [(r, v) for r in matrix.rows for v in r.verdicts if v.verdict in ("fail", "marginal")]
     if failures:
@@ -44,14 +66,15 @@ def markdown(matrix: Matrix) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _table(headings: list[str], rows: list[Row], with_reason: bool = False) -> list[str]:
+def _table(matrix: Matrix, headings: list[str], rows: list[Row], with_reason: bool = False) -> list[str]:
     if not rows:
         return []
+    numeric = range(3, 4 + len(figure_headings(matrix)))
     out = ["| " + " | ".join(headings) + " |",
-           "|" + "|".join("---" if i < 3 or i >= 8 else "---:" for i in range(len(headings))) + "|"]
+           "|" + "|".join("---:" if i in numeric else "---" for i in range(len(headings))) + "|"]
     for r in rows:
-        cells = [runtime_label(r), r.model, r.quantization, str(r.n), fmt(r.decode_tok_s), fmt(r.ttft_ms),
-                 fmt(r.roofline_tok_s), fmt(r.mbu, 1, 100)] + [MARK[v.verdict] for v in r.verdicts]
+        cells = [runtime_label(r), r.model, r.quantization, str(r.n), *figure_cells(matrix, r)]
+        cells += [verdict_cell(v) for v in r.verdicts]
         if with_reason:
             cells.append(r.not_comparable)
         out.append("| " + " | ".join(md_cell(c) for c in cells) + " |")

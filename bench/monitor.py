@@ -4,7 +4,8 @@ ProcessMonitor polls psutil every `interval_s` and, when a memory limit is set, 
 `on_exceed` (the orchestrator kills the worker) the first time RSS crosses it; `window()`
 returns the peak RSS and the mean CPU share since the previous call, so each measurement
 gets its own figures. DeviceMonitor takes the slower time series of temperature,
-frequency, power and load.
+frequency (of every core, and of the cores the worker is running on), the OS's throttle
+counters, power and load.
 """
 from __future__ import annotations
 
@@ -87,7 +88,8 @@ class DeviceMonitor:
         self._stop = threading.Event()
         self._marks = self._cpu_marks()
         self._energy = reader.energy()
-        self._latest = self._sample()
+        self._thread_ticks: dict[int, int] = {}
+        self._latest = self.sample()
         on_sample(self._latest)
         self._thread = threading.Thread(target=self._loop, name="edgebench-device-monitor", daemon=True)
         self._thread.start()
@@ -104,7 +106,16 @@ class DeviceMonitor:
             worker_s = None
         return psutil.time.monotonic(), busy, worker_s
 
-    def _sample(self) -> dict:
+    def _worker_cpus(self) -> list[int]:
+        """The CPUs the worker's threads ran on since the previous sample (threads that used
+        CPU time meanwhile; at the first sample, every thread that has used any)."""
+        threads = self._reader.thread_cpus(self._process.pid)
+        busy = {t.cpu for t in threads if t.cpu_ticks > self._thread_ticks.get(t.tid, 0)}
+        self._thread_ticks = {t.tid: t.cpu_ticks for t in threads}
+        return sorted(busy)
+
+    def sample(self) -> dict:
+        """The device's and the worker's state now (the loop calls it every interval)."""
         now, busy, worker = marks = self._cpu_marks()
         was, was_busy, was_worker = self._marks
         self._marks = marks
@@ -116,6 +127,8 @@ class DeviceMonitor:
         except psutil.Error:
             rss_mb = None
         temp, freq, energy = self._reader.temperature(), self._reader.frequency(), self._reader.energy()
+        throttle = self._reader.throttle_counts()
+        worker_cpus = self._worker_cpus()
         power_w = None
         if energy and self._energy and span > 0:
             joules = energy_delta_j(self._energy, energy)
@@ -126,8 +139,13 @@ class DeviceMonitor:
             "temp_c": temp.celsius if temp else None, "temp_trip_c": temp.trip_celsius if temp else None,
             "temp_source": temp.source if temp else None,
             "freq_mhz": round(freq.current_mhz, 1) if freq else None,
-            "freq_lowest_mhz": round(freq.lowest_mhz, 1) if freq else None,
             "freq_max_mhz": round(freq.max_mhz, 1) if freq else None, "freq_source": freq.source if freq else None,
+            # CPU number (as text: JSON keys) -> MHz, for the CPUs the worker ran on since the last sample
+            "worker_cpu_mhz": {str(c): round(freq.per_core_mhz[c], 1) for c in worker_cpus
+                               if c in freq.per_core_mhz} if freq and worker_cpus else None,
+            "throttle_core_events": throttle.core_events if throttle else None,
+            "throttle_package_events": throttle.package_events if throttle else None,
+            "throttle_source": throttle.source if throttle else None,
             "power_w": power_w, "power_source": energy.source if energy else None,
             "load_1m": self._reader.load_1m(), "load_source": "loadavg",
             "worker_rss_mb": rss_mb,
@@ -140,7 +158,7 @@ class DeviceMonitor:
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):
-            sample = self._sample()
+            sample = self.sample()
             with self._lock:
                 self._latest = sample
             self._on_sample(sample)

@@ -1,7 +1,8 @@
 """Per-prompt summaries of measured generations, and stability warnings with advice.
 
-Only comparable records are summarized together: same device, runner, artifact (by
-hash), suite (by hash) and prompt. Warm-ups and failed generations never count.
+Only comparable records are summarized together: same device, runner, quantization,
+artifact (by hash), suite (by hash) and prompt (GROUP). Failures and every warning are
+counted per GROUP too. Warm-ups and failed generations never count in the figures.
 """
 from __future__ import annotations
 
@@ -38,10 +39,15 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
         mean = grouped[metric].mean()
         out[f"{metric}_cv_pct"] = (100 * grouped[metric].std(ddof=0) / mean).where(mean > 0)
     out["synthetic"] = grouped["synthetic"].any()
-    failures = df[df["status"] != "ok"].groupby(["runner", "prompt_id"], dropna=False).size()
-    out = out.reset_index()
-    out["failed"] = [int(failures.get((r, p), 0)) for r, p in zip(out["runner"], out["prompt_id"])]
+    failures = df[df["status"] != "ok"].groupby(GROUP, dropna=False, sort=False).size().rename("failed")
+    out = out.join(failures, how="left").reset_index()
+    out["failed"] = out["failed"].fillna(0).astype(int)
     return out
+
+
+def cell_label(row) -> str:
+    """A summary row's (or group key's) runner, quantization and prompt, as warnings name them."""
+    return f"{row.runner} {row.quantization} / {row.prompt_id}"
 
 
 def warnings(df: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
@@ -51,17 +57,17 @@ def warnings(df: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
         for metric in ("ttft_ms", "decode_tok_s"):
             cv = getattr(row, f"{metric}_cv_pct")
             if pd.notna(cv) and cv > HIGH_VARIATION_PCT and row.n > 1:
-                notes.append(f"{row.runner} / {row.prompt_id}: {metric} varies {cv:.0f}% between repetitions; "
+                notes.append(f"{cell_label(row)}: {metric} varies {cv:.0f}% between repetitions; "
                              "quiet the machine, lower --threads, or use --profile full for more repetitions")
     ok = measured(df)
-    for (runner, prompt_id), group in ok.groupby(["runner", "prompt_id"], sort=False):
+    for _, group in ok.groupby(GROUP, dropna=False, sort=False):
         group = group.sort_values("repeat")
         if len(group) >= 3:
             first, rest = group["e2e_ms"].iloc[0], group["e2e_ms"].iloc[1:].median()
             if rest > 0 and first > SLOW_FIRST_RATIO * rest:
-                notes.append(f"{runner} / {prompt_id}: the first repetition took {first / rest:.1f}x the others; "
+                notes.append(f"{cell_label(group.iloc[0])}: the first repetition took {first / rest:.1f}x the others; "
                              "raise `warmups` in the run profile")
-    for runner, group in df[df["status"] != "ok"].groupby("runner", sort=False):
+    for _, group in df[df["status"] != "ok"].groupby(GROUP, dropna=False, sort=False):
         statuses = ", ".join(f"{n} {s}" for s, n in group["status"].value_counts().items())
-        notes.append(f"{runner}: {statuses} generation(s); see the `error` field of those records")
+        notes.append(f"{cell_label(group.iloc[0])}: {statuses} generation(s); see the `error` field of those records")
     return notes

@@ -6,8 +6,11 @@ Input: one runner's sustained records (each generation's start within the loop,
 - floor: the median decode rate of the generations that start in the last quarter;
 - a drop of p%: the start of the first generation below (1 - p) x burst such that every
   generation starting within one window after it is below too (it stays there);
-- throttling evidence: device samples within a window of a drop showing the CPU below
-  its maximum frequency, a temperature near its trip point, or other programs' CPU load;
+- throttling evidence: device samples within a window of a drop showing the cores the
+  worker ran on well below their own frequency during the first window (never a core's
+  or another core's maximum: idle cores, little cores and all-core turbo sit below it on
+  a healthy machine), the OS's throttle counters risen since the run began, a
+  temperature near its zone's trip point, or other programs' CPU load;
 - energy per token: only when every sample of the loop has a power reading.
 """
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass, field
 
 DROPS = (10, 25)  # percent below burst
 NEAR_TRIP_C = 5.0  # a temperature this close to its trip point counts as evidence
-FREQ_BELOW = 0.95  # a core under 95% of its maximum counts as evidence
+FREQ_BELOW = 0.9  # a worker's core under 90% of its own first-window frequency counts as evidence
 FOREIGN_LOAD_PERCENT = 25.0  # other programs using a quarter of a core or more
 
 SIGNALS = {"temp_c": "temperature", "freq_mhz": "CPU frequency", "power_w": "power"}
@@ -67,14 +70,44 @@ def drop_time(points: list[Point], threshold: float, window_s: float) -> float |
     return None
 
 
+def first_window_mhz(samples: list[dict], window_s: float) -> dict[str, float]:
+    """Each CPU's median frequency over the first window's samples in which the worker ran on it."""
+    seen: dict[str, list[float]] = {}
+    for s in samples:
+        if 0 <= s["t_s"] < window_s:
+            for cpu, mhz in (s.get("worker_cpu_mhz") or {}).items():
+                seen.setdefault(cpu, []).append(mhz)
+    return {cpu: statistics.median(values) for cpu, values in seen.items()}
+
+
+def _slower_cores(near: list[dict], baseline: dict[str, float]) -> str | None:
+    """The worker's core that fell furthest below its own first-window frequency, in words."""
+    drops = [(mhz / baseline[cpu], cpu, mhz, s["freq_source"]) for s in near
+             for cpu, mhz in (s.get("worker_cpu_mhz") or {}).items() if baseline.get(cpu)]
+    ratio, cpu, mhz, source = min(drops, default=(1.0, None, None, None))
+    if ratio >= FREQ_BELOW:
+        return None
+    return f"worker's CPU {cpu} at {mhz:.0f} MHz, {baseline[cpu]:.0f} MHz in the first window ({source})"
+
+
+def _throttle_counts_rose(samples: list[dict], near: list[dict]) -> str | None:
+    """The OS's throttle counters near the drop against their value when the run began."""
+    counted = [s for s in samples if s.get("throttle_source")]
+    later = [s for s in near if s.get("throttle_source")]
+    if not counted or not later:
+        return None
+    start, end = min(counted, key=lambda s: s["t_s"]), max(later, key=lambda s: s["t_s"])
+    rose = {kind: end[f"throttle_{kind}_events"] - start[f"throttle_{kind}_events"] for kind in ("core", "package")}
+    if not any(n > 0 for n in rose.values()):
+        return None
+    return f"OS throttle counters rose since the run began: core +{rose['core']}, package +{rose['package']} " \
+           f"({end['throttle_source']})"
+
+
 def evidence_near(samples: list[dict], t_s: float, window_s: float) -> list[str]:
     near = [s for s in samples if abs(s["t_s"] - t_s) <= window_s]
-    found = []
-    slow = [s for s in near if s.get("freq_lowest_mhz") and s.get("freq_max_mhz")
-            and s["freq_lowest_mhz"] < FREQ_BELOW * s["freq_max_mhz"]]
-    if slow:
-        low = min(slow, key=lambda s: s["freq_lowest_mhz"])
-        found.append(f"CPU at {low['freq_lowest_mhz']:.0f} of {low['freq_max_mhz']:.0f} MHz ({low['freq_source']})")
+    found = [line for line in (_slower_cores(near, first_window_mhz(samples, window_s)),
+                               _throttle_counts_rose(samples, near)) if line]
     hot = [s for s in near if s.get("temp_c") is not None and s.get("temp_trip_c")
            and s["temp_c"] >= s["temp_trip_c"] - NEAR_TRIP_C]
     if hot:

@@ -26,9 +26,24 @@ class Temperature:
 @dataclass(frozen=True)
 class Frequency:
     current_mhz: float  # mean over cores
-    lowest_mhz: float  # the slowest core now
     max_mhz: float  # the highest maximum any core reaches
+    per_core_mhz: dict[int, float]  # CPU number -> its frequency now (empty when only a mean is known)
     source: str
+
+
+@dataclass(frozen=True)
+class ThrottleCounts:
+    """The OS's own count of thermal throttling events since boot (Linux x86 thermal_throttle)."""
+    core_events: int  # summed over CPUs
+    package_events: int  # summed over packages (every CPU of a package repeats its count)
+    source: str
+
+
+@dataclass(frozen=True)
+class ThreadCpu:
+    tid: int
+    cpu: int  # the CPU the thread last ran on
+    cpu_ticks: int  # user + system time so far, in clock ticks
 
 
 @dataclass(frozen=True)
@@ -91,24 +106,55 @@ class DeviceReader:
                 return trips[kind] / 1000
         return None
 
+    def _cpus(self) -> list[tuple[int, Path]]:
+        """(CPU number, its sysfs folder), in CPU order."""
+        found = [(int(p.name[3:]), p) for p in (self.root / "sys/devices/system/cpu").glob("cpu[0-9]*")]
+        return sorted(found)
+
     def frequency(self) -> Frequency | None:
         """Per-core cpufreq (kHz in sysfs); psutil only when it knows a real maximum."""
-        current, maxima = [], []
-        for cpu in sorted((self.root / "sys/devices/system/cpu").glob("cpu[0-9]*")):
+        current, maxima = {}, []
+        for number, cpu in self._cpus():
             cur = _number(cpu / "cpufreq/scaling_cur_freq")
             top = _number(cpu / "cpufreq/cpuinfo_max_freq") or _number(cpu / "cpufreq/scaling_max_freq")
             if cur is not None and top:
-                current.append(cur / 1000)
+                current[number] = cur / 1000
                 maxima.append(top / 1000)
         if current:
-            return Frequency(sum(current) / len(current), min(current), max(maxima), "sysfs cpufreq")
+            return Frequency(sum(current.values()) / len(current), max(maxima), current, "sysfs cpufreq")
         if self._live:
             cores = psutil.cpu_freq(percpu=True) or []
             # A maximum of 0 means psutil only read a nominal figure from /proc/cpuinfo.
             if cores and all(c.max > 0 for c in cores):
-                now = [c.current for c in cores]
-                return Frequency(sum(now) / len(now), min(now), max(c.max for c in cores), "psutil cpu_freq")
+                now = {number: c.current for number, c in enumerate(cores)}
+                return Frequency(sum(now.values()) / len(now), max(c.max for c in cores), now, "psutil cpu_freq")
         return None
+
+    def throttle_counts(self) -> ThrottleCounts | None:
+        """Linux's thermal_throttle counters: per core, and per package (counted once)."""
+        core, packages, seen = 0, {}, False
+        for number, cpu in self._cpus():
+            folder = cpu / "thermal_throttle"
+            core_count, package_count = _number(folder / "core_throttle_count"), _number(folder / "package_throttle_count")
+            if core_count is None and package_count is None:
+                continue
+            seen = True
+            core += int(core_count or 0)
+            package = _read(cpu / "topology/physical_package_id") or "0"
+            packages[package] = max(packages.get(package, 0), int(package_count or 0))
+        return ThrottleCounts(core, sum(packages.values()), "sysfs thermal_throttle") if seen else None
+
+    def thread_cpus(self, pid: int) -> list[ThreadCpu]:
+        """Each thread of process `pid`: the CPU it last ran on and the CPU time it used
+        (/proc/PID/task/*/stat fields 14, 15 and 39); empty where the OS has no /proc."""
+        threads = []
+        for task in (self.root / f"proc/{pid}/task").glob("*"):
+            text = _read(task / "stat")
+            # The command name (field 2) may hold spaces and parentheses: fields follow the last ")".
+            fields = text.rsplit(")", 1)[-1].split() if text else []
+            if len(fields) > 36 and task.name.isdigit():
+                threads.append(ThreadCpu(int(task.name), int(fields[36]), int(fields[11]) + int(fields[12])))
+        return threads
 
     def energy(self) -> Energy | None:
         """Linux RAPL powercap package counters (sub-zones are inside them, not added)."""

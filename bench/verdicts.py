@@ -1,11 +1,15 @@
 """Verdicts: does a (device, runtime, model/quantization) meet a workload's budgets?
 
-Per budget, the measured values of the workload's prompts give a spread (lowest to
-highest repetition). The budget is met (pass) when the whole spread is inside it, missed
-(fail) when the whole spread is outside, and marginal when the budget lies within the
-spread: repetitions disagree, so the answer depends on the moment. A workload's verdict is
-its worst budget's. Sustained measurements (records with mode == "sustained") are used
-where a group has them: they are what a device keeps up, not what it manages once cold.
+A workload is judged on its own prompts only, each prompt on its own: per budget, the
+repetitions of one prompt give a spread (lowest to highest). That prompt meets the budget
+(pass) when its whole spread is inside it, misses it (fail) when its whole spread is
+outside, and is marginal when the budget lies within its spread: its repetitions
+disagree, so the answer depends on the moment. Unlike prompts (an 8-token autocomplete
+and a 1,000-token summary) are never pooled into one spread. A workload fails when any of
+its prompts misses a budget, is marginal when none misses and one straddles, and passes
+when every prompt is inside every budget. Sustained measurements (records with mode ==
+"sustained") of a prompt are used where a group has them, never pooled with its suite
+records: they are what a device keeps up, not what it manages once cold.
 """
 from __future__ import annotations
 
@@ -18,7 +22,8 @@ from bench.resultset import numbers
 from bench.targets import Workload
 
 ORDER = {"pass": 0, "marginal": 1, "fail": 2}
-READ = ["category", "mode", "ttft_ms", "decode_tok_s", "e2e_ms"]  # the record columns a verdict reads
+OUTCOMES = list(ORDER)
+READ = ["category", "mode", "prompt_id", "ttft_ms", "decode_tok_s", "e2e_ms"]  # the record columns a verdict reads
 # (record column, workload attribute, "max" or "min", label, unit)
 BUDGETS = (("ttft_ms", "ttft_ms_max", "max", "TTFT", "ms"),
            ("decode_tok_s", "decode_tok_s_min", "min", "decode", "tok/s"),
@@ -29,9 +34,49 @@ BUDGETS = (("ttft_ms", "ttft_ms_max", "max", "TTFT", "ms"),
 class Verdict:
     workload: str
     verdict: str  # pass, marginal, fail, or n/a (no measurement of this workload)
-    reasons: tuple[str, ...]
+    reasons: tuple[str, ...]  # one per prompt and budget
     sustained: bool
     n: int
+    worst: tuple[tuple[str, float], ...] = ()  # (record column, median of the prompt that does worst on it)
+
+    def figure(self, column: str) -> float | None:
+        return dict(self.worst).get(column)
+
+    def headline(self) -> str:
+        """The worst prompt's median per budget, in words: "TTFT 41.0 ms; decode 12.0 tok/s"."""
+        units = {b[0]: (b[3], b[4]) for b in BUDGETS}
+        return "; ".join(f"{units[c][0]} {v:,.1f} {units[c][1]}" for c, v in self.worst)
+
+
+def _outcomes(low: np.ndarray, high: np.ndarray, budget: float, direction: str) -> np.ndarray:
+    """Per prompt: 0 pass (whole spread inside), 2 fail (whole spread outside), 1 marginal."""
+    inside_best, inside_worst = (low <= budget, high <= budget) if direction == "max" else (high >= budget, low >= budget)
+    return np.where(inside_worst, 0, np.where(inside_best, 1, 2))
+
+
+def _prompt_keys(rows: pd.DataFrame, group: np.ndarray) -> tuple[np.ndarray, int, list]:
+    """One integer per (group, prompt) pair, fast to group by: group * stride + prompt code + 1."""
+    prompts = rows["prompt_id"]
+    if isinstance(prompts.dtype, pd.CategoricalDtype):
+        codes, names = prompts.cat.codes.to_numpy(), list(prompts.cat.categories)
+    else:
+        codes, uniques = pd.factorize(prompts.astype(object))
+        names = list(uniques)
+    stride = len(names) + 1
+    return group.astype(np.int64) * stride + codes + 1, stride, ["–", *names]  # code -1 (missing) -> "–"
+
+
+def _prompt_stats(rows: pd.DataFrame, group: np.ndarray, columns: list[str]):
+    """Per (group, prompt): min, max and median of each column, row count, sustained or not;
+    a prompt's sustained rows where it has any. Returns them with each pair's (group, prompt)."""
+    keys, stride, names = _prompt_keys(rows, group)
+    sustained = rows["mode"].isin(["sustained"]).to_numpy() if "mode" in rows else np.zeros(len(rows), bool)
+    keep = ~pd.Series(sustained).groupby(keys).transform("any").to_numpy(bool) | sustained
+    keys = keys[keep]
+    figures = numbers(rows.loc[keep, columns]).set_axis(keys).groupby(level=0, sort=False)
+    stats = figures.agg(["min", "max", "median"])
+    pairs = [(int(k // stride), names[k % stride]) for k in stats.index]
+    return stats, pairs, figures.size(), pd.Series(sustained[keep]).groupby(keys, sort=False).any()
 
 
 def judge_groups(rows: pd.DataFrame, group: np.ndarray, workload: Workload) -> dict[int, Verdict]:
@@ -39,32 +84,32 @@ def judge_groups(rows: pd.DataFrame, group: np.ndarray, workload: Workload) -> d
     groups at once (`group`: each row's group number); a group without rows of the
     workload is left out."""
     mask = rows["category"].isin(workload.categories).to_numpy()
-    rows, group = rows.loc[mask, [c for c in READ if c in rows]], group[mask]
-    if rows.empty:
-        return {}
-    sustained = rows["mode"].isin(["sustained"]).to_numpy() if "mode" in rows else np.zeros(len(rows), bool)
-    has_sustained = pd.Series(sustained).groupby(group).transform("any").to_numpy(bool)
-    keep = ~has_sustained | sustained  # a group's sustained rows where it has any
-    rows, group, has_sustained = rows[keep], group[keep], has_sustained[keep]
     budgets = [b for b in BUDGETS if getattr(workload, b[1]) is not None]
-    figures = numbers(rows[[b[0] for b in budgets]]).groupby(group)
-    stats, sizes = figures.agg(["min", "max", "median"]), figures.size()
-    flags = pd.Series(has_sustained).groupby(group).any()
-    judged = {}
-    for key, figures_, size, flag in zip(sizes.index, stats.to_numpy(), sizes.to_numpy(), flags.to_numpy()):
-        reasons, worst = [], None
-        for (column, attribute, direction, label, unit), (low, high, median) in zip(budgets, figures_.reshape(-1, 3)):
-            if pd.isna(median):
+    if not mask.any():
+        return {}
+    stats, pairs, sizes, flags = _prompt_stats(rows.loc[mask], group[mask], [b[0] for b in budgets])
+    table = stats.to_numpy().reshape(len(stats), len(budgets), 3)  # prompt x budget x (min, max, median)
+    outcome = np.stack([_outcomes(table[:, i, 0], table[:, i, 1], getattr(workload, b[1]), b[2])
+                        for i, b in enumerate(budgets)], axis=1) if budgets else np.zeros((len(stats), 0), int)
+    outcome = np.where(np.isnan(table[:, :, 2]), -1, outcome)  # -1: no figure of this prompt
+    found: dict[int, dict] = {}
+    for (key, prompt), figures, results, size, flag in zip(pairs, table, outcome, sizes.to_numpy(), flags.to_numpy()):
+        cell = found.setdefault(key, {"worst": -1, "reasons": [], "n": 0, "sustained": False, "figures": {}})
+        cell["n"] += int(size)
+        cell["sustained"] |= bool(flag)
+        for (column, attribute, direction, label, unit), (low, high, median), result in zip(budgets, figures, results):
+            if result < 0:
                 continue
-            budget = getattr(workload, attribute)
-            inside_best, inside_worst = (low <= budget, high <= budget) if direction == "max" else (high >= budget, low >= budget)
-            outcome = "pass" if inside_worst else "fail" if not inside_best else "marginal"
             sign = "≤" if direction == "max" else "≥"
-            reasons.append(f"{label} {median:,.1f} {unit} ({low:,.1f}–{high:,.1f}), budget {sign} {budget:g}: {outcome}")
-            if worst is None or ORDER[outcome] > ORDER[worst]:
-                worst = outcome
-        judged[key] = Verdict(workload.id, worst or "n/a", tuple(reasons), bool(flag), int(size))
-    return judged
+            cell["reasons"].append(f"{label} {prompt} {median:,.1f} {unit} ({low:,.1f}–{high:,.1f}), "
+                                   f"budget {sign} {getattr(workload, attribute):g}: {OUTCOMES[result]}")
+            cell["worst"] = max(cell["worst"], int(result))
+            held = cell["figures"].get(column)
+            worse = median if held is None else max(held, median) if direction == "max" else min(held, median)
+            cell["figures"][column] = worse
+    return {key: Verdict(workload.id, OUTCOMES[c["worst"]] if c["worst"] >= 0 else "n/a", tuple(c["reasons"]),
+                         c["sustained"], c["n"], tuple((b[0], c["figures"][b[0]]) for b in budgets if b[0] in c["figures"]))
+            for key, c in found.items()}
 
 
 def judge(rows: pd.DataFrame, workload: Workload) -> Verdict:

@@ -21,10 +21,16 @@ PROFILES = {  # device profile -> (tier, cpu, RAM GB, cores, bandwidth GB/s)
 
 def records(device: str, runner: str = "llama.cpp", quant: str = "Q4_1", *, decode: float, ttft: float,
             spread: float = 0.05, repeats: int = 3, artifact_sha256: str = "a" * 64, suite_sha256: str | None = None,
-            run: str = "1", mode: str | None = None, text: str = "Paris.") -> list[dict]:
+            run: str = "1", mode: str | None = None, text: str = "Paris.",
+            measured_bandwidth_gbs: float | None = None) -> list[dict]:
     """Records of every suite prompt: decode tok/s and TTFT around the given figures
-    (repetition i is scaled by 1 + spread * (i - 1), so the spread is known exactly)."""
+    (repetition i is scaled by 1 + spread * (i - 1), so the spread is known exactly).
+    Bandwidth: the device profile's datasheet figure, or `measured_bandwidth_gbs` as
+    measured on the device."""
     tier, cpu, ram, cores, bandwidth = PROFILES[device]
+    source = f"device profile {device} (spec)"
+    if measured_bandwidth_gbs is not None:
+        bandwidth, source = measured_bandwidth_gbs, "measured (memory copy, best pass)"
     out = []
     for prompt in SUITE.prompts:
         for repeat in range(repeats + 1):
@@ -37,10 +43,11 @@ def records(device: str, runner: str = "llama.cpp", quant: str = "Q4_1", *, deco
                 tool_version="0.1.0", device_cpu_model=cpu, device_cores_physical=cores, device_cores_logical=cores,
                 device_ram_gb=ram, device_os="Android 14", device_arch="aarch64", device_python="3.11.7",
                 device_fingerprint=f"sim-{device}", device_profile=device, tier=tier, bandwidth_gbs=bandwidth,
-                bandwidth_source=f"device profile {device} (spec)",
+                bandwidth_source=source, bandwidth_threads=cores if measured_bandwidth_gbs else None,
                 runner=runner, synthetic=False, runtime_version="0.3.36", runner_settings={"simulated_device": True},
                 model_id="smollm2-135m", artifact_path="/sim/model.gguf", artifact_sha256=artifact_sha256,
                 artifact_bytes=91_000_000, quantization=quant, threads=cores, context_tokens=2048,
+                weights_bytes=80_000_000, kv_bytes_per_token=9_216,
                 suite_id="default", suite_sha256=suite_sha256 or SUITE.sha256, profile_name="default",
                 profile_sha256="p" * 64, prompt_id=prompt.id, category=prompt.category, kind=prompt.kind,
                 warmup=warmup, repeat=repeat, max_new_tokens=new, prompt_tokens=40, new_tokens=new,

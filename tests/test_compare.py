@@ -71,6 +71,51 @@ def test_a_device_missing_from_the_candidate_is_reported(tmp_path):
     assert {d.device for d in deltas if d.status == "missing"} == {"galaxy-a54", "raspberry-pi-5"}
 
 
+def _crashed(records: list[dict]) -> list[dict]:
+    """The same generations, each one crashed: no figure, an error."""
+    return [r | {"status": "crashed", "error": "worker killed by SIGSEGV", "ttft_ms": None, "decode_tok_s": None,
+                 "e2e_ms": None, "prefill_tok_s": None} for r in records]
+
+
+def test_a_device_absent_from_the_candidate_fails_the_gate_unless_allowed(tmp_path):
+    _farm(tmp_path / "base")
+    sim.write(tmp_path / "cand" / "pixel.jsonl", sim.records("pixel-8-pro", decode=60, ttft=40, run="2"))
+    gate = edgebench("compare", str(tmp_path / "base"), str(tmp_path / "cand"))
+    assert gate.returncode == 1, gate.stderr
+    verdict = next(line for line in gate.stdout.splitlines() if line.startswith("❌"))
+    assert "missing" in verdict and "galaxy-a54" in verdict and "raspberry-pi-5" in verdict
+    assert "pixel-8-pro" not in verdict and "absent from the candidate" in gate.stdout
+    allowed = edgebench("compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--allow-missing")
+    assert allowed.returncode == 0 and "allowed by --allow-missing" in allowed.stdout
+
+
+def test_a_runtime_that_crashed_on_every_prompt_fails_the_gate(tmp_path):
+    _farm(tmp_path / "base")
+    _farm(tmp_path / "cand", run="2")
+    a54 = tmp_path / "cand" / "galaxy-a54" / "results.jsonl"
+    sim.write(a54, _crashed(sim.records("galaxy-a54", decode=25, ttft=300, run="2")))
+    gate = edgebench("compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--junit", str(tmp_path / "c.xml"))
+    assert gate.returncode == 1, gate.stderr
+    missing = [line for line in gate.stdout.splitlines() if line.startswith("| missing")]
+    assert len(missing) == len(sim.SUITE.prompts) and all("galaxy-a54" in line for line in missing)
+    assert all("only 3 crashed" in line for line in missing)  # the measured repetitions, warm-ups aside
+    root = ET.parse(tmp_path / "c.xml").getroot()
+    assert int(root.get("failures")) == len(missing)
+    allowed = edgebench("compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--allow-missing",
+                        "--junit", str(tmp_path / "allowed.xml"))
+    assert allowed.returncode == 0 and int(ET.parse(tmp_path / "allowed.xml").getroot().get("failures")) == 0
+
+
+def test_a_candidate_whose_every_generation_failed_gets_the_gate_failure(tmp_path):
+    _farm(tmp_path / "base")
+    sim.write(tmp_path / "cand" / "all.jsonl",
+              *(_crashed(sim.records(d, decode=decode, ttft=ttft, run="2")) for d, (decode, ttft) in DEVICES.items()))
+    gate = edgebench("compare", str(tmp_path / "base"), str(tmp_path / "cand"))
+    assert gate.returncode == 1 and "Error" not in gate.stderr and "Traceback" not in gate.stderr
+    assert gate.stdout.count("| missing") == len(DEVICES) * len(sim.SUITE.prompts)
+    assert f"❌ {len(DEVICES) * len(sim.SUITE.prompts)} missing" in gate.stdout
+
+
 @pytest.mark.parametrize("text", ["five", "-3%"])
 def test_a_bad_threshold_is_a_usage_error(text):
     with pytest.raises(BenchError) as info:
@@ -99,11 +144,13 @@ def test_the_example_farm_workflow_uses_real_commands_and_options():
     from typer.main import get_command
 
     workflow = yaml.safe_load((Path(__file__).parent.parent / "ci-examples" / "device-farm.yml").read_text())
-    assert set(workflow["jobs"]) == {"bench", "matrix"} and workflow["jobs"]["matrix"]["needs"] == "bench"
+    jobs = workflow["jobs"]
+    assert set(jobs) == {"prepare", "bench", "matrix"}
+    assert jobs["bench"]["needs"] == "prepare" and jobs["matrix"]["needs"] == "bench"
     assert "matrix.device" in str(workflow["jobs"]["bench"]["runs-on"])
     commands = get_command(app).commands
     used = [step["run"] for job in workflow["jobs"].values() for step in job["steps"] if "edgebench " in step.get("run", "")]
-    assert len(used) == 3
+    assert len(used) == 4  # prepare, run, matrix, compare
     for line in used:
         words = line.replace("\n", " ").split()
         name = words[words.index(next(w for w in words if w.endswith("edgebench"))) + 1]

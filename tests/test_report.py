@@ -56,3 +56,18 @@ def test_markdown_and_csv_share_one_table(tmp_path):
 
 def test_empty_summary_when_nothing_succeeded():
     assert stats.summarize(stats.frame([record(status="timeout")])).empty
+
+
+def test_failures_and_warnings_land_on_their_own_quantization():
+    """Two quantizations of one runner on one prompt: Q8_0 crashes once, Q4_1 has a slow
+    first repetition; each figure and warning names only the quantization it belongs to."""
+    q4 = [dict(record(repeat=i), e2e_ms=e) for i, e in enumerate([3000.0, 1000.0, 1000.0])]
+    q8 = [dict(record(repeat=i), quantization="Q8_0", artifact_sha256="b") for i in range(3)]
+    q8.append(dict(record(repeat=3, status="crashed", ttft=None, decode=None), quantization="Q8_0", artifact_sha256="b"))
+    table, notes = report.summary_table(q4 + q8)
+    failed = dict(zip(table["quant"], table["failed"]))
+    assert failed == {"Q4_1": 0, "Q8_0": 1}
+    slow = [n for n in notes if "first repetition" in n]
+    assert len(slow) == 1 and slow[0].startswith("llama.cpp Q4_1 / p1:")
+    crashed = [n for n in notes if "crashed" in n]
+    assert len(crashed) == 1 and crashed[0].startswith("llama.cpp Q8_0 / p1:")

@@ -30,13 +30,15 @@ def test_a_drop_too_close_to_the_end_to_hold_a_window_is_not_claimed():
 
 def test_evidence_names_frequency_temperature_and_foreign_load_near_the_drop():
     samples = [
-        {"t_s": 9.0, "freq_lowest_mhz": 1800, "freq_max_mhz": 4200, "freq_source": "sysfs cpufreq",
+        {"t_s": 1.0, "worker_cpu_mhz": {"2": 3600.0}, "freq_source": "sysfs cpufreq"},
+        {"t_s": 9.0, "worker_cpu_mhz": {"2": 1800.0, "3": 1000.0}, "freq_source": "sysfs cpufreq",
          "temp_c": 88.0, "temp_trip_c": 90.0, "temp_source": "sysfs thermal_zone1 (x86_pkg_temp)",
          "foreign_cpu_percent": 150.0},
-        {"t_s": 30.0, "freq_lowest_mhz": 1000, "freq_max_mhz": 4200, "freq_source": "sysfs cpufreq"},
+        {"t_s": 30.0, "worker_cpu_mhz": {"2": 1000.0}, "freq_source": "sysfs cpufreq"},
     ]
     found = evidence_near(samples, 10.0, window_s=5)
-    assert found == ["CPU at 1800 of 4200 MHz (sysfs cpufreq)",
+    # CPU 3 has no first-window figure of its own: its low clock is not judged
+    assert found == ["worker's CPU 2 at 1800 MHz, 3600 MHz in the first window (sysfs cpufreq)",
                      "88 °C, trip point 90 °C (sysfs thermal_zone1 (x86_pkg_temp))",
                      "other programs using 150% of a core"]
     assert evidence_near(samples, 20.0, window_s=5) == []

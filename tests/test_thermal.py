@@ -56,9 +56,28 @@ def test_laptop_hottest_zone_with_its_passive_trip_point(tmp_path):
     assert temp.source == "sysfs thermal_zone1 (x86_pkg_temp)"
 
 
-def test_laptop_frequency_mean_lowest_and_maximum(tmp_path):
+def test_laptop_frequency_mean_per_core_and_maximum(tmp_path):
     freq = DeviceReader(write(tmp_path, LAPTOP)).frequency()
-    assert (freq.current_mhz, freq.lowest_mhz, freq.max_mhz, freq.source) == (2100, 1800, 4200, "sysfs cpufreq")
+    assert (freq.current_mhz, freq.per_core_mhz, freq.max_mhz, freq.source) == (
+        2100, {0: 1800, 1: 2400}, 4200, "sysfs cpufreq")
+
+
+def test_throttle_counters_per_core_summed_per_package_once(tmp_path):
+    throttle = {f"sys/devices/system/cpu/cpu{cpu}/{name}": text for cpu in range(4) for name, text in (
+        ("topology/physical_package_id", str(cpu // 2)),
+        ("thermal_throttle/core_throttle_count", str(cpu)),
+        ("thermal_throttle/package_throttle_count", str(10 * (cpu // 2 + 1))))}
+    counts = DeviceReader(write(tmp_path, LAPTOP | throttle)).throttle_counts()
+    assert (counts.core_events, counts.package_events, counts.source) == (6, 30, "sysfs thermal_throttle")
+    assert DeviceReader(write(tmp_path / "phone", PHONE)).throttle_counts() is None
+
+
+def test_a_workers_threads_and_the_cpus_they_last_ran_on(tmp_path):
+    from tests.test_throttle_evidence import stat_line
+    reader = DeviceReader(write(tmp_path, {"proc/42/task/42/stat": stat_line(42, 3, 120),
+                                           "proc/42/task/43/stat": stat_line(43, 1, 5)}))
+    assert sorted((t.tid, t.cpu, t.cpu_ticks) for t in reader.thread_cpus(42)) == [(42, 3, 120), (43, 1, 5)]
+    assert reader.thread_cpus(7) == []
 
 
 def test_rapl_counts_packages_only_and_survives_a_wrap(tmp_path):
@@ -82,5 +101,6 @@ def test_phone_without_rapl_reports_power_missing(tmp_path):
 
 def test_an_empty_tree_exposes_nothing_and_says_so(tmp_path):
     reader = DeviceReader(tmp_path)
-    assert (reader.temperature(), reader.frequency(), reader.energy(), reader.load_1m()) == (None,) * 4
+    assert (reader.temperature(), reader.frequency(), reader.energy(), reader.load_1m(),
+            reader.throttle_counts()) == (None,) * 5
     assert len(reader.missing()) == 3
