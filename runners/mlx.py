@@ -1,10 +1,16 @@
 """MLX through mlx-lm: a converted model folder on Apple silicon (GPU) or the Linux CPU.
 
-Generation is mlx-lm's own `stream_generate` with a greedy sampler and a fresh KV cache
-per request; each GenerationResponse carries one token, so each becomes one TokenEvent.
-Chat prompts use the tokenizer's chat template and stop at its end-of-turn ids;
-fixed-length requests empty those ids for the duration, so exactly N tokens come out.
-mlx-lm's own figures (prompt_tps, generation_tps, peak memory) are kept as native stats.
+Generation is mlx-lm's own `stream_generate` with a greedy sampler, mlx_lm.generate's
+default settings (`MlxRunner.defaults`) and a fresh KV cache per request; each
+GenerationResponse carries one token, so each becomes one TokenEvent. Chat prompts use the
+tokenizer's chat template and stop at its end-of-turn ids; fixed-length requests empty those
+ids for the duration, so exactly N tokens come out. mlx-lm's own figures (prompt_tps,
+generation_tps, peak memory) are kept as native stats.
+
+mlx-lm dispatches the forward pass of token n+1 before it hands out token n, so when a
+generation stops one step is still computing. `generation_info` (called after the harness
+has stopped its clock) waits for it, so it never runs into the next prompt's TTFT.
+
 On Linux, OpenBLAS is preloaded before mlx is imported when it is installed
 (runners.mlx_blas); the record says which BLAS served the run.
 """
@@ -12,6 +18,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import struct
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -19,6 +26,7 @@ from typing import Iterator
 from runners.base import (ArtifactError, Exporter, GenerationInfo, GenerationRequest, LoadInfo, Probe, Runner,
                           RunnerOptions, TokenEvent)
 from runners.mlx_blas import global_sgemm_library, use_openblas
+from runners.weights import Tensor, streamed_bytes
 
 DTYPE_NAMES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 
@@ -38,6 +46,10 @@ class MlxRunner(Runner):
     extra = "mlx"
     exporter = Exporter(tool="mlx_lm.convert", distribution="mlx-lm", target="runners.mlx_export:export",
                         quantizations=("fp32", "4bit"), default_quantization="4bit", extra="prepare-mlx")
+    # mlx_lm.generate's own defaults (its DEFAULT_PREFILL_STEP_SIZE, --kv-bits None, --kv-group-size,
+    # DEFAULT_QUANTIZED_KV_START); mlx_lm.benchmark uses the same through stream_generate.
+    # kv_bits 0: no KV quantization.
+    defaults = {"prefill_step_size": 2048, "kv_bits": 0, "kv_group_size": 64, "quantized_kv_start": 5000}
 
     @classmethod
     def probe(cls) -> Probe:
@@ -60,6 +72,8 @@ class MlxRunner(Runner):
         import mlx_lm
         from mlx.utils import tree_flatten
         from mlx_lm import stream_generate
+        from mlx_lm.generate import generation_stream
+        from mlx_lm.models.cache import make_prompt_cache
         from mlx_lm.sample_utils import make_sampler
 
         config = json.loads((artifact / "config.json").read_text())
@@ -71,20 +85,33 @@ class MlxRunner(Runner):
             self.model, self.tokenizer = mlx_lm.load(str(artifact), model_config=model_config)
         except (ValueError, FileNotFoundError, KeyError) as exc:
             raise ArtifactError(f"mlx-lm could not load {artifact}: {exc}") from None
-        self.mx, self.stream_generate = mx, stream_generate
+        self.mx, self.stream_generate, self.make_prompt_cache = mx, stream_generate, make_prompt_cache
+        self.generation_stream = generation_stream
         self.sampler = make_sampler(temp=0.0)
         self.context_tokens = options.context_tokens
+        applied = {**self.defaults, **options.settings}
+        self.generate_settings = generate_settings(applied)
         self._info = GenerationInfo(0, "length")
         quant = config.get("quantization")
         dtype = str(tree_flatten(self.model.parameters())[0][1].dtype).removeprefix("mlx.core.")
         quantization = f"{quant['bits']}bit-g{quant['group_size']}" if quant else DTYPE_NAMES.get(dtype, dtype)
         settings = {"mlx_version": mx.__version__, "device": mx.default_device().type.name,
-                    "threads": "MLX has no thread-count setting; --threads sets the BLAS threads only",
+                    **applied, "kv_cache": KV_CACHE_NOTE,
                     "eos_token_ids": sorted(self.tokenizer.eos_token_ids), "rope_theta": theta,
                     "rope_theta_given_at_load": bool(model_config), **blas}
         if sys.platform == "linux":
             settings["cblas_sgemm_from"] = global_sgemm_library() or "the bundled BLAS"
-        return LoadInfo(mlx_lm.__version__, settings["device"], quantization, settings)
+        return LoadInfo(mlx_lm.__version__, settings["device"], quantization, settings, threads=None,
+                        context_tokens=options.context_tokens, not_applied={"threads": threads_note(blas)},
+                        weights_bytes=weights_bytes(artifact, config), kv_bytes_per_token=self._kv_bytes_per_token())
+
+    def _kv_bytes_per_token(self) -> int:
+        """KV-cache bytes per context token, read from the cache mlx-lm builds for this model
+        after one real forward pass (its arrays' own dtype and layout)."""
+        cache = self.make_prompt_cache(self.model)
+        self.model(self.mx.array([[self.tokenizer.bos_token_id or 0]]), cache=cache)
+        self.mx.eval([c.state for c in cache])
+        return sum(cache_nbytes(c) for c in cache) // cache[0].offset
 
     def tokenize(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
@@ -111,7 +138,7 @@ class MlxRunner(Runner):
         stop, last = "length", None
         try:
             for last in self.stream_generate(self.model, tokenizer, prompt, max_tokens=request.max_new_tokens,
-                                             sampler=self.sampler):
+                                             sampler=self.sampler, **self.generate_settings):
                 if last.finish_reason == "stop":
                     # The end-of-turn token: not yielded. Text the detokenizer still held
                     # back (at most a lone space or an unfinished UTF-8 byte) ends with it.
@@ -120,18 +147,83 @@ class MlxRunner(Runner):
                 yield TokenEvent(last.token, last.text)
         finally:
             tokenizer.eos_token_ids = end_of_turn
-        self._info = GenerationInfo(len(prompt), stop, {
-            "prompt_tokens": last.prompt_tokens, "prompt_tps": last.prompt_tps,
-            "generation_tokens": last.generation_tokens, "generation_tps": last.generation_tps,
-            "peak_memory_gb": last.peak_memory,
-        } if last else {})
+        self._info = GenerationInfo(len(prompt), stop, native_figures(last) if last else {},
+                                    runtime_new_tokens=runtime_new_tokens(last, stop))
 
     def generation_info(self) -> GenerationInfo:
+        # Outside the harness clock: wait for the step mlx-lm dispatched ahead of the last
+        # token, so it cannot run into the next prompt's TTFT.
+        self.mx.synchronize(self.generation_stream)
         return self._info
 
     def close(self) -> None:
         del self.model
         self.mx.clear_cache()
+
+
+KV_CACHE_NOTE = ("mlx-lm's KVCache: no capacity allocated up front, it grows in steps of 256 tokens; "
+                 "context_tokens is the limit edgebench enforces (prompt + new tokens)")
+
+
+def generate_settings(settings: dict) -> dict:
+    """The runner's settings as stream_generate's keyword arguments (kv_bits 0: None, no KV
+    quantization, as mlx_lm.generate without --kv-bits)."""
+    return {**settings, "kv_bits": settings["kv_bits"] or None}
+
+
+def threads_note(blas: dict) -> str:
+    """Why LoadInfo.threads is None, and what --threads does instead."""
+    if blas.get("blas") == "OpenBLAS":
+        return (f"MLX has no thread-count setting; --threads set OpenBLAS's threads ({blas['blas_threads']}), "
+                "which serve unquantized (fp32) matrix products only")
+    return f"MLX has no thread-count setting: --threads changes nothing here (BLAS: {blas['blas']})"
+
+
+def native_figures(last) -> dict:
+    """mlx-lm's own figures from its last GenerationResponse, raw and in the common keys."""
+    return {"prompt_tokens": last.prompt_tokens, "prompt_tps": last.prompt_tps,
+            "generation_tokens": last.generation_tokens, "generation_tps": last.generation_tps,
+            "peak_memory_gb": last.peak_memory,
+            "runtime_prefill_tok_s": last.prompt_tps, "runtime_decode_tok_s": last.generation_tps}
+
+
+def runtime_new_tokens(last, stop: str) -> int:
+    """mlx-lm's count of generated tokens, less the end-of-turn token it counts and the
+    runner does not yield."""
+    if last is None:
+        return 0
+    return last.generation_tokens - (1 if stop == "eos" else 0)
+
+
+def cache_nbytes(cache) -> int:
+    """Bytes the cache holds for the tokens it has seen (mlx-lm allocates ahead in steps)."""
+    keys, values = cache.state[:2]
+    return (keys.nbytes // keys.shape[-2] + values.nbytes // values.shape[-2]) * cache.offset
+
+
+def safetensors_tensors(path: Path) -> list[tuple[str, list[int], int]]:
+    """(name, shape, bytes as stored) of every tensor in a safetensors file, from its header."""
+    with path.open("rb") as f:
+        header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+    return [(name, t["shape"], t["data_offsets"][1] - t["data_offsets"][0])
+            for name, t in header.items() if name != "__metadata__"]
+
+
+def weights_bytes(artifact: Path, config: dict) -> int:
+    """Bytes a decoded token streams, from the files mlx-lm loads (model*.safetensors). A
+    quantized tensor is its weight, scales and biases; the embedding counts as one row unless
+    the head is tied to it (no lm_head in the file; mlx-lm drops one when the config ties)."""
+    stored = [t for f in sorted(artifact.glob("model*.safetensors")) for t in safetensors_tensors(f)]
+    tied = config.get("tie_word_embeddings", True)  # mlx-lm's (and transformers') default
+    if tied:
+        stored = [t for t in stored if not t[0].startswith("lm_head.")]
+    embedding = next(name.removesuffix(".weight") for name, _, _ in stored if name.endswith("embed_tokens.weight"))
+    rows = next(shape[0] for name, shape, _ in stored if name == f"{embedding}.weight")
+    in_embedding = [name.startswith(f"{embedding}.") for name, _, _ in stored]
+    tensors = [Tensor(name, nbytes) for (name, _, nbytes), inside in zip(stored, in_embedding) if not inside]
+    # Weight, scales and biases have a row per token: together, one tensor of `rows` rows.
+    tensors.append(Tensor(embedding, sum(nbytes for (_, _, nbytes), inside in zip(stored, in_embedding) if inside)))
+    return streamed_bytes(tensors, embedding, rows, tied)
 
 
 def _installed(*distributions: str) -> bool:

@@ -33,12 +33,12 @@ def use_openblas(threads: int) -> dict:
         return {"blas": BUNDLED, "blas_reason": f"{OPENBLAS_DISTRIBUTION} is not installed"}
     if "mlx.core" in sys.modules:  # its BLAS may already be bound: claim nothing
         return {"blas": "unknown", "blas_reason": "mlx was imported before OpenBLAS could be preloaded"}
-    crashed = probe_crash(path, threads)
-    if crashed:
-        return {"blas": BUNDLED, "blas_reason": f"OpenBLAS {crashed} in a probe on this CPU"}
+    problem = probe_problem(path, threads)
+    if problem:
+        return {"blas": BUNDLED, "blas_reason": f"OpenBLAS {problem}"}
     try:
         lib = ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
-    except OSError as exc:  # e.g. no libgfortran.so.5 (Debian/Ubuntu: apt install libgfortran5)
+    except OSError as exc:  # the probe loaded it: only a change between the two gets here
         return {"blas": BUNDLED, "blas_reason": f"OpenBLAS would not load: {exc}"}
     lib.openblas_set_num_threads(threads)
     lib.openblas_get_config.restype = ctypes.c_char_p
@@ -46,29 +46,38 @@ def use_openblas(threads: int) -> dict:
             "blas_threads": lib.openblas_get_num_threads()}
 
 
-# One small sgemm in a child process: some OpenBLAS builds die with SIGILL on some CPUs,
-# and a worker that preloaded one would die on its first fp32 product.
+# One small sgemm in a child process: the library may not load (a missing dependency such
+# as libgfortran.so.5), and some OpenBLAS builds die with SIGILL on some CPUs; a worker that
+# preloaded one would die on its first fp32 product. The child says which, in its own words.
 _PROBE = """
 import ctypes, sys
-lib = ctypes.CDLL(sys.argv[1], mode=ctypes.RTLD_GLOBAL)
+try:
+    lib = ctypes.CDLL(sys.argv[1], mode=ctypes.RTLD_GLOBAL)
+except OSError as exc:
+    sys.exit(f"would not load: {exc}")
 lib.openblas_set_num_threads(int(sys.argv[2]))
 n = 64
 a = (ctypes.c_float * (n * n))(*([1.0] * (n * n)))
 c = (ctypes.c_float * (n * n))()
 lib.cblas_sgemm(101, 111, 111, n, n, n, ctypes.c_float(1.0), a, n, a, n, ctypes.c_float(0.0), c, n)
-sys.exit(0 if c[0] == n else 3)
+sys.exit(None if c[0] == n else f"multiplied wrongly in a probe on this CPU ({c[0]} for {n})")
 """
 
 
-def probe_crash(path: Path, threads: int) -> str | None:
-    """None when OpenBLAS multiplies correctly in a child process; else what went wrong."""
+def probe_problem(path: Path, threads: int) -> str | None:
+    """None when OpenBLAS loads and multiplies correctly in a child process; else what went
+    wrong, in the child's own words (its last line of stderr) where it printed any."""
     try:
-        done = subprocess.run([sys.executable, "-c", _PROBE, str(path), str(threads)], capture_output=True, timeout=60)
+        done = subprocess.run([sys.executable, "-c", _PROBE, str(path), str(threads)], capture_output=True,
+                              text=True, timeout=60)
     except subprocess.TimeoutExpired:
-        return "hung"
+        return "hung in a probe on this CPU"
     if done.returncode < 0:
-        return f"died with {signal.Signals(-done.returncode).name}"
-    return None if done.returncode == 0 else f"failed (exit {done.returncode})"
+        return f"died with {signal.Signals(-done.returncode).name} in a probe on this CPU"
+    if done.returncode == 0:
+        return None
+    said = [line for line in done.stderr.splitlines() if line.strip()]
+    return said[-1] if said else f"failed in a probe on this CPU (exit {done.returncode}, nothing on stderr)"
 
 
 def openblas_path() -> Path | None:

@@ -41,4 +41,17 @@ if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" =
   { apt-get update -q >/dev/null 2>&1; apt-get install -y -q chromium >/dev/null 2>&1; } \
     || log "chromium could not be installed; its test will be skipped"
 fi
+# MLX's OpenBLAS (cmeel-openblas) links libgfortran.so.5; without it OpenBLAS does not load
+# and MLX's fp32 products fall back to the bundled reference BLAS (~20x slower prefill).
+openblas=$("$venv/bin/python" -c "from runners.mlx_blas import openblas_path; print(openblas_path() or '')" 2>/dev/null || true)
+if [ -n "$openblas" ] && ldd "$openblas" | grep -q 'libgfortran.so.5 => not found'; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    log "installing libgfortran5 (MLX's OpenBLAS needs libgfortran.so.5)"
+    { apt-get update -q >/dev/null 2>&1; apt-get install -y -q libgfortran5 >/dev/null 2>&1; } \
+      || log "libgfortran5 could not be installed; MLX will use its bundled BLAS (slow fp32)"
+  else
+    log "MLX's OpenBLAS needs libgfortran.so.5: install it as root (Debian/Ubuntu: apt-get install libgfortran5;" \
+        "Fedora: dnf install libgfortran), or MLX uses its bundled BLAS (slow fp32)"
+  fi
+fi
 log "ready: $venv/bin/edgebench"

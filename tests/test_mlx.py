@@ -115,12 +115,47 @@ def test_openblas_serves_mlx_when_it_loads_and_the_switch_keeps_the_bundled_one(
     assert library is None
 
 
-def test_an_openblas_that_cannot_multiply_is_never_preloaded(tmp_path):
-    from runners.mlx_blas import probe_crash
+def _loader_message(path) -> str:
+    """What the dynamic loader itself says when asked to load `path` in this process."""
+    import ctypes
+
+    with pytest.raises(OSError) as refused:
+        ctypes.CDLL(str(path))
+    return str(refused.value)
+
+
+def test_a_library_that_will_not_load_is_reported_in_the_loaders_words(tmp_path):
+    from runners.mlx_blas import probe_problem
 
     not_blas = tmp_path / "libnotblas.so"
     not_blas.write_bytes(b"not a shared library")
-    assert probe_crash(not_blas, 1) == "failed (exit 1)"
+    assert probe_problem(not_blas, 1) == f"would not load: {_loader_message(not_blas)}"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the BLAS switch is for MLX's Linux CPU build")
+def test_an_openblas_missing_a_dependency_names_the_missing_library(tmp_path):
+    """Defect 13: cmeel-openblas needs libgfortran.so.5. A copy that needs a library no
+    machine has stands for a machine without it: the reason must be the loader's, not a guess."""
+    from runners.mlx_blas import openblas_path, probe_problem
+
+    if openblas_path() is None:
+        pytest.skip("cmeel-openblas is not installed")
+    needing = tmp_path / "libopenblas.so.0"
+    needing.write_bytes(openblas_path().read_bytes().replace(b"libgfortran.so.5\0", b"libgfortran.so.9\0"))
+    problem = probe_problem(needing, 1)
+    assert problem == f"would not load: {_loader_message(needing)}"
+    assert "libgfortran.so.9: cannot open shared object file" in problem
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the BLAS switch is for MLX's Linux CPU build")
+def test_set_up_installed_every_library_openblas_needs():
+    from runners.mlx_blas import openblas_path
+
+    if openblas_path() is None:
+        pytest.skip("cmeel-openblas is not installed")
+    linked = subprocess.run(["ldd", str(openblas_path())], capture_output=True, text=True, check=True).stdout
+    missing = [line.split()[0] for line in linked.splitlines() if "not found" in line]
+    assert not missing, f"{missing} missing: scripts/setup.sh installs them (Debian: apt-get install libgfortran5)"
 
 
 def test_a_folder_converted_elsewhere_still_gets_its_rope_base(tiny_prepared, tmp_path):
@@ -207,3 +242,172 @@ def test_chat_stops_at_the_end_of_turn_without_yielding_it(real_fp32):
     info = real_fp32.generation_info()
     assert info.stop_reason == "eos" and 2 not in [e.token_id for e in events]
     assert info.prompt_tokens == 37 and info.native["generation_tokens"] == len(events) + 1
+
+
+def test_the_defaults_are_mlx_lm_generates_own():
+    from mlx_lm.generate import setup_arg_parser
+
+    from runners.mlx import MlxRunner
+
+    cli = setup_arg_parser().parse_args([])
+    assert MlxRunner.defaults == {"prefill_step_size": cli.prefill_step_size, "kv_bits": cli.kv_bits or 0,
+                                  "kv_group_size": cli.kv_group_size, "quantized_kv_start": cli.quantized_kv_start}
+
+
+def test_the_record_says_threads_are_not_applied_and_what_mlx_lm_ran_with(tiny_run):
+    r = tiny_run[0]
+    assert r["threads"] is None and r["threads_requested"] == 2
+    assert r["runner_settings"]["not_applied"]["threads"].startswith("MLX has no thread-count setting")
+    assert {k: r["runner_settings"][k] for k in ("prefill_step_size", "kv_bits")} == {"prefill_step_size": 2048,
+                                                                                     "kv_bits": 0}
+    fixed = next(x for x in tiny_run if x["kind"] == "fixed")
+    assert fixed["native"]["runtime_decode_tok_s"] == fixed["native"]["generation_tps"] > 0
+    assert fixed["native"]["runtime_prefill_tok_s"] == fixed["native"]["prompt_tps"] > 0
+
+
+def _count_forward_calls(runner, extra_work=None):
+    """Wrap the loaded model's forward pass: each call appends (tokens fed, its KV cache);
+    `extra_work()` (an mx array) is added to every call's output, so each step computes it."""
+    calls = []
+    plain = type(runner.model)
+
+    def counted(self, inputs, cache=None, **kwargs):
+        calls.append((inputs.shape[1], cache))
+        out = plain.__call__(self, inputs, cache=cache, **kwargs)
+        return out if extra_work is None else out + 0 * extra_work()
+    runner.model.__class__ = type("Counted", (plain,), {"__call__": counted})
+    return calls
+
+
+@pytest.fixture
+def tiny_fp32(tiny_prepared):
+    from runners.mlx import MlxRunner
+
+    runner = MlxRunner()
+    runner.info = runner.load(tiny_prepared[1]["fp32"], OPTIONS)
+    yield runner
+    runner.close()
+
+
+def test_each_generation_computes_its_tokens_and_one_step_ahead_in_prefill_steps_asked(tiny_prepared):
+    """Prefill runs in chunks of the prefill_step_size applied; then one forward pass per token
+    produced, plus the one mlx-lm dispatches ahead of the last token (drained after the clock)."""
+    from runners.mlx import MlxRunner
+
+    runner = MlxRunner()
+    runner.load(tiny_prepared[1]["fp32"], RunnerOptions(threads=2, context_tokens=1024,
+                                                         settings={**MlxRunner.defaults, "prefill_step_size": 16}))
+    calls = _count_forward_calls(runner)
+    events = list(runner.generate(GenerationRequest(7, token_ids=tuple(range(1, 41)), ignore_eos=True)))
+    info = runner.generation_info()
+    assert len(events) == 7 == info.runtime_new_tokens
+    assert [n for n, _ in calls] == [16, 16, 7, 1] + [1] * 7  # 39 prompt tokens in chunks, the last with token 1
+    runner.close()
+
+
+def test_the_step_computed_ahead_has_finished_before_the_next_prompt_starts(tiny_fp32):
+    """Defect 6. Every forward pass is made slow (extra work of known cost): a step left
+    running would show as a wait on the generation stream after generation_info, and in the
+    TTFT of the next prompt."""
+    import time
+
+    import mlx.core as mx
+
+    from bench import harness
+
+    x = mx.random.normal((384, 384), key=mx.random.key(0))
+    mx.eval(x)
+
+    def extra_work(repeats):
+        y = x
+        for _ in range(repeats):
+            y = (y @ x) * 1e-3
+        return y.sum()
+
+    def cost(repeats):
+        t = time.perf_counter()
+        mx.eval(extra_work(repeats))
+        return time.perf_counter() - t
+    one = min(cost(1) for _ in range(3))
+    repeats = max(1, round(0.3 / one))
+    step = min(cost(repeats) for _ in range(3))  # ~0.3 s per forward pass
+    calls = _count_forward_calls(tiny_fp32, lambda: extra_work(repeats))
+    short = GenerationRequest(2, token_ids=(1, 2), ignore_eos=True)
+
+    def ttft_s(request):
+        stream = harness.collect(tiny_fp32.generate(request))
+        tiny_fp32.generation_info()
+        return (stream.stamps[0] - stream.t0) / 1e9
+
+    after_nothing = ttft_s(short)
+    prompt = tuple(range(1, 30))
+    at_max_tokens = GenerationRequest(4, token_ids=prompt, ignore_eos=True)
+    second = [e.token_id for e in tiny_fp32.generate(at_max_tokens)][1]
+    tiny_fp32.generation_info()
+    tiny_fp32.tokenizer.eos_token_ids = {second}  # this prompt's greedy second token ends the turn
+    for request, stop in ((at_max_tokens, "length"), (GenerationRequest(4, token_ids=prompt), "eos")):
+        before = len(calls)
+        events = list(tiny_fp32.generate(request))
+        info = tiny_fp32.generation_info()
+        t = time.perf_counter()
+        mx.synchronize(tiny_fp32.generation_stream)
+        left_running = time.perf_counter() - t
+        produced = info.native["generation_tokens"]  # the end-of-turn token included
+        assert info.stop_reason == stop and produced == len(events) + (stop == "eos")
+        assert len(calls) - before == 1 + produced + 1  # a prefill chunk, the tokens, one step ahead
+        assert left_running < step / 3, f"a {step:.2f} s step was still running: waited {left_running:.2f} s"
+    ttft_s(at_max_tokens)  # a generation, and at once the next prompt
+    after_a_generation = ttft_s(short)
+    assert abs(after_a_generation - after_nothing) < step / 2, (after_nothing, after_a_generation, step)
+
+
+def _loaded_bytes(runner, embedding_rows_only: bool) -> int:
+    """What the loaded model holds, from its own arrays: every parameter's nbytes, the
+    embedding's parts as one real row each when asked."""
+    from mlx.utils import tree_flatten
+
+    total = 0
+    for name, array in tree_flatten(runner.model.parameters()):
+        row = embedding_rows_only and "embed_tokens." in name
+        total += array[0].nbytes if row else array.nbytes
+    return total
+
+
+def test_weights_bytes_are_what_the_loaded_model_holds_with_the_head_tied(tiny_fp32, tiny_prepared):
+    folder = tiny_prepared[1]["fp32"]
+    assert json.loads((folder / "config.json").read_text())["tie_word_embeddings"]
+    assert tiny_fp32.info.weights_bytes == _loaded_bytes(tiny_fp32, embedding_rows_only=False)
+    assert tiny_fp32.info.weights_bytes < sum(f.stat().st_size for f in folder.iterdir())  # no tokenizer
+
+
+def test_weights_bytes_count_one_embedding_row_when_the_head_is_not_tied(tiny_prepared, tmp_path):
+    """A quantized untied model: its embedding row is a weight, scales and biases row."""
+    import mlx.core as mx
+
+    from runners.mlx import MlxRunner
+
+    untied = shutil.copytree(tiny_prepared[1]["4bit"], tmp_path / "untied")
+    config = json.loads((untied / "config.json").read_text())
+    config["tie_word_embeddings"] = False
+    (untied / "config.json").write_text(json.dumps(config))
+    weights = mx.load(str(untied / "model.safetensors"))
+    head = {k.replace("model.embed_tokens.", "lm_head."): v for k, v in weights.items() if "embed_tokens" in k}
+    mx.save_safetensors(str(untied / "model.safetensors"), {**weights, **head})
+    runner = MlxRunner()
+    info = runner.load(untied, OPTIONS)
+    assert runner.model.lm_head is not None and info.quantization == "4bit-g32"
+    assert info.weights_bytes == _loaded_bytes(runner, embedding_rows_only=True)
+    runner.close()
+
+
+def test_kv_bytes_per_token_are_what_a_generations_cache_holds(tiny_fp32):
+    calls = _count_forward_calls(tiny_fp32)
+    events = list(tiny_fp32.generate(GenerationRequest(9, token_ids=tuple(range(1, 300)), ignore_eos=True)))
+    tiny_fp32.generation_info()
+    cache = calls[-1][1]
+    args = tiny_fp32.model.args
+    layers = [(c.keys, c.values) for c in cache]
+    assert cache[0].offset == 299 + len(events)  # every token made went through the cache, the one ahead too
+    assert {k.dtype for k, _ in layers} == {tiny_fp32.mx.float32} and len(layers) == args.num_hidden_layers
+    per_layer = 2 * args.num_key_value_heads * (args.hidden_size // args.num_attention_heads) * 4
+    assert tiny_fp32.info.kv_bytes_per_token == args.num_hidden_layers * per_layer
