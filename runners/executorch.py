@@ -8,19 +8,24 @@ in as few calls as the program allows, then one call per token, greedy. Fixed-le
 decodes give end-of-generation tokens -inf logits, as llama.cpp's ignore_eos does.
 Tokenization and the chat template come from the artifact's files (`tokenizers`, jinja2),
 not transformers.
-The program's own metadata methods give bos/eos ids and the context size. The runtime
-records no per-phase timing of its own here, so the runner's figures around the method
-calls (forward_* : prefill and decode time, argmax included) are kept as the native ones.
+The program's own metadata methods give bos/eos ids and the context size (its KV cache
+is fixed at export). The bytes a token reads come from the .pte itself: its constant
+segment and its named data (the XNNPACK weights), each stored tensor once.
+The runtime times nothing here unless its event tracer (ETDump) is on, which slows decode
+several-fold on small programs: so no runtime_* figures. The runner's own timings around the
+method calls are kept as `adapter_forward_*` (argmax included), never as the runtime's.
 """
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Iterator
 
 from runners.base import (ArtifactError, Exporter, GenerationInfo, GenerationRequest, LoadInfo, Runner,
                           RunnerOptions, TokenEvent)
+from runners.weights import Tensor, streamed_bytes
 
 PTE_MAGIC = b"ET"  # bytes 4..5 of a .pte: its flatbuffer identifier starts "ET"
 
@@ -106,6 +111,14 @@ class ExecuTorchRunner(Runner):
         self.max_context = constant("get_max_context_len")[0]
         # The KV cache's size is fixed at export; a run may ask for less, never more.
         self.context_tokens = min(self.max_context, options.context_tokens)
+        threads = portable_lib._threadpool_get_thread_count()
+        not_applied = {}
+        if threads != options.threads:
+            not_applied["threads"] = f"ExecuTorch's threadpool runs {threads} thread(s)"
+        if self.max_context != options.context_tokens:
+            not_applied["context_tokens"] = (f"fixed at export: the program's KV cache holds {self.max_context} "
+                                             f"tokens (prompts are held to {self.context_tokens})")
+        plan = _forward_plan(pte)
         self.max_chunk = constant("get_max_seq_len")[0] - 1  # the exported token dim's upper bound
         self.eos_ids = frozenset(constant("get_eos_ids"))
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
@@ -113,10 +126,13 @@ class ExecuTorchRunner(Runner):
         self._info = GenerationInfo(0, "length")
         manifest = folder / "manifest.json"
         quantization = json.loads(manifest.read_text()).get("quantization") if manifest.exists() else None
-        settings = {"threads": portable_lib._threadpool_get_thread_count(), "context_tokens": self.context_tokens,
-                    "program_max_context_len": self.max_context, "max_prefill_chunk": self.max_chunk,
-                    "eos_ids": sorted(self.eos_ids), "program_load_ms": round(load_ms, 3)}
-        return LoadInfo(__version__, "xnnpack", quantization, settings)
+        settings = {"threadpool_threads": threads, "program_max_context_len": self.max_context,
+                    "max_prefill_chunk": self.max_chunk, "eos_ids": sorted(self.eos_ids),
+                    "program_load_ms": round(load_ms, 3)}
+        return LoadInfo(__version__, "xnnpack", quantization, settings, threads=threads,
+                        context_tokens=self.max_context, not_applied=not_applied,
+                        weights_bytes=_weights_bytes(plan, constant("get_vocab_size")[0]),
+                        kv_bytes_per_token=_kv_bytes_per_token(plan, self.max_context))
 
     def tokenize(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
@@ -176,11 +192,13 @@ class ExecuTorchRunner(Runner):
                 decode_ns += clock() - t
                 decode_calls += 1
                 position += 1
+        # The runner's own clock around the method calls: not the runtime's timers.
         self._info = GenerationInfo(len(prompt), stop, {
-            "forward_prefill_ms": prefill_ns / 1e6, "forward_prefill_calls": -(-len(prompt) // self.max_chunk),
-            "forward_prefill_tok_s": len(prompt) / (prefill_ns / 1e9) if prefill_ns else None,
-            "forward_decode_ms": decode_ns / 1e6, "forward_decode_calls": decode_calls,
-            "forward_decode_tok_s": decode_calls / (decode_ns / 1e9) if decode_ns else None,
+            "adapter_forward_prefill_ms": prefill_ns / 1e6,
+            "adapter_forward_prefill_calls": -(-len(prompt) // self.max_chunk),
+            "adapter_forward_prefill_tok_s": len(prompt) / (prefill_ns / 1e9) if prefill_ns else None,
+            "adapter_forward_decode_ms": decode_ns / 1e6, "adapter_forward_decode_calls": decode_calls,
+            "adapter_forward_decode_tok_s": decode_calls / (decode_ns / 1e9) if decode_ns else None,
         })
 
     def generation_info(self) -> GenerationInfo:
@@ -188,3 +206,53 @@ class ExecuTorchRunner(Runner):
 
     def close(self) -> None:
         self.forward = self.program = None
+
+
+def _forward_plan(pte: Path):
+    """The .pte's `forward` execution plan and the program around it, as the runtime reads
+    them: the flatbuffer only (segment contents are not read)."""
+    from executorch.exir._serialize._program import _flatbuffer_to_program, _get_extended_header
+
+    with pte.open("rb") as f:
+        header = _get_extended_header(f.read(64))
+        f.seek(0)
+        program = _flatbuffer_to_program(f.read(header.program_size))
+    return program, next(p for p in program.execution_plan if p.name == "forward")
+
+
+def _tensors_of(plan, op_word: str, arg: int | None = None) -> list:
+    """The tensors that operators whose name holds `op_word` take (argument `arg`, or all)."""
+    _, forward = plan
+    found = []
+    for chain in forward.chains:
+        for instruction in chain.instructions:
+            op = getattr(instruction.instr_args, "op_index", None)
+            if op is None or op_word not in forward.operators[op].name:
+                continue
+            args = instruction.instr_args.args
+            found += [forward.values[i].val for i in (args if arg is None else args[arg:arg + 1])]
+    return [t for t in found if hasattr(t, "sizes")]
+
+
+def _weights_bytes(plan, vocab_size: int) -> int:
+    """Bytes a decoded token reads: each constant-segment tensor and each named-data entry
+    (the XNNPACK weights, deduplicated by key at export) once, the embedding op's tables as
+    one row. The output head is XNNPACK's own copy, stored apart: never tied here."""
+    program, _ = plan
+    offsets = program.constant_segment.offsets
+    end = program.segments[program.constant_segment.segment_index].size if offsets else 0
+    constants = {i: stop - start for i, (start, stop) in enumerate(zip(offsets, [*offsets[1:], end]))}
+    tables = {t.data_buffer_idx for t in _tensors_of(plan, "embedding")
+              if t.data_buffer_idx and t.sizes and t.sizes[0] == vocab_size}
+    tensors = [Tensor(f"constant {i}", n) for i, n in constants.items() if i not in tables]
+    tensors += [Tensor(f"named {d.key}", program.segments[d.segment_index].size) for d in program.named_data or []]
+    embedding = Tensor("embedding", sum(constants[i] for i in tables))
+    return streamed_bytes([*tensors, embedding], embedding.name, vocab_size, tied=False)
+
+
+def _kv_bytes_per_token(plan, max_context: int) -> int:
+    """KV bytes per context token: the caches `llama::update_cache` writes, in their dtype."""
+    from executorch.exir.tensor import get_scalar_type
+
+    caches = {id(t): t for t in _tensors_of(plan, "update_cache", arg=1)}.values()
+    return sum(math.prod(c.sizes) * get_scalar_type(c.scalar_type).itemsize // max_context for c in caches)

@@ -1,24 +1,38 @@
 """ONNX Runtime through onnxruntime-genai: the model builder's int4/fp32 builds on the CPU.
 
-The artifact is the builder's folder (genai_config.json beside model.onnx). The thread
-count goes into the decoder's session options through a config overlay. Greedy search;
-the prompt is handed over with `append_tokens`, which runs the prefill, so it happens
-inside the harness clock. Fixed-length mode sets min_length = max_length = prompt + N,
-which keeps end-of-sequence out until N tokens are made. onnxruntime-genai measures
-nothing itself; its own sequence length is kept as a cross-check.
+The artifact is the builder's folder (genai_config.json beside model.onnx). As the
+onnxruntime-genai examples do, the runner loads og.Config from the folder and overlays its
+settings: the thread count into the decoder's session options, the search options
+(`defaults`). onnxruntime-genai exposes no session options once loaded, so the thread pool
+ONNX Runtime really built is read from its own session trace (logged at INFO while the
+model loads). Greedy search; a fresh Generator per prompt (marked SETUP_DONE), then
+`append_tokens`, which runs the prefill, so it happens inside the harness clock.
+Fixed-length mode sets min_length = max_length = prompt + N, which keeps end-of-sequence
+out until N tokens are made. onnxruntime-genai measures nothing itself: no runtime_*
+figures; its own sequence length is kept as a cross-check.
 """
 from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
+import re
+import sys
+import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
-from runners.base import (ArtifactError, Exporter, GenerationInfo, GenerationRequest, LoadInfo, Runner,
-                          RunnerOptions, TokenEvent)
+from runners.base import (SETUP_DONE, ArtifactError, Exporter, GenerationInfo, GenerationRequest, LoadInfo, Runner,
+                          RunnerOptions, SetupDone, TokenEvent)
+from runners.weights import Tensor, streamed_bytes
 
 CONFIG = "genai_config.json"
 MANIFEST = "manifest.json"  # written by `edgebench prepare` beside the artifact's files
+# ONNX Runtime's INFO line listing a session's options, as it traces them at creation.
+POOL_SIZE = re.compile(r"intra_op_param:OrtThreadPoolParams \{ thread_pool_size: (\d+)")
+INFO = 1  # ORT's log severity that traces the session options
+# Nodes that look a token's row up in a table: the input embedding.
+GATHERS = ("Gather", "GatherBlockQuantized")
 
 
 class OnnxRuntimeRunner(Runner):
@@ -30,6 +44,9 @@ class OnnxRuntimeRunner(Runner):
     exporter = Exporter(tool="onnxruntime-genai model builder", distribution="onnxruntime-genai",
                         target="runners.onnxruntime_export:export", quantizations=("int4", "fp32"),
                         default_quantization="int4", extra="prepare-onnx")
+    # What the builder writes into genai_config.json for its CPU (GroupQueryAttention)
+    # models and the examples run with: one KV buffer of max_length, past and present shared.
+    defaults = {"past_present_share_buffer": True}
 
     @classmethod
     def check_artifact(cls, path: Path) -> None:
@@ -40,29 +57,45 @@ class OnnxRuntimeRunner(Runner):
         import onnxruntime_genai as og
 
         self.check_artifact(artifact)
-        session_options = {"intra_op_num_threads": options.threads}
+        genai = json.loads((artifact / CONFIG).read_text())
+        search = {"past_present_share_buffer": options.settings.get("past_present_share_buffer",
+                                                                    self.defaults["past_present_share_buffer"])}
         try:
             config = og.Config(str(artifact))
-            config.overlay(json.dumps({"model": {"decoder": {"session_options": session_options}}}))
-            self.model = og.Model(config)
+            config.overlay(json.dumps({
+                "model": {"decoder": {"session_options": {"intra_op_num_threads": options.threads,
+                                                          "log_severity_level": INFO}}},
+                "search": search}))
+            self.model, trace = _with_native_stderr(lambda: og.Model(config))
         except Exception as exc:  # onnxruntime-genai raises plain RuntimeErrors
             raise ArtifactError(f"onnxruntime-genai could not load {artifact}: {exc}") from None
         self.og = og
         self.tokenizer = og.Tokenizer(self.model)
         self.eos_ids = frozenset(int(t) for t in self.tokenizer.eos_token_ids)
-        self.context_tokens = options.context_tokens
         self._info = GenerationInfo(0, "length")
-        genai = json.loads((artifact / CONFIG).read_text())
-        decoder = genai["model"]["decoder"]
+        threads = _pool_size(trace)
+        model_context = genai["model"].get("context_length") or options.context_tokens
+        self.context_tokens = min(options.context_tokens, model_context)
+        not_applied = {}
+        if threads != options.threads:
+            not_applied["threads"] = (f"ONNX Runtime built an intra-op pool of {threads} thread(s)" if threads
+                                      else "ONNX Runtime's session trace did not state its intra-op pool size")
+        if self.context_tokens != options.context_tokens:
+            not_applied["context_tokens"] = f"the model's context_length is {model_context}"
+        graph = _graph(artifact / genai["model"]["decoder"]["filename"])
         settings = {
             "execution_provider": self.model.device_type.lower(),
-            "session_options": {**decoder.get("session_options", {}), **session_options},
+            "intra_op_num_threads": threads,
+            **search,
+            "kv_buffer": "allocated per request: prompt + max_new_tokens (max_length)",
             "model_type": self.model.type,
             "model_context_length": genai["model"].get("context_length"),
-            "past_present_share_buffer": genai.get("search", {}).get("past_present_share_buffer"),
             "onnxruntime_version": _version("onnxruntime"),
         }
-        return LoadInfo(_version(self.distribution), self.model.device_type.lower(), _quantization(artifact), settings)
+        return LoadInfo(_version(self.distribution), self.model.device_type.lower(), _quantization(artifact), settings,
+                        threads=threads, context_tokens=self.context_tokens, not_applied=not_applied,
+                        weights_bytes=_weights_bytes(graph, genai["model"]["vocab_size"]),
+                        kv_bytes_per_token=_kv_bytes_per_token(graph, genai["model"]["decoder"]))
 
     def tokenize(self, text: str) -> list[int]:
         return [int(t) for t in self.tokenizer.encode(text)]
@@ -75,7 +108,7 @@ class OnnxRuntimeRunner(Runner):
         prompt = self.tokenizer.apply_chat_template(json.dumps(list(request.messages)), add_generation_prompt=True)
         return self.tokenize(prompt)
 
-    def generate(self, request: GenerationRequest) -> Iterator[TokenEvent]:
+    def generate(self, request: GenerationRequest) -> Iterator[TokenEvent | SetupDone]:
         og = self.og
         prompt = self._prompt_ids(request)
         total = len(prompt) + request.max_new_tokens
@@ -86,6 +119,7 @@ class OnnxRuntimeRunner(Runner):
         params.set_search_options(do_sample=False, max_length=total,
                                   min_length=total if request.ignore_eos else 0)
         generator = og.Generator(self.model, params)  # a fresh one: no cache from an earlier prompt
+        yield SETUP_DONE
         stream = self.tokenizer.create_stream()
         stop = "length"
         generator.append_tokens(prompt)  # runs the prefill
@@ -98,13 +132,103 @@ class OnnxRuntimeRunner(Runner):
                 break
             produced += 1
             yield TokenEvent(token, stream.decode(token))
-        self._info = GenerationInfo(len(prompt), stop, {"sequence_length": generator.token_count()})
+        sequence = generator.token_count()
+        # The runtime's sequence holds the prompt, the tokens made and an end of turn, not yielded.
+        made = sequence - len(prompt) - (stop == "eos")
+        self._info = GenerationInfo(len(prompt), stop, {"sequence_length": sequence}, runtime_new_tokens=made)
 
     def generation_info(self) -> GenerationInfo:
         return self._info
 
     def close(self) -> None:
         del self.tokenizer, self.model
+
+
+def _with_native_stderr(create: Callable):
+    """Run `create` with the process's stderr (fd 2, where ONNX Runtime logs) captured.
+    Returns its result and the text; warnings and errors in it are passed on to stderr."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            result = create()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        captured.seek(0)
+        text = captured.read().decode(errors="replace")
+    sys.stderr.write("".join(line for line in text.splitlines(keepends=True) if " [I:" not in line))
+    return result, text
+
+
+def _pool_size(trace: str) -> int | None:
+    """The intra-op thread pool size ONNX Runtime traced for the decoder's session."""
+    found = POOL_SIZE.findall(trace)
+    return int(found[-1]) if found else None
+
+
+def _graph(model_file: Path):
+    import onnx
+
+    return onnx.load(str(model_file), load_external_data=False).graph
+
+
+def _nbytes(tensor) -> int:
+    """An initializer's bytes as stored: external data's length, else its inline data."""
+    import numpy as np
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    external = {e.key: e.value for e in tensor.external_data}
+    if "length" in external:
+        return int(external["length"])
+    if tensor.raw_data:
+        return len(tensor.raw_data)
+    return int(np.prod(tensor.dims, dtype=np.int64)) * tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+
+
+def _embedding_tables(graph) -> tuple[set[str], bool]:
+    """The initializers the input embedding looks a token up in (through reshapes and
+    transposes), and whether any of them also feeds another node (the tied output head)."""
+    producers = {out: node for node in graph.node for out in node.output}
+    initializers = {t.name for t in graph.initializer}
+    gather = next(n for n in graph.node if n.op_type in GATHERS and "input_ids" in n.input)
+    chain, tables, pending = [gather], set(), [i for i in gather.input if i and i != "input_ids"]
+    while pending:
+        name = pending.pop()
+        if name in initializers:
+            tables.add(name)
+        elif name in producers:
+            chain.append(producers[name])
+            pending += [i for i in producers[name].input if i]
+    tied = any(name in tables for node in graph.node if all(node is not c for c in chain) for name in node.input)
+    return tables, tied
+
+
+def _weights_bytes(graph, vocab_size: int) -> int:
+    """Bytes a decoded token reads: every initializer of model.onnx (+ external data) once,
+    the input embedding's tables as one row each unless the output head shares them."""
+    tables, tied = _embedding_tables(graph)
+    tensors = [Tensor(t.name, _nbytes(t)) for t in graph.initializer if t.name not in tables]
+    embedding = Tensor("input embedding", sum(_nbytes(t) for t in graph.initializer if t.name in tables))
+    return streamed_bytes([*tensors, embedding], embedding.name, vocab_size, tied)
+
+
+def _kv_bytes_per_token(graph, decoder: dict) -> int:
+    """KV-cache bytes per context token: over the graph's past_key_values inputs, their
+    element size times their heads times head size (a symbolic head dim: genai's head_size)."""
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    total = 0
+    for value in graph.input:
+        if not value.name.startswith("past_key_values."):
+            continue
+        kind = value.type.tensor_type
+        _, heads, _, head_size = kind.shape.dim  # batch, kv heads, past sequence, head size
+        heads_count = heads.dim_value or decoder["num_key_value_heads"]
+        total += tensor_dtype_to_np_dtype(kind.elem_type).itemsize * heads_count * (head_size.dim_value
+                                                                                   or decoder["head_size"])
+    return total
 
 
 def _version(distribution: str) -> str:

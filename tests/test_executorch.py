@@ -53,12 +53,12 @@ def tiny_8da4w(sharp_tiny, artifact_cache):
     return prepared(sharp_tiny, "8da4w", artifact_cache)
 
 
-def load_runner(path):
+def load_runner(path, threads=2):
     from runners.base import RunnerOptions
     from runners.executorch import ExecuTorchRunner
 
     runner = ExecuTorchRunner()
-    runner.load(path, RunnerOptions(threads=2, context_tokens=1024))
+    runner.load_info = runner.load(path, RunnerOptions(threads=threads, context_tokens=1024))
     return runner
 
 
@@ -156,7 +156,7 @@ def test_a_prompt_longer_than_one_call_is_prefilled_in_pieces_with_the_same_resu
     whole, _ = run(runner, max_new_tokens=12, messages=CAPITAL, ignore_eos=True)
     monkeypatch.setattr(runner, "max_chunk", 7)
     pieces, info = run(runner, max_new_tokens=12, messages=CAPITAL, ignore_eos=True)
-    assert pieces == whole and info.native["forward_prefill_calls"] == 6  # 37 tokens, 7 a call
+    assert pieces == whole and info.native["adapter_forward_prefill_calls"] == 6  # 37 tokens, 7 a call
 
 
 def test_chat_stops_at_end_of_turn_and_fixed_length_never_produces_it(runner, monkeypatch):
@@ -181,8 +181,8 @@ def test_native_figures_describe_the_generation(runner):
     tokens, info = run(runner, max_new_tokens=10, token_ids=tuple(range(100, 140)), ignore_eos=True)
     assert len(tokens) == 10 and info.prompt_tokens == 40
     native = info.native
-    assert native["forward_prefill_calls"] == 1 and native["forward_decode_calls"] == 9
-    assert native["forward_prefill_ms"] > 0 and native["forward_decode_tok_s"] > 0
+    assert native["adapter_forward_prefill_calls"] == 1 and native["adapter_forward_decode_calls"] == 9
+    assert native["adapter_forward_prefill_ms"] > 0 and native["adapter_forward_decode_tok_s"] > 0
 
 
 def test_a_prompt_past_the_context_asked_for_is_refused(runner):
@@ -202,6 +202,46 @@ def test_8da4w_is_smaller_and_decodes_exactly_the_tokens_asked(tiny_8da4w, tiny_
     finally:
         quantized.close()
     assert len(tokens) == 24 and info.stop_reason == "length"
+
+
+def test_weights_bytes_are_the_programs_stored_tensors_with_the_embedding_as_one_row(runner, tiny_fp32, sharp_tiny):
+    config = json.loads((sharp_tiny / "config.json").read_text())
+    vocab, dim = config["vocab_size"], config["hidden_size"]
+    pte = (tiny_fp32.path / "model.pte").stat().st_size
+    embedding = vocab * dim * 4  # fp32, read one row per token
+    streamed = runner.load_info.weights_bytes
+    # The .pte holds the weights (the head as XNNPACK's own copy) and a small program:
+    # without the embedding's other rows, what is left is the program and padding.
+    assert 0 < pte - (embedding - embedding // vocab) - streamed < 0.01 * pte
+
+
+def test_kv_bytes_per_token_are_the_programs_caches_in_their_dtype(runner, sharp_tiny):
+    config = json.loads((sharp_tiny / "config.json").read_text())
+    head_dim = config["hidden_size"] // config["num_attention_heads"]
+    # fp32 K and V per layer, kv heads x head size each (the model's own config, not the code's).
+    expected = config["num_hidden_layers"] * 2 * config["num_key_value_heads"] * head_dim * 4
+    assert runner.load_info.kv_bytes_per_token == expected
+
+
+def test_the_8da4w_program_streams_far_fewer_bytes(tiny_8da4w, runner):
+    quantized = load_runner(tiny_8da4w.path)
+    try:
+        assert quantized.load_info.weights_bytes < runner.load_info.weights_bytes / 3
+        assert quantized.load_info.kv_bytes_per_token == runner.load_info.kv_bytes_per_token  # KV stays fp32
+    finally:
+        quantized.close()
+
+
+def test_the_threadpool_size_is_read_back_from_the_runtime(tiny_fp32):
+    from executorch.extension.pybindings import portable_lib
+
+    one = load_runner(tiny_fp32.path, threads=1)
+    try:
+        assert one.load_info.threads == portable_lib._threadpool_get_thread_count() == 1
+        assert "threads" not in one.load_info.not_applied
+    finally:
+        one.close()
+        portable_lib._unsafe_reset_threadpool(2)
 
 
 def test_the_artifact_check_names_what_is_wrong(tmp_path, tiny_fp32):
@@ -228,12 +268,19 @@ def test_a_quick_run_through_the_cli_records_both_quantizations(sharp_tiny, tiny
     records = read_jsonl(next(tmp_path.glob("*.jsonl")))
     assert records and all(r["status"] == "ok" for r in records)
     assert {r["quantization"] for r in records} == {"fp32", "8da4w"}
-    assert all(r["backend"] == "xnnpack" and r["runner_settings"]["threads"] == 2 for r in records)
+    assert all(r["backend"] == "xnnpack" and r["threads"] == r["runner_settings"]["threadpool_threads"] == 2
+               for r in records)
+    # The KV cache is the program's, fixed at export: the record says so beside the request.
+    assert all((r["context_tokens"], r["context_tokens_requested"]) == (2048, 1024) for r in records)
+    assert all("fixed at export" in r["runner_settings"]["not_applied"]["context_tokens"] for r in records)
+    # The runtime times nothing here: the runner's own timings never pass for the runtime's.
+    assert not any(key.startswith("runtime_") for r in records for key in r["native"])
+    assert all(r["setup_ms"] is None for r in records)  # state is reused: no per-request set-up
     for r in (r for r in records if r["kind"] == "fixed"):
         assert (r["prompt_tokens"], r["new_tokens"], r["stop_reason"]) == (128, 64, "length")
-        assert r["native"]["forward_decode_calls"] == 63
+        assert r["native"]["adapter_forward_decode_calls"] == 63
         # The harness clock encloses the prefill calls: templating and sampling are the gap.
-        assert r["native"]["forward_prefill_ms"] <= r["ttft_ms"]
+        assert r["native"]["adapter_forward_prefill_ms"] <= r["ttft_ms"]
     chat = [r for r in records if r["prompt_id"] == "chat-capital"]
     assert chat and all(r["prompt_tokens"] == 37 for r in chat)
 

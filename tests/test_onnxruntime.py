@@ -1,11 +1,13 @@
 """ONNX Runtime (onnxruntime-genai) through prepare -> run: the tiny llama for the plumbing,
 the real default model for what the answers and the records say."""
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import edgebench, read_jsonl
+from tests.conftest import ROOT, edgebench, read_jsonl
 
 CHAT = ({"role": "user", "content": "What is the capital of France?"},)
 
@@ -31,13 +33,94 @@ def test_the_tiny_model_goes_through_prepare_and_run(tiny_run):
                                      for f in folders)
 
 
-def test_records_name_the_execution_provider_and_session_options(tiny_run):
+def test_records_name_the_execution_provider_and_what_onnx_runtime_applied(tiny_run):
     _, _, records = tiny_run
     r = records[0]
     assert r["runner"] == "onnxruntime" and r["runtime_version"] == "0.18.0" and r["backend"] == "cpu"
     settings = r["runner_settings"]
-    assert settings["execution_provider"] == "cpu" and settings["session_options"]["intra_op_num_threads"] == 2
-    assert settings["onnxruntime_version"] and r["threads"] == 2
+    assert settings["execution_provider"] == "cpu" and settings["onnxruntime_version"]
+    assert settings["past_present_share_buffer"] is True
+    assert (r["threads"], r["threads_requested"], settings["intra_op_num_threads"]) == (2, 2, 2)
+    assert (r["context_tokens"], r["context_tokens_requested"]) == (1024, 1024)
+
+
+def test_the_per_prompt_generator_is_timed_as_set_up_inside_ttft(tiny_run):
+    _, _, records = tiny_run
+    assert all(0 < r["setup_ms"] < r["ttft_ms"] for r in records)
+
+
+def test_onnxruntime_genai_times_nothing_so_no_runtime_figures_are_recorded(tiny_run):
+    _, _, records = tiny_run
+    assert not any(key.startswith("runtime_") for r in records for key in r["native"])
+
+
+def test_weights_bytes_count_the_loaded_files_weights_with_the_tied_table_once(tiny_run):
+    _, _, records = tiny_run
+    for r in records:
+        folder = Path(r["artifact_path"])
+        # The builder ties the embedding to the head and stores every initializer in the
+        # external data file: its size is the bytes read per token. The folder (tokenizer,
+        # graph) is larger.
+        assert r["weights_bytes"] == (folder / "model.onnx.data").stat().st_size < r["artifact_bytes"]
+
+
+def _load(folder: Path, threads: int = 2, **settings):
+    from runners.base import RunnerOptions
+    from runners.onnxruntime import OnnxRuntimeRunner
+
+    runner = OnnxRuntimeRunner()
+    info = runner.load(folder, RunnerOptions(threads=threads, context_tokens=1024,
+                                             settings={**OnnxRuntimeRunner.defaults, **settings}))
+    return runner, info
+
+
+def _present_keys_after_a_prefill(runner, prompt_tokens: int, new_tokens: int) -> list:
+    """The runtime's own KV tensors (present.N.key/value) after a prefill."""
+    og = runner.og
+    params = og.GeneratorParams(runner.model)
+    params.set_search_options(max_length=prompt_tokens + new_tokens)
+    generator = og.Generator(runner.model, params)
+    generator.append_tokens(list(range(100, 100 + prompt_tokens)))
+    names = [f"present.{i}.{kind}" for i in range(2) for kind in ("key", "value")]
+    return [generator.get_output(name) for name in names]
+
+
+@pytest.fixture(scope="module")
+def tiny_int4(tiny_run):
+    _, _, records = tiny_run
+    return next(Path(r["artifact_path"]) for r in records if r["quantization"] == "int4")
+
+
+def test_kv_bytes_per_token_are_the_runtimes_own_kv_tensors_per_position(tiny_int4):
+    runner, info = _load(tiny_int4)
+    kv = _present_keys_after_a_prefill(runner, 10, 30)
+    # Shared past/present buffer: each KV tensor holds max_length positions.
+    assert {a.shape[2] for a in kv} == {40}
+    assert info.kv_bytes_per_token == sum(a.nbytes for a in kv) // 40
+
+
+def test_the_share_buffer_setting_reaches_the_runtime(tiny_int4):
+    runner, info = _load(tiny_int4, past_present_share_buffer=False)
+    assert info.settings["past_present_share_buffer"] is False
+    kv = _present_keys_after_a_prefill(runner, 10, 30)
+    assert {a.shape[2] for a in kv} == {10}  # not shared: the present holds only what was computed
+
+
+def _process_threads_after_loading(folder: Path, threads: int) -> tuple[int, int]:
+    """(threads the loaded runner reports, OS threads of the process) in a fresh process."""
+    code = ("import os, sys; from pathlib import Path; from tests.test_onnxruntime import _load; "
+            f"_, info = _load(Path({str(folder)!r}), {threads}); "
+            "print(info.threads, len(os.listdir('/proc/self/task')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    reported, tasks = out.stdout.split()
+    return int(reported), int(tasks)
+
+
+def test_the_thread_count_is_read_back_from_the_pool_onnx_runtime_built(tiny_int4):
+    one, two, four = (_process_threads_after_loading(tiny_int4, n) for n in (1, 2, 4))
+    assert (one[0], two[0], four[0]) == (1, 2, 4)
+    # An intra-op pool of N threads is the caller plus N - 1 workers: the OS sees them.
+    assert (two[1] - one[1], four[1] - one[1]) == (1, 3)
 
 
 def test_chat_prompts_use_the_models_template(tiny_run):
@@ -70,6 +153,42 @@ def test_a_folder_that_is_not_a_genai_model_is_refused_before_loading(tmp_path):
     assert "not an onnxruntime-genai model folder (no genai_config.json)" in result.stderr
 
 
+@pytest.fixture(scope="module")
+def untied_int4(tiny_checkpoint, artifact_cache, tmp_path_factory):
+    """The tiny llama with an output head of its own, built by the int4 builder."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from bench import models, prepare
+
+    out = tmp_path_factory.mktemp("untied") / "tiny-llama-untied"
+    shutil.copytree(tiny_checkpoint, out)
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, "tie_word_embeddings": False}))
+    tensors = load_file(out / "model.safetensors")
+    torch.manual_seed(1)
+    tensors["lm_head.weight"] = torch.randn_like(tensors["model.embed_tokens.weight"]) * 0.02
+    save_file(tensors, out / "model.safetensors", metadata={"format": "pt"})
+    result = edgebench("prepare", "--model", str(out), "--runner", "onnxruntime", "--quant", "int4",
+                       "--cache", str(artifact_cache))
+    assert result.returncode == 0, result.stderr
+    return prepare.find_artifact(models.get_model(str(out)), "onnxruntime", "int4", artifact_cache).path
+
+
+def test_an_untied_embedding_counts_one_row_of_its_tables(untied_int4):
+    import onnx
+
+    _, info = _load(untied_int4)
+    graph = onnx.load(str(untied_int4 / "model.onnx"), load_external_data=False).graph
+    embedding = [t for t in graph.initializer if "embed_tokens" in t.name]
+    assert embedding and all(t.dims[0] == 49152 for t in embedding)  # the builder's own table(s), by row
+    table = sum(int({e.key: e.value for e in t.external_data}["length"]) for t in embedding)
+    data = (untied_int4 / "model.onnx.data").stat().st_size
+    assert info.weights_bytes == data - table + table // 49152
+
+
 # --- the real default model ---------------------------------------------------------------
 
 
@@ -79,6 +198,13 @@ def _prepared(quant: str, cache: Path) -> Path:
 
     model = models.get_model("smollm2-135m")
     return prepare.prepare_artifact(model, "onnxruntime", OnnxRuntimeRunner.exporter, quant, cache).path
+
+
+def _token_events(runner, request) -> list:
+    """The tokens a generation yields, without its set-up mark."""
+    from runners.base import TokenEvent
+
+    return [e for e in runner.generate(request) if isinstance(e, TokenEvent)]
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +225,7 @@ def test_fp32_greedy_answer_matches_transformers(fp32_runner, default_checkpoint
 
     from runners.base import GenerationRequest
 
-    tokens = [e.token_id for e in fp32_runner.generate(GenerationRequest(64, messages=CHAT))]
+    tokens = [e.token_id for e in _token_events(fp32_runner, GenerationRequest(64, messages=CHAT))]
     assert fp32_runner.generation_info().stop_reason == "eos"
 
     tokenizer = AutoTokenizer.from_pretrained(default_checkpoint)
@@ -118,7 +244,7 @@ def test_fp32_greedy_answer_matches_transformers(fp32_runner, default_checkpoint
 def test_fixed_length_mode_runs_past_the_end_of_turn(fp32_runner):
     from runners.base import GenerationRequest
 
-    events = list(fp32_runner.generate(GenerationRequest(24, messages=CHAT, ignore_eos=True)))
+    events = _token_events(fp32_runner, GenerationRequest(24, messages=CHAT, ignore_eos=True))
     info = fp32_runner.generation_info()
     assert len(events) == 24 and info.stop_reason == "length"
     assert "".join(e.text for e in events).startswith("The capital of France is Paris.")  # and on, past its end
