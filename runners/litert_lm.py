@@ -1,15 +1,20 @@
 """LiteRT-LM through its Python API (litert-lm-api): the .litertlm bundle on CPU.
 
-Every request is a fresh Conversation (no cache from an earlier prompt), greedy (top_k=1).
-Chat requests use the bundle's own chat template; raw text and fixed prompts go through a
-pass-through template, so LiteRT-LM adds only its start token, as it does to every
-sequence. A fixed prompt is handed over as the text of its tokens after the first: the
-start token takes the first one's place, so the prompt keeps its length. Fixed-length mode
+Every request is a fresh Conversation (no cache from an earlier prompt), greedy (top_k=1);
+its creation is per-request set-up, marked with SETUP_DONE. Chat requests use the bundle's
+own chat template; raw text and fixed prompts go through a pass-through template, so
+LiteRT-LM adds only its start token, as it does to every sequence. A fixed prompt is handed
+over as the text of its tokens after the first: the start token takes the first one's
+place, so the prompt keeps its length when the text tokenizes back to the same ids (the
+harness turns a generation whose prefill count differs into an error). Fixed-length mode
 suppresses the end tokens and caps the output at exactly max_new_tokens.
 
-LiteRT-LM streams text, one chunk per decode step, not token ids: a chunk's id is recovered
-by tokenizing it (-1 when the chunk is not exactly one token). Its own benchmark figures
-(init, TTFT, prefill and decode rates and counts) are kept as the runtime's own.
+LiteRT-LM streams text through a callback queue, one chunk per decode step, not token ids:
+a chunk's id is recovered by tokenizing it (-1 when the chunk is not exactly one token). The
+token counts are the runtime's own (its benchmark info), and a generation whose chunks are
+not one decode step each says so (`chunked`). The engine runs with LiteRT-LM's own defaults
+(`defaults`; its CLI and benchmark leave the activation type unset, which the runtime logs
+as "default activation type for Text decoder is fp16").
 """
 from __future__ import annotations
 
@@ -18,11 +23,13 @@ from pathlib import Path
 from typing import Iterator
 
 from runners import litert_artifact as layout
-from runners.base import GenerationInfo, GenerationRequest, LoadInfo, Runner, RunnerOptions, TokenEvent
+from runners.base import (SETUP_DONE, GenerationInfo, GenerationRequest, LoadInfo, Runner, RunnerOptions, SetupDone,
+                          TokenEvent)
 
 # The whole message, as sent: no turn markers (LiteRT-LM renders bos_token as "").
 PASS_THROUGH_TEMPLATE = ("{{ bos_token }}{% for message in messages %}{{ message['content'] if message['content'] "
                          "is string else message['content'] | map(attribute='text') | join }}{% endfor %}")
+ACTIVATION_TYPES = ("FLOAT32", "FLOAT16", "INT16", "INT8")
 
 
 class LiteRTLMRunner(layout.SharedArtifact, Runner):
@@ -31,23 +38,33 @@ class LiteRTLMRunner(layout.SharedArtifact, Runner):
     distribution = "litert-lm-api"
     extra = "litert-lm"
     model_file = layout.BUNDLE
+    # What `litert-lm benchmark` uses on CPU when no flag is given: the activation type the
+    # engine picks for a text decoder when none is set.
+    defaults = {"activation_data_type": "FLOAT16"}
 
     def load(self, artifact: Path, options: RunnerOptions) -> LoadInfo:
         import litert_lm
 
+        activation = options.settings.get("activation_data_type", self.defaults["activation_data_type"]).upper()
+        if activation not in ACTIVATION_TYPES:
+            raise ValueError(f"litert-lm:activation_data_type={activation}: use one of {', '.join(ACTIVATION_TYPES)}")
         self.lm = litert_lm
         self.greedy = litert_lm.SamplerConfig(top_k=1)
         self.meta = layout.read_metadata(artifact)
-        # fp32 activations: LiteRT-LM's default for a text decoder is fp16 where supported.
+        graph = layout.read_decode_graph(artifact / layout.BUNDLE)
         self.engine = litert_lm.Engine(str(artifact / layout.BUNDLE),
                                        backend=litert_lm.Backend.CPU(thread_count=options.threads),
-                                       max_num_tokens=self.meta.cache_length, cache_dir=str(layout.weight_cache_dir()),
-                                       activation_data_type=litert_lm.ActivationDataType.FLOAT32,
+                                       max_num_tokens=graph.cache_length, cache_dir=str(layout.weight_cache_dir()),
+                                       activation_data_type=litert_lm.ActivationDataType[activation],
                                        enable_benchmark=True)
         self._info = GenerationInfo(0, "length")
-        settings = {"thread_count": options.threads, "max_num_tokens": self.meta.cache_length,
-                    "activation_data_type": "FLOAT32", "sampler": "top_k=1", "xnnpack_weight_cache": True}
-        return LoadInfo(importlib.metadata.version(self.distribution), "cpu", self.meta.quantization, settings)
+        # LiteRT-LM reads no setting back: these are what the engine was given.
+        settings = {"activation_data_type": activation, "max_num_tokens": graph.cache_length, "sampler": "top_k=1",
+                    "xnnpack_weight_cache": True}
+        return LoadInfo(importlib.metadata.version(self.distribution), "cpu", self.meta.quantization, settings,
+                        threads=None, context_tokens=graph.cache_length,
+                        not_applied=layout.not_applied(options, graph.cache_length, "Backend.CPU thread_count"),
+                        weights_bytes=graph.weights_bytes, kv_bytes_per_token=graph.kv_bytes_per_token)
 
     def tokenize(self, text: str) -> list[int]:
         return self.engine.tokenize(text)
@@ -64,26 +81,41 @@ class LiteRTLMRunner(layout.SharedArtifact, Runner):
         conversation = self.engine.create_conversation(sampler_config=self.greedy, chat_template=PASS_THROUGH_TEMPLATE)
         return conversation, {"role": "user", "content": text}
 
-    def generate(self, request: GenerationRequest) -> Iterator[TokenEvent]:
+    def generate(self, request: GenerationRequest) -> Iterator[TokenEvent | SetupDone]:
         conversation, message = self._conversation(request)
         suppress = self.lm.SuppressTokensConfig(self.meta.end_token_ids) if request.ignore_eos else None
-        produced = 0
+        chunk_ids: list[list[int]] = []
         try:
+            yield SETUP_DONE
             for chunk in conversation.send_message_async(message, max_output_tokens=request.max_new_tokens,
                                                          suppress_tokens_config=suppress):
                 text = str(chunk.contents)
-                ids = self.engine.tokenize(text)
-                produced += 1
-                yield TokenEvent(ids[0] if len(ids) == 1 else -1, text)
+                chunk_ids.append(self.engine.tokenize(text))
+                yield TokenEvent(chunk_ids[-1][0] if len(chunk_ids[-1]) == 1 else -1, text)
             bench = conversation.get_benchmark_info()
         finally:
             conversation.close()
+        self._info = self._generation_info(bench, request, chunk_ids)
+
+    @staticmethod
+    def _generation_info(bench, request: GenerationRequest, chunk_ids: list[list[int]]) -> GenerationInfo:
+        """The runtime's own counts and rates; chunked unless every chunk was one decode step
+        holding one token."""
+        decoded = bench.last_decode_token_count
+        # Only an end of turn stops LiteRT-LM before the cap; it counts that token among the
+        # decoded ones, but does not stream it.
+        stopped_early = decoded < request.max_new_tokens
+        new_tokens = decoded - 1 if stopped_early else decoded
         native = {"init_s": bench.init_time_in_second, "ttft_s": bench.time_to_first_token_in_second,
                   "prefill_tokens": bench.last_prefill_token_count,
                   "prefill_tok_s": bench.last_prefill_tokens_per_second,
-                  "decode_tokens": bench.last_decode_token_count, "decode_tok_s": bench.last_decode_tokens_per_second}
-        stop = "length" if produced >= request.max_new_tokens else "eos"
-        self._info = GenerationInfo(bench.last_prefill_token_count, stop, native)
+                  "decode_tokens": decoded, "decode_tok_s": bench.last_decode_tokens_per_second,
+                  "runtime_prefill_tok_s": bench.last_prefill_tokens_per_second,
+                  "runtime_decode_tok_s": bench.last_decode_tokens_per_second,
+                  "runtime_ttft_ms": bench.time_to_first_token_in_second * 1000}
+        one_token_each = len(chunk_ids) == new_tokens and all(len(ids) == 1 for ids in chunk_ids)
+        return GenerationInfo(bench.last_prefill_token_count, "eos" if stopped_early else "length", native,
+                              runtime_new_tokens=new_tokens, chunked=not one_token_each)
 
     def generation_info(self) -> GenerationInfo:
         return self._info
