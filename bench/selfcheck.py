@@ -118,7 +118,7 @@ def _against_llama_bench(threads: int, console: Console, binary: str | None) -> 
                       "vendored llama.cpp); skipped")
         return True
     model = models.get_model(models.default_model_id())
-    rows = llama_bench.interleaved_rows(model.source.path, threads, found)
+    rows = llama_bench.interleaved_rows(model.source_path(), threads, found)
     table = Table("test", "edgebench tok/s", "llama-bench tok/s", "ratio", title=f"llama.cpp vs {found}",
                   title_justify="left")
     for row in rows:

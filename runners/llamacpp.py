@@ -4,22 +4,40 @@ The decode loop is llama.cpp's own (batched prompt eval, then one eval per token
 native sampler chain: greedy, plus a -inf logit bias on every end-of-generation token in
 fixed-length mode, as llama.cpp's ignore_eos does. The chat template is the one stored
 in the GGUF. The perf-context counters are reset before each generation and kept as the
-runtime's own figures.
+runtime's own figures (`runtime_prefill_tok_s`, `runtime_decode_tok_s`, `runtime_ttft_ms`,
+beside the raw counters).
+
+Settings are llama-bench's defaults on this platform (flash attention auto, n_batch 2048,
+n_ubatch 512, f16 K/V cache, memory-mapped weights), and what the context really got is read
+back: threads, context and batch sizes from the C API, flash attention's resolution and the
+K/V cache types from llama.cpp's own log of the context it built (the API exposes neither).
 """
 from __future__ import annotations
 
 import codecs
+import contextlib
+import ctypes
+import functools
+import re
 from pathlib import Path
 from typing import Iterator
 
 from runners.base import (ArtifactError, GenerationInfo, GenerationRequest, LoadInfo, Runner, RunnerOptions,
                           TokenEvent)
+from runners.weights import Tensor, streamed_bytes
 
 GGUF_MAGIC = b"GGUF"
 # GGUF general.file_type values (llama_ftype) of the common quantizations.
 FILE_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
               11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S",
               17: "Q5_K_M", 18: "Q6_K", 32: "BF16"}
+EMBEDDING, OUTPUT_HEAD = "token_embd.weight", "output.weight"
+FLASH_ATTN = ("auto", "on", "off")
+# llama.cpp's log of the context it built: how flash attention `auto` resolved, and the
+# K/V cache it allocated (cells, and each type).
+LOAD_MODE_LOG = re.compile(r"load_mode = ([\w+]+)")
+FLASH_ATTN_LOG = re.compile(r"Flash Attention (enabled|not supported)")
+KV_CACHE_LOG = re.compile(r"llama_kv_cache: size = .*?\(\s*(\d+) cells.*K \((\w+)\).*V \((\w+)\)")
 
 
 class LlamaCppRunner(Runner):
@@ -28,6 +46,11 @@ class LlamaCppRunner(Runner):
     package = "llama_cpp"
     distribution = "llama-cpp-python"
     extra = "llamacpp"
+    # llama-bench's cmd_params_defaults in the vendored llama.cpp (llama-cli's are the same):
+    # flash attention auto, logical/physical batch 2048/512, f16 K/V cache, weights mmapped
+    # (load mode auto = mmap on the CPU). Named after llama-cpp-python's Llama() parameters.
+    defaults = {"flash_attn": "auto", "n_batch": 2048, "n_ubatch": 512, "type_k": "f16", "type_v": "f16",
+                "use_mmap": True}
 
     @classmethod
     def check_artifact(cls, path: Path) -> None:
@@ -40,16 +63,20 @@ class LlamaCppRunner(Runner):
     def load(self, artifact: Path, options: RunnerOptions) -> LoadInfo:
         # Imported here, not at module level: listing runners must not load runtimes.
         import llama_cpp
-        from llama_cpp import Llama
         from llama_cpp._internals import LlamaSampler
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        try:
-            self.llm = Llama(model_path=str(artifact), n_ctx=options.context_tokens, n_batch=512,
-                             n_threads=options.threads, n_threads_batch=options.threads,
-                             seed=options.seed, verbose=False)
-        except ValueError as exc:  # llama-cpp-python's word for "could not load the model"
-            raise ArtifactError(f"llama.cpp could not load {artifact}: {exc}") from None
+        settings = {**self.defaults, **options.settings}
+        flash_attn = _choice(settings, "flash_attn", FLASH_ATTN)
+        type_k, type_v = _ggml_type(llama_cpp, settings, "type_k"), _ggml_type(llama_cpp, settings, "type_v")
+        with _llama_log(llama_cpp) as log_lines, _flash_attn_type(llama_cpp, flash_attn):
+            try:
+                self.llm = llama_cpp.Llama(
+                    model_path=str(artifact), n_ctx=options.context_tokens, n_batch=settings["n_batch"],
+                    n_ubatch=settings["n_ubatch"], type_k=type_k, type_v=type_v, use_mmap=settings["use_mmap"],
+                    n_threads=options.threads, n_threads_batch=options.threads, seed=options.seed, verbose=False)
+            except ValueError as exc:  # llama-cpp-python's word for "could not load the model"
+                raise ArtifactError(f"llama.cpp could not load {artifact}: {exc}") from None
         model = self.llm._model
         self.context_tokens = options.context_tokens
         self.lib, self.new_sampler = llama_cpp, LlamaSampler
@@ -63,11 +90,47 @@ class LlamaCppRunner(Runner):
                 meta["tokenizer.chat_template"], eos_token=model.token_get_text(model.token_eos()),
                 bos_token=model.token_get_text(model.token_bos()))
         self._info = GenerationInfo(0, "length")
+        applied = self._applied("".join(log_lines), flash_attn)
+        asked = {"n_threads": options.threads, "n_threads_batch": options.threads, "n_ctx": options.context_tokens,
+                 **settings}
         file_type = meta.get("general.file_type")
-        settings = {"n_threads": options.threads, "n_threads_batch": options.threads,
-                    "n_ctx": options.context_tokens, "n_batch": 512,
-                    "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip()}
-        return LoadInfo(llama_cpp.__version__, "cpu", FILE_TYPES.get(int(file_type)) if file_type else None, settings)
+        return LoadInfo(
+            llama_cpp.__version__, "cpu", FILE_TYPES.get(int(file_type)) if file_type else None,
+            {**applied, "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip()},
+            threads=applied["n_threads"], context_tokens=applied["n_ctx"],
+            not_applied=_not_applied(asked, applied),
+            weights_bytes=weights_bytes(gguf_tensors(llama_cpp, artifact), self.n_vocab),
+            kv_bytes_per_token=self._kv_bytes_per_token(applied))
+
+    def _applied(self, log: str, flash_attn: str) -> dict:
+        """What the context really got: the C API's read-back, and llama.cpp's own log for
+        what the API does not expose (flash attention's resolution, the K/V cache types)."""
+        lib, ctx = self.lib, self.ctx
+        kv = KV_CACHE_LOG.search(log)
+        load_mode = LOAD_MODE_LOG.search(log)
+        return {
+            "n_threads": lib.llama_n_threads(ctx), "n_threads_batch": lib.llama_n_threads_batch(ctx),
+            "n_ctx": lib.llama_n_ctx(ctx), "n_batch": lib.llama_n_batch(ctx), "n_ubatch": lib.llama_n_ubatch(ctx),
+            "flash_attn": _flash_attn_resolved(log, flash_attn),
+            "type_k": kv.group(2) if kv else None, "type_v": kv.group(3) if kv else None,
+            "kv_cells": int(kv.group(1)) if kv else None,
+            "use_mmap": load_mode.group(1).startswith("mmap") if load_mode else None,
+        }
+
+    def _kv_bytes_per_token(self, applied: dict) -> int | None:
+        """K and V bytes one context token takes in every layer, in the cache types the
+        context really allocated: n_layer x (row(type_k, n_embd_k_gqa) + row(type_v, n_embd_v_gqa))."""
+        if applied["type_k"] is None or applied["type_v"] is None:
+            return None
+        lib, model, meta = self.lib, self.llm._model.model, self.llm.metadata
+        arch = meta["general.architecture"]
+        n_head, n_head_kv = lib.llama_model_n_head(model), lib.llama_model_n_head_kv(model)
+        head_k = int(meta.get(f"{arch}.attention.key_length", lib.llama_model_n_embd(model) // n_head))
+        head_v = int(meta.get(f"{arch}.attention.value_length", head_k))
+        ggml = _ggml_base(lib)
+        row_k = ggml.ggml_row_size(getattr(lib, f"GGML_TYPE_{applied['type_k'].upper()}"), head_k * n_head_kv)
+        row_v = ggml.ggml_row_size(getattr(lib, f"GGML_TYPE_{applied['type_v'].upper()}"), head_v * n_head_kv)
+        return lib.llama_model_n_layer(model) * (row_k + row_v)
 
     def tokenize(self, text: str) -> list[int]:
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
@@ -114,8 +177,10 @@ class LlamaCppRunner(Runner):
         self._info = GenerationInfo(len(prompt), stop, {
             "t_p_eval_ms": perf.t_p_eval_ms, "n_p_eval": perf.n_p_eval,
             "t_eval_ms": perf.t_eval_ms, "n_eval": perf.n_eval,
-            "prompt_eval_tok_s": 1000 * perf.n_p_eval / perf.t_p_eval_ms if perf.t_p_eval_ms else None,
-            "eval_tok_s": 1000 * perf.n_eval / perf.t_eval_ms if perf.t_eval_ms else None,
+            "runtime_prefill_tok_s": 1000 * perf.n_p_eval / perf.t_p_eval_ms if perf.t_p_eval_ms else None,
+            "runtime_decode_tok_s": 1000 * perf.n_eval / perf.t_eval_ms if perf.t_eval_ms else None,
+            # llama.cpp's time to the first token's logits: its prompt eval (sampling excluded)
+            "runtime_ttft_ms": perf.t_p_eval_ms,
         })
 
     def generation_info(self) -> GenerationInfo:
@@ -123,3 +188,132 @@ class LlamaCppRunner(Runner):
 
     def close(self) -> None:
         self.llm.close()
+
+
+def weights_bytes(tensors: list[Tensor], n_vocab: int) -> int:
+    """Bytes a decoded token streams (runners.weights): the embedding table as one row,
+    unless the GGUF has no output head, whose absence means the head reads the embedding."""
+    tied = OUTPUT_HEAD not in {t.name for t in tensors}
+    return streamed_bytes(tensors, EMBEDDING, n_vocab, tied=tied)
+
+
+def gguf_tensors(lib, path: Path) -> list[Tensor]:
+    """Every tensor of the GGUF with its stored bytes, read by llama.cpp's own GGUF reader
+    (its ggml-base library) from the header alone: no tensor data is loaded."""
+    ggml = _ggml_base(lib)
+    gguf = ggml.gguf_init_from_file(str(path).encode(), _GgufInitParams(True, None))
+    if not gguf:
+        raise ArtifactError(f"llama.cpp could not read the GGUF header of {path}")
+    try:
+        return [Tensor(ggml.gguf_get_tensor_name(gguf, i).decode(), ggml.gguf_get_tensor_size(gguf, i))
+                for i in range(ggml.gguf_get_n_tensors(gguf))]
+    finally:
+        ggml.gguf_free(gguf)
+
+
+class _GgufInitParams(ctypes.Structure):
+    _fields_ = [("no_alloc", ctypes.c_bool), ("ctx", ctypes.c_void_p)]
+
+
+@functools.cache
+def _ggml_base(lib):
+    """llama.cpp's ggml-base library as llama-cpp-python ships it, with the few GGUF and
+    type-size functions this runner reads declared."""
+    from llama_cpp._ctypes_extensions import load_shared_library
+
+    ggml = load_shared_library("ggml-base", Path(lib.__file__).parent / "lib")
+    ggml.gguf_init_from_file.argtypes, ggml.gguf_init_from_file.restype = [ctypes.c_char_p, _GgufInitParams], \
+        ctypes.c_void_p
+    ggml.gguf_free.argtypes, ggml.gguf_free.restype = [ctypes.c_void_p], None
+    ggml.gguf_get_n_tensors.argtypes, ggml.gguf_get_n_tensors.restype = [ctypes.c_void_p], ctypes.c_int64
+    ggml.gguf_get_tensor_name.argtypes, ggml.gguf_get_tensor_name.restype = [ctypes.c_void_p, ctypes.c_int64], \
+        ctypes.c_char_p
+    ggml.gguf_get_tensor_size.argtypes, ggml.gguf_get_tensor_size.restype = [ctypes.c_void_p, ctypes.c_int64], \
+        ctypes.c_size_t
+    ggml.ggml_row_size.argtypes, ggml.ggml_row_size.restype = [ctypes.c_int, ctypes.c_int64], ctypes.c_size_t
+    return ggml
+
+
+def _flash_attn_resolved(log: str, asked: str) -> str | None:
+    """`on`/`off` apply as asked (llama.cpp logs no resolution); `auto` is resolved once, when
+    the context is created, and logged; None if that line is missing."""
+    if asked != "auto":
+        return asked
+    resolved = FLASH_ATTN_LOG.search(log)
+    return None if resolved is None else "on" if resolved.group(1) == "enabled" else "off"
+
+
+def _choice(settings: dict, key: str, allowed: tuple[str, ...]) -> str:
+    value = settings[key]
+    if value not in allowed:
+        raise ValueError(f"--setting llama.cpp:{key}={value}: use one of {', '.join(allowed)}")
+    return value
+
+
+def _ggml_type(lib, settings: dict, key: str) -> int:
+    """The ggml type id of a K/V cache type named as llama-bench names it (f16, q8_0, ...)."""
+    value = settings[key]
+    type_id = getattr(lib, f"GGML_TYPE_{value.upper()}", None)
+    if type_id is None:
+        raise ValueError(f"--setting llama.cpp:{key}={value}: not a ggml type (f16, bf16, f32, q8_0, q4_0, ...)")
+    return type_id
+
+
+def _not_applied(asked: dict, applied: dict) -> dict[str, str]:
+    """Why each setting the context got differs from the request (or was not reported)."""
+    reasons = {}
+    for key, value in asked.items():
+        got = applied.get(key)
+        if got == value or (key == "flash_attn" and value == "auto" and got is not None):
+            continue
+        if got is None:
+            reasons[key] = "llama.cpp did not report it"
+        elif key == "n_ctx":
+            reasons[key] = (f"llama.cpp pads the context to a multiple of 256 ({got} allocated); "
+                            f"generations are still held to the {value} asked")
+        elif key == "n_batch":
+            reasons[key] = f"asked {value}; llama.cpp holds a batch to the context, {got}"
+        else:
+            reasons[key] = f"asked {value}, llama.cpp applied {got}"
+    return reasons
+
+
+@contextlib.contextmanager
+def _llama_log(lib) -> Iterator[list[str]]:
+    """Collect llama.cpp's log while a model and context are created; llama-cpp-python's
+    own handler still sees every line, so what it prints is unchanged."""
+    from llama_cpp import _logger
+
+    lines: list[str] = []
+
+    @lib.llama_log_callback
+    def collect(level, text, user_data):
+        lines.append(text.decode(errors="replace"))
+        _logger.llama_log_callback(level, text, user_data)
+
+    lib.llama_log_set(collect, ctypes.c_void_p(0))
+    try:
+        yield lines
+    finally:
+        lib.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
+
+
+@contextlib.contextmanager
+def _flash_attn_type(lib, flash_attn: str) -> Iterator[None]:
+    """Create the context with llama.cpp's flash_attn_type: llama-cpp-python 0.3.36's Llama()
+    takes flash attention as a bool and cannot ask for `auto`, llama.cpp's own default."""
+    from llama_cpp import llama_cpp as api
+
+    value = {"auto": lib.LLAMA_FLASH_ATTN_TYPE_AUTO, "on": lib.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+             "off": lib.LLAMA_FLASH_ATTN_TYPE_DISABLED}[flash_attn]
+    create = api.llama_init_from_model
+
+    def init_from_model(model, params):
+        params.flash_attn_type = value
+        return create(model, params)
+
+    api.llama_init_from_model = init_from_model
+    try:
+        yield
+    finally:
+        api.llama_init_from_model = create

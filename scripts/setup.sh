@@ -15,13 +15,8 @@ pip=(quiet_pip "$venv/bin/python" -m pip --disable-pip-version-check -q)
 # Some machines list local package indexes that do not exist; pip warns once per package.
 quiet_pip() { "$@" 2> >(grep -v "^WARNING: Location '.*' is ignored" >&2); }
 
-# llama.cpp: never -march=native (its AMX path segfaults on these CPUs); enable exactly
-# the SIMD sets this CPU has, so the wheel neither crashes nor dies with SIGILL.
-llama_version=0.3.36
-cpu_flags=$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || true)
-has() { [[ " $cpu_flags " == *" $1 "* ]] && echo ON || echo OFF; }
-cmake_args="-DGGML_NATIVE=OFF -DGGML_AVX2=$(has avx2) -DGGML_FMA=$(has fma) -DGGML_F16C=$(has f16c) -DGGML_AVX512=$(has avx512f)"
-flags_key=$(printf '%s %s' "$llama_version" "$cmake_args" | sha256sum | cut -c1-12)
+# llama.cpp: the version and this CPU's CMake flags (shared with build-llama-bench.sh).
+source "$root/scripts/llama-cmake-flags.sh"
 wheels="$cache/wheels/llama-cpp-python-$flags_key"
 if ! ls "$wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
   log "building llama-cpp-python $llama_version from source ($cmake_args); takes ~6 min once"

@@ -49,6 +49,9 @@ def test_harness_and_llamacpp_counters_describe_the_same_generation(quick_run):
         assert native["n_p_eval"] == r["prompt_tokens"] and native["n_eval"] == r["new_tokens"] - 1
         # The harness clock encloses llama.cpp's prompt eval; the gap is Python overhead.
         assert native["t_p_eval_ms"] <= r["ttft_ms"] <= native["t_p_eval_ms"] * 1.10 + 5
+        # The common keys selfcheck compares: llama.cpp times less than the harness around it.
+        assert native["runtime_ttft_ms"] <= r["ttft_ms"] and native["runtime_prefill_tok_s"] >= r["prefill_tok_s"]
+        assert native["runtime_decode_tok_s"] >= r["decode_tok_s"]
 
 
 def test_greedy_output_repeats_exactly(quick_run):
@@ -67,3 +70,124 @@ def test_a_prompt_beyond_the_context_is_an_error_record_not_a_crash(tmp_path):
     records = {r["prompt_id"]: r for r in read_jsonl(next(tmp_path.glob("*.jsonl")))}
     assert records["pp128-tg64"]["status"] == "error" and "exceeds the context of 96" in records["pp128-tg64"]["error"]
     assert records["autocomplete-reply"]["status"] == "ok" and result.returncode == 1
+    # llama.cpp allocated more than asked; the record says both, and why.
+    r = records["autocomplete-reply"]
+    assert (r["context_tokens"], r["context_tokens_requested"]) == (256, 96)
+    assert "multiple of 256" in r["runner_settings"]["not_applied"]["n_ctx"]
+
+
+# --- What the runner applies and reports, read against llama.cpp's and the file's own figures ---
+
+GGUF_PACKAGE_HINT = "the gguf package comes with edgebench[prepare]"
+
+
+@pytest.fixture(scope="module")
+def default_gguf():
+    from bench import models
+
+    return models.get_model(models.default_model_id()).source_path()
+
+
+def load_runner(gguf, context_tokens=1024, **settings):
+    from runners.base import RunnerOptions
+    from runners.llamacpp import LlamaCppRunner
+
+    runner = LlamaCppRunner()
+    info = runner.load(gguf, RunnerOptions(threads=2, context_tokens=context_tokens,
+                                           settings={**LlamaCppRunner.defaults, **settings}))
+    return runner, info
+
+
+def test_records_carry_llama_benchs_settings_as_the_context_got_them(quick_run):
+    _, records, _ = quick_run
+    r = records[0]
+    applied = r["runner_settings"]
+    # llama-bench's defaults; flash attention `auto` is resolved by llama.cpp (never echoed as "auto").
+    assert applied["flash_attn"] in ("on", "off") and applied["n_ubatch"] == 512
+    assert (applied["type_k"], applied["type_v"]) == ("f16", "f16") and applied["use_mmap"] is True
+    assert r["threads"] == applied["n_threads"] == applied["n_threads_batch"] == 2 == r["threads_requested"]
+    assert r["context_tokens"] == applied["n_ctx"] == applied["kv_cells"] == r["context_tokens_requested"] == 1024
+    # llama.cpp holds a batch to the context: the 2048 asked is recorded as not applied, with why.
+    assert applied["n_batch"] == 1024 and "1024" in applied["not_applied"]["n_batch"]
+
+
+def test_a_setting_override_reaches_llama_cpp(tmp_path):
+    result = edgebench("run", "--runner", "llama.cpp", "--profile", "quick", "--out", str(tmp_path), "--threads", "2",
+                       "--setting", "llama.cpp:flash_attn=off", "--setting", "llama.cpp:n_ubatch=256")
+    assert result.returncode == 0, result.stderr
+    applied = read_jsonl(next(tmp_path.glob("*.jsonl")))[0]["runner_settings"]
+    assert (applied["flash_attn"], applied["n_ubatch"]) == ("off", 256)
+    assert "flash_attn" not in applied.get("not_applied", {})
+
+
+def test_a_bad_setting_value_says_what_to_use(default_gguf):
+    with pytest.raises(ValueError, match="flash_attn=maybe: use one of auto, on, off"):
+        load_runner(default_gguf, flash_attn="maybe")
+
+
+def test_weights_bytes_are_every_tensor_once_for_a_tied_head(default_gguf):
+    gguf = pytest.importorskip("gguf", reason=GGUF_PACKAGE_HINT)
+    import llama_cpp
+
+    runner, info = load_runner(default_gguf)
+    reader = gguf.GGUFReader(default_gguf)
+    names = {t.name for t in reader.tensors}
+    assert "token_embd.weight" in names and "output.weight" not in names  # SmolLM2 ties its head
+    # llama.cpp's own count of the model's bytes, and the file's tensor-data section (padding aside).
+    assert info.weights_bytes == llama_cpp.llama_model_size(runner.llm._model.model)
+    data = default_gguf.stat().st_size - reader.tensors[0].data_offset
+    assert data - reader.alignment * len(reader.tensors) <= info.weights_bytes <= data
+    runner.close()
+
+
+def test_weights_bytes_count_one_embedding_row_when_the_head_is_its_own_tensor(default_gguf, tmp_path):
+    gguf = pytest.importorskip("gguf", reason=GGUF_PACKAGE_HINT)
+    import llama_cpp
+
+    untied = tmp_path / "untied.gguf"
+    write_with_output_head(gguf, default_gguf, untied)
+    runner, info = load_runner(untied)
+    embedding = next(t for t in gguf.GGUFReader(untied).tensors if t.name == "token_embd.weight")
+    rows = int(embedding.shape[-1])
+    total = llama_cpp.llama_model_size(runner.llm._model.model)
+    assert info.weights_bytes == total - int(embedding.n_bytes) + int(embedding.n_bytes) // rows
+    runner.close()
+
+
+def write_with_output_head(gguf, source, target):
+    """A copy of the GGUF with its tied head stored as a separate output.weight tensor."""
+    reader = gguf.GGUFReader(source)
+    writer = gguf.GGUFWriter(target, arch=reader.fields["general.architecture"].contents())
+    for field in reader.fields.values():
+        if field.name == "general.architecture" or field.name.startswith("GGUF."):
+            continue
+        kind = field.types[0]
+        writer.add_key_value(field.name, field.contents(), kind,
+                             sub_type=field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None)
+    embedding = next(t for t in reader.tensors if t.name == "token_embd.weight")
+    tensors = [(t.name, t) for t in reader.tensors] + [("output.weight", embedding)]
+    for name, t in tensors:
+        writer.add_tensor_info(name, t.data.shape, t.data.dtype, t.data.nbytes, t.tensor_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    for _, t in tensors:
+        writer.write_tensor_data(t.data)
+    writer.close()
+
+
+@pytest.mark.parametrize("cache_type", ["f16", "q8_0"])
+def test_kv_bytes_per_token_are_what_llama_cpp_saves_per_token(default_gguf, cache_type):
+    import llama_cpp
+
+    runner, info = load_runner(default_gguf, type_k=cache_type, type_v=cache_type)
+    assert (info.settings["type_k"], info.settings["type_v"]) == (cache_type, cache_type)
+    llm, sizes = runner.llm, {}
+    llm.reset()
+    for tokens in (16, 272):
+        llm.eval(list(range(1000, 1000 + tokens - llm.n_tokens)))
+        sizes[tokens] = llama_cpp.llama_state_get_size(runner.ctx)
+    saved_per_token = (sizes[272] - sizes[16]) / (272 - 16)
+    # The saved state holds each cell's K and V rows plus its position and sequence ids.
+    assert info.kv_bytes_per_token <= saved_per_token <= info.kv_bytes_per_token + 16
+    runner.close()
