@@ -95,6 +95,9 @@ class ExecuTorchRunner(Runner):
         pte = _pte_of(artifact)
         folder = pte.parent
         portable_lib._unsafe_reset_threadpool(options.threads)
+        # The runner's own tensor work (argmax over the vocabulary, the EOS mask) runs in torch,
+        # whose OpenMP pool defaults to every core and spins between calls: hold it to --threads.
+        torch.set_num_threads(options.threads)
         started = time.perf_counter()
         try:
             self.program = program = Runtime.get().load_program(pte)

@@ -35,10 +35,10 @@ tags = ["probe"]
 PROFILE = 'name = "threads"\ndescription = ""\nwarmups = 1\nrepetitions = 1\ncontext_tokens = 512\ntags = ["probe"]\n'
 
 # runner -> (model, quantization): artifacts the other tests already prepare in the test cache
-# (ExecuTorch's default-model export takes many minutes; the tiny model's 49k-row head is
-# wide enough for its thread pool to split).
+# (ExecuTorch's default-model export takes many minutes; the tiny model's fp32 49k-row head
+# is wide enough for its thread pool to split).
 SETTABLE = {"llama.cpp": (None, None), "onnxruntime": (None, "int4"), "litert": (None, "fp32"),
-            "litert-lm": (None, "fp32"), "executorch": ("tiny", "8da4w")}
+            "litert-lm": (None, "fp32"), "executorch": ("tiny", "fp32")}
 
 
 def _probe(runner: str, model: str | None, quant: str | None, threads: int, tmp_path, cache) -> dict:
@@ -64,9 +64,11 @@ def test_two_threads_keep_more_than_one_core_busy_and_one_thread_does_not(runner
     model = str(request.getfixturevalue("tiny_checkpoint")) if model == "tiny" else None
     one = _probe(runner, model, quant, 1, tmp_path, artifact_cache)
     two = _probe(runner, model, quant, 2, tmp_path, artifact_cache)
-    assert (one["threads"], two["threads"]) == (1, 2), "the runtime's own thread count, read back"
-    assert one["cpu_percent"] < 125, one["cpu_percent"]
-    assert two["cpu_percent"] > 1.3 * one["cpu_percent"], (one["cpu_percent"], two["cpu_percent"])
+    assert (one["threads_requested"], two["threads_requested"]) == (1, 2)
+    # the runtime's own thread count where it reports one (LiteRT cannot: null, with the reason)
+    assert one["threads"] in (1, None) and two["threads"] in (2, None)
+    assert one["cpu_percent"] < 115, one["cpu_percent"]  # one core, however busy the runtime keeps it
+    assert two["cpu_percent"] > 125, (one["cpu_percent"], two["cpu_percent"])  # clearly more than one
 
 
 def test_a_runtime_without_a_thread_setting_records_none_and_why(tmp_path, artifact_cache):
