@@ -123,8 +123,10 @@ def runner_settings(name: str, defaults: dict, overrides: dict[str, str]) -> dic
             else:
                 value = text
         except ValueError:
-            raise BenchError(f"--setting {name}:{key}={text}: not a {type(default).__name__}",
-                             f"the default is {default!r}", exit_code=2) from None
+            wanted = "on or off" if isinstance(default, bool) else "a whole number" if isinstance(default, int) \
+                else "a number"
+            raise BenchError(f"--setting {name}:{key}={text}: {key} takes {wanted}", f"the default is {default!r}",
+                             exit_code=2) from None
         settings[key] = value
     return settings
 

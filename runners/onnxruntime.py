@@ -133,9 +133,10 @@ class OnnxRuntimeRunner(Runner):
             produced += 1
             yield TokenEvent(token, stream.decode(token))
         sequence = generator.token_count()
-        # The runtime's sequence holds the prompt, the tokens made and an end of turn, not yielded.
-        made = sequence - len(prompt) - (stop == "eos")
-        self._info = GenerationInfo(len(prompt), stop, {"sequence_length": sequence}, runtime_new_tokens=made)
+        # The runtime's sequence holds the prompt and the tokens made; an end of turn it
+        # picked is not appended to it (seen on the builder's int4 and fp32 models).
+        self._info = GenerationInfo(len(prompt), stop, {"sequence_length": sequence},
+                                    runtime_new_tokens=sequence - len(prompt))
 
     def generation_info(self) -> GenerationInfo:
         return self._info

@@ -251,6 +251,18 @@ def test_fixed_length_mode_runs_past_the_end_of_turn(fp32_runner):
 
 
 @pytest.mark.real
+def test_an_answer_that_ends_at_end_of_turn_agrees_with_the_runtimes_own_count(fp32_runner):
+    from bench.harness import count_problem
+    from runners.base import GenerationRequest
+
+    request = GenerationRequest(24, messages=CHAT)
+    events = _token_events(fp32_runner, request)
+    info = fp32_runner.generation_info()
+    assert info.stop_reason == "eos" and len(events) < 24
+    assert info.runtime_new_tokens == len(events) and count_problem(request, info, len(events)) is None
+
+
+@pytest.mark.real
 def test_the_default_model_int4_runs_beside_llamacpp_on_the_same_prompts(artifact_cache, tmp_path):
     common = ("--cache", str(artifact_cache))
     prepared = edgebench("prepare", "--runner", "onnxruntime", "--quant", "int4", *common)
