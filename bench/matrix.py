@@ -182,7 +182,8 @@ def bandwidth_kind(source) -> str | None:
     text = str(resultset.known(source) or "")
     if text.startswith("measured"):
         return "measured"
-    return "datasheet" if text.startswith("device profile") or "(spec)" in text else None
+    # as bench.tiering writes it; schema-2 records, with another wording, read with no MBU anyway
+    return "datasheet" if text.startswith("datasheet") else None
 
 
 def _probe_figures(ok: pd.DataFrame, group: np.ndarray) -> dict[int, dict]:

@@ -28,7 +28,7 @@ def records(device: str, runner: str = "llama.cpp", quant: str = "Q4_1", *, deco
     Bandwidth: the device profile's datasheet figure, or `measured_bandwidth_gbs` as
     measured on the device."""
     tier, cpu, ram, cores, bandwidth = PROFILES[device]
-    source = f"device profile {device} (spec)"
+    source = f"datasheet (device profile {device})"
     if measured_bandwidth_gbs is not None:
         bandwidth, source = measured_bandwidth_gbs, "measured (memory copy, best pass)"
     out = []

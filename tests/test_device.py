@@ -112,6 +112,11 @@ def test_a_run_with_a_device_profile_labels_every_record(tmp_path, fake_script):
     expected = 17.1e9 / (50_000_000 + 23040 * (128 + 64 / 2))
     assert fixed["decode_roofline_tok_s"] == pytest.approx(expected, abs=0.01)
     assert fixed["mbu"] == pytest.approx(fixed["decode_tok_s"] / expected, rel=1e-3)
+    # The matrix reads the source the run wrote: this MBU is a datasheet one, in its own column.
+    merged = edgebench("matrix", str(tmp_path / "out"), "--out", str(tmp_path / "matrix"))
+    assert merged.returncode == 0, merged.stderr
+    table = (tmp_path / "matrix" / "matrix.md").read_text()
+    assert "MBU % (datasheet bw)" in table and "MBU % (measured bw)" not in table
 
 
 def test_an_unknown_device_profile_is_one_line_error(tmp_path):
