@@ -168,6 +168,11 @@ class Runner(ABC):
             version = "unknown"
         return Probe(True, version)
 
+    def settings(self, options: RunnerOptions) -> dict[str, Any]:
+        """The settings `load` applies: the defaults, with what the run overrides (a runner
+        loaded directly, as tests do, gets its defaults)."""
+        return {**self.defaults, **options.settings}
+
     @classmethod
     def check_artifact(cls, path: Path) -> None:
         """A cheap look, before any model loads, that `path` is this runner's kind of

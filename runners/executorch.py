@@ -247,10 +247,9 @@ def _weights_bytes(plan, vocab_size: int) -> int:
     constants = {i: stop - start for i, (start, stop) in enumerate(zip(offsets, [*offsets[1:], end]))}
     tables = {t.data_buffer_idx for t in _tensors_of(plan, "embedding")
               if t.data_buffer_idx and t.sizes and t.sizes[0] == vocab_size}
-    tensors = [Tensor(f"constant {i}", n) for i, n in constants.items() if i not in tables]
+    tensors = [Tensor(f"constant {i}", n) for i, n in constants.items()]
     tensors += [Tensor(f"named {d.key}", program.segments[d.segment_index].size) for d in program.named_data or []]
-    embedding = Tensor("embedding", sum(constants[i] for i in tables))
-    return streamed_bytes([*tensors, embedding], embedding.name, vocab_size, tied=False)
+    return streamed_bytes(tensors, [f"constant {i}" for i in tables], vocab_size, tied=False)
 
 
 def _kv_bytes_per_token(plan, max_context: int) -> int:

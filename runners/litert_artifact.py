@@ -174,7 +174,7 @@ class DecodeGraph:
 
     @property
     def weights_bytes(self) -> int:
-        return streamed_bytes(self.weights, self.embedding, self.vocab_rows, self.tied)
+        return streamed_bytes(self.weights, [self.embedding] if self.embedding else [], self.vocab_rows, self.tied)
 
     @property
     def kv_bytes_per_token(self) -> int:

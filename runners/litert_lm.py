@@ -45,7 +45,7 @@ class LiteRTLMRunner(layout.SharedArtifact, Runner):
     def load(self, artifact: Path, options: RunnerOptions) -> LoadInfo:
         import litert_lm
 
-        activation = options.settings.get("activation_data_type", self.defaults["activation_data_type"]).upper()
+        activation = self.settings(options)["activation_data_type"].upper()
         if activation not in ACTIVATION_TYPES:
             raise ValueError(f"litert-lm:activation_data_type={activation}: use one of {', '.join(ACTIVATION_TYPES)}")
         self.lm = litert_lm

@@ -66,7 +66,7 @@ class LlamaCppRunner(Runner):
         from llama_cpp._internals import LlamaSampler
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        settings = {**self.defaults, **options.settings}
+        settings = self.settings(options)
         flash_attn = _choice(settings, "flash_attn", FLASH_ATTN)
         type_k, type_v = _ggml_type(llama_cpp, settings, "type_k"), _ggml_type(llama_cpp, settings, "type_v")
         with _llama_log(llama_cpp) as log_lines, _flash_attn_type(llama_cpp, flash_attn):
@@ -194,7 +194,7 @@ def weights_bytes(tensors: list[Tensor], n_vocab: int) -> int:
     """Bytes a decoded token streams (runners.weights): the embedding table as one row,
     unless the GGUF has no output head, whose absence means the head reads the embedding."""
     tied = OUTPUT_HEAD not in {t.name for t in tensors}
-    return streamed_bytes(tensors, EMBEDDING, n_vocab, tied=tied)
+    return streamed_bytes(tensors, [EMBEDDING], n_vocab, tied=tied)
 
 
 def gguf_tensors(lib, path: Path) -> list[Tensor]:

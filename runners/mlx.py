@@ -89,7 +89,7 @@ class MlxRunner(Runner):
         self.generation_stream = generation_stream
         self.sampler = make_sampler(temp=0.0)
         self.context_tokens = options.context_tokens
-        applied = {**self.defaults, **options.settings}
+        applied = self.settings(options)
         self.generate_settings = generate_settings(applied)
         self._info = GenerationInfo(0, "length")
         quant = config.get("quantization")
@@ -219,11 +219,8 @@ def weights_bytes(artifact: Path, config: dict) -> int:
         stored = [t for t in stored if not t[0].startswith("lm_head.")]
     embedding = next(name.removesuffix(".weight") for name, _, _ in stored if name.endswith("embed_tokens.weight"))
     rows = next(shape[0] for name, shape, _ in stored if name == f"{embedding}.weight")
-    in_embedding = [name.startswith(f"{embedding}.") for name, _, _ in stored]
-    tensors = [Tensor(name, nbytes) for (name, _, nbytes), inside in zip(stored, in_embedding) if not inside]
-    # Weight, scales and biases have a row per token: together, one tensor of `rows` rows.
-    tensors.append(Tensor(embedding, sum(nbytes for (_, _, nbytes), inside in zip(stored, in_embedding) if inside)))
-    return streamed_bytes(tensors, embedding, rows, tied)
+    parts = [name for name, _, _ in stored if name.startswith(f"{embedding}.")]  # weight, and scales/biases
+    return streamed_bytes([Tensor(name, nbytes) for name, _, nbytes in stored], parts, rows, tied)
 
 
 def _installed(*distributions: str) -> bool:

@@ -58,8 +58,7 @@ class OnnxRuntimeRunner(Runner):
 
         self.check_artifact(artifact)
         genai = json.loads((artifact / CONFIG).read_text())
-        search = {"past_present_share_buffer": options.settings.get("past_present_share_buffer",
-                                                                    self.defaults["past_present_share_buffer"])}
+        search = {"past_present_share_buffer": self.settings(options)["past_present_share_buffer"]}
         try:
             config = og.Config(str(artifact))
             config.overlay(json.dumps({
@@ -210,9 +209,7 @@ def _weights_bytes(graph, vocab_size: int) -> int:
     """Bytes a decoded token reads: every initializer of model.onnx (+ external data) once,
     the input embedding's tables as one row each unless the output head shares them."""
     tables, tied = _embedding_tables(graph)
-    tensors = [Tensor(t.name, _nbytes(t)) for t in graph.initializer if t.name not in tables]
-    embedding = Tensor("input embedding", sum(_nbytes(t) for t in graph.initializer if t.name in tables))
-    return streamed_bytes([*tensors, embedding], embedding.name, vocab_size, tied)
+    return streamed_bytes([Tensor(t.name, _nbytes(t)) for t in graph.initializer], tables, vocab_size, tied)
 
 
 def _kv_bytes_per_token(graph, decoder: dict) -> int:

@@ -10,7 +10,7 @@ file its runtime loads.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Collection, Iterable
 
 
 @dataclass(frozen=True)
@@ -19,16 +19,20 @@ class Tensor:
     nbytes: int  # as stored in the loaded file (quantized blocks and scales included)
 
 
-def streamed_bytes(tensors: Iterable[Tensor], embedding: str | None, vocab_rows: int | None,
+def streamed_bytes(tensors: Iterable[Tensor], embedding: Collection[str], vocab_rows: int | None,
                    tied: bool) -> int:
     """Per-token weight bytes: every tensor once (each name once: a tensor shared by two
-    uses is stored, and read, once), the embedding as one row unless the head is tied to it."""
+    uses is stored, and read, once), the embedding as one row unless the head is tied to it.
+    `embedding` names the tensors the table is stored in (a quantized table keeps its scales
+    and biases apart, each with a row per token): together they count as one row."""
     unique = {t.name: t.nbytes for t in tensors}
     total = sum(unique.values())
-    if embedding is not None and not tied:
-        if embedding not in unique:
-            raise KeyError(f"no tensor named {embedding!r}")
+    if embedding and not tied:
+        missing = set(embedding) - set(unique)
+        if missing:
+            raise KeyError(f"no tensor named {sorted(missing)}")
         if not vocab_rows:
             raise ValueError("the embedding's row count is needed to count one row")
-        total -= unique[embedding] - unique[embedding] // vocab_rows
+        table = sum(unique[name] for name in set(embedding))
+        total -= table - table // vocab_rows
     return total
