@@ -45,16 +45,14 @@ def find(binary: str | None = None) -> Path | None:
 
 
 def built_path() -> Path | None:
-    """Where scripts/build-llama-bench.sh puts llama-bench for this CPU's flags (its key comes
-    from scripts/llama-cmake-flags.sh, the one place the flags are computed)."""
-    flags = ROOT / "scripts" / "llama-cmake-flags.sh"
-    if not flags.is_file():
+    """Where scripts/build-llama-bench.sh puts llama-bench for this CPU's flags (the script
+    says: it alone knows the cache folder and the flags' key); None without the script (an
+    installed package has no scripts/)."""
+    script = ROOT / "scripts" / "build-llama-bench.sh"
+    if not script.is_file():
         return None
-    key = subprocess.run(["bash", "-c", 'source "$1" && echo "$flags_key"', "_", str(flags)],
-                         capture_output=True, text=True, check=True).stdout.strip()
-    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    cache = Path(os.environ.get("EDGEBENCH_CACHE") or cache_home / "edgebench")  # as set-up's scripts say
-    return cache / f"llama-bench-{key}" / "llama-bench"
+    return Path(subprocess.run(["bash", str(script), "--print-path"], capture_output=True, text=True,
+                               check=True).stdout.strip())
 
 
 def runner_settings(overrides: tuple[str, ...] = ()) -> dict:

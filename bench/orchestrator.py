@@ -277,7 +277,7 @@ class _WorkerSession:
         plan, suite, profile = self.plan, self.owner.suite, self.owner.profile
         prompt = suite.by_id(job.prompt_id) if job else None
         m = message.get("measurement", {})
-        loaded = self.loaded
+        loaded = self.loaded  # what the runtime reported it applied
         record = make_record(
             **self.owner.run_fields, measured_at=utc_now(), load_avg_1m_start=load_avg,
             temp_c_start=self.start_state["temp_c"], cpu_freq_mhz_start=self.start_state["freq_mhz"],
@@ -300,7 +300,8 @@ class _WorkerSession:
             repeat=job.repeat if job else None, max_new_tokens=prompt.max_new_tokens if prompt else None,
             prompt_tokens=m.get("prompt_tokens"), new_tokens=m.get("new_tokens"),
             stop_reason=message.get("stop_reason"), load_ms=self.load_ms, setup_ms=m.get("setup_ms"),
-            itl_basis=message.get("itl_basis"), ttft_ms=m.get("ttft_ms"), prefill_tok_s=m.get("prefill_tok_s"), decode_tok_s=m.get("decode_tok_s"),
+            itl_basis=message.get("itl_basis"), ttft_ms=m.get("ttft_ms"), prefill_tok_s=m.get("prefill_tok_s"),
+            decode_tok_s=m.get("decode_tok_s"),
             itl_p50_ms=m.get("itl_p50_ms"), itl_p90_ms=m.get("itl_p90_ms"), itl_p99_ms=m.get("itl_p99_ms"),
             e2e_ms=m.get("e2e_ms"), peak_rss_mb=peak_rss_mb, cpu_percent=cpu_percent,
             token_times_ns=m.get("token_times_ns"), output_token_ids=m.get("token_ids"),

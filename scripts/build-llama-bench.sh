@@ -2,7 +2,8 @@
 # Build llama-bench from the llama.cpp that llama-cpp-python vendors, with the same CMake
 # flags as set-up's wheel, so `edgebench selfcheck` can compare the runner with llama.cpp's
 # own benchmark like for like. Optional (not part of set-up or CI); ~5-8 min on 2 cores once,
-# instant after that. Prints the binary's path.
+# instant after that. Prints the binary's path; with --print-path, only prints where it
+# goes, building nothing (bench/llama_bench.py asks it, so the path is computed here only).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${EDGEBENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/edgebench}
@@ -10,6 +11,7 @@ source "$root/scripts/llama-cmake-flags.sh"
 out="$cache/llama-bench-$flags_key"
 log() { printf '[llama-bench] %s\n' "$*" >&2; }
 
+if [ "${1:-}" = "--print-path" ]; then echo "$out/llama-bench"; exit 0; fi
 if [ -x "$out/llama-bench" ]; then echo "$out/llama-bench"; exit 0; fi
 
 python=${EDGEBENCH_PYTHON:-$root/.venv/bin/python}
