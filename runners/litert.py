@@ -84,24 +84,16 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
         self._info = GenerationInfo(0, "length")
         return self._load_info(artifact, options)
 
-    def _kv_bytes_per_token(self) -> int:
-        """The KV cache buffers the runtime allocated (the decode signature's kv_cache_*
-        inputs, in their own dtype and layout), per token of capacity."""
-        import numpy as np
-
-        details = self.model.get_input_tensor_details("decode")
-        total = sum(int(np.prod(details[n]["shape"])) * np.dtype(details[n]["dtype"]).itemsize for n in self.kv)
-        return total // self.cache_length
-
     def _load_info(self, artifact: Path, options: RunnerOptions) -> LoadInfo:
         # CompiledModel reports neither its threads nor anything else it was given.
         settings = {"prefill_lengths": list(self.prefill_lengths), "kv_cache": "bound in place",
                     "xnnpack_weight_cache": True}
+        # The decode signature's weights and kv_cache_* tensors, read as LiteRT-LM's are.
+        graph = layout.read_decode_graph(artifact / layout.TFLITE)
         return LoadInfo(importlib.metadata.version(self.distribution), "cpu", self.meta.quantization, settings,
                         threads=None, context_tokens=self.cache_length,
                         not_applied=layout.not_applied(options, self.cache_length, "CpuOptions num_threads"),
-                        weights_bytes=layout.read_decode_graph(artifact / layout.TFLITE).weights_bytes,
-                        kv_bytes_per_token=self._kv_bytes_per_token())
+                        weights_bytes=graph.weights_bytes, kv_bytes_per_token=graph.kv_bytes_per_token)
 
     def tokenize(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids

@@ -37,7 +37,6 @@ EXPORTER = Exporter(tool="litert-torch", distribution="litert-torch", target="ru
 class Metadata:
     quantization: str | None
     prefill_lengths: tuple[int, ...]
-    cache_length: int
     start_token_ids: tuple[int, ...]  # LiteRT-LM prepends these to every sequence
     stop_token_ids: frozenset[int]  # end of turn in chat mode
     end_token_ids: tuple[int, ...]  # suppressed in fixed-length mode
@@ -63,7 +62,7 @@ class SharedArtifact:
 def read_metadata(path: Path) -> Metadata:
     try:
         raw = json.loads((path / METADATA).read_text())
-        return Metadata(raw.get("quantization"), tuple(raw["prefill_lengths"]), raw["cache_length"],
+        return Metadata(raw.get("quantization"), tuple(raw["prefill_lengths"]),
                         tuple(raw["start_token_ids"]), frozenset(raw["stop_token_ids"]), tuple(raw["end_token_ids"]))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ArtifactError(f"{path / METADATA} is unreadable: {exc}") from None
