@@ -10,8 +10,9 @@ The artifact is a JSON script:
   0 after load, warm-ups included, each decode step takes decode_ms; a scripted slowdown),
   eos_after (tokens before end of turn in chat/completion mode), setup_ms (per-request set-up,
   marked with SETUP_DONE), fixed_short_by (a fixed-length generation stops this many tokens
-  early, as a runtime that drifts would), weights_bytes and kv_bytes_per_token (reported at
-  load), and for fault tests
+  early, as a runtime that drifts would), weights_bytes, kv_bytes_per_token and
+  applied_threads (reported at load: the threads a runtime says it runs on, default the
+  request), and for fault tests
   crash_on / hang_on / raise_on / grow_on: a substring of the prompt that makes the worker
   die with SIGSEGV, sleep for real (to hit a timeout; with "hang_once": MARKER only the
   first time), raise an error, or really allocate `grow_mb` MB (default 2048) of memory.
@@ -59,7 +60,7 @@ class FakeRunner(Runner):
         _advance(self.script.get("load_ms", 0))
         self._info = GenerationInfo(0, "length")
         self._generations = 0
-        return LoadInfo("fake", "FAKE (scripted clock)", "none", {}, threads=options.threads,
+        return LoadInfo("fake", "FAKE (scripted clock)", "none", {}, threads=self.script.get("applied_threads", options.threads),
                         context_tokens=options.context_tokens, weights_bytes=self.script.get("weights_bytes"),
                         kv_bytes_per_token=self.script.get("kv_bytes_per_token"))
 

@@ -90,10 +90,10 @@ def test_a_fixed_length_generation_short_of_its_tokens_is_an_error_record(tmp_pa
 
 
 def test_records_carry_what_the_runner_applied_beside_what_was_asked(tmp_path, fake_script):
-    script = fake_script(**SCRIPT, setup_ms=3, weights_bytes=1000, kv_bytes_per_token=10)
+    script = fake_script(**SCRIPT, setup_ms=3, weights_bytes=1000, kv_bytes_per_token=10, applied_threads=1)
     edgebench("run", "--runner", "fake", "--artifact", f"fake={script}", "--profile", "quick",
-              "--out", str(tmp_path), "--threads", "1")
+              "--out", str(tmp_path), "--threads", "2")
     record = read_jsonl(next(tmp_path.glob("*.jsonl")))[0]
-    assert (record["threads"], record["threads_requested"]) == (1, 1)
+    assert (record["threads"], record["threads_requested"]) == (1, 2)
     assert (record["weights_bytes"], record["kv_bytes_per_token"], record["setup_ms"]) == (1000, 10, 3)
     assert record["itl_basis"] == "token"
