@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Iterator
 
 from bench.errors import BenchError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Every record carries these keys (None where a figure does not apply), in this order.
 FIELDS = (
@@ -32,7 +32,7 @@ FIELDS = (
     # bytes read per decoded token: the loaded file's weights, and KV cache per context token
     "weights_bytes", "kv_bytes_per_token",
     "suite_id", "suite_sha256", "profile_name", "profile_sha256",
-    # "suite" or "sustained"; elapsed_s: this generation's start within the sustained loop
+    # "suite", "sustained" or "quality"; elapsed_s: this generation's start within the sustained loop
     "mode", "elapsed_s",
     "prompt_id", "category", "kind", "warmup", "repeat", "max_new_tokens",
     "prompt_tokens", "new_tokens", "stop_reason",
@@ -40,6 +40,16 @@ FIELDS = (
     # itl_basis: "token" (one event per token) or "chunk" (the runtime streams text chunks)
     "itl_basis", "itl_p50_ms", "itl_p90_ms", "itl_p99_ms", "e2e_ms", "decode_roofline_tok_s", "mbu",
     "peak_rss_mb", "cpu_percent",
+    # where the model ran: the accelerator asked for (cpu/gpu/npu/auto) and the one the runtime
+    # reports it used, with its evidence (devices, offloaded layers, providers) in `placement`
+    "accelerator_requested", "accelerator", "placement", "accelerator_memory_mb",
+    # set when the run was driven from another machine over SSH (ssh://user@host:port)
+    "remote_target",
+    # mode "quality": the figures against the fp32 reference (details in quality_detail)
+    "tokens_scored", "perplexity", "reference_perplexity", "kld_mean", "kld_p99", "top1_agreement",
+    "greedy_agreement", "greedy_first_divergence", "quality_detail",
+    # status "skipped": why, and how long the generation was estimated to take
+    "skip_reason", "estimated_s",
     "token_times_ns", "output_token_ids", "output_text", "native",
     "status", "error",
 )
@@ -69,9 +79,20 @@ def _v2_to_v3(record: dict) -> dict:
             "threads_requested": record.get("threads")}
 
 
-MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _v1_to_v2, 2: _v2_to_v3}
+V4_FIELDS = ("accelerator_requested", "accelerator", "placement", "accelerator_memory_mb", "remote_target",
+             "tokens_scored", "perplexity", "reference_perplexity", "kld_mean", "kld_p99", "top1_agreement",
+             "greedy_agreement", "greedy_first_divergence", "quality_detail", "skip_reason", "estimated_s")
 
-STATUSES = ("ok", "error", "crashed", "timeout", "oom", "interrupted")
+
+def _v3_to_v4(record: dict) -> dict:
+    """Schema 4 added placement (accelerator asked and used), remote targets, quality
+    records and skipped generations; every schema-3 run was local and on the CPU."""
+    return {**{name: None for name in V4_FIELDS}, **record, "accelerator": "cpu"}
+
+
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
+
+STATUSES = ("ok", "error", "crashed", "timeout", "oom", "interrupted", "skipped")
 
 
 def make_record(**values) -> dict:

@@ -11,7 +11,7 @@ import importlib.util
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator
+from typing import Any, Callable, ClassVar, Iterator, Sequence
 
 
 @dataclass(frozen=True)
@@ -200,9 +200,21 @@ class Runner(ABC):
         """Prompt token count, stop reason and the runtime's own figures for the
         generation `generate` just finished."""
 
+    def score(self, token_ids: Sequence[int]) -> "numpy.ndarray":
+        """Teacher-forced scoring for `edgebench quality`: feed `token_ids` in order from an
+        empty cache and return the runtime's logits after each one, float32
+        [len(token_ids), vocab]: row i is the runtime's distribution for token i + 1.
+        The caller keeps len(token_ids) within the loaded context. Raise NoLogits where
+        the runtime exposes none."""
+        raise NoLogits(f"{self.name} exposes no logits to score a text with")
+
     def close(self) -> None:
         """Free the model. Called once; the worker process exits afterwards anyway."""
 
 
 class ArtifactError(Exception):
     """The artifact exists but is not a model this runtime can load."""
+
+
+class NoLogits(Exception):
+    """The runtime gives generated tokens only, never the distribution behind them."""

@@ -32,3 +32,9 @@ def test_schema_2_rooflines_from_the_folder_size_are_dropped_and_threads_were_th
     for record in iter_records(FIXTURES / "results-v2.jsonl"):
         assert (record["decode_roofline_tok_s"], record["mbu"]) == (None, None)
         assert record["weights_bytes"] is None and record["threads_requested"] == record["threads"]
+
+
+def test_schema_3_runs_read_as_local_cpu_runs_with_no_quality_figures():
+    for record in iter_records(FIXTURES / "results-v3.jsonl"):
+        assert record["accelerator"] == "cpu" and record["remote_target"] is None
+        assert record["perplexity"] is None and record["skip_reason"] is None
