@@ -86,7 +86,7 @@ class Artifact:
     sha256: str
     bytes: int
     quantization: str | None
-    origin: str  # "catalogue" or "user"
+    origin: str  # "catalogue", "local", "user" or "prepared"
 
 
 def artifact_for(model: Model, artifact_kind: str, user_path: str | None) -> Artifact:
@@ -95,6 +95,9 @@ def artifact_for(model: Model, artifact_kind: str, user_path: str | None) -> Art
         path = Path(user_path).expanduser()
         if not path.exists():
             raise BenchError(f"artifact not found: {user_path}", "check the path given to --artifact")
+        prepared = _prepared_manifest(path)
+        if prepared:  # a prepared artifact installed elsewhere (a bundle): the identity it has in any cache
+            return Artifact(path, prepared["sha256"], prepared["bytes"], prepared.get("quantization"), "prepared")
         return Artifact(path, fingerprint(path), total_bytes(path), None, "user")
     if model.source.format == artifact_kind:
         path = model.source_path()
@@ -102,6 +105,18 @@ def artifact_for(model: Model, artifact_kind: str, user_path: str | None) -> Art
         return Artifact(path, fingerprint(path), total_bytes(path), model.source.quantization, origin)
     raise BenchError(f"model '{model.id}' has no {artifact_kind} artifact",
                      f"pass your own with --artifact RUNNER=PATH")
+
+
+def _prepared_manifest(path: Path) -> dict | None:
+    """The manifest of the prepared folder whose artifact `path` is (never a file read as shipped)."""
+    folder = path if path.is_dir() else path.parent
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if manifest.get("stage") == "source" or (folder / manifest.get("artifact", "")).resolve() != path.resolve():
+        return None
+    return manifest
 
 
 def total_bytes(path: Path) -> int:

@@ -36,6 +36,17 @@ if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" =
   { apt-get update -q >/dev/null 2>&1; apt-get install -y -q chromium >/dev/null 2>&1; } \
     || log "chromium could not be installed; its test will be skipped"
 fi
+# Remote runs (--target ssh://…) use the ssh client; their tests start a real sshd on localhost.
+if [ ! -x /usr/sbin/sshd ] || ! command -v ssh >/dev/null; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    log "installing openssh-server and openssh-client (remote runs, and their tests)"
+    { apt-get update -q >/dev/null 2>&1; apt-get install -y -q openssh-server openssh-client >/dev/null 2>&1; } \
+      || log "OpenSSH could not be installed; the remote-run tests will be skipped"
+  else
+    log "remote runs need an ssh client, and their tests an OpenSSH server: install them as root" \
+        "(Debian/Ubuntu: apt-get install openssh-server openssh-client; Fedora: dnf install openssh-server openssh-clients)"
+  fi
+fi
 # MLX's OpenBLAS (cmeel-openblas) links libgfortran.so.5; without it OpenBLAS does not load
 # and MLX's fp32 products fall back to the bundled reference BLAS (~20x slower prefill).
 openblas=$("$venv/bin/python" -c "from runners.mlx_blas import openblas_path; print(openblas_path() or '')" 2>/dev/null || true)

@@ -145,12 +145,13 @@ def test_the_example_farm_workflow_uses_real_commands_and_options():
 
     workflow = yaml.safe_load((Path(__file__).parent.parent / "ci-examples" / "device-farm.yml").read_text())
     jobs = workflow["jobs"]
-    assert set(jobs) == {"prepare", "bench", "matrix"}
-    assert jobs["bench"]["needs"] == "prepare" and jobs["matrix"]["needs"] == "bench"
+    assert set(jobs) == {"prepare", "bench", "bench-over-ssh", "matrix"}
+    assert jobs["bench"]["needs"] == jobs["bench-over-ssh"]["needs"] == "prepare"
+    assert jobs["matrix"]["needs"] == ["bench", "bench-over-ssh"]
     assert "matrix.device" in str(workflow["jobs"]["bench"]["runs-on"])
     commands = get_command(app).commands
     used = [step["run"] for job in workflow["jobs"].values() for step in job["steps"] if "edgebench " in step.get("run", "")]
-    assert len(used) == 4  # prepare, run, matrix, compare
+    assert len(used) == 6  # prepare, bundle, run on a device, run over SSH, matrix, compare
     for line in used:
         words = line.replace("\n", " ").split()
         name = words[words.index(next(w for w in words if w.endswith("edgebench"))) + 1]
