@@ -6,6 +6,7 @@ loads; the run itself then only meets the runtimes' own failures, which become r
 """
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from typing import Callable
 
 import psutil
 
-from bench import bandwidth, models, prepare, provenance, resume, targets, tiering
+from bench import accelerators, bandwidth, models, prepare, provenance, resume, targets, tiering
 from bench.device import device_facts
 from bench.durations import format_duration
 from bench.errors import BenchError, unknown_name
@@ -27,6 +28,24 @@ from bench.suite import Suite, load_suite
 from bench.thermal import DeviceReader
 from runners import load_class, registrations
 from runners.base import ArtifactError
+
+
+# The order `run` takes runners in: the one that needs no export first (its results are
+# on screen about a minute after set-up), then the cheapest exports (typical first exports
+# on 2 cores: ONNX Runtime and MLX seconds, LiteRT minutes, ExecuTorch about ten minutes).
+# Runners not named here (plugins) come last, in registration order.
+RUN_ORDER = ("llama.cpp", "onnxruntime", "mlx", "litert", "litert-lm", "executorch")
+
+
+@dataclass(frozen=True)
+class PendingPlan:
+    """A runner whose artifact `run --prepare` exports just before its turn, so no export
+    runs while another runner is measuring. `make()` exports (showing prepare's own
+    progress lines) and returns its plan."""
+    name: str
+    quant: str
+    threads: int
+    make: Callable[[], RunnerPlan]
 
 
 @dataclass(frozen=True)
@@ -46,9 +65,11 @@ class RunOptions:
     resume: str | None = None  # a run id or results file to finish
     device_profile: str | None = None  # a farm device's profile (profiles/devices) labelling the run
     on_prepare: Callable[[str, str], None] = lambda runner, quant: None
+    no_budget: bool = False  # measure every generation, however long the profile's budget says it would take
     sustained: bool = False  # `edgebench sustained`: the profile's sustained settings apply
     duration: str | None = None  # overrides the profile's sustained duration ("10m")
     window: str | None = None
+    allow_fallback: bool = False  # keep results of a runner that ran elsewhere than its --accelerator asked
 
 
 @dataclass
@@ -57,11 +78,12 @@ class RunSetup:
     suite: Suite
     profile: RunProfile
     model: models.Model
-    plans: list[RunnerPlan]
+    plans: list[RunnerPlan | PendingPlan]
     jobs: list[Job]
     results_path: Path
     run_fields: dict
     skipped: list[str] = field(default_factory=list)  # runners left out, and why
+    budget_s: float | None = None  # a generation estimated to take longer is skipped
     done: set = field(default_factory=set)  # keys of generations a resumed run already has
     sustain: Sustain | None = None
     samples_path: Path | None = None  # the device time series of a sustained run
@@ -72,6 +94,7 @@ class RunResult:
     setup: RunSetup
     outcomes: list[RunnerOutcome] = field(default_factory=list)
     interrupted: bool = False
+    export_failures: list[str] = field(default_factory=list)  # runners `run --prepare` could not export
 
 
 def default_threads() -> int:
@@ -194,8 +217,9 @@ def prepare_run(options: RunOptions) -> RunSetup:
         resume.save(results_path, options, threads, run_fields, suite.sha256, profile.sha256)
     done = resume.done_keys(results_path) if saved else set()
     samples_path = results_path.with_suffix(".device.jsonl") if sustain else None
-    return RunSetup(run_id, suite, profile, model, plans, jobs, results_path, run_fields, skipped, done,
-                    sustain, samples_path)
+    budget_s = None if options.no_budget or sustain else profile.generation_budget_s
+    return RunSetup(run_id, suite, profile, model, plans, jobs, results_path, run_fields, skipped, budget_s,
+                    done, sustain, samples_path)
 
 
 def _sustained_plan(options: RunOptions, suite: Suite, profile: RunProfile) -> tuple[Sustain, list[Job]]:
@@ -221,6 +245,7 @@ def _plans(names: list[str], model: models.Model, user_artifacts: dict, quants: 
     for name in names:
         cls = load_class(regs[name].target)
         settings = runner_settings(name, cls.defaults, overrides.get(name, {}))
+        accelerators.check_request(name, regs[name].target, settings.get("accelerator"))
         try:
             artifacts = _artifacts(cls, name, model, user_artifacts.get(name, []), quants.get(name, []), options)
         except BenchError as exc:
@@ -230,16 +255,21 @@ def _plans(names: list[str], model: models.Model, user_artifacts: dict, quants: 
                 raise
             skipped.append(f"{name}: {exc.message} ({exc.hint})")
             continue
-        plans += [RunnerPlan(name, regs[name].target, a, threads, synthetic=cls.scripted_clock is not None,
-                             memory_limit_mb=options.memory_limit_mb, settings=settings) for a in artifacts]
+        plan = functools.partial(RunnerPlan, name, regs[name].target, threads=threads,
+                                 synthetic=cls.scripted_clock is not None, memory_limit_mb=options.memory_limit_mb,
+                                 settings=settings, allow_fallback=options.allow_fallback)
+        plans += [plan(artifact=a) if isinstance(a, models.Artifact) else
+                  PendingPlan(name, a.quant, threads, lambda a=a, plan=plan: plan(artifact=a.export()))
+                  for a in artifacts]
     if not plans:
         raise BenchError("no runner has an artifact ready: " + "; ".join(skipped),
                          "run `edgebench prepare` first, or add --prepare")
-    return plans, skipped
+    order = {name: i for i, name in enumerate(RUN_ORDER)}
+    return sorted(plans, key=lambda p: order.get(p.name, len(order))), skipped
 
 
 def _artifacts(cls, name: str, model: models.Model, user_paths: list[str], quants: list[str],
-               options: RunOptions) -> list[models.Artifact]:
+               options: RunOptions) -> list[models.Artifact | _Export]:
     """What each plan of this runner loads: the user's files, else the model's source or
     the prepared artifact of each quantization asked for (default: the exporter's)."""
     if user_paths and quants:
@@ -255,15 +285,38 @@ def _artifacts(cls, name: str, model: models.Model, user_paths: list[str], quant
         found = [models.artifact_for(model, cls.artifact_kind, None)]
     else:
         found = [_prepared(cls, name, model, quant, options) for quant in quants or [cls.exporter.default_quantization]]
-    for artifact in found:
-        try:
-            cls.check_artifact(artifact.path)
-        except ArtifactError as exc:
-            raise BenchError(f"{name}: {exc}", f"give {name} a {cls.artifact_kind} artifact") from None
-    return found
+    return [a if isinstance(a, _Export) else _checked(cls, name, a) for a in found]
 
 
-def _prepared(cls, name: str, model: models.Model, quant: str, options: RunOptions) -> models.Artifact:
+def _checked(cls, name: str, artifact: models.Artifact) -> models.Artifact:
+    try:
+        cls.check_artifact(artifact.path)
+    except ArtifactError as exc:
+        raise BenchError(f"{name}: {exc}", f"give {name} a {cls.artifact_kind} artifact") from None
+    return artifact
+
+
+@dataclass(frozen=True)
+class _Export:
+    """A missing artifact that `run --prepare` makes when its runner's turn comes."""
+    cls: type
+    name: str
+    model: models.Model
+    quant: str
+    root: Path
+    options: RunOptions
+
+    def export(self) -> models.Artifact:
+        self.options.on_prepare(self.name, self.quant)
+        found = prepare.prepare_artifact(self.model, self.name, self.cls.exporter, self.quant, self.root)
+        return _checked(self.cls, self.name, _prepared_artifact(found, self.quant))
+
+
+def _prepared_artifact(found: prepare.Prepared, quant: str) -> models.Artifact:
+    return models.Artifact(found.path, found.sha256, found.manifest["bytes"], quant, "prepared")
+
+
+def _prepared(cls, name: str, model: models.Model, quant: str, options: RunOptions) -> models.Artifact | _Export:
     exporter = cls.exporter
     if quant not in exporter.quantizations:
         raise BenchError(f"{name} has no quantization '{quant}'", f"choose one of: {', '.join(exporter.quantizations)}",
@@ -271,13 +324,12 @@ def _prepared(cls, name: str, model: models.Model, quant: str, options: RunOptio
     root = prepare.cache_root(options.cache)
     found = prepare.find_artifact(model, prepare.artifact_stage(name, exporter), quant, root)
     if found is None and options.prepare:
-        options.on_prepare(name, quant)
-        found = prepare.prepare_artifact(model, name, exporter, quant, root)
+        return _Export(cls, name, model, quant, root, options)
     if found is None:
         raise BenchError(f"no prepared {name} artifact of {model.id} ({quant})",
                          f"make it with: edgebench prepare --model {model.id} --runner {name} --quant {quant} "
                          "(or add --prepare to this run)")
-    return models.Artifact(found.path, found.sha256, found.manifest["bytes"], quant, "prepared")
+    return _prepared_artifact(found, quant)
 
 
 def _writable(out: Path) -> Path:
@@ -293,9 +345,10 @@ def _writable(out: Path) -> Path:
 
 def execute(setup: RunSetup, on_record: Callable[[dict], None] = lambda r: None,
             on_runner: Callable[[str], None] = lambda name: None, cooldown: Cooldown | None = None,
-            say: Callable[[str], None] = lambda message: None, device: DeviceReader | None = None) -> RunResult:
-    """Run every runner in turn, cooling down between them as asked; Ctrl-C stops after
-    recording what was finished."""
+            say: Callable[[str], None] = lambda message: None, device: DeviceReader | None = None,
+            on_wait: Callable[[str, Job | None, float], None] = lambda runner, job, seconds: None) -> RunResult:
+    """Run every runner in turn (exporting a pending artifact first), cooling down between
+    them as asked; Ctrl-C stops after recording what was finished."""
     result = RunResult(setup)
     device = device or DeviceReader()
     writer = ResultsWriter(setup.results_path)
@@ -306,9 +359,16 @@ def execute(setup: RunSetup, on_record: Callable[[dict], None] = lambda r: None,
 
     orchestrator = Orchestrator(run_fields=setup.run_fields, suite=setup.suite, profile=setup.profile,
                                 jobs=setup.jobs, writer=writer, on_record=on_record, sustain=setup.sustain,
-                                device=device, on_sample=on_sample)
+                                device=device, on_sample=on_sample, on_wait=on_wait, budget_s=setup.budget_s)
     try:
-        for number, plan in enumerate(setup.plans):
+        for number, plan in enumerate(list(setup.plans)):
+            if isinstance(plan, PendingPlan):
+                try:
+                    plan = setup.plans[number] = plan.make()  # later steps (quality) see the real plan
+                except BenchError as exc:  # reported; the other runners still run
+                    say(f"{plan.name} {plan.quant}: export failed, not run: {exc.message}")
+                    result.export_failures.append(f"{plan.name} {plan.quant}: {exc.message.splitlines()[0]}")
+                    continue
             if number and cooldown:
                 cool_down(cooldown, device, say)
             on_runner(plan.name)
@@ -320,4 +380,6 @@ def execute(setup: RunSetup, on_record: Callable[[dict], None] = lambda r: None,
         writer.close()
         if samples:
             samples.close()
+        # Later steps (quality) see only runners that got an artifact.
+        setup.plans[:] = [p for p in setup.plans if not isinstance(p, PendingPlan)]
     return result

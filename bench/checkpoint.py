@@ -4,6 +4,7 @@ weights. Runs inside an export process (bench.export_worker): imports torch lazi
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from runners.base import Exporter
 
@@ -12,10 +13,11 @@ EXPORTER = Exporter(tool="transformers from_pretrained(gguf_file)", distribution
                     default_quantization="fp32", extra="prepare")
 
 
-def from_gguf(source: Path, out: Path, quantization: str) -> dict:
+def from_gguf(source: Path, out: Path, quantization: str, stage: Callable[[str], None] = lambda name: None) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    stage("dequantization")  # transformers reads the GGUF and dequantizes it to fp32
     tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
     model = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype=torch.float32)
     # A GGUF-loaded model refuses save_pretrained while it still looks quantized; its
@@ -23,6 +25,7 @@ def from_gguf(source: Path, out: Path, quantization: str) -> dict:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
+    stage("writing")
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return {"artifact": ".", "dtype": "float32", "dequantized_from": source.name}

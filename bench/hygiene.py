@@ -46,7 +46,7 @@ def cool_down(cooldown: Cooldown, reader: DeviceReader, say: Callable[[str], Non
 def start_warnings(records: list[dict]) -> list[str]:
     """Per runner: how many measurements started hot or under foreign CPU load."""
     warnings = []
-    measured = [r for r in records if r["status"] == "ok" and not r["warmup"]]
+    measured = [r for r in records if r["status"] == "ok" and not r["warmup"] and r.get("mode") != "quality"]
     for runner in dict.fromkeys(r["runner"] for r in measured):
         mine = [r for r in measured if r["runner"] == runner]
         hot = [r["temp_c_start"] for r in mine if (r.get("temp_c_start") or 0) >= HOT_C]

@@ -23,6 +23,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from bench import accelerators
+from bench.budget import GenerationBudget
 from bench.device import load_average_1m
 from bench.models import Artifact
 from bench.monitor import DeviceMonitor, ProcessMonitor
@@ -42,6 +44,7 @@ class RunnerPlan:
     synthetic: bool = False
     memory_limit_mb: float | None = None  # the worker is killed above this RSS: status "oom"
     settings: dict = field(default_factory=dict)  # the runner's defaults with the user's overrides
+    allow_fallback: bool = False  # a runtime that ran elsewhere than its "accelerator" setting asked is not an error
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class RunnerOutcome:
     name: str
     ok: int = 0
     failed: int = 0
+    skipped: int = 0  # over the time budget: reported, not a failure
     statuses: dict = field(default_factory=dict)
 
 
@@ -104,7 +108,9 @@ class Orchestrator:
     def __init__(self, *, run_fields: dict, suite: Suite, profile: RunProfile, jobs: list[Job],
                  writer: ResultsWriter, on_record: Callable[[dict], None] = lambda r: None,
                  sustain: Sustain | None = None, device: DeviceReader | None = None,
-                 on_sample: Callable[[str, dict], None] = lambda runner, sample: None) -> None:
+                 on_sample: Callable[[str, dict], None] = lambda runner, sample: None,
+                 on_wait: Callable[[str, Job | None, float], None] = lambda runner, job, seconds: None,
+                 budget_s: float | None = None) -> None:
         self.run_fields = run_fields
         self.suite = suite
         self.profile = profile
@@ -114,16 +120,24 @@ class Orchestrator:
         self.sustain = sustain
         self.device = device or DeviceReader()
         self.on_sample = on_sample
+        self.on_wait = on_wait  # (runner, job in flight or None while loading, seconds it has taken): ~2 per second
+        self.budget_s = budget_s
 
     def run_runner(self, plan: RunnerPlan, jobs: list[Job] | None = None) -> RunnerOutcome:
         """Run `jobs` (default: all of the run's) on one runner, in as many workers as it takes."""
         outcome = RunnerOutcome(plan.name)
-        pending, fatal = list(self.jobs if jobs is None else jobs), False
-        # Each failed session uses up the job it died on, so this loop ends; a failure
-        # before the first job (a load that crashes or hangs) ends the runner.
+        budget = GenerationBudget(self.budget_s) if self.budget_s and not self.sustain else None
+        pending, fatal, previous = list(self.jobs if jobs is None else jobs), False, None
+        # Each failed session uses up the job it died on, and a session stopped for the
+        # budget leaves its job to be skipped, so this loop ends; a failure before the
+        # first job (a load that crashes or hangs) ends the runner.
         while pending and not fatal:
-            pending, fatal = _WorkerSession(self, plan, pending, outcome).run()
+            session = _WorkerSession(self, plan, pending, outcome, budget, previous)
+            pending = session.skip_over_budget()
+            if pending:
+                pending, fatal = session.run()
             fatal = fatal or self.sustain is not None  # a broken sustained series is not restarted
+            previous = session
         return outcome
 
     def emit(self, outcome: RunnerOutcome, record: dict) -> None:
@@ -131,6 +145,8 @@ class Orchestrator:
         outcome.statuses[record["status"]] = outcome.statuses.get(record["status"], 0) + 1
         if record["status"] == "ok":
             outcome.ok += 1
+        elif record["status"] == "skipped":
+            outcome.skipped += 1
         else:
             outcome.failed += 1
         self.on_record(record)
@@ -139,15 +155,35 @@ class Orchestrator:
 class _WorkerSession:
     """One worker process working through `jobs` until done, dead or hung."""
 
-    def __init__(self, owner: Orchestrator, plan: RunnerPlan, jobs: list[Job], outcome: RunnerOutcome):
-        self.owner, self.plan, self.jobs, self.outcome = owner, plan, jobs, outcome
-        self.load_ms: float | None = None
-        self.loaded: dict = {}
+    def __init__(self, owner: Orchestrator, plan: RunnerPlan, jobs: list[Job], outcome: RunnerOutcome,
+                 budget: GenerationBudget | None = None, previous: _WorkerSession | None = None):
+        self.owner, self.plan, self.jobs, self.outcome, self.budget = owner, plan, jobs, outcome, budget
+        # What the last worker of this runner loaded, for records made before this one loads.
+        self.load_ms: float | None = previous.load_ms if previous else None
+        self.loaded: dict = previous.loaded if previous else {}
+        self.start_state = dict.fromkeys(("temp_c", "freq_mhz", "freq_max_mhz", "foreign_cpu_percent"))
+        self.since = time.monotonic()  # when the load or the generation in flight began
         self.done: set[int] = set()
         self.current: Job | None = None  # the job in flight
         self.finished = False
         self.loop_origin: float | None = None  # parent's clock at the first sustained generation
         self.early_samples: list[dict] = []  # device samples taken before the loop began
+
+    def skip_over_budget(self) -> list[Job]:
+        """Records every job the budget rules out as skipped; returns the others."""
+        if self.budget is None:
+            return self.jobs
+        kept = []
+        for job in self.jobs:
+            estimate = self.budget.over(job.payload)
+            if estimate is None:
+                kept.append(job)
+                continue
+            record = self._record(job, "skipped", None, None, None, load_average_1m(), {})
+            record.update(skip_reason=estimate.reason, estimated_s=round(estimate.seconds, 1))
+            self.owner.emit(self.outcome, record)
+        self.jobs = kept
+        return kept
 
     def run(self) -> tuple[list[Job], bool]:
         """Returns the jobs still to do and whether retrying this runner is pointless."""
@@ -165,6 +201,7 @@ class _WorkerSession:
         monitor = ProcessMonitor(proc.pid, limit_mb=self.plan.memory_limit_mb, on_exceed=lambda: _kill(proc))
         self.device = DeviceMonitor(proc.pid, self.owner.device, origin=0.0, on_sample=self._sample)
         self.start_state = self.device.latest()
+        self.since = time.monotonic()
         try:
             proc.stdin.write(json.dumps(plan).encode())
             proc.stdin.close()
@@ -199,6 +236,7 @@ class _WorkerSession:
                 self._failure(self.current, "timeout", what, monitor)
                 return self._left(self.current), self.current is None
             if not selector.select(timeout=min(remaining, 0.5)):
+                self.owner.on_wait(self.plan.name, self.current, time.monotonic() - self.since)
                 continue
             chunk = os.read(pipe, 65536)
             if not chunk:  # the worker is gone
@@ -219,6 +257,7 @@ class _WorkerSession:
                 if event == "loaded":
                     self.load_ms = message["load_ms"]
                     self.loaded = message["info"]
+                    self.since = time.monotonic()
                     monitor.window()
                 elif event == "load_failed":
                     self._failure(None, _error_status(message["error"]), message["error"], monitor)
@@ -230,6 +269,12 @@ class _WorkerSession:
                     if self.owner.sustain and index >= self.jobs[-1].index:
                         by_index[index] = self._repetition(index)
                     self.current = by_index[index]
+                    if self.budget and self.budget.over(self.current.payload):
+                        # Over budget by the rates this worker just measured: stop it before it
+                        # holds the run; the next session records the job (and its like) skipped.
+                        _kill(proc)
+                        return self._left(None), False
+                    self.since = time.monotonic()
                     self.start_state = self.device.latest()
                     deadline = time.monotonic() + self.owner.profile.generation_timeout_s
                     load_avg = load_average_1m()
@@ -243,8 +288,11 @@ class _WorkerSession:
                         record = self._record(job, _error_status(message["error"]), message["error"], peak, cpu,
                                               load_avg, {})
                     self.owner.emit(self.outcome, record)
+                    if self.budget:
+                        self.budget.learn(record)
                     self.done.add(job.index)
                     self.current = None
+                    self.since = time.monotonic()
                     deadline = time.monotonic() + self.owner.profile.generation_timeout_s
 
     def _repetition(self, index: int) -> Job:
@@ -309,6 +357,8 @@ class _WorkerSession:
             status=status, error=error,
         )
         record.update(roofline_fields(record))
+        record.update(accelerators.record_fields(plan.settings.get("accelerator"), loaded, plan.allow_fallback,
+                                                 record["status"], record["error"]))
         return record
 
 

@@ -5,6 +5,11 @@ runner's artifact, made by that runtime's own exporter in a child process. Each 
 lives in the cache under a key made of the input's hash, the exporter and its version, and
 the quantization; its manifest.json (written last) lists its files with sizes and sha256.
 A folder without a manifest is an export that never finished: it is removed and redone.
+
+While an export runs, a progress callable sees its stage (named by the exporter), elapsed
+time and an estimate: the last export of the same model, exporter and quantization on
+this machine (timings.json beside the cache), else a typical figure. The default prints
+plain lines for logs: one per stage and a heartbeat every few seconds.
 """
 from __future__ import annotations
 
@@ -33,6 +38,25 @@ from runners.base import Exporter
 
 MANIFEST = "manifest.json"
 LOG_TAIL_LINES = 15
+TIMINGS = "timings.json"  # beside the cache: how long each export last took on this machine
+POLL_S = 0.5
+# Logs get a progress line at least this often while an export runs (never minutes of silence).
+HEARTBEAT_S = 5.0
+# What a first export takes on a 2-core x86 (AMD EPYC, 2.6 GHz) with the default model
+# (SmolLM2-135M), from RECIPES.md and this machine's cache manifests: shown until this machine
+# has its own figure in timings.json.
+TYPICAL_SECONDS = {
+    ("bench.checkpoint:from_gguf", "fp32"): 150,
+    ("runners.executorch_export:export", "8da4w"): 720,
+    ("runners.executorch_export:export", "fp32"): 720,
+    ("runners.litert_export:export", "int8"): 220,
+    ("runners.litert_export:export", "fp32"): 220,
+    ("runners.onnxruntime_export:export", "int4"): 12,
+    ("runners.onnxruntime_export:export", "fp32"): 10,
+    ("runners.mlx_export:export", "4bit"): 7,
+    ("runners.mlx_export:export", "fp32"): 7,
+}
+TYPICAL_BASIS = "typical on a 2-core x86 for SmolLM2-135M"
 
 
 def cache_root(override: Path | None = None) -> Path:
@@ -119,29 +143,38 @@ def _describe_files(folder: Path) -> tuple[list[dict], str]:
 
 
 def _export(exporter: Exporter, input_path: Path, folder: Path, quantization: str, describe: dict,
-            on_log: Callable[[str], None]) -> Prepared:
-    """Run the exporter into a private folder; move it into place only when complete."""
+            on_log: Callable[[str], None], show: Callable[[str, float], None]) -> Prepared:
+    """Run the exporter into a private folder; move it into place only when complete.
+    `show(stage, elapsed_s)` is called every POLL_S with the stage the exporter last named."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     if folder.exists():  # no manifest: not a finished export
         shutil.rmtree(folder)
     _sweep_abandoned(folder)
     partial = Path(tempfile.mkdtemp(prefix=f"{_partial_prefix(folder)}{os.getpid()}-", dir=folder.parent))
     out, log_path, result_path = partial / "out", partial / "export.log", partial / "result.json"
+    stage_read, stage_write = os.pipe()  # the exporter names its stages on its own fd
     job = {"target": exporter.target, "input": str(input_path), "out": str(out),
-           "quantization": quantization, "result": str(result_path)}
+           "quantization": quantization, "result": str(result_path), "stage_fd": stage_write}
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     started = time.monotonic()
+    stages = _StageReader(stage_read)
     proc = None
     try:
         out.mkdir()
         with log_path.open("wb") as log, tempfile.TemporaryDirectory(prefix="edgebench-export-") as cwd:
             proc = subprocess.Popen([sys.executable, "-m", "bench.export_worker"], stdin=subprocess.PIPE,
-                                    stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=env)
+                                    stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=env, pass_fds=(stage_write,))
+            os.close(stage_write)
+            stage_write = None
             proc.stdin.write(json.dumps(job).encode())
             proc.stdin.close()
             while proc.poll() is None:
-                time.sleep(0.5)
+                time.sleep(POLL_S)
+                for stage in stages.read() or [stages.stage]:  # every stage named, even a brief one
+                    show(stage, time.monotonic() - started)
                 on_log(_last_line(log_path))
+            for stage in stages.read():
+                show(stage, time.monotonic() - started)
         if proc.returncode != 0:
             tail = "\n".join(log_path.read_text(errors="replace").strip().splitlines()[-LOG_TAIL_LINES:])
             raise BenchError(f"{exporter.tool} failed (exit {proc.returncode}); its last lines:\n{tail}",
@@ -165,8 +198,31 @@ def _export(exporter: Exporter, input_path: Path, folder: Path, quantization: st
         if proc is not None and proc.poll() is None:  # interrupted: the exporter goes too
             proc.kill()
             proc.wait()
+        for fd in (stage_read, stage_write):
+            if fd is not None:
+                os.close(fd)
         shutil.rmtree(partial, ignore_errors=True)
     return Prepared(folder / manifest["artifact"], folder, manifest, built=True)
+
+
+class _StageReader:
+    """The stage names an exporter writes, one a line, to its stage fd (read without waiting)."""
+
+    def __init__(self, fd: int):
+        os.set_blocking(fd, False)
+        self.fd, self.pending, self.stage = fd, b"", "starting"
+
+    def read(self) -> list[str]:
+        """The stages named since the last call, in order."""
+        try:
+            while chunk := os.read(self.fd, 4096):
+                self.pending += chunk
+        except BlockingIOError:
+            pass
+        *done, self.pending = self.pending.split(b"\n")
+        named = [line.decode(errors="replace").strip() for line in done if line.strip()]
+        self.stage = named[-1] if named else self.stage
+        return named
 
 
 def _partial_prefix(folder: Path) -> str:
@@ -192,26 +248,114 @@ def _last_line(path: Path) -> str:
         return ""
 
 
+@dataclass(frozen=True)
+class Estimate:
+    seconds: float | None
+    basis: str  # where the figure comes from, said beside it
+
+
+@dataclass(frozen=True)
+class ExportProgress:
+    """One look at a running export: what a progress display shows."""
+    label: str  # e.g. "executorch 8da4w"
+    stage: str  # the stage the exporter last named ("starting" before the first, "done" at the end)
+    elapsed_s: float
+    estimate: Estimate
+
+    def status(self) -> str:
+        if self.stage == "done":
+            return f"done in {_duration(self.elapsed_s)}"
+        if self.estimate.seconds is None:
+            return f"{self.stage}, {_duration(self.elapsed_s)} elapsed ({self.estimate.basis})"
+        return (f"{self.stage}, {_duration(self.elapsed_s)} elapsed of ~{_duration(self.estimate.seconds)} "
+                f"({self.estimate.basis})")
+
+    def line(self) -> str:
+        return f"prepare {self.label}: {self.status()}"
+
+
+class LinePrinter:
+    """Progress for logs and CI: a line whenever the stage changes, and a heartbeat at
+    least every `heartbeat_s` (default $EDGEBENCH_HEARTBEAT_S, else HEARTBEAT_S) between."""
+
+    def __init__(self, stream=None, heartbeat_s: float | None = None):
+        self.stream = stream
+        self.heartbeat_s = heartbeat_s or float(os.environ.get("EDGEBENCH_HEARTBEAT_S") or HEARTBEAT_S)
+        self.shown, self.printed_at = None, 0.0
+
+    def __call__(self, progress: ExportProgress) -> None:
+        now = time.monotonic()
+        if (progress.label, progress.stage) != self.shown or now - self.printed_at >= self.heartbeat_s:
+            print(progress.line(), file=self.stream or sys.stderr, flush=True)
+            self.shown, self.printed_at = (progress.label, progress.stage), now
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def _timing_key(model: Model, exporter: Exporter, quantization: str) -> str:
+    return f"{model.id} | {exporter.target} | {quantization}"
+
+
+def _read_timings(root: Path) -> dict:
+    try:
+        return json.loads((root / TIMINGS).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def estimate(model: Model, exporter: Exporter, quantization: str, root: Path) -> Estimate:
+    """How long this export should take: the last one of the same model, exporter and
+    quantization on this machine, else the typical figure, else none."""
+    last = _read_timings(root).get(_timing_key(model, exporter, quantization))
+    if last:
+        return Estimate(last["seconds"], f"last export here took {_duration(last['seconds'])}")
+    typical = TYPICAL_SECONDS.get((exporter.target, quantization))
+    if typical:
+        return Estimate(typical, TYPICAL_BASIS)
+    return Estimate(None, "no estimate: first export of this kind here")
+
+
+def _remember_timing(model: Model, exporter: Exporter, quantization: str, root: Path, seconds: float) -> None:
+    timings = _read_timings(root)
+    timings[_timing_key(model, exporter, quantization)] = {"seconds": seconds, "at": utc_now()}
+    (root / TIMINGS).write_text(json.dumps(timings, indent=2, sort_keys=True))
+
+
 def _stage(model: Model, root: Path, stage: str, exporter: Exporter, input_path: Path, input_sha: str,
-           quantization: str, force: bool, on_log: Callable[[str], None]) -> Prepared:
+           quantization: str, force: bool, on_log: Callable[[str], None], label: str,
+           progress: Callable[[ExportProgress], None] | None) -> Prepared:
     folder = stage_folder(root, model, stage, stage_key(input_sha, exporter, quantization))
     found = None if force else lookup(folder)
     if found:
         return found
     describe = {"model_id": model.id, "stage": stage, "source": str(model.source_path()),
                 "source_sha256": _source_sha256(model, root), "input": str(input_path), "input_sha256": input_sha}
-    return _export(exporter, input_path, folder, quantization, describe, on_log)
+    show_progress = progress or LinePrinter()
+    expected = estimate(model, exporter, quantization, root)
+
+    def show(step: str, elapsed_s: float) -> None:
+        show_progress(ExportProgress(label, step, elapsed_s, expected))
+
+    done = _export(exporter, input_path, folder, quantization, describe, on_log, show)
+    if done.built:
+        _remember_timing(model, exporter, quantization, root, done.manifest["export_seconds"])
+        show("done", done.manifest["export_seconds"])
+    return done
 
 
-def checkpoint(model: Model, root: Path, force: bool = False,
-               on_log: Callable[[str], None] = lambda line: None) -> Prepared:
+def checkpoint(model: Model, root: Path, force: bool = False, on_log: Callable[[str], None] = lambda line: None,
+               progress: Callable[[ExportProgress], None] | None = None) -> Prepared:
     """The shared transformers checkpoint of `model`, made once; a model given as a
-    checkpoint folder is its own."""
+    checkpoint folder is its own. `progress` sees the export while it runs (default: a
+    LinePrinter on stderr)."""
     if model.source.format == "hf":
         source = model.source_path()
         return Prepared(source, source, {"sha256": _source_sha256(model, root)}, built=False)
     return _stage(model, root, "checkpoint", CHECKPOINT, model.source_path(), _source_sha256(model, root),
-                  CHECKPOINT.default_quantization, force, on_log)
+                  CHECKPOINT.default_quantization, force, on_log, "checkpoint", progress)
 
 
 def _newest(root: Path, model: Model, stage: str, input_sha: str, quantization: str) -> Prepared | None:
@@ -240,15 +384,18 @@ def find_artifact(model: Model, stage: str, quantization: str, root: Path) -> Pr
 
 def prepare_artifact(model: Model, runner_name: str, exporter: Exporter, quantization: str, root: Path,
                      force: bool = False, on_log: Callable[[str], None] = lambda line: None,
-                     on_stage: Callable[[str], None] = lambda stage: None) -> Prepared:
+                     on_stage: Callable[[str], None] = lambda stage: None,
+                     progress: Callable[[ExportProgress], None] | None = None) -> Prepared:
+    """The artifact of (model, runner, quantization): from the cache, else exported.
+    `progress` sees each export while it runs (default: a LinePrinter on stderr)."""
     if quantization not in exporter.quantizations:
         raise BenchError(f"{runner_name} has no quantization '{quantization}'",
                          f"choose one of: {', '.join(exporter.quantizations)}", exit_code=2)
     on_stage("checkpoint")
-    ckpt = checkpoint(model, root, on_log=on_log)
+    ckpt = checkpoint(model, root, on_log=on_log, progress=progress)
     on_stage(f"{runner_name} {quantization}")
     return _stage(model, root, artifact_stage(runner_name, exporter), exporter, ckpt.path, ckpt.sha256,
-                  quantization, force, on_log)
+                  quantization, force, on_log, f"{runner_name} {quantization}", progress)
 
 
 def select(runner_names: tuple[str, ...], quants: tuple[str, ...]) -> list[tuple[str, Exporter, str]]:

@@ -2,7 +2,8 @@
 
 Every run saves the options it was started with beside its results (RUN_ID.run.json). A
 resumed run reloads them, checks the suite and profile are unchanged, skips every
-measurement already recorded, and appends the rest. A prompt with repetitions still to
+measurement already recorded (a generation skipped for the time budget counts as
+recorded: it is not run again), and appends the rest. A prompt with repetitions still to
 do gets its warm-ups again: the new worker starts cold, like the first one did.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ from bench.records import iter_records
 
 RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{4}")
 SAVED = ("runners", "model", "artifacts", "suite", "profile", "threads", "quants", "settings", "cache",
-         "memory_limit_mb", "device_profile")
+         "memory_limit_mb", "device_profile", "no_budget")
 
 
 def sidecar(results_path: Path) -> Path:
@@ -74,6 +75,8 @@ def check_unchanged(saved: dict, suite_sha256: str, profile_sha256: str) -> None
 def check_artifacts(results_path: Path, plans: list[RunnerPlan]) -> None:
     recorded = {(r["runner"], r["artifact_path"]): r["artifact_sha256"] for r in iter_records(results_path)}
     for plan in plans:
+        if not hasattr(plan, "artifact"):  # exported when its turn comes: nothing recorded of it yet
+            continue
         before = recorded.get((plan.name, str(plan.artifact.path)))
         if before is not None and before != plan.artifact.sha256:
             raise BenchError(f"the artifact of {plan.name} changed since the run started ({plan.artifact.path})",

@@ -13,7 +13,9 @@ import re
 import shutil
 import sys
 from pathlib import Path
+from typing import Callable
 
+from runners.export_stages import announce_calls
 from runners.litert_artifact import BUNDLE, METADATA, TEMPLATE, TFLITE, TOKENIZER
 
 QUANTIZATIONS = {"fp32": "none", "int8": "dynamic_wi8_afp32"}  # ours -> litert-torch's recipe
@@ -89,11 +91,17 @@ def _bundle_tokens(metadata_pb: Path, tokenizer) -> dict:
     return {"start_token_ids": start, "stop_token_ids": stops, "end_token_ids": ends}
 
 
-def export(checkpoint: Path, out: Path, quantization: str) -> dict:
+# litert-torch's steps (functions its export calls) -> stage: export_lib's, then the bundler's.
+EXPORT_STEPS = {"load_model": "loading", "export_text_prefill_decode_model": "export and lowering",
+                "quantize_model": "quantization"}
+BUNDLE_STEPS = {"package_model": "writing"}
+
+
+def export(checkpoint: Path, out: Path, quantization: str, stage: Callable[[str], None] = lambda name: None) -> dict:
     """Convert `checkpoint` with litert-torch into `out`: model.tflite, model.litertlm,
     tokenizer.json, chat_template.jinja and litert.json."""
     _alias_tensorflow_schema()
-    from litert_torch.generative.export_hf.core import litert_lm_builder
+    from litert_torch.generative.export_hf.core import export_lib, litert_lm_builder
     from litert_torch.generative.export_hf.export import export as litert_export
     from tokenizers import Tokenizer
     from transformers import AutoTokenizer
@@ -110,9 +118,10 @@ def export(checkpoint: Path, out: Path, quantization: str) -> dict:
     if hf_tokenizer.chat_template:  # beside, not inside, the work folder the converter fills
         template = out / TEMPLATE
         template.write_text(part_aware_template(hf_tokenizer.chat_template, hf_tokenizer.bos_token))
-    litert_export(model=str(checkpoint), output_dir=str(work), prefill_lengths=list(PREFILL_LENGTHS),
-                  cache_length=CACHE_LENGTH, quantization_recipe=recipe, bundle_litert_lm=True,
-                  keep_temporary_files=True, jinja_chat_template_override=str(template) if template else None)
+    with announce_calls(export_lib, EXPORT_STEPS, stage), announce_calls(litert_lm_builder, BUNDLE_STEPS, stage):
+        litert_export(model=str(checkpoint), output_dir=str(work), prefill_lengths=list(PREFILL_LENGTHS),
+                      cache_length=CACHE_LENGTH, quantization_recipe=recipe, bundle_litert_lm=True,
+                      keep_temporary_files=True, jinja_chat_template_override=str(template) if template else None)
     tflite = work / ("model_quantized.tflite" if recipe != "none" else "model.tflite")
     tflite.rename(out / TFLITE)
     (work / BUNDLE).rename(out / BUNDLE)

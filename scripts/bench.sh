@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The main job: set up, prepare each runtime's artifact of the default model (cached: a
-# second run exports nothing), then benchmark it on every runtime that works here.
-# Extra arguments go to `edgebench run` (e.g. --profile quick).
+# The main job: set up, then benchmark the default model on every runtime that works here.
+# `run --prepare` takes the runtime that needs no export (llama.cpp) first, then exports
+# each other runtime's artifact just before its turn, cheapest first (cached: a second run
+# exports nothing), so results appear early and no export runs while a runtime is measured.
+# A runtime whose export fails is reported and left out; the run goes on with the others.
+# Extra arguments go to `edgebench run` (e.g. --profile quick, --no-budget).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bash "$root/scripts/setup.sh"
 cd "$root"
-# A runtime whose export fails is reported and left out; the run goes on with the others.
-"$root/.venv/bin/edgebench" prepare || echo "[bench] some exports failed (see above); running the runtimes that are ready" >&2
-exec "$root/.venv/bin/edgebench" run "$@"
+exec "$root/.venv/bin/edgebench" run --prepare "$@"

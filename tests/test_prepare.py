@@ -47,15 +47,20 @@ def export(checkpoint, out, quantization):
 '''
 
 
+def install_plugin(site, name: str, source: str, runner_class: str):
+    """Install `source` as the module edgebench_NAME in `site` (put it on PYTHONPATH), with
+    a dist-info that registers runner NAME and gives distribution edgebench-NAME version 1.0."""
+    (site / f"edgebench_{name}.py").write_text(textwrap.dedent(source))
+    info = site / f"edgebench_{name}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: edgebench-{name}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[edgebench.runners]\n{name} = edgebench_{name}:{runner_class}\n")
+    return site
+
+
 @pytest.fixture(scope="module")
 def plugin_path(tmp_path_factory):
-    site = tmp_path_factory.mktemp("scripted-plugin")
-    (site / "edgebench_scripted.py").write_text(textwrap.dedent(PLUGIN))
-    info = site / "edgebench_scripted-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: edgebench-scripted\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[edgebench.runners]\nscripted = edgebench_scripted:ScriptedExportRunner\n")
-    return site
+    return install_plugin(tmp_path_factory.mktemp("scripted-plugin"), "scripted", PLUGIN, "ScriptedExportRunner")
 
 
 @pytest.fixture

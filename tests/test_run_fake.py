@@ -23,7 +23,8 @@ def test_a_run_writes_jsonl_markdown_and_csv(quick_run):
     result, out = quick_run
     assert result.returncode == 0, result.stderr
     stems = {p.suffix: p for p in out.iterdir()}
-    assert set(stems) == {".jsonl", ".md", ".csv", ".json"}  # .run.json: the options, for --resume
+    assert set(stems) == {".jsonl", ".md", ".csv", ".html", ".json"}  # .run.json: the options, for --resume
+    assert "<table" in stems[".html"].read_text()  # the run's own matrix page
     assert "pp128-tg64" in stems[".md"].read_text() and "pp128-tg64" in stems[".csv"].read_text()
     assert "results:" in result.stdout and "FAKE" in result.stdout
 

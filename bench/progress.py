@@ -1,0 +1,124 @@
+"""What `run` and `sustained` show while they run.
+
+On a terminal: rich's live bar, with what is running and the last figures. Anywhere else
+(a log file, CI): plain lines, one per finished generation, and while a load or a long
+generation runs, a heartbeat line saying what runs and for how long at least every
+`heartbeat_s()` seconds, so a log is never silent long enough to look hung.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable
+
+from bench.errors import BenchError
+
+# The parent polls its worker twice a second, so lines are at most this + 0.5 s apart: under 10 s.
+HEARTBEAT_S = 8.0
+HEARTBEAT_ENV = "EDGEBENCH_HEARTBEAT_S"  # another interval (tests use a short one)
+
+
+def heartbeat_s() -> float:
+    text = os.environ.get(HEARTBEAT_ENV)
+    if text is None:
+        return HEARTBEAT_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if seconds <= 0:
+        raise BenchError(f"${HEARTBEAT_ENV} must be a positive number of seconds, got '{text}'",
+                         f"e.g. {HEARTBEAT_ENV}=5, or unset it")
+    return seconds
+
+
+def activity(runner: str, job) -> str:
+    """What is running: a runner loading, or a prompt's warm-up or repetition."""
+    if job is None:
+        return f"{runner}: loading"
+    return f"{runner}: {job.prompt_id} " + ("warm-up" if job.warmup else f"rep {job.repeat}")
+
+
+def figures(record: dict) -> str:
+    ttft = "–" if record["ttft_ms"] is None else f"{record['ttft_ms']:,.0f} ms"
+    decode = "–" if record["decode_tok_s"] is None else f"{record['decode_tok_s']:.1f} tok/s"
+    return f"TTFT {ttft}, decode {decode}"
+
+
+def generation_line(record: dict) -> str:
+    """One finished generation (or a runner that failed before its first) in one line."""
+    if record["prompt_id"] is None:
+        return f"{record['runner']}: {record['status']}: {record['error']}"
+    what = "warm-up" if record["warmup"] else f"rep {record['repeat']}"
+    head = f"{record['runner']} {record['quantization'] or ''} · {record['prompt_id']} {what}"
+    if record["status"] == "ok":
+        return f"{head}: {figures(record)}"
+    if record["status"] == "skipped":
+        return f"{head}: skipped: {record['skip_reason']}"
+    return f"{head}: {record['status']}: {record['error']}"
+
+
+class PlainProgress:
+    """Progress as plain lines. `record_gap`: at least this many seconds between lines of
+    successful generations (a sustained run makes one a second); failures always print."""
+
+    def __init__(self, say: Callable[[str], None], interval: float, record_gap: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._say, self.interval, self.record_gap, self.clock = say, interval, record_gap, clock
+        self.last = clock()
+
+    def __enter__(self) -> PlainProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def say(self, text: str) -> None:
+        self._say(text)
+        self.last = self.clock()
+
+    def record(self, record: dict) -> None:
+        if record["status"] != "ok" or self.clock() - self.last >= self.record_gap:
+            self.say(generation_line(record))
+
+    def wait(self, runner: str, job, seconds: float) -> None:
+        if self.clock() - self.last >= self.interval:
+            self.say(f"... {activity(runner, job)}: running for {seconds:.0f} s")
+
+
+class LiveProgress:
+    """The run's live bar on a terminal: generations done of all, what runs and for how
+    long, the last figures; failures and skips printed above it."""
+
+    def __init__(self, console, total: int, jobs_per_runner: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console, self.jobs_per_runner = console, jobs_per_runner
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            TextColumn("{task.fields[last]}"), console=console, transient=False)
+        self.task = self.bar.add_task("starting", total=total, last="")
+
+    def __enter__(self) -> LiveProgress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.__exit__(*exc)
+
+    def say(self, text: str) -> None:
+        self.console.print(text, highlight=False)
+
+    def record(self, record: dict) -> None:
+        if record["prompt_id"] is None:  # the runner failed before its first job: its jobs are done with
+            self.bar.update(self.task, advance=self.jobs_per_runner)
+        else:
+            self.bar.update(self.task, advance=1)
+        self.bar.update(self.task, description=record["runner"])
+        if record["status"] == "ok":
+            self.bar.update(self.task, last=f"last: {record['prompt_id']} {figures(record)}")
+        else:
+            self.console.print(generation_line(record), style="yellow" if record["status"] == "skipped" else "red",
+                               highlight=False)
+
+    def wait(self, runner: str, job, seconds: float) -> None:
+        self.bar.update(self.task, description=f"{activity(runner, job)} ({seconds:.0f} s)")
