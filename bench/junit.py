@@ -9,7 +9,7 @@ from xml.etree import ElementTree as ET
 class Case:
     suite: str  # groups cases, e.g. "tier.device"
     name: str
-    outcome: str  # pass, fail, marginal, or n/a (shown as skipped)
+    outcome: str  # pass, fail, marginal, or unchecked / n/a (shown as skipped: nothing was judged)
     message: str = ""
 
 
@@ -22,7 +22,7 @@ def to_xml(title: str, cases: list[Case]) -> str:
         node = ET.SubElement(suites[case.suite], "testcase", classname=case.suite, name=case.name)
         if case.outcome == "fail":
             ET.SubElement(node, "failure", message=case.message or "fail").text = case.message
-        elif case.outcome == "n/a":
+        elif case.outcome in ("n/a", "unchecked"):
             ET.SubElement(node, "skipped", message=case.message or "not measured")
         elif case.message:
             ET.SubElement(node, "system-out").text = f"{case.outcome}: {case.message}"

@@ -13,6 +13,11 @@ cell's fixed-length throughput probe with the shortest prompt (pp128-tg64 in bot
 quick and the default suite), never suite and sustained records together; each workload is judged on its own
 prompts, each prompt on its own (bench.verdicts). MBU is given per bandwidth source
 (measured on the device, or a device profile's datasheet figure), never one median of both.
+
+Quality records (mode "quality": scores against the fp32 reference) time nothing: they
+never enter a cell's counts, prompt set or figures. Each row shows the quality record of
+its own (device, runner, model, quantization, artifact); a cell with a quality record and
+no timing gets a row of its own with quality alone.
 """
 from __future__ import annotations
 
@@ -22,15 +27,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bench import resultset, targets, verdicts
+from bench import resultset, stats, targets, verdicts
+from bench.stats import Quality
 from bench.verdicts import Verdict
 
 COLUMNS = ("run_id", "device_fingerprint", "device_profile", "device_cpu_model", "device_board", "device_ram_gb",
-           "device_cores_logical", "device_class", "tier", "bandwidth_gbs", "bandwidth_source", "runner", "synthetic",
+           "device_cores_logical", "device_class", "tier", "bandwidth_gbs", "bandwidth_source", "runner", "accelerator", "synthetic",
            "model_id", "quantization", "artifact_sha256", "suite_id", "suite_sha256", "prompt_id", "category",
            "warmup", "repeat", "prompt_tokens", "status", "mode", "ttft_ms", "decode_tok_s", "e2e_ms", "prefill_tok_s",
-           "itl_p50_ms", "itl_p99_ms", "decode_roofline_tok_s", "mbu")
+           "itl_p50_ms", "itl_p99_ms", "decode_roofline_tok_s", "mbu", "error", *stats.QUALITY_FIGURES)
 CELL = ["tier", "device", "runner", "model_id", "quantization"]
+QUALITY_KEY = CELL + ["artifact_sha256"]  # a quality record belongs to the rows of its own artifact
 VARIANT = ["suite_sha256", "artifact_sha256", "prompt_set"]
 PROBE_CATEGORY = "throughput"  # the suites' fixed-length llama-bench style probes
 BANDWIDTH_KINDS = ("measured", "datasheet")
@@ -62,6 +69,7 @@ class Row:
     mbu_datasheet: float | None
     verdicts: list[Verdict] = field(default_factory=list)
     not_comparable: str = ""  # why this row stands apart from others of its cell
+    quality: Quality | None = None  # the quality record of this cell and artifact, if any
 
     def roofline_tok_s(self) -> float | None:
         """The roofline to draw: from measured bandwidth where known, else the datasheet's."""
@@ -214,7 +222,11 @@ def build(df: pd.DataFrame, files: int = 0, workloads: tuple[targets.Workload, .
     tiers = tiers or targets.load_tiers()
     df = df.copy()
     resultset.fill(df, ("run_id", "runner", "model_id", "quantization", "suite_sha256", "artifact_sha256"))
+    df["runner"] = _runner_on_accelerator(df)
     df["tier"], device_why, labels = _place_devices(df, tiers)
+    total = len(df)
+    df, scored = split_quality(df)
+    quality = stats.latest_quality(scored, QUALITY_KEY)
     df["prompt_set"] = _prompt_sets(df)
     keys = CELL + VARIANT
     used = list(dict.fromkeys([*keys, *verdicts.READ, "synthetic", "decode_roofline_tok_s", "mbu", "prompt_tokens",
@@ -223,7 +235,7 @@ def build(df: pd.DataFrame, files: int = 0, workloads: tuple[targets.Workload, .
     grouping = resultset.groups(ok, keys)
     group, sizes = grouping.ngroup().to_numpy(), grouping.size()
     cells = list(sizes.index)  # cells[number] = key
-    failed = resultset.groups(df[df["status"] != "ok"], keys).size()
+    failed = resultset.groups(df[~df["status"].isin(stats.NOT_FAILED)], keys).size()
     failed = dict(zip(failed.index, failed.to_numpy()))
     suites = df[["suite_sha256", "suite_id"]].drop_duplicates()
     suite_ids = dict(zip(suites["suite_sha256"], suites["suite_id"]))
@@ -242,17 +254,66 @@ def build(df: pd.DataFrame, files: int = 0, workloads: tuple[targets.Workload, .
             model=cell[3], quantization=cell[4], suite=suite_ids.get(variant[0]) or "–", artifact_sha256=variant[1],
             prompt_set=variant[2], synthetic=bool(synthetic[number]), n=int(n), failed=int(failed.get(key, 0)),
             decode_probe=probe.get("probe"), **{name: _number(probe.get(column)) for name, column in FIGURES.items()},
-            verdicts=[j.get(number, verdicts.unmeasured(w)) for j, w in zip(judged, workloads)],
-            not_comparable=_variant_reason(variant, variants[cell], suite_ids)))
+            verdicts=[verdicts.with_quality(j.get(number, verdicts.unmeasured(w)), w, quality.get((*cell, variant[1])))
+                      for j, w in zip(judged, workloads)],
+            not_comparable=_variant_reason(variant, variants[cell], suite_ids), quality=quality.get((*cell, variant[1]))))
+    rows += _quality_only_rows(quality, {(*key[:len(CELL)], key[len(CELL) + 1]) for key in cells}, scored, labels,
+                               workloads)
     tier_order = {t.id: i for i, t in enumerate(tiers)}
     rows.sort(key=lambda r: (tier_order.get(r.tier, len(tier_order)), r.device_label, r.runner, r.model, r.quantization))
     seen_tiers = list(dict.fromkeys(r.tier for r in rows))
-    return Matrix(rows, seen_tiers, [w.id for w in workloads], device_why, files, len(df))
+    return Matrix(rows, seen_tiers, [w.id for w in workloads], device_why, files, total)
+
+
+def _runner_on_accelerator(df: pd.DataFrame) -> pd.Categorical:
+    """Each record's runner, named with the accelerator it ran on unless that is the CPU: one
+    runtime's CPU and GPU results are different cells, never averaged (records older than
+    schema 4, and those that do not say, ran on the CPU)."""
+    resultset.fill(df, ("accelerator",))
+    pairs = resultset.groups(df, ["runner", "accelerator"])
+    names = pd.Index([runner if accelerator in ("cpu", "–") else f"{runner} on {accelerator}"
+                      for runner, accelerator in pairs.size().index])
+    unique = names.unique()
+    return pd.Categorical.from_codes(unique.get_indexer(names)[pairs.ngroup().to_numpy()], unique)
+
+
+def split_quality(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the timing records, the quality records): quality records time nothing."""
+    scored = stats.is_quality(df["mode"])
+    if not scored.any():
+        return df, df.iloc[:0]
+    return df.loc[~scored].copy(), df.loc[scored]
+
+
+def _quality_only_rows(quality: dict[tuple, Quality], timed: set[tuple], scored: pd.DataFrame,
+                       labels: dict[str, str], workloads: tuple[targets.Workload, ...]) -> list[Row]:
+    """A row for each quality record whose cell and artifact have no timing: quality alone."""
+    synthetic = set(map(tuple, scored.loc[scored["synthetic"].isin([True]), QUALITY_KEY].to_numpy().tolist()))
+    return [Row(tier=key[0], device=key[1], device_label=labels.get(key[1], key[1]), runner=key[2], model=key[3],
+                quantization=key[4], suite="–", artifact_sha256=key[5], prompt_set="quality only",
+                synthetic=key in synthetic, n=0, failed=0, decode_probe=None,
+                **dict.fromkeys(FIGURES), verdicts=[verdicts.unmeasured(w) for w in workloads], quality=q)
+            for key, q in quality.items() if key not in timed]
 
 
 def bandwidth_kinds(matrix: Matrix) -> list[str]:
     """The bandwidth sources some row has an MBU of: each gets its own columns."""
     return [k for k in BANDWIDTH_KINDS if any(getattr(r, f"mbu_{k}") is not None for r in matrix.rows)]
+
+
+def has_quality(matrix: Matrix) -> bool:
+    """Whether any row has a quality record: only then do views show quality columns."""
+    return any(r.quality is not None for r in matrix.rows)
+
+
+def _quality_columns(quality: Quality | None) -> dict:
+    q = quality or Quality("none")
+    share = {name: None if q.figure(name) is None else 100 * q.figure(name)
+             for name in ("top1_agreement", "greedy_agreement")}
+    return {"quality": "–" if quality is None else quality.label(), "kld_mean": q.figure("kld_mean"),
+            "kld_p99": q.figure("kld_p99"), "top1_pct": share["top1_agreement"], "perplexity": q.figure("perplexity"),
+            "reference_perplexity": q.figure("reference_perplexity"), "greedy_agreement_pct": share["greedy_agreement"],
+            "greedy_first_divergence": q.figure("greedy_first_divergence")}
 
 
 def table(matrix: Matrix) -> pd.DataFrame:
@@ -267,6 +328,8 @@ def table(matrix: Matrix) -> pd.DataFrame:
             mbu = getattr(r, f"mbu_{kind}")
             item |= {f"roofline_tok_s_{kind}_bandwidth": getattr(r, f"roofline_{kind}_tok_s"),
                      f"mbu_pct_{kind}_bandwidth": None if mbu is None else 100 * mbu}
+        if has_quality(matrix):
+            item |= _quality_columns(r.quality)
         item |= {w: v.verdict for w, v in zip(matrix.workloads, r.verdicts)}
         item |= {f"{w} worst prompt": v.headline() for w, v in zip(matrix.workloads, r.verdicts)}
         item["not_comparable"] = r.not_comparable

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from bench.junit import Case
-from bench.matrix import Matrix, Row, bandwidth_kinds, table
+from bench.matrix import Matrix, Row, bandwidth_kinds, has_quality, table
 from bench.report import md_cell
 
-MARK = {"pass": "✅ pass", "marginal": "⚠️ marginal", "fail": "❌ fail", "n/a": "–"}
+MARK = {"pass": "✅ pass", "marginal": "⚠️ marginal", "fail": "❌ fail", "unchecked": "❔ unchecked", "n/a": "–"}
+NOT_PASSED = ("fail", "marginal", "unchecked")
 LEGEND = ("Decode tok/s, roofline and MBU: the cell's fixed-length decode probe (the throughput prompt with the "
           "fewest prompt tokens, e.g. pp128-tg64; named in the CSV's decode_probe), median of its measured "
           "repetitions (warm-ups excluded), never pooled with other prompts or suite with sustained records. MBU: achieved "
@@ -14,7 +15,10 @@ LEGEND = ("Decode tok/s, roofline and MBU: the cell's fixed-length decode probe 
           "workload's worst prompt. Each workload is judged on its own prompts, each prompt on its own spread of "
           "repetitions: fail when one prompt's whole spread misses a budget, marginal when one prompt's repetitions "
           "straddle it, pass when every prompt is inside (profiles/workloads.toml). Runs of different prompt sets "
-          "(profiles) or sustained runs are separate rows.")
+          "(profiles) or sustained runs are separate rows. Quality (where a quality record exists): mean KL "
+          "divergence from the fp32 reference and top-1 agreement, or greedy agreement for a runtime without "
+          "logits; a workload's quality budgets are judged on it, and a quality budget without a quality record "
+          "leaves the verdict unchecked.")
 
 
 def fmt(value: float | None, decimals: int = 1, scale: float = 1.0) -> str:
@@ -26,13 +30,20 @@ def runtime_label(row: Row) -> str:
 
 
 def figure_headings(matrix: Matrix) -> list[str]:
-    """The per-cell figure columns: decode, then roofline and MBU per bandwidth source present."""
-    return ["decode tok/s"] + [h for kind in bandwidth_kinds(matrix)
-                               for h in (f"roofline tok/s ({kind} bw)", f"MBU % ({kind} bw)")]
+    """The per-cell figure columns: decode, quality (when some row has a quality record),
+    then roofline and MBU per bandwidth source present."""
+    quality = ["quality"] if has_quality(matrix) else []
+    return ["decode tok/s", *quality] + [h for kind in bandwidth_kinds(matrix)
+                                         for h in (f"roofline tok/s ({kind} bw)", f"MBU % ({kind} bw)")]
+
+
+def quality_cell(row: Row) -> str:
+    return "–" if row.quality is None else row.quality.label()
 
 
 def figure_cells(matrix: Matrix, row: Row) -> list[str]:
-    return [fmt(row.decode_tok_s)] + [c for kind in bandwidth_kinds(matrix) for c in (
+    quality = [quality_cell(row)] if has_quality(matrix) else []
+    return [fmt(row.decode_tok_s), *quality] + [c for kind in bandwidth_kinds(matrix) for c in (
         fmt(getattr(row, f"roofline_{kind}_tok_s")), fmt(getattr(row, f"mbu_{kind}"), 1, 100))]
 
 
@@ -57,9 +68,9 @@ def markdown(matrix: Matrix) -> str:
                 lines += ["", "Not comparable with each other (never averaged):", ""]
                 lines += _table(matrix, headings + ["why apart"], apart, with_reason=True)
             lines.append("")
-    failures = [(r, v) for r in matrix.rows for v in r.verdicts if v.verdict in ("fail", "marginal")]
+    failures = [(r, v) for r in matrix.rows for v in r.verdicts if v.verdict in NOT_PASSED]
     if failures:
-        lines += ["## Budgets missed or marginal", ""]
+        lines += ["## Budgets missed, marginal or unchecked", ""]
         for r, v in failures:
             lines.append(f"- {md_cell(r.device_label)} / {md_cell(runtime_label(r))} {md_cell(r.quantization)} / "
                          f"{v.workload}: {v.verdict}: {md_cell('; '.join(v.reasons))}")

@@ -20,6 +20,21 @@ class Workload:
     ttft_ms_max: float | None = None
     decode_tok_s_min: float | None = None
     e2e_ms_max: float | None = None
+    # quality against the fp32 reference, judged on the cell's quality record
+    max_kld: float | None = None  # mean KL divergence, nats
+    max_perplexity_increase: float | None = None  # relative to the reference's perplexity: 0.10 = 10% higher
+    min_greedy_agreement: float | None = None  # share of greedy tokens equal to the reference's, 0-1
+
+    def budgets(self) -> dict[str, float]:
+        """The budgets this workload states, by field name."""
+        return {name: value for name, value in vars(self).items()
+                if name not in ("id", "description", "categories") and value is not None}
+
+
+# Quality budgets' allowed ranges: (field, lowest, highest, what it is)
+QUALITY_RANGES = (("max_kld", 0.0, None, "a mean KL divergence in nats, e.g. 0.05"),
+                  ("max_perplexity_increase", 0.0, None, "a share of the reference's perplexity, e.g. 0.10 for 10%"),
+                  ("min_greedy_agreement", 0.0, 1.0, "a share between 0 and 1, e.g. 0.8"))
 
 
 @dataclass(frozen=True)
@@ -81,9 +96,11 @@ def load_workloads(path: Path | None = None) -> tuple[Workload, ...]:
     workloads = datafiles.build(_Workloads, table, str(path)).workload
     seen: dict[str, str] = {}
     for w in workloads:
-        if w.ttft_ms_max is None and w.decode_tok_s_min is None and w.e2e_ms_max is None:
+        if not w.budgets():
             raise BenchError(f"{path}: workload '{w.id}' states no budget",
-                             "give ttft_ms_max, decode_tok_s_min or e2e_ms_max")
+                             "give ttft_ms_max, decode_tok_s_min, e2e_ms_max, max_kld, max_perplexity_increase "
+                             "or min_greedy_agreement")
+        _check_quality_ranges(path, w)
         for category in w.categories:
             if category in seen:
                 raise BenchError(f"{path}: category '{category}' maps to both '{seen[category]}' and '{w.id}'",
@@ -154,6 +171,13 @@ def assign_tier(tiers: tuple[Tier, ...], *, ram_gb: float | None, cores: int | N
             return tier, why
         why.append(f"not {tier.id}: " + "; ".join(failed))
     return None, why
+
+
+def _check_quality_ranges(path: Path, workload: Workload) -> None:
+    for name, lowest, highest, what in QUALITY_RANGES:
+        value = getattr(workload, name)
+        if value is not None and (value < lowest or (highest is not None and value > highest)):
+            raise BenchError(f"{path}: workload '{workload.id}': {name} = {value:g} is out of range", f"give {what}")
 
 
 def _unique(path: Path, ids: list[str], what: str) -> None:

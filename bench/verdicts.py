@@ -10,30 +10,42 @@ its prompts misses a budget, is marginal when none misses and one straddles, and
 when every prompt is inside every budget. Sustained measurements (records with mode ==
 "sustained") of a prompt are used where a group has them, never pooled with its suite
 records: they are what a device keeps up, not what it manages once cold.
+
+Quality budgets (KL divergence, perplexity increase, greedy agreement against the fp32
+reference) are judged on the cell's quality record (`with_quality`): scoring is
+deterministic, so each passes or fails. A quality budget the cell has no figure for (no
+quality record, a failed one, a runtime without logits) makes the verdict "unchecked":
+never a pass, below a measured marginal or fail.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
 from bench.resultset import numbers
+from bench.stats import Quality
 from bench.targets import Workload
 
-ORDER = {"pass": 0, "marginal": 1, "fail": 2}
-OUTCOMES = list(ORDER)
+OUTCOMES = ["pass", "marginal", "fail"]  # of timing budgets, by index
+RANK = {"pass": 0, "unchecked": 1, "marginal": 2, "fail": 3}  # a workload's verdict: the worst of its budgets
 READ = ["category", "mode", "prompt_id", "ttft_ms", "decode_tok_s", "e2e_ms"]  # the record columns a verdict reads
 # (record column, workload attribute, "max" or "min", label, unit)
 BUDGETS = (("ttft_ms", "ttft_ms_max", "max", "TTFT", "ms"),
            ("decode_tok_s", "decode_tok_s_min", "min", "decode", "tok/s"),
            ("e2e_ms", "e2e_ms_max", "max", "e2e", "ms"))
+# (Quality figure, workload attribute, "max" or "min", label, format)
+QUALITY_BUDGETS = (("kld_mean", "max_kld", "max", "KLD", "{:.3g}"),
+                   ("perplexity_increase", "max_perplexity_increase", "max", "perplexity", "{:+.1%}"),
+                   ("greedy_agreement", "min_greedy_agreement", "min", "greedy agreement", "{:.1%}"))
+SHOWN = {b[0]: f"{b[3]} {{:,.1f}} {b[4]}" for b in BUDGETS} | {b[0]: f"{b[3]} {b[4]}" for b in QUALITY_BUDGETS}
 
 
 @dataclass(frozen=True)
 class Verdict:
     workload: str
-    verdict: str  # pass, marginal, fail, or n/a (no measurement of this workload)
+    verdict: str  # pass, marginal, fail, unchecked (a quality budget without a figure), or n/a (not measured)
     reasons: tuple[str, ...]  # one per prompt and budget
     sustained: bool
     n: int
@@ -43,9 +55,9 @@ class Verdict:
         return dict(self.worst).get(column)
 
     def headline(self) -> str:
-        """The worst prompt's median per budget, in words: "TTFT 41.0 ms; decode 12.0 tok/s"."""
-        units = {b[0]: (b[3], b[4]) for b in BUDGETS}
-        return "; ".join(f"{units[c][0]} {v:,.1f} {units[c][1]}" for c, v in self.worst)
+        """The worst prompt's median per budget, then the quality figures, in words:
+        "TTFT 41.0 ms; decode 12.0 tok/s; KLD 0.012"."""
+        return "; ".join(SHOWN[c].format(v) for c, v in self.worst)
 
 
 def _outcomes(low: np.ndarray, high: np.ndarray, budget: float, direction: str) -> np.ndarray:
@@ -119,3 +131,32 @@ def judge(rows: pd.DataFrame, workload: Workload) -> Verdict:
 
 def unmeasured(workload: Workload) -> Verdict:
     return Verdict(workload.id, "n/a", (), False, 0)
+
+
+def _unscored(quality: Quality | None) -> str:
+    """Why a quality budget has no figure to judge."""
+    if quality is None:
+        return "no quality record"
+    if quality.status != "ok":
+        return f"quality record {quality.status}"
+    return "not measured (no logits)" if quality.kld_mean is None else "not measured"
+
+
+def with_quality(verdict: Verdict, workload: Workload, quality: Quality | None) -> Verdict:
+    """The verdict with the workload's quality budgets judged on the cell's quality record.
+    A workload not measured in the cell stays n/a."""
+    budgets = [b for b in QUALITY_BUDGETS if getattr(workload, b[1]) is not None]
+    if not budgets or verdict.verdict == "n/a":
+        return verdict
+    outcome, reasons, worst = verdict.verdict, list(verdict.reasons), list(verdict.worst)
+    for column, attribute, direction, label, shown in budgets:
+        budget, value = getattr(workload, attribute), quality.figure(column) if quality else None
+        if value is None:
+            result, figure = "unchecked", f"{label}: {_unscored(quality)}"
+        else:
+            result = "pass" if (value <= budget if direction == "max" else value >= budget) else "fail"
+            figure = f"{label} {shown.format(value)}"
+            worst.append((column, value))
+        reasons.append(f"{figure}, budget {'≤' if direction == 'max' else '≥'} {shown.format(budget)}: {result}")
+        outcome = max(outcome, result, key=RANK.__getitem__)
+    return replace(verdict, verdict=outcome, reasons=tuple(reasons), worst=tuple(worst))

@@ -2,6 +2,7 @@
 tests/simulated_devices.py): tiers, verdicts, comparability, outputs, fast reading."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -29,9 +30,15 @@ def farm(tmp_path):
     return root
 
 
-def _built(*targets_):
+def _built(*targets_, workloads=None):
     frame, files = matrix.load([str(t) for t in targets_])
-    return matrix.build(frame, files)
+    return matrix.build(frame, files, workloads)
+
+
+def _timing_budgets_only() -> tuple[targets.Workload, ...]:
+    """The packaged workloads without their quality budgets (for tests of timing verdicts)."""
+    return tuple(dataclasses.replace(w, max_kld=None, max_perplexity_increase=None, min_greedy_agreement=None)
+                 for w in targets.load_workloads())
 
 
 def _row(m, device, quant="Q4_1", artifact="a" * 64):
@@ -260,7 +267,8 @@ def test_marginal_means_one_prompts_repetitions_straddle_the_budget(tmp_path, ex
     # 400-1312 ms would straddle the 1 s budget and read "marginal" whatever chat-explain did.
     records = _set(sim.records("galaxy-a54", decode=25, ttft=300), "chat-capital", ttft_ms=420)
     _set(records, "chat-explain", ttft_ms=explain_ttft)
-    chat = _verdict(_built(sim.write(tmp_path / "r.jsonl", records)).rows[0], "interactive-chat")
+    chat = _verdict(_built(sim.write(tmp_path / "r.jsonl", records), workloads=_timing_budgets_only()).rows[0],
+                    "interactive-chat")
     assert chat.verdict == expected
     assert any(r.startswith("TTFT chat-explain") and r.endswith(expected) for r in chat.reasons)
     assert chat.figure("ttft_ms") == pytest.approx(max(420, explain_ttft))  # the worst prompt's median
