@@ -23,7 +23,7 @@ from bench.errors import BenchError, unknown_name
 from bench.hygiene import Cooldown, cool_down
 from bench.orchestrator import Job, Orchestrator, RunnerOutcome, RunnerPlan, Sustain, jobs_for, sustained_jobs, utc_now
 from bench.profiles import RunProfile, load_profile, sustained_settings
-from bench.records import SCHEMA_VERSION, ResultsWriter
+from bench.records import SCHEMA_VERSION, ResultsWriter, make_record
 from bench.suite import Suite, load_suite
 from bench.thermal import DeviceReader
 from runners import load_class, registrations
@@ -196,19 +196,19 @@ def prepare_run(options: RunOptions) -> RunSetup:
             if name not in names:
                 raise BenchError(f"{option} names runner '{name}', which this run does not use",
                                  f"add --runner {name} or drop that {option}", exit_code=2)
-    sustain, jobs = _sustained_plan(options, suite, profile) if options.sustained else (None, jobs_for(suite, profile))
+    sustain, jobs = sustained_plan(options, suite, profile) if options.sustained else (None, jobs_for(suite, profile))
     if not jobs:
         raise BenchError(f"profile '{profile.name}' selects no prompt of suite '{suite.id}'",
                          "check the profile's tags against the suite's prompt tags")
     threads = options.threads or default_threads()
-    plans, skipped = _plans(names, model, user_artifacts, quants, overrides, threads, options)
+    plans, skipped = runner_plans(names, model, user_artifacts, quants, overrides, threads, options)
     if saved:
         resume.check_unchanged(saved, suite.sha256, profile.sha256)
         resume.check_artifacts(results_path, plans)
         run_id, started_at = saved["run_id"], saved["started_at"]
     else:
         run_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
-        started_at, results_path = utc_now(), _writable(options.out) / f"{run_id}.jsonl"
+        started_at, results_path = utc_now(), writable_folder(options.out) / f"{run_id}.jsonl"
     facts = device_facts()
     placement = tiering.place(facts, farm_device, lambda: bandwidth.measure(threads))
     run_fields = dict(run_id=run_id, started_at=started_at, tool_version=provenance.tool_version(),
@@ -222,7 +222,7 @@ def prepare_run(options: RunOptions) -> RunSetup:
                     done, sustain, samples_path)
 
 
-def _sustained_plan(options: RunOptions, suite: Suite, profile: RunProfile) -> tuple[Sustain, list[Job]]:
+def sustained_plan(options: RunOptions, suite: Suite, profile: RunProfile) -> tuple[Sustain, list[Job]]:
     """The profile's sustained settings with the command line's overrides, checked."""
     base = profile.sustained
     if base is None:
@@ -237,7 +237,7 @@ def _sustained_plan(options: RunOptions, suite: Suite, profile: RunProfile) -> t
     return Sustain(settings.duration_s, settings.window_s), sustained_jobs(suite, settings.prompt, profile.warmups)
 
 
-def _plans(names: list[str], model: models.Model, user_artifacts: dict, quants: dict, overrides: dict,
+def runner_plans(names: list[str], model: models.Model, user_artifacts: dict, quants: dict, overrides: dict,
            threads: int, options: RunOptions) -> tuple[list[RunnerPlan], list[str]]:
     """One plan per runner and artifact, and the runners left out (with why)."""
     regs = registrations()
@@ -312,6 +312,15 @@ class _Export:
         return _checked(self.cls, self.name, _prepared_artifact(found, self.quant))
 
 
+def _unsupported_record(setup: RunSetup, plan: PendingPlan, exc: prepare.Unsupported) -> dict:
+    """A runner whose exporter does not take the model's family: one skipped record."""
+    return make_record(**setup.run_fields, measured_at=utc_now(), mode="suite", runner=plan.name,
+                       quantization=plan.quant, threads_requested=plan.threads, suite_id=setup.suite.id,
+                       suite_sha256=setup.suite.sha256, profile_name=setup.profile.name,
+                       profile_sha256=setup.profile.sha256, status="skipped",
+                       skip_reason=f"{exc.message}; {exc.hint}")
+
+
 def _prepared_artifact(found: prepare.Prepared, quant: str) -> models.Artifact:
     return models.Artifact(found.path, found.sha256, found.manifest["bytes"], quant, "prepared")
 
@@ -323,6 +332,8 @@ def _prepared(cls, name: str, model: models.Model, quant: str, options: RunOptio
                          exit_code=2)
     root = prepare.cache_root(options.cache)
     found = prepare.find_artifact(model, prepare.artifact_stage(name, exporter), quant, root)
+    if found is None and not options.prepare and model.source.format == "hf":  # say so before "prepare it"
+        prepare.check_family(name, exporter, models.checkpoint_family(model.source_path()), quant)
     if found is None and options.prepare:
         return _Export(cls, name, model, quant, root, options)
     if found is None:
@@ -332,7 +343,7 @@ def _prepared(cls, name: str, model: models.Model, quant: str, options: RunOptio
     return _prepared_artifact(found, quant)
 
 
-def _writable(out: Path) -> Path:
+def writable_folder(out: Path) -> Path:
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write-test-{os.getpid()}"
@@ -365,6 +376,12 @@ def execute(setup: RunSetup, on_record: Callable[[dict], None] = lambda r: None,
             if isinstance(plan, PendingPlan):
                 try:
                     plan = setup.plans[number] = plan.make()  # later steps (quality) see the real plan
+                except prepare.Unsupported as exc:  # declared before any export: a record says why
+                    say(f"{plan.name} {plan.quant}: skipped: {exc.message}")
+                    outcome = RunnerOutcome(plan.name)
+                    result.outcomes.append(outcome)
+                    orchestrator.emit(outcome, _unsupported_record(setup, plan, exc))
+                    continue
                 except BenchError as exc:  # reported; the other runners still run
                     say(f"{plan.name} {plan.quant}: export failed, not run: {exc.message}")
                     result.export_failures.append(f"{plan.name} {plan.quant}: {exc.message.splitlines()[0]}")

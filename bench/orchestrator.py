@@ -198,7 +198,7 @@ class _WorkerSession:
                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
                                 pass_fds=(write_fd,), start_new_session=True)
         os.close(write_fd)
-        monitor = ProcessMonitor(proc.pid, limit_mb=self.plan.memory_limit_mb, on_exceed=lambda: _kill(proc))
+        monitor = ProcessMonitor(proc.pid, limit_mb=self.plan.memory_limit_mb, on_exceed=lambda: kill_worker(proc))
         self.device = DeviceMonitor(proc.pid, self.owner.device, origin=0.0, on_sample=self._sample)
         self.start_state = self.device.latest()
         self.since = time.monotonic()
@@ -207,11 +207,11 @@ class _WorkerSession:
             proc.stdin.close()
             return self._converse(proc, read_fd, monitor, stderr)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the generation in flight is recorded
-            _kill(proc)
+            kill_worker(proc)
             self._failure(self.current, "interrupted", "stopped by the user before it finished", monitor)
             raise
         except BaseException:
-            _kill(proc)
+            kill_worker(proc)
             raise
         finally:
             os.close(read_fd)
@@ -230,7 +230,7 @@ class _WorkerSession:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                _kill(proc)
+                kill_worker(proc)
                 what = f"generation exceeded {self.owner.profile.generation_timeout_s:g} s" if self.current \
                     else f"load exceeded {self.owner.profile.load_timeout_s:g} s"
                 self._failure(self.current, "timeout", what, monitor)
@@ -247,7 +247,7 @@ class _WorkerSession:
                     self._failure(self.current, "oom", f"worker reached {monitor.exceeded_mb:.0f} MB RSS, over the "
                                   f"limit of {self.plan.memory_limit_mb:g} MB, and was killed", monitor)
                 else:
-                    self._failure(self.current, "crashed", _describe_exit(code, stderr), monitor)
+                    self._failure(self.current, "crashed", describe_exit(code, stderr), monitor)
                 return self._left(self.current), self.current is None
             buffer += chunk
             while b"\n" in buffer:
@@ -272,7 +272,7 @@ class _WorkerSession:
                     if self.budget and self.budget.over(self.current.payload):
                         # Over budget by the rates this worker just measured: stop it before it
                         # holds the run; the next session records the job (and its like) skipped.
-                        _kill(proc)
+                        kill_worker(proc)
                         return self._left(None), False
                     self.since = time.monotonic()
                     self.start_state = self.device.latest()
@@ -334,7 +334,7 @@ class _WorkerSession:
             mode="sustained" if self.owner.sustain else "suite", elapsed_s=message.get("elapsed_s"),
             runner=plan.name, synthetic=plan.synthetic,
             runtime_version=loaded.get("runtime_version"), backend=loaded.get("backend"),
-            runner_settings=_settings(loaded),
+            runner_settings=runner_settings_record(loaded),
             artifact_path=str(plan.artifact.path), artifact_sha256=plan.artifact.sha256,
             artifact_bytes=plan.artifact.bytes,
             quantization=plan.artifact.quantization or loaded.get("quantization"),
@@ -358,11 +358,11 @@ class _WorkerSession:
         )
         record.update(roofline_fields(record))
         record.update(accelerators.record_fields(plan.settings.get("accelerator"), loaded, plan.allow_fallback,
-                                                 record["status"], record["error"]))
+                                                 record["status"]))
         return record
 
 
-def _settings(loaded: dict) -> dict | None:
+def runner_settings_record(loaded: dict) -> dict | None:
     """The runner's settings as the runtime applied them, with what it did not apply and why."""
     if not loaded:
         return None
@@ -375,14 +375,14 @@ def _error_status(error: str) -> str:
     return "oom" if error.startswith("MemoryError") else "error"
 
 
-def _kill(proc: subprocess.Popen) -> None:
+def kill_worker(proc: subprocess.Popen) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
 
 
-def _describe_exit(code: int, stderr) -> str:
+def describe_exit(code: int, stderr) -> str:
     if code < 0:
         try:
             what = f"worker killed by {signal.Signals(-code).name}"

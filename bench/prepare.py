@@ -32,7 +32,7 @@ import psutil
 from bench import provenance
 from bench.checkpoint import EXPORTER as CHECKPOINT
 from bench.errors import BenchError
-from bench.models import Model, _file_sha256, fingerprint
+from bench.models import Model, _file_sha256, checkpoint_family, family_name, fingerprint
 from bench.orchestrator import utc_now
 from runners.base import Exporter
 
@@ -372,13 +372,18 @@ def artifact_stage(runner_name: str, exporter: Exporter) -> str:
     return exporter.artifact_group or runner_name
 
 
+def find_checkpoint(model: Model, root: Path) -> Prepared | None:
+    """The checkpoint prepared artifacts are exported from, if `prepare` made it (a
+    transformers folder given as the model is its own checkpoint)."""
+    if model.source.format == "hf":
+        return checkpoint(model, root)
+    return _newest(root, model, "checkpoint", _source_sha256(model, root), CHECKPOINT.default_quantization)
+
+
 def find_artifact(model: Model, stage: str, quantization: str, root: Path) -> Prepared | None:
     """The prepared artifact of (model, stage, quantization), if `prepare` made one; `stage`
     comes from artifact_stage."""
-    if model.source.format == "hf":
-        ckpt = checkpoint(model, root)
-    else:
-        ckpt = _newest(root, model, "checkpoint", _source_sha256(model, root), CHECKPOINT.default_quantization)
+    ckpt = find_checkpoint(model, root)
     return ckpt and _newest(root, model, stage, ckpt.sha256, quantization)
 
 
@@ -393,9 +398,51 @@ def prepare_artifact(model: Model, runner_name: str, exporter: Exporter, quantiz
                          f"choose one of: {', '.join(exporter.quantizations)}", exit_code=2)
     on_stage("checkpoint")
     ckpt = checkpoint(model, root, on_log=on_log, progress=progress)
+    check_family(runner_name, exporter, checkpoint_family(ckpt.path), quantization)
     on_stage(f"{runner_name} {quantization}")
     return _stage(model, root, artifact_stage(runner_name, exporter), exporter, ckpt.path, ckpt.sha256,
                   quantization, force, on_log, f"{runner_name} {quantization}", progress)
+
+
+class Unsupported(BenchError):
+    """A (family, runner, quantization) its exporter does not take: found before it runs."""
+
+
+def family_support(exporter: Exporter) -> dict[str, tuple[str, ...] | str]:
+    """The exporter's own declaration (FAMILY_SUPPORT in its module): per family, the
+    quantizations it converts or why it converts none. Imports no runtime."""
+    return getattr(importlib.import_module(exporter.target.partition(":")[0]), "FAMILY_SUPPORT", {})
+
+
+def support_cells(family: str) -> dict[str, tuple[str, ...] | str]:
+    """Per visible runner: the quantizations it takes `family` in (a tuple), or why it takes
+    none (a str). A runner without an exporter reads a file of its own format as shipped,
+    whatever the family: its cell says so."""
+    from runners import load_class, registrations
+
+    cells = {}
+    for name, reg in registrations().items():
+        cls = load_class(reg.target)
+        if reg.hidden:
+            continue
+        if cls.exporter is None:
+            cells[name] = (f"its {cls.artifact_kind} file (--artifact)",)
+            continue
+        cells[name] = family_support(cls.exporter).get(family, f"{family} is not declared for {cls.exporter.tool}")
+    return cells
+
+
+def check_family(runner_name: str, exporter: Exporter, family: str, quantization: str) -> None:
+    """Raise Unsupported unless `runner_name`'s exporter declares `family` at `quantization`."""
+    cells = support_cells(family)
+    declared = cells.get(runner_name, family_support(exporter).get(family))
+    if isinstance(declared, tuple) and quantization in declared:
+        return
+    why = declared if isinstance(declared, str) else f"only {', '.join(declared)} is converted"
+    takers = [f"{name} ({', '.join(cell)})" for name, cell in cells.items() if name != runner_name
+              and isinstance(cell, tuple)]
+    raise Unsupported(f"{runner_name} cannot take {family_name(family)} at {quantization}: {why}",
+                      f"runners that take {family}: {', '.join(takers) or 'none'}", exit_code=2)
 
 
 def select(runner_names: tuple[str, ...], quants: tuple[str, ...]) -> list[tuple[str, Exporter, str]]:

@@ -330,9 +330,9 @@ def run_on_targets(options, targets: list[Target], plans: list, model: models.Mo
     """The same run on each target in turn (never two at once on one device)."""
     from bench.prepare import cache_root
 
-    from bench.benchmark import _writable
+    from bench.benchmark import writable_folder
 
-    _writable(options.out)
+    writable_folder(options.out)
     root = cache_root(options.cache)
     units = [(plan, bundle.unit_for(plan, model.id, root)) for plan in plans]
     runs = []
@@ -388,13 +388,13 @@ def host_plans(options) -> tuple[models.Model, list]:
 
     suite, profile = load_suite(options.suite), load_profile(options.profile)
     if options.sustained:
-        benchmark._sustained_plan(options, suite, profile)
+        benchmark.sustained_plan(options, suite, profile)
     if options.device_profile:
         targets.load_device_profile(options.device_profile)
     if options.threads is not None and options.threads < 1:
         raise BenchError(f"--threads must be at least 1, got {options.threads}", "e.g. --threads 4", exit_code=2)
     model = models.get_model(options.model or models.default_model_id())
-    plans, _ = benchmark._plans(
+    plans, _ = benchmark.runner_plans(
         benchmark.select_runners(options.runners), model,
         benchmark.parse_pairs("--artifact", options.artifacts, "llama.cpp=model.gguf"),
         benchmark.parse_pairs("--quant", options.quants, "onnxruntime=fp32"),
@@ -442,7 +442,7 @@ def sustained_reports(runs: list[RemoteRun], options) -> list[str]:
     from bench.suite import load_suite
     from bench.sustained_report import results_for, write_reports
 
-    sustain, _ = benchmark._sustained_plan(options, load_suite(options.suite), load_profile(options.profile))
+    sustain, _ = benchmark.sustained_plan(options, load_suite(options.suite), load_profile(options.profile))
     lines = []
     for run in runs:
         series = fetch_series(run) if run.run_id else None

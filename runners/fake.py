@@ -11,11 +11,15 @@ The artifact is a JSON script:
   eos_after (tokens before end of turn in chat/completion mode), setup_ms (per-request set-up,
   marked with SETUP_DONE), fixed_short_by (a fixed-length generation stops this many tokens
   early, as a runtime that drifts would), weights_bytes, kv_bytes_per_token and
-  applied_threads (reported at load: the threads a runtime says it runs on, default the
-  request), and for fault tests
+  applied_threads and context_tokens (reported at load: what a runtime says it runs on,
+  default the request), score_vocab (`score` returns uniform logits over that many tokens:
+  FAKE logits whose perplexity is exactly score_vocab; without it, NoLogits), runs_on (the
+  accelerator it reports at load, default "cpu": a scripted fallback when a run asks for the
+  FAKE "gpu"), and for fault tests
   crash_on / hang_on / raise_on / grow_on: a substring of the prompt that makes the worker
   die with SIGSEGV, sleep for real (to hit a timeout; with "hang_once": MARKER only the
-  first time), raise an error, or really allocate `grow_mb` MB (default 2048) of memory.
+  first time), raise an error, or really allocate `grow_mb` MB (default 2048) of memory;
+  the prompt of `score` is "score".
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ from pathlib import Path
 from typing import Iterator
 
 from runners.base import (SETUP_DONE, ArtifactError, GenerationInfo, GenerationRequest, LoadInfo, Probe, Runner,
-                          RunnerOptions, TokenEvent)
+                          NoLogits, RunnerOptions, TokenEvent)
 
 _now_ns = [0]
 
@@ -47,6 +51,11 @@ class FakeRunner(Runner):
     distribution = "edgebench"
     extra = ""
     scripted_clock = staticmethod(_fake_clock)
+    defaults = {"accelerator": "auto"}
+
+    @classmethod
+    def accelerators(cls) -> dict[str, str]:
+        return {"cpu": "FAKE", "gpu": "FAKE (scripted: the script's runs_on says where it ran)"}
 
     @classmethod
     def probe(cls) -> Probe:
@@ -61,8 +70,9 @@ class FakeRunner(Runner):
         self._info = GenerationInfo(0, "length")
         self._generations = 0
         return LoadInfo("fake", "FAKE (scripted clock)", "none", {}, threads=self.script.get("applied_threads", options.threads),
-                        context_tokens=options.context_tokens, weights_bytes=self.script.get("weights_bytes"),
-                        kv_bytes_per_token=self.script.get("kv_bytes_per_token"))
+                        context_tokens=self.script.get("context_tokens", options.context_tokens),
+                        weights_bytes=self.script.get("weights_bytes"), kv_bytes_per_token=self.script.get("kv_bytes_per_token"),
+                        accelerator=self.script.get("runs_on", "cpu"), placement={"scripted": True})
 
     def tokenize(self, text: str) -> list[int]:
         return [sum(map(ord, word)) % 1000 for word in text.split()]
@@ -93,6 +103,15 @@ class FakeRunner(Runner):
 
     def generation_info(self) -> GenerationInfo:
         return self._info
+
+    def score(self, token_ids):
+        """FAKE logits: all equal over the script's `score_vocab` tokens."""
+        import numpy as np
+
+        self._fault("score")
+        if "score_vocab" not in self.script:
+            raise NoLogits("the FAKE script has no score_vocab")
+        return np.zeros((len(token_ids), self.script["score_vocab"]), np.float32)
 
     @staticmethod
     def _prompt_text(request: GenerationRequest) -> str:

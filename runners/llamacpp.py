@@ -20,7 +20,7 @@ import ctypes
 import functools
 import re
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from runners.base import (ArtifactError, GenerationInfo, GenerationRequest, LoadInfo, Runner, RunnerOptions,
                           TokenEvent)
@@ -49,8 +49,19 @@ class LlamaCppRunner(Runner):
     # llama-bench's cmd_params_defaults in the vendored llama.cpp (llama-cli's are the same):
     # flash attention auto, logical/physical batch 2048/512, f16 K/V cache, weights mmapped
     # (load mode auto = mmap on the CPU). Named after llama-cpp-python's Llama() parameters.
+    # Accelerator auto: llama-bench's -ngl 99, every layer offloaded to a GPU device where
+    # llama.cpp has one (none in a CPU build: the layers stay on the CPU).
     defaults = {"flash_attn": "auto", "n_batch": 2048, "n_ubatch": 512, "type_k": "f16", "type_v": "f16",
-                "use_mmap": True}
+                "use_mmap": True, "accelerator": "auto"}
+
+    @classmethod
+    def accelerators(cls) -> dict[str, str]:
+        import llama_cpp
+
+        seen: dict[str, str] = {}
+        for name, (kind, description) in backend_devices(llama_cpp).items():
+            seen[kind] = "; ".join(filter(None, (seen.get(kind), f"{name} ({description})")))
+        return seen
 
     @classmethod
     def check_artifact(cls, path: Path) -> None:
@@ -74,7 +85,9 @@ class LlamaCppRunner(Runner):
                 self.llm = llama_cpp.Llama(
                     model_path=str(artifact), n_ctx=options.context_tokens, n_batch=settings["n_batch"],
                     n_ubatch=settings["n_ubatch"], type_k=type_k, type_v=type_v, use_mmap=settings["use_mmap"],
-                    n_threads=options.threads, n_threads_batch=options.threads, seed=options.seed, verbose=False)
+                    n_threads=options.threads, n_threads_batch=options.threads, seed=options.seed, verbose=False,
+                    # on the CPU, llama.cpp must not offload host operations (big prompt batches) either
+                    n_gpu_layers=_gpu_layers(settings["accelerator"]), op_offload=settings["accelerator"] != "cpu")
             except ValueError as exc:  # llama-cpp-python's word for "could not load the model"
                 raise ArtifactError(f"llama.cpp could not load {artifact}: {exc}") from None
         model = self.llm._model
@@ -100,7 +113,8 @@ class LlamaCppRunner(Runner):
             threads=applied["n_threads"], context_tokens=applied["n_ctx"],
             not_applied=_not_applied(asked, applied),
             weights_bytes=weights_bytes(gguf_tensors(llama_cpp, artifact), self.n_vocab),
-            kv_bytes_per_token=self._kv_bytes_per_token(applied))
+            kv_bytes_per_token=self._kv_bytes_per_token(applied),
+            **_placement("".join(log_lines), backend_devices(llama_cpp), settings["accelerator"]))
 
     def _applied(self, log: str, flash_attn: str) -> dict:
         """What the context really got: the C API's read-back, and llama.cpp's own log for
@@ -186,6 +200,28 @@ class LlamaCppRunner(Runner):
     def generation_info(self) -> GenerationInfo:
         return self._info
 
+    def score(self, token_ids: Sequence[int]) -> "numpy.ndarray":
+        """Teacher-forced logits as llama.cpp's perplexity tool gets them: the KV memory
+        cleared, the tokens decoded in batches of n_batch with logits asked for every
+        position, each batch's rows read from llama_get_logits. The memory is cleared again
+        afterwards, so the next generation starts empty whatever happens here."""
+        import numpy as np
+
+        llm, batch = self.llm, self.llm._batch
+        logits = np.empty((len(token_ids), self.n_vocab), dtype=np.float32)
+        llm.reset()
+        llm._ctx.kv_cache_clear()
+        try:
+            for start in range(0, len(token_ids), llm.n_batch):
+                chunk = list(token_ids[start:start + llm.n_batch])
+                batch.set_batch(chunk, n_past=start, logits_all=True)
+                llm._ctx.decode(batch)
+                logits[start:start + len(chunk)] = np.ctypeslib.as_array(
+                    self.lib.llama_get_logits(self.ctx), shape=(len(chunk), self.n_vocab))
+        finally:
+            llm._ctx.kv_cache_clear()
+        return logits
+
     def close(self) -> None:
         self.llm.close()
 
@@ -209,6 +245,51 @@ def gguf_tensors(lib, path: Path) -> list[Tensor]:
                 for i in range(ggml.gguf_get_n_tensors(gguf))]
     finally:
         ggml.gguf_free(gguf)
+
+
+# ggml_backend_dev_type: CPU, GPU, integrated GPU, and ACCEL (BLAS, AMX: work beside the CPU backend)
+DEVICE_KINDS = {0: "cpu", 1: "gpu", 2: "gpu", 3: "cpu"}
+LAYER_LOG = re.compile(r"layer +\d+ assigned to device ([^,\s]+)")
+BUFFER_LOG = re.compile(r"(\S+) +(model|KV|compute|output) buffer size = +([\d.]+) MiB")
+
+
+def backend_devices(lib) -> dict[str, tuple[str, str]]:
+    """llama.cpp's backend devices, from ggml's device registry (what `llama-bench
+    --list-devices` reads): name -> (kind: cpu/gpu, description)."""
+    from llama_cpp._ctypes_extensions import load_shared_library
+
+    registry, base = load_shared_library("ggml", Path(lib.__file__).parent / "lib"), _ggml_base(lib)
+    registry.ggml_backend_dev_count.restype = ctypes.c_size_t
+    registry.ggml_backend_dev_get.argtypes, registry.ggml_backend_dev_get.restype = [ctypes.c_size_t], ctypes.c_void_p
+    for read in (base.ggml_backend_dev_name, base.ggml_backend_dev_description):
+        read.argtypes, read.restype = [ctypes.c_void_p], ctypes.c_char_p
+    base.ggml_backend_dev_type.argtypes, base.ggml_backend_dev_type.restype = [ctypes.c_void_p], ctypes.c_int
+    devices = [registry.ggml_backend_dev_get(i) for i in range(registry.ggml_backend_dev_count())]
+    return {base.ggml_backend_dev_name(d).decode(): (DEVICE_KINDS.get(base.ggml_backend_dev_type(d), "other"),
+                                                     base.ggml_backend_dev_description(d).decode()) for d in devices}
+
+
+def _gpu_layers(accelerator: str) -> int:
+    """n_gpu_layers for an accelerator: none on the CPU, else all (-1), as llama-bench's -ngl 99."""
+    if accelerator not in ("auto", "cpu", "gpu"):
+        raise ValueError(f"--accelerator llama.cpp={accelerator}: llama.cpp offloads to a gpu only (auto, cpu, gpu)")
+    return 0 if accelerator == "cpu" else -1
+
+
+def _placement(log: str, devices: dict[str, tuple[str, str]], asked: str) -> dict:
+    """Where llama.cpp put the model, from its own log of the load: the device each layer was
+    assigned to, and the buffers it allocated on each; gpu if any layer went to a GPU device."""
+    layers: dict[str, int] = {}
+    for device in LAYER_LOG.findall(log):
+        layers[device] = layers.get(device, 0) + 1
+    buffers = {f"{name} {what}": float(mib) for name, what, mib in BUFFER_LOG.findall(log)}
+    # A GPU's own memory; CPU_* buffers and pinned host buffers (CUDA_Host, ...) are RAM.
+    on_device = [mib for key, mib in buffers.items() if not key.startswith("CPU") and "_Host " not in key]
+    on_gpu = any(devices.get(d, ("cpu",))[0] == "gpu" for d in layers)
+    return {"accelerator": ("gpu" if on_gpu else "cpu") if layers else None,
+            "placement": {"n_gpu_layers": _gpu_layers(asked), "layers_by_device": layers, "buffers_mib": buffers,
+                          "devices": {name: f"{kind}: {description}" for name, (kind, description) in devices.items()}},
+            "accelerator_memory_mb": round(sum(on_device), 2) if on_device else None}  # MiB, as peak_rss_mb
 
 
 class _GgufInitParams(ctypes.Structure):

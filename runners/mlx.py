@@ -21,7 +21,7 @@ import json
 import struct
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from runners.base import (ArtifactError, Exporter, GenerationInfo, GenerationRequest, LoadInfo, Probe, Runner,
                           RunnerOptions, TokenEvent)
@@ -49,7 +49,15 @@ class MlxRunner(Runner):
     # mlx_lm.generate's own defaults (its DEFAULT_PREFILL_STEP_SIZE, --kv-bits None, --kv-group-size,
     # DEFAULT_QUANTIZED_KV_START); mlx_lm.benchmark uses the same through stream_generate.
     # kv_bits 0: no KV quantization.
-    defaults = {"prefill_step_size": 2048, "kv_bits": 0, "kv_group_size": 64, "quantized_kv_start": 5000}
+    # Accelerator auto: MLX's own default device, the GPU where MLX has one (Metal, CUDA), else the CPU.
+    defaults = {"prefill_step_size": 2048, "kv_bits": 0, "kv_group_size": 64, "quantized_kv_start": 5000,
+                "accelerator": "auto"}
+
+    @classmethod
+    def accelerators(cls) -> dict[str, str]:
+        import mlx.core as mx
+
+        return {kind: f"MLX {mx.__version__} {kind} device" for kind in ("cpu", "gpu") if mx.is_available(getattr(mx, kind))}
 
     @classmethod
     def probe(cls) -> Probe:
@@ -69,6 +77,7 @@ class MlxRunner(Runner):
         blas = use_openblas(options.threads)  # before mlx is imported: it binds its BLAS then
         # Imported here, not at module level: listing runners must not load runtimes.
         import mlx.core as mx
+        use_device(mx, self.settings(options)["accelerator"])  # before mlx-lm makes its stream on the default device
         import mlx_lm
         from mlx.utils import tree_flatten
         from mlx_lm import stream_generate
@@ -98,12 +107,14 @@ class MlxRunner(Runner):
         settings = {"mlx_version": mx.__version__, "device": mx.default_device().type.name,
                     **applied, "kv_cache": KV_CACHE_NOTE,
                     "eos_token_ids": sorted(self.tokenizer.eos_token_ids), "rope_theta": theta,
-                    "rope_theta_given_at_load": bool(model_config), **blas}
+                    "rope_theta_given_at_load": bool(model_config), **blas,
+                    "accelerator": generation_stream.device.type.name}
         if sys.platform == "linux":
             settings["cblas_sgemm_from"] = global_sgemm_library() or "the bundled BLAS"
         return LoadInfo(mlx_lm.__version__, settings["device"], quantization, settings, threads=None,
                         context_tokens=options.context_tokens, not_applied={"threads": threads_note(blas)},
-                        weights_bytes=weights_bytes(artifact, config), kv_bytes_per_token=self._kv_bytes_per_token())
+                        weights_bytes=weights_bytes(artifact, config), kv_bytes_per_token=self._kv_bytes_per_token(),
+                        **placement(mx, generation_stream))
 
     def _kv_bytes_per_token(self) -> int:
         """KV-cache bytes per context token, read from the cache mlx-lm builds for this model
@@ -150,6 +161,15 @@ class MlxRunner(Runner):
         self._info = GenerationInfo(len(prompt), stop, native_figures(last) if last else {},
                                     runtime_new_tokens=runtime_new_tokens(last, stop))
 
+    def score(self, token_ids: Sequence[int]) -> "numpy.ndarray":
+        """Teacher-forced logits as mlx_lm.perplexity gets them: one forward pass of the model
+        over the whole sequence with no KV cache (a causal mask), cast to float32. No cache is
+        made, so nothing is left for a later generation."""
+        import numpy as np
+
+        logits = self.model(self.mx.array([list(token_ids)]))[0].astype(self.mx.float32)
+        return np.array(logits)
+
     def generation_info(self) -> GenerationInfo:
         # Outside the harness clock: wait for the step mlx-lm dispatched ahead of the last
         # token, so it cannot run into the next prompt's TTFT.
@@ -168,7 +188,29 @@ KV_CACHE_NOTE = ("mlx-lm's KVCache: no capacity allocated up front, it grows in 
 def generate_settings(settings: dict) -> dict:
     """The runner's settings as stream_generate's keyword arguments (kv_bits 0: None, no KV
     quantization, as mlx_lm.generate without --kv-bits)."""
-    return {**settings, "kv_bits": settings["kv_bits"] or None}
+    kwargs = {key: value for key, value in settings.items() if key != "accelerator"}  # applied at load, not per call
+    return {**kwargs, "kv_bits": settings["kv_bits"] or None}
+
+
+def use_device(mx, accelerator: str) -> None:
+    """Make the asked device MLX's default; auto leaves MLX's own choice."""
+    if accelerator == "auto":
+        return
+    if accelerator not in ("cpu", "gpu"):
+        raise ValueError(f"--accelerator mlx={accelerator}: MLX runs on cpu or gpu")
+    if not mx.is_available(device := getattr(mx, accelerator)):
+        raise ValueError(f"MLX {mx.__version__} has no {accelerator} backend here (pip install 'mlx[cuda]' on Linux, "
+                         "Metal on Apple silicon)")
+    mx.set_default_device(device)
+
+
+def placement(mx, stream) -> dict:
+    """Where MLX runs the model: the device of the stream mlx-lm generates on, read back, and on
+    a GPU the peak memory MLX's allocator reports (unified memory on Apple silicon)."""
+    used = stream.device.type.name
+    return {"accelerator": used,
+            "placement": {"generation_stream": str(stream), "default_device": str(mx.default_device())},
+            "accelerator_memory_mb": round(mx.get_peak_memory() / 2**20, 1) if used == "gpu" else None}
 
 
 def threads_note(blas: dict) -> str:

@@ -20,7 +20,7 @@ import re
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 from runners.base import (SETUP_DONE, ArtifactError, Exporter, GenerationInfo, GenerationRequest, LoadInfo, Runner,
                           RunnerOptions, SetupDone, TokenEvent)
@@ -46,7 +46,19 @@ class OnnxRuntimeRunner(Runner):
                         default_quantization="int4", extra="prepare-onnx")
     # What the builder writes into genai_config.json for its CPU (GroupQueryAttention)
     # models and the examples run with: one KV buffer of max_length, past and present shared.
-    defaults = {"past_present_share_buffer": True}
+    # Accelerator auto: the examples' default (follow_config), the providers genai_config.json names
+    # (none for the builder's `-e cpu` models: the CPU).
+    defaults = {"past_present_share_buffer": True, "accelerator": "auto"}
+
+    @classmethod
+    def accelerators(cls) -> dict[str, str]:
+        import onnxruntime
+
+        seen = {"cpu": "CPUExecutionProvider"}
+        for kind, providers in PROVIDERS.items():
+            if found := [p for p in providers if p in onnxruntime.get_available_providers()]:
+                seen[kind] = ", ".join(found)
+        return seen
 
     @classmethod
     def check_artifact(cls, path: Path) -> None:
@@ -59,12 +71,14 @@ class OnnxRuntimeRunner(Runner):
         self.check_artifact(artifact)
         genai = json.loads((artifact / CONFIG).read_text())
         search = {"past_present_share_buffer": self.settings(options)["past_present_share_buffer"]}
+        provider = _provider(self.settings(options)["accelerator"])
         try:
             config = og.Config(str(artifact))
             config.overlay(json.dumps({
                 "model": {"decoder": {"session_options": {"intra_op_num_threads": options.threads,
                                                           "log_severity_level": INFO}}},
                 "search": search}))
+            _use_provider(config, provider)
             self.model, trace = _with_native_stderr(lambda: og.Model(config))
         except Exception as exc:  # onnxruntime-genai raises plain RuntimeErrors
             raise ArtifactError(f"onnxruntime-genai could not load {artifact}: {exc}") from None
@@ -94,7 +108,8 @@ class OnnxRuntimeRunner(Runner):
         return LoadInfo(_version(self.distribution), self.model.device_type.lower(), _quantization(artifact), settings,
                         threads=threads, context_tokens=self.context_tokens, not_applied=not_applied,
                         weights_bytes=_weights_bytes(graph, genai["model"]["vocab_size"]),
-                        kv_bytes_per_token=_kv_bytes_per_token(graph, genai["model"]["decoder"]))
+                        kv_bytes_per_token=_kv_bytes_per_token(graph, genai["model"]["decoder"]),
+                        **_placement(self.model.device_type, trace))
 
     def tokenize(self, text: str) -> list[int]:
         return [int(t) for t in self.tokenizer.encode(text)]
@@ -140,6 +155,22 @@ class OnnxRuntimeRunner(Runner):
     def generation_info(self) -> GenerationInfo:
         return self._info
 
+    def score(self, token_ids: Sequence[int]) -> "numpy.ndarray":
+        """Teacher-forced logits: a fresh Generator holding exactly the sequence, one
+        append_tokens (a single run of the decoder over every position, as a prefill), and
+        the decoder's own `logits` output of that run, which has a row per position appended
+        (get_logits would give the last one only)."""
+        import numpy as np
+
+        params = self.og.GeneratorParams(self.model)
+        params.set_search_options(max_length=len(token_ids))
+        generator = self.og.Generator(self.model, params)
+        generator.append_tokens(list(token_ids))
+        logits = generator.get_output("logits")[0]
+        if len(logits) != len(token_ids):
+            raise RuntimeError(f"onnxruntime-genai returned logits for {len(logits)} of {len(token_ids)} positions")
+        return logits.astype(np.float32, copy=False)
+
     def close(self) -> None:
         del self.tokenizer, self.model
 
@@ -160,6 +191,44 @@ def _with_native_stderr(create: Callable):
         text = captured.read().decode(errors="replace")
     sys.stderr.write("".join(line for line in text.splitlines(keepends=True) if " [I:" not in line))
     return result, text
+
+
+# ONNX Runtime's execution providers by accelerator, each with the name onnxruntime-genai's
+# Config.append_provider takes (its examples' -e choices), in order of preference.
+PROVIDERS = {"gpu": {"CUDAExecutionProvider": "cuda", "NvTensorRTRTXExecutionProvider": "NvTensorRtRtx",
+                     "DmlExecutionProvider": "dml", "WebGpuExecutionProvider": "webgpu"},
+             "npu": {"QNNExecutionProvider": "qnn"}}
+# onnxruntime-genai's Model.device_type -> the accelerator it runs on
+DEVICE_KINDS = {"CPU": "cpu", "CUDA": "gpu", "NvTensorRtRtx": "gpu", "DML": "gpu", "WebGPU": "gpu", "QNN": "npu"}
+
+
+def _provider(accelerator: str) -> str | None:
+    """The provider the model is given, as the examples do: None keeps genai_config.json's own
+    (auto), "cpu" clears them, else the first provider of that kind ONNX Runtime has here."""
+    if accelerator in ("auto", "cpu"):
+        return None if accelerator == "auto" else "cpu"
+    import onnxruntime
+
+    available = onnxruntime.get_available_providers()
+    found = [name for provider, name in PROVIDERS.get(accelerator, {}).items() if provider in available]
+    if not found:
+        raise ValueError(f"ONNX Runtime has no {accelerator} execution provider here; it has: {', '.join(available)}")
+    return found[0]
+
+
+def _use_provider(config, provider: str | None) -> None:
+    if provider is not None:
+        config.clear_providers()  # no provider: the CPU
+        if provider != "cpu":
+            config.append_provider(provider)
+
+
+def _placement(device_type: str, trace: str) -> dict:
+    """Where ONNX Runtime runs the model: onnxruntime-genai's device for it, and the session's own
+    trace of the execution providers it added."""
+    lines = [line.split("] ", 1)[-1] for line in trace.splitlines() if "execution provider" in line.lower()]
+    return {"accelerator": DEVICE_KINDS.get(device_type),
+            "placement": {"device_type": device_type, "session_trace": lines}}
 
 
 def _pool_size(trace: str) -> int | None:
