@@ -74,6 +74,7 @@ class Side(NamedTuple):
 def _side(target: str) -> Side:
     frame = resultset.load(resultset.expand([target]), matrix.COLUMNS)
     resultset.fill(frame, ("model_id", "quantization", "suite_sha256", "artifact_sha256"))
+    frame["runner"] = resultset.runner_on_accelerator(frame)  # CPU and GPU results are never compared
     labels = matrix.label_devices(frame)
     frame, scored = matrix.split_quality(frame)
     frame = frame[frame["warmup"] == False]  # noqa: E712 (pandas mask)

@@ -139,3 +139,25 @@ def load_average_1m() -> float | None:
         return round(os.getloadavg()[0], 2)
     except (OSError, AttributeError):
         return None
+
+
+def runtime_accelerators() -> dict[str, dict[str, str] | str]:
+    """The accelerators each installed runtime can use here (its runner's `accelerators()`,
+    asked in a child process of its own), or why it could not say: one broken runtime never
+    breaks the list."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bench.accelerators import available
+    from runners import load_class, registrations
+
+    targets = {name: reg.target for name, reg in registrations().items()
+               if not reg.hidden and load_class(reg.target).probe().available}
+
+    def ask(target: str) -> dict[str, str] | str:
+        try:
+            return available(target)
+        except (RuntimeError, ValueError) as exc:
+            return f"could not say: {exc}"
+
+    with ThreadPoolExecutor(max_workers=len(targets) or 1) as pool:
+        return dict(zip(targets, pool.map(ask, targets.values())))

@@ -222,7 +222,7 @@ def build(df: pd.DataFrame, files: int = 0, workloads: tuple[targets.Workload, .
     tiers = tiers or targets.load_tiers()
     df = df.copy()
     resultset.fill(df, ("run_id", "runner", "model_id", "quantization", "suite_sha256", "artifact_sha256"))
-    df["runner"] = _runner_on_accelerator(df)
+    df["runner"] = resultset.runner_on_accelerator(df)
     df["tier"], device_why, labels = _place_devices(df, tiers)
     total = len(df)
     df, scored = split_quality(df)
@@ -263,18 +263,6 @@ def build(df: pd.DataFrame, files: int = 0, workloads: tuple[targets.Workload, .
     rows.sort(key=lambda r: (tier_order.get(r.tier, len(tier_order)), r.device_label, r.runner, r.model, r.quantization))
     seen_tiers = list(dict.fromkeys(r.tier for r in rows))
     return Matrix(rows, seen_tiers, [w.id for w in workloads], device_why, files, total)
-
-
-def _runner_on_accelerator(df: pd.DataFrame) -> pd.Categorical:
-    """Each record's runner, named with the accelerator it ran on unless that is the CPU: one
-    runtime's CPU and GPU results are different cells, never averaged (records older than
-    schema 4, and those that do not say, ran on the CPU)."""
-    resultset.fill(df, ("accelerator",))
-    pairs = resultset.groups(df, ["runner", "accelerator"])
-    names = pd.Index([runner if accelerator in ("cpu", "–") else f"{runner} on {accelerator}"
-                      for runner, accelerator in pairs.size().index])
-    unique = names.unique()
-    return pd.Categorical.from_codes(unique.get_indexer(names)[pairs.ngroup().to_numpy()], unique)
 
 
 def split_quality(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

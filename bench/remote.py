@@ -308,6 +308,10 @@ def forwarded_options(options, remote_paths: dict[str, list[str]], model: models
         args += ["--setting", setting]
     if options.memory_limit_mb is not None:
         args += ["--memory-limit-mb", str(options.memory_limit_mb)]
+    if options.allow_fallback:
+        args += ["--allow-fallback"]
+    if options.no_budget and not options.sustained:
+        args += ["--no-budget"]
     if options.device_profile:
         args += ["--device-profile", upload(options.device_profile)]
     return args + extra

@@ -272,3 +272,15 @@ def numbers(frame: pd.DataFrame) -> pd.DataFrame:
     """The frame's columns as float64; anything that is not a number becomes NaN."""
     return frame.apply(lambda c: pd.to_numeric(c.astype(object) if isinstance(c.dtype, pd.CategoricalDtype) else c,
                                                errors="coerce").astype(np.float64))
+
+
+def runner_on_accelerator(df: pd.DataFrame) -> pd.Categorical:
+    """Each record's runner, named with the accelerator it ran on unless that is the CPU: one
+    runtime's CPU and GPU results are different cells, never averaged (records older than
+    schema 4, and those that do not say, ran on the CPU)."""
+    fill(df, ("accelerator",))
+    pairs = groups(df, ["runner", "accelerator"])
+    names = pd.Index([runner if accelerator in ("cpu", "–") else f"{runner} on {accelerator}"
+                      for runner, accelerator in pairs.size().index])
+    unique = names.unique()
+    return pd.Categorical.from_codes(unique.get_indexer(names)[pairs.ngroup().to_numpy()], unique)

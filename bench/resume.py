@@ -20,7 +20,7 @@ from bench.records import iter_records
 
 RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{4}")
 SAVED = ("runners", "model", "artifacts", "suite", "profile", "threads", "quants", "settings", "cache",
-         "memory_limit_mb", "device_profile", "no_budget")
+         "memory_limit_mb", "device_profile", "no_budget", "allow_fallback")
 
 
 def sidecar(results_path: Path) -> Path:

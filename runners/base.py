@@ -63,6 +63,17 @@ class LoadInfo:
     # runtime's own KV dtype and layout. The roofline and MBU use these two.
     weights_bytes: int | None = None
     kv_bytes_per_token: int | None = None
+    # Where the model really runs, as the runtime reports it (never the request echoed):
+    # "cpu", "gpu" or "npu"; `placement` holds the runtime's own evidence (devices and the
+    # layers on each, execution providers, the accelerator a model compiled for), and
+    # `accelerator_memory_mb` the GPU/unified memory it reports using (None where it says nothing).
+    accelerator: str | None = None
+    placement: dict[str, Any] = field(default_factory=dict)
+    accelerator_memory_mb: float | None = None
+
+
+# What `--accelerator RUNNER=...` may ask for; `auto` is what the runtime's own tools pick here.
+ACCELERATORS = ("auto", "cpu", "gpu", "npu")
 
 
 @dataclass(frozen=True)
@@ -119,7 +130,9 @@ class Exporter:
     `export(checkpoint: Path, out: Path, quantization: str) -> dict`: it writes the artifact
     into the empty folder `out` and returns the options it used plus the key "artifact":
     the artifact's path relative to `out` ("." for the folder itself). It runs in its own
-    process (the exporters import torch and friends), with the hub offline.
+    process (the exporters import torch and friends), with the hub offline. It may take a
+    keyword `stage: Callable[[str], None]`, called with the name of each stage it enters
+    (loading, export, lowering, …): `prepare` shows it as progress.
     """
 
     tool: str  # the exporter's name, recorded in the manifest
@@ -168,6 +181,13 @@ class Runner(ABC):
             version = "unknown"
         return Probe(True, version)
 
+    @classmethod
+    def accelerators(cls) -> dict[str, str]:
+        """The accelerators ("cpu", "gpu", "npu") this build of the runtime can use on this
+        machine, each with what the runtime calls it. It may import the runtime (the parent asks
+        in a child process) but must never load a model."""
+        return {"cpu": "the CPU"}
+
     def settings(self, options: RunnerOptions) -> dict[str, Any]:
         """The settings `load` applies: the defaults, with what the run overrides (a runner
         loaded directly, as tests do, gets its defaults)."""
@@ -210,6 +230,25 @@ class Runner(ABC):
 
     def close(self) -> None:
         """Free the model. Called once; the worker process exits afterwards anyway."""
+
+
+def scored_token_by_token(token_ids: Sequence[int], context_tokens: int, vocab: int,
+                          logits_after: Callable[[int, int], Any]) -> "numpy.ndarray":
+    """`Runner.score` for a runtime whose program returns the last position's logits only:
+    each token through its decode path at its position from 0 (`logits_after(token,
+    position)`), one row per token. Position 0 onwards overwrites the cache, so nothing of
+    an earlier generation is seen; a sequence longer than the exported cache is refused."""
+    import numpy as np
+
+    if not token_ids:
+        raise ValueError("nothing to score: the token sequence is empty")
+    if len(token_ids) > context_tokens:
+        raise ValueError(f"cannot score {len(token_ids)} tokens at once: the KV cache holds {context_tokens} "
+                         "(fixed at export); score the text in windows of at most that")
+    rows = np.empty((len(token_ids), vocab), np.float32)
+    for position, token in enumerate(token_ids):
+        rows[position] = logits_after(token, position)
+    return rows
 
 
 class ArtifactError(Exception):

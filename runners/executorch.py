@@ -21,10 +21,10 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from runners.base import (ArtifactError, Exporter, GenerationInfo, GenerationRequest, LoadInfo, Runner,
-                          RunnerOptions, TokenEvent)
+                          RunnerOptions, TokenEvent, scored_token_by_token)
 from runners.weights import Tensor, streamed_bytes
 
 PTE_MAGIC = b"ET"  # bytes 4..5 of a .pte: its flatbuffer identifier starts "ET"
@@ -71,6 +71,13 @@ class ExecuTorchRunner(Runner):
     exporter = Exporter(tool="executorch export_llm (XNNPACK)", distribution="executorch",
                         target="runners.executorch_export:export", quantizations=("fp32", "8da4w"),
                         default_quantization="8da4w", extra="prepare-executorch")
+    # The backend is chosen at export: edgebench prepares XNNPACK programs, which run on the CPU.
+    defaults = {"accelerator": "auto"}
+
+    @classmethod
+    def accelerators(cls) -> dict[str, str]:
+        return {"cpu": "XnnpackBackend (the backend edgebench prepare exports; a GPU or NPU needs a .pte exported "
+                       "for Vulkan, MPS, Core ML or QNN)"}
 
     @classmethod
     def check_artifact(cls, path: Path) -> None:
@@ -124,6 +131,7 @@ class ExecuTorchRunner(Runner):
         plan = _forward_plan(pte)
         self.max_chunk = constant("get_max_seq_len")[0] - 1  # the exported token dim's upper bound
         self.eos_ids = frozenset(constant("get_eos_ids"))
+        self.vocab_size = constant("get_vocab_size")[0]
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.template = _chat_template(folder)
         self._info = GenerationInfo(0, "length")
@@ -134,8 +142,8 @@ class ExecuTorchRunner(Runner):
                     "program_load_ms": round(load_ms, 3)}
         return LoadInfo(__version__, "xnnpack", quantization, settings, threads=threads,
                         context_tokens=self.max_context, not_applied=not_applied,
-                        weights_bytes=_weights_bytes(plan, constant("get_vocab_size")[0]),
-                        kv_bytes_per_token=_kv_bytes_per_token(plan, self.max_context))
+                        weights_bytes=_weights_bytes(plan, self.vocab_size),
+                        kv_bytes_per_token=_kv_bytes_per_token(plan, self.max_context), **_placement(plan))
 
     def tokenize(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
@@ -207,8 +215,30 @@ class ExecuTorchRunner(Runner):
     def generation_info(self) -> GenerationInfo:
         return self._info
 
+    def score(self, token_ids: Sequence[int]) -> "numpy.ndarray":
+        """Teacher-forced logits token by token: the program returns the last position's
+        logits only (exported without full logits)."""
+        # .numpy() copies each row out: the output buffer is reused by the next call.
+        return scored_token_by_token(token_ids, self.max_context, self.vocab_size,
+                                     lambda token, position: self._step([token], position)[0].numpy())
+
     def close(self) -> None:
         self.forward = self.program = None
+
+
+# The accelerator each ExecuTorch backend delegates to (a program with none runs portable CPU kernels).
+BACKEND_KINDS = {"XnnpackBackend": "cpu", "VulkanBackend": "gpu", "MPSBackend": "gpu", "CoreMLBackend": "npu",
+                 "QnnBackend": "npu", "NeuronBackend": "npu", "EnnBackend": "npu"}
+
+
+def _placement(plan) -> dict:
+    """Where the program runs: the backends its `forward` delegates to, as the program states them
+    (fixed at export); gpu or npu when a delegate targets one, else the CPU."""
+    _, forward = plan
+    delegates = sorted({d.id for d in forward.delegates})
+    kinds = {BACKEND_KINDS.get(d, "cpu") for d in delegates}
+    return {"accelerator": next((k for k in ("npu", "gpu") if k in kinds), "cpu"),
+            "placement": {"delegates": delegates}}
 
 
 def _forward_plan(pte: Path):

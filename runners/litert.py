@@ -13,14 +13,48 @@ or the raw text. Greedy: argmax of the logits; fixed-length mode suppresses the 
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import importlib.metadata
+import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from runners import litert_artifact as layout
-from runners.base import GenerationInfo, GenerationRequest, LoadInfo, Runner, RunnerOptions, TokenEvent
+from runners.base import (GenerationInfo, GenerationRequest, LoadInfo, Runner, RunnerOptions, TokenEvent,
+                          scored_token_by_token)
 
 MASKED = float("-inf")  # additive attention mask of a slot a row must not see
+
+
+def webgpu_api() -> str | None:
+    """The graphics API LiteRT's WebGPU accelerator (Dawn) opens here, if present: Metal on
+    macOS, Direct3D 12 on Windows, else Vulkan when its loader library is installed."""
+    if sys.platform in ("darwin", "win32"):
+        return "Metal" if sys.platform == "darwin" else "Direct3D 12"
+    return "Vulkan" if ctypes.util.find_library("vulkan") else None
+
+
+def npu_dispatch(package: Path) -> str | None:
+    """The vendor of the first NPU dispatch library ai_edge_litert ships that loads here (its
+    vendor's SDK installed), as LiteRT's environment discovers them."""
+    for library in sorted(package.glob("vendors/*/dispatch/libLiteRtDispatch_*.so")):
+        try:
+            ctypes.CDLL(str(library))
+        except OSError:
+            continue
+        return library.parent.parent.name
+    return None
+
+
+def compile_failure(exc: Exception, accelerator: str, available: dict[str, str],
+                    what: str = "LiteRT could not compile the model") -> str:
+    """One line for a model LiteRT could not compile for an accelerator: its own reason where
+    the message holds one (not just a source location), and what it can use here."""
+    last = str(exc).strip().splitlines()[-1].lstrip("└ ") if str(exc).strip() else ""
+    why = "" if not last or last.startswith("ERROR: [") else f" ({last})"
+    return (f"{what} for the {accelerator}{why}: no {accelerator} it can use here; "
+            f"it can use: {', '.join(f'{kind} ({what})' for kind, what in available.items())}")
 
 
 def prefill_chunks(count: int, start: int, lengths: tuple[int, ...], cache: int) -> list[tuple[int, int]]:
@@ -46,6 +80,20 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
     distribution = "ai-edge-litert"
     extra = "litert"
     model_file = layout.TFLITE
+    # Accelerator auto: CompiledModel's own default, HardwareAccelerator.CPU (XNNPACK).
+    defaults = {"accelerator": "auto"}
+
+    @classmethod
+    def accelerators(cls) -> dict[str, str]:
+        import ai_edge_litert
+
+        package = Path(ai_edge_litert.__file__).parent
+        seen = {"cpu": "XNNPACK CpuAccelerator"}
+        if (api := webgpu_api()) and any(package.glob("libLiteRt*GpuAccelerator.*")):
+            seen["gpu"] = f"GPU WebGPU accelerator over {api}"
+        if vendor := npu_dispatch(package):
+            seen["npu"] = f"NpuAccelerator ({vendor} dispatch library)"
+        return seen
 
     def load(self, artifact: Path, options: RunnerOptions) -> LoadInfo:
         import numpy as np
@@ -64,8 +112,16 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
                          .from_string(template_path.read_text()) if template_path.is_file() else None)
         cpu = CpuOptions(num_threads=options.threads,
                          xnnpack_weight_cache_path=str(layout.weight_cache_file(artifact / layout.TFLITE)))
-        self.model = CompiledModel.from_file(str(artifact / layout.TFLITE),
-                                             options=Options(HardwareAccelerator.CPU, cpu_options=cpu))
+        asked = self.settings(options)["accelerator"]
+        self.accelerator = "cpu" if asked == "auto" else asked
+        hardware = HardwareAccelerator[self.accelerator.upper()]  # alone: an op it cannot run fails, never falls back
+        try:
+            self.model = CompiledModel.from_file(str(artifact / layout.TFLITE),
+                                                 options=Options(hardware, cpu_options=cpu))
+        except RuntimeError as exc:
+            if self.accelerator == "cpu":
+                raise
+            raise RuntimeError(compile_failure(exc, self.accelerator, self.accelerators())) from None
         signatures = self.model.get_signature_list()
         self.prefill_lengths = tuple(sorted(int(k.removeprefix("prefill_")) for k in signatures
                                             if k.startswith("prefill_")))
@@ -93,7 +149,15 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
         return LoadInfo(importlib.metadata.version(self.distribution), "cpu", self.meta.quantization, settings,
                         threads=None, context_tokens=self.cache_length,
                         not_applied=layout.not_applied(options, self.cache_length, "CpuOptions num_threads"),
-                        weights_bytes=graph.weights_bytes, kv_bytes_per_token=graph.kv_bytes_per_token)
+                        weights_bytes=graph.weights_bytes, kv_bytes_per_token=graph.kv_bytes_per_token,
+                        **self._placement())
+
+    def _placement(self) -> dict:
+        """The accelerator the model was compiled for, and whether LiteRT reports every op on it
+        (XNNPACK never takes every op: on the CPU the rest runs on LiteRT's own CPU kernels)."""
+        fully = self.model.is_fully_accelerated()
+        return {"accelerator": self.accelerator if self.accelerator == "cpu" or fully else "cpu",
+                "placement": {"hardware_accelerator": self.accelerator.upper(), "fully_accelerated": fully}}
 
     def tokenize(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
@@ -167,6 +231,12 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
 
     def generation_info(self) -> GenerationInfo:
         return self._info
+
+    def score(self, token_ids: Sequence[int]) -> np.ndarray:
+        """Teacher-forced logits token by token through `decode`: the prefill signatures
+        return no logits. The ids are fed as given (no start token swapped in, unlike a
+        fixed prompt)."""
+        return scored_token_by_token(token_ids, self.cache_length, self.vocab, self._decode)
 
     def close(self) -> None:
         self.model.close()

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 from runners import litert_artifact as layout
+from runners.litert import compile_failure, webgpu_api
 from runners.base import (SETUP_DONE, GenerationInfo, GenerationRequest, LoadInfo, Runner, RunnerOptions, SetupDone,
                           TokenEvent)
 
@@ -40,7 +41,22 @@ class LiteRTLMRunner(layout.SharedArtifact, Runner):
     model_file = layout.BUNDLE
     # What `litert-lm benchmark` uses on CPU when no flag is given: the activation type the
     # engine picks for a text decoder when none is set.
-    defaults = {"activation_data_type": "FLOAT16"}
+    # Accelerator auto: its CLI's default backend, the CPU.
+    defaults = {"activation_data_type": "FLOAT16", "accelerator": "auto"}
+
+    @classmethod
+    def accelerators(cls) -> dict[str, str]:
+        import litert_lm
+
+        seen = {"cpu": "Backend.CPU (XNNPACK)"}
+        if api := webgpu_api():
+            seen["gpu"] = f"Backend.GPU (its WebGPU accelerator over {api})"
+        try:
+            litert_lm.Backend.NPU()  # refuses platforms without an NPU dispatch path
+            seen["npu"] = "Backend.NPU"
+        except RuntimeError:
+            pass
+        return seen
 
     def load(self, artifact: Path, options: RunnerOptions) -> LoadInfo:
         import litert_lm
@@ -52,11 +68,20 @@ class LiteRTLMRunner(layout.SharedArtifact, Runner):
         self.greedy = litert_lm.SamplerConfig(top_k=1)
         self.meta = layout.read_metadata(artifact)
         graph = layout.read_decode_graph(artifact / layout.BUNDLE)
-        self.engine = litert_lm.Engine(str(artifact / layout.BUNDLE),
-                                       backend=litert_lm.Backend.CPU(thread_count=options.threads),
-                                       max_num_tokens=graph.cache_length, cache_dir=str(layout.weight_cache_dir()),
-                                       activation_data_type=litert_lm.ActivationDataType[activation],
-                                       enable_benchmark=True)
+        asked = self.settings(options)["accelerator"]
+        accelerator = "cpu" if asked == "auto" else asked
+        try:
+            backend = litert_lm.Backend.CPU(thread_count=options.threads) if accelerator == "cpu" \
+                else getattr(litert_lm.Backend, accelerator.upper())()
+            self.engine = litert_lm.Engine(str(artifact / layout.BUNDLE), backend=backend,
+                                           max_num_tokens=graph.cache_length, cache_dir=str(layout.weight_cache_dir()),
+                                           activation_data_type=litert_lm.ActivationDataType[activation],
+                                           enable_benchmark=True)
+        except RuntimeError as exc:
+            if accelerator == "cpu":
+                raise
+            raise RuntimeError(compile_failure(exc, accelerator, self.accelerators(),
+                                               "LiteRT-LM could not create its engine")) from None
         self._info = GenerationInfo(0, "length")
         # LiteRT-LM reads no setting back: these are what the engine was given.
         settings = {"activation_data_type": activation, "max_num_tokens": graph.cache_length, "sampler": "top_k=1",
@@ -64,7 +89,10 @@ class LiteRTLMRunner(layout.SharedArtifact, Runner):
         return LoadInfo(importlib.metadata.version(self.distribution), "cpu", self.meta.quantization, settings,
                         threads=None, context_tokens=graph.cache_length,
                         not_applied=layout.not_applied(options, graph.cache_length, "Backend.CPU thread_count"),
-                        weights_bytes=graph.weights_bytes, kv_bytes_per_token=graph.kv_bytes_per_token)
+                        weights_bytes=graph.weights_bytes, kv_bytes_per_token=graph.kv_bytes_per_token,
+                        # LiteRT-LM reports no placement: the backend its engine was built on (it
+                        # fails rather than fall back, as its GPU backend does here without a GPU)
+                        accelerator=accelerator, placement={"engine_backend": backend.get_name()})
 
     def tokenize(self, text: str) -> list[int]:
         return self.engine.tokenize(text)

@@ -20,3 +20,33 @@ def transformers_logits(checkpoint: Path, token_ids: list[int]) -> np.ndarray:
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+# A ~60-token sequence every runner scores in the scoring tests.
+PROSE = ("The pump at the north well stopped twice this morning, so the technician replaced the pressure switch "
+         "and checked the wiring again. By noon the tank was full, and the irrigation ran on schedule through the "
+         "afternoon while the crew mended the fence along the eastern field before the rain came.")
+# An fp32 artifact vs transformers, max |delta log p| over every position and vocabulary entry:
+# float rounding only (observed 1.9e-6 on the tiny model and up to 8.4e-5 on the default one,
+# in every runtime that exposes logits).
+FP32_LOGPROB_GAP = 1e-3
+
+
+def logprob_gap(scored: np.ndarray, reference: np.ndarray) -> float:
+    """Largest |delta log p| over every position and vocabulary entry."""
+    return float(abs(log_softmax(scored) - log_softmax(reference)).max())
+
+
+def scored_against_transformers(runner, checkpoint: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The runner's teacher-forced logits of PROSE, and transformers' own for the same ids."""
+    ids = runner.tokenize(PROSE)
+    assert 55 <= len(ids) <= 70
+    return runner.score(ids), transformers_logits(checkpoint, ids)
+
+
+def assert_scores_like_transformers(runner, checkpoint: Path) -> None:
+    """An fp32 artifact's logits at every position are transformers' own, up to float rounding."""
+    scored, reference = scored_against_transformers(runner, checkpoint)
+    assert scored.dtype.name == "float32" and scored.shape == reference.shape == (len(reference), 49152)
+    assert logprob_gap(scored, reference) < FP32_LOGPROB_GAP
+    assert (scored.argmax(-1) == reference.argmax(-1)).all()  # top-1 agreement 100%

@@ -10,6 +10,8 @@ import shutil
 import pytest
 
 from tests.conftest import edgebench, read_jsonl
+from tests.reference_logits import (FP32_LOGPROB_GAP, PROSE, assert_scores_like_transformers, logprob_gap,
+                                   scored_against_transformers)
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("executorch") is None,
                                 reason="pip install 'edgebench[executorch,prepare-executorch]'")
@@ -232,7 +234,50 @@ def test_the_8da4w_program_streams_far_fewer_bytes(tiny_8da4w, runner):
         quantized.close()
 
 
+# Teacher-forced scoring (edgebench quality), checked against transformers' own logits.
+
+def test_scoring_gives_transformers_log_probs_at_every_position(runner, sharp_tiny):
+    assert_scores_like_transformers(runner, sharp_tiny)
+
+
+def test_the_8da4w_program_scores_measurably_further_from_transformers(tiny_8da4w, runner, sharp_tiny):
+    fp32_gap = logprob_gap(*scored_against_transformers(runner, sharp_tiny))
+    quantized = load_runner(tiny_8da4w.path)
+    try:
+        quantized_gap = logprob_gap(*scored_against_transformers(quantized, sharp_tiny))
+    finally:
+        quantized.close()
+    assert quantized_gap > max(FP32_LOGPROB_GAP, 100 * fp32_gap)
+
+
+def test_scoring_is_deterministic_and_never_sees_an_earlier_generation(runner):
+    import numpy as np
+
+    ids = runner.tokenize(PROSE)
+    first = runner.score(ids)
+    run(runner, max_new_tokens=30, text="Something else entirely, and longer than the first prompt was.",
+        ignore_eos=True)
+    assert np.array_equal(runner.score(ids), first)
+
+
+def test_a_generation_after_scoring_gives_the_tokens_it_gave_before(runner):
+    before, _ = run(runner, max_new_tokens=12, messages=CAPITAL, ignore_eos=True)
+    runner.score(runner.tokenize(PROSE * 3))
+    after, _ = run(runner, max_new_tokens=12, messages=CAPITAL, ignore_eos=True)
+    assert after == before
+
+
+def test_a_sequence_longer_than_the_programs_context_is_refused(runner):
+    assert runner.load_info.context_tokens == runner.max_context == 2048
+    with pytest.raises(ValueError, match="cannot score 2049 tokens at once: the program's KV cache holds 2048"):
+        runner.score([100] * 2049)
+    with pytest.raises(ValueError, match="empty"):
+        runner.score([])
+
+
 def test_the_threadpool_size_is_read_back_from_the_runtime(tiny_fp32):
+    """Resets the process-wide threadpool, which crashes (SIGSEGV) a program loaded before it
+    when that program runs again: tests using the module's `runner` stay above this one."""
     from executorch.extension.pybindings import portable_lib
 
     one = load_runner(tiny_fp32.path, threads=1)
@@ -287,8 +332,8 @@ def test_a_quick_run_through_the_cli_records_both_quantizations(sharp_tiny, tiny
 
 # The real default model, when its fp32 export is in the artifact cache.
 
-@pytest.mark.real
-def test_the_default_models_fp32_program_agrees_with_transformers(default_checkpoint):
+@pytest.fixture(scope="module")
+def real_fp32():
     from bench import models
     from bench import prepare as stages
 
@@ -296,10 +341,18 @@ def test_the_default_models_fp32_program_agrees_with_transformers(default_checkp
     if found is None:
         pytest.skip("no fp32 export yet: edgebench prepare --runner executorch --quant fp32")
     real = load_runner(found.path)
-    try:
-        tokens, info = run(real, max_new_tokens=32, messages=CAPITAL)
-    finally:
-        real.close()
+    yield real
+    real.close()
+
+
+@pytest.mark.real
+def test_the_default_models_fp32_program_agrees_with_transformers(real_fp32, default_checkpoint):
+    tokens, info = run(real_fp32, max_new_tokens=32, messages=CAPITAL)
     prompt, expected = transformers_greedy(default_checkpoint, 32, messages=CAPITAL)
     assert info.prompt_tokens == len(prompt) == 37
     assert tokens == expected[:-1] and expected[-1] == 2 and info.stop_reason == "eos"  # "...is Paris." <|im_end|>
+
+
+@pytest.mark.real
+def test_the_default_models_fp32_program_scores_like_transformers(real_fp32, default_checkpoint):
+    assert_scores_like_transformers(real_fp32, default_checkpoint)

@@ -12,6 +12,8 @@ import pytest
 from tokenizers import Tokenizer
 
 from tests.conftest import edgebench, read_jsonl
+from tests.reference_logits import (FP32_LOGPROB_GAP, PROSE, assert_scores_like_transformers, logprob_gap,
+                                   scored_against_transformers)
 
 pytest.importorskip("ai_edge_litert")
 pytest.importorskip("litert_lm")
@@ -208,7 +210,7 @@ def test_a_fixed_prompt_that_does_not_survive_detokenizing_is_an_error(tiny_lite
 
 
 def test_litert_lm_runs_with_its_own_fp16_activations_by_default_and_takes_an_override(tiny_litert):
-    assert LiteRTLMRunner.defaults == {"activation_data_type": "FLOAT16"}
+    assert LiteRTLMRunner.defaults == {"activation_data_type": "FLOAT16", "accelerator": "auto"}
     runner, info = _load(LiteRTLMRunner, tiny_litert["int8"], settings=FP32_ACTIVATIONS)
     runner.close()
     assert info.settings["activation_data_type"] == "FLOAT32"
@@ -255,6 +257,71 @@ def test_one_prepare_serves_both_runners_in_a_run(tiny_checkpoint, tiny_litert, 
         assert (r["setup_ms"] is not None) == (r["runner"] == "litert-lm")
         if r["setup_ms"] is not None:
             assert 0 < r["setup_ms"] < r["ttft_ms"]
+
+
+# Teacher-forced scoring (edgebench quality) by the raw runner, against transformers' own logits.
+
+def _scoring_of(artifact: Path, check, checkpoint: Path):
+    """check(runner, checkpoint) on the raw runner loaded from `artifact`."""
+    runner, _ = _load(LiteRTRunner, artifact)
+    try:
+        return check(runner, checkpoint)
+    finally:
+        runner.close()
+
+
+def test_scoring_gives_transformers_log_probs_at_every_position(tiny_litert, tiny_checkpoint):
+    _scoring_of(tiny_litert["fp32"], assert_scores_like_transformers, tiny_checkpoint)
+
+
+def test_the_int8_model_scores_measurably_further_from_transformers(tiny_litert, tiny_checkpoint):
+    def gap(runner, checkpoint):
+        return logprob_gap(*scored_against_transformers(runner, checkpoint))
+
+    fp32_gap = _scoring_of(tiny_litert["fp32"], gap, tiny_checkpoint)
+    int8_gap = _scoring_of(tiny_litert["int8"], gap, tiny_checkpoint)
+    assert int8_gap > max(FP32_LOGPROB_GAP, 100 * fp32_gap)
+
+
+def test_scoring_is_deterministic_and_leaves_generation_untouched(tiny_litert):
+    import numpy as np
+
+    runner, _ = _load(LiteRTRunner, tiny_litert["int8"])
+    try:
+        ids = runner.tokenize(PROSE)
+        request = GenerationRequest(12, messages=CHAT, ignore_eos=True)
+        before = [e.token_id for e in collect(runner.generate(request)).events]
+        first = runner.score(ids)
+        after = [e.token_id for e in collect(runner.generate(request)).events]
+        # A longer generation fills cache slots the next scoring must not see.
+        collect(runner.generate(GenerationRequest(200, text="Something else entirely.", ignore_eos=True)))
+        again = runner.score(ids)
+    finally:
+        runner.close()
+    assert after == before
+    assert np.array_equal(again, first)
+
+
+def test_a_sequence_longer_than_the_kv_cache_is_refused(tiny_litert):
+    runner, info = _load(LiteRTRunner, tiny_litert["int8"])
+    try:
+        assert info.context_tokens == 2048
+        with pytest.raises(ValueError, match="cannot score 2049 tokens at once: the KV cache holds 2048"):
+            runner.score([100] * 2049)
+        with pytest.raises(ValueError, match="empty"):
+            runner.score([])
+    finally:
+        runner.close()
+
+
+@pytest.mark.real
+def test_default_model_fp32_scores_like_transformers(artifact_cache, default_checkpoint):
+    from bench import models, prepare
+
+    found = prepare.find_artifact(models.get_model("smollm2-135m"), "litert", "fp32", artifact_cache)
+    if found is None:
+        pytest.skip("no fp32 conversion of the default model in the test cache")
+    _scoring_of(found.path, assert_scores_like_transformers, default_checkpoint)
 
 
 @pytest.mark.real

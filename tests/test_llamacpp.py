@@ -2,6 +2,7 @@
 import pytest
 
 from tests.conftest import edgebench, read_jsonl
+from tests.reference_logits import PROSE, logprob_gap
 
 pytestmark = pytest.mark.real
 
@@ -195,19 +196,9 @@ def test_kv_bytes_per_token_are_what_llama_cpp_saves_per_token(default_gguf, cac
 
 # --- teacher-forced scoring (edgebench quality), checked against transformers' own logits ---
 
-PROSE = ("The pump at the north well stopped twice this morning, so the technician replaced the pressure switch "
-         "and checked the wiring again. By noon the tank was full, and the irrigation ran on schedule through the "
-         "afternoon while the crew mended the fence along the eastern field before the rain came.")
 # An f32 GGUF vs transformers, max |delta log p| over every position and vocabulary entry: float
 # rounding and llama-bench's f16 K/V cache (observed 2.7e-4 to 5.3e-4 on the tiny model).
 F32_LOGPROB_GAP = 2e-3
-
-
-def logprob_gap(scored, reference) -> float:
-    """Largest |delta log p| over every position and vocabulary entry."""
-    from tests.reference_logits import log_softmax
-
-    return float(abs(log_softmax(scored) - log_softmax(reference)).max())
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import pytest
 
 from runners.base import GenerationRequest, RunnerOptions
 from tests.conftest import ROOT, edgebench, read_jsonl
+from tests.reference_logits import PROSE, assert_scores_like_transformers
 
 pytest.importorskip("mlx_lm")
 OPTIONS = RunnerOptions(threads=2, context_tokens=1024)
@@ -251,7 +252,8 @@ def test_the_defaults_are_mlx_lm_generates_own():
 
     cli = setup_arg_parser().parse_args([])
     assert MlxRunner.defaults == {"prefill_step_size": cli.prefill_step_size, "kv_bits": cli.kv_bits or 0,
-                                  "kv_group_size": cli.kv_group_size, "quantized_kv_start": cli.quantized_kv_start}
+                                  "kv_group_size": cli.kv_group_size, "quantized_kv_start": cli.quantized_kv_start,
+                                  "accelerator": "auto"}  # mlx_lm.generate runs on MLX's default device
 
 
 def test_the_record_says_threads_are_not_applied_and_what_mlx_lm_ran_with(tiny_run):
@@ -415,34 +417,12 @@ def test_kv_bytes_per_token_are_what_a_generations_cache_holds(tiny_fp32):
 
 # --- teacher-forced scoring (edgebench quality), checked against transformers' own logits ---
 
-PROSE = ("The pump at the north well stopped twice this morning, so the technician replaced the pressure switch "
-         "and checked the wiring again. By noon the tank was full, and the irrigation ran on schedule through the "
-         "afternoon while the crew mended the fence along the eastern field before the rain came.")
-# fp32 model vs transformers, max |delta log p| over every position and vocabulary entry: float
-# rounding only (observed 1.9e-6 on the tiny model, 5.3e-5 on the default one).
-FP32_LOGPROB_GAP = 1e-3
-
-
-def logprob_gap(scored, reference) -> float:
-    """Largest |delta log p| over every position and vocabulary entry."""
-    from tests.reference_logits import log_softmax
-
-    return float(abs(log_softmax(scored) - log_softmax(reference)).max())
-
-
 @pytest.mark.real
 @pytest.mark.parametrize("which", ["tiny", "default"])
 def test_fp32_scoring_gives_transformers_log_probs_at_every_position(which, request):
-    from tests.reference_logits import transformers_logits
-
     runner = request.getfixturevalue({"tiny": "tiny_fp32", "default": "real_fp32"}[which])
     checkpoint = request.getfixturevalue({"tiny": "tiny_checkpoint", "default": "default_checkpoint"}[which])
-    ids = runner.tokenize(PROSE)
-    assert 55 <= len(ids) <= 70
-    scored, reference = runner.score(ids), transformers_logits(checkpoint, ids)
-    assert scored.dtype.name == "float32" and scored.shape == reference.shape == (len(ids), 49152)
-    assert logprob_gap(scored, reference) < FP32_LOGPROB_GAP
-    assert (scored.argmax(-1) == reference.argmax(-1)).all()  # top-1 agreement 100%
+    assert_scores_like_transformers(runner, checkpoint)
 
 
 @pytest.mark.real

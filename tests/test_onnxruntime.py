@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, edgebench, read_jsonl
+from tests.reference_logits import PROSE, assert_scores_like_transformers
 
 CHAT = ({"role": "user", "content": "What is the capital of France?"},)
 
@@ -292,29 +293,6 @@ def test_runners_lists_it_with_its_version():
 
 # --- teacher-forced scoring (edgebench quality), checked against transformers' own logits ---
 
-PROSE = ("The pump at the north well stopped twice this morning, so the technician replaced the pressure switch "
-         "and checked the wiring again. By noon the tank was full, and the irrigation ran on schedule through the "
-         "afternoon while the crew mended the fence along the eastern field before the rain came.")
-# fp32 graph vs transformers, max |delta log p| over every position and vocabulary entry: float
-# rounding only (observed 1.9e-6 on the tiny model, 5.9e-5 on the default one).
-FP32_LOGPROB_GAP = 1e-3
-
-
-def logprob_gap(scored, reference) -> float:
-    """Largest |delta log p| over every position and vocabulary entry."""
-    from tests.reference_logits import log_softmax
-
-    return float(abs(log_softmax(scored) - log_softmax(reference)).max())
-
-
-def _scored_against_transformers(runner, checkpoint):
-    from tests.reference_logits import transformers_logits
-
-    ids = runner.tokenize(PROSE)
-    assert 55 <= len(ids) <= 70
-    return runner.score(ids), transformers_logits(checkpoint, ids)
-
-
 @pytest.fixture(scope="module")
 def tiny_fp32_runner(tiny_checkpoint, artifact_cache):
     from bench import models, prepare
@@ -332,10 +310,7 @@ def tiny_fp32_runner(tiny_checkpoint, artifact_cache):
 def test_fp32_scoring_gives_transformers_log_probs_at_every_position(which, request):
     runner = request.getfixturevalue({"tiny": "tiny_fp32_runner", "default": "fp32_runner"}[which])
     checkpoint = request.getfixturevalue({"tiny": "tiny_checkpoint", "default": "default_checkpoint"}[which])
-    scored, reference = _scored_against_transformers(runner, checkpoint)
-    assert scored.dtype.name == "float32" and scored.shape == reference.shape == (len(reference), 49152)
-    assert logprob_gap(scored, reference) < FP32_LOGPROB_GAP
-    assert (scored.argmax(-1) == reference.argmax(-1)).all()  # top-1 agreement 100%
+    assert_scores_like_transformers(runner, checkpoint)
 
 
 @pytest.mark.real
