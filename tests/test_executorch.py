@@ -269,7 +269,7 @@ def test_a_generation_after_scoring_gives_the_tokens_it_gave_before(runner):
 
 def test_a_sequence_longer_than_the_programs_context_is_refused(runner):
     assert runner.load_info.context_tokens == runner.max_context == 2048
-    with pytest.raises(ValueError, match="cannot score 2049 tokens at once: the program's KV cache holds 2048"):
+    with pytest.raises(ValueError, match="cannot score 2049 tokens at once: the KV cache holds 2048"):
         runner.score([100] * 2049)
     with pytest.raises(ValueError, match="empty"):
         runner.score([])
