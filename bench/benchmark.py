@@ -313,12 +313,11 @@ class _Export:
 
 
 def _unsupported_record(setup: RunSetup, plan: PendingPlan, exc: prepare.Unsupported) -> dict:
-    """A runner whose exporter does not take the model's family: one skipped record."""
+    """A runner whose exporter does not take the model's family: one error record saying so."""
     return make_record(**setup.run_fields, measured_at=utc_now(), mode="suite", runner=plan.name,
                        quantization=plan.quant, threads_requested=plan.threads, suite_id=setup.suite.id,
                        suite_sha256=setup.suite.sha256, profile_name=setup.profile.name,
-                       profile_sha256=setup.profile.sha256, status="skipped",
-                       skip_reason=f"{exc.message}; {exc.hint}")
+                       profile_sha256=setup.profile.sha256, status="error", error=f"{exc.message}; {exc.hint}")
 
 
 def _prepared_artifact(found: prepare.Prepared, quant: str) -> models.Artifact:
@@ -376,15 +375,11 @@ def execute(setup: RunSetup, on_record: Callable[[dict], None] = lambda r: None,
             if isinstance(plan, PendingPlan):
                 try:
                     plan = setup.plans[number] = plan.make()  # later steps (quality) see the real plan
-                except prepare.Unsupported as exc:  # declared before any export: a record says why
-                    say(f"{plan.name} {plan.quant}: skipped: {exc.message}")
-                    outcome = RunnerOutcome(plan.name)
-                    result.outcomes.append(outcome)
-                    orchestrator.emit(outcome, _unsupported_record(setup, plan, exc))
-                    continue
                 except BenchError as exc:  # reported; the other runners still run
                     say(f"{plan.name} {plan.quant}: export failed, not run: {exc.message}")
                     result.export_failures.append(f"{plan.name} {plan.quant}: {exc.message.splitlines()[0]}")
+                    if isinstance(exc, prepare.Unsupported):  # known before any export: a record says why
+                        orchestrator.emit(RunnerOutcome(plan.name), _unsupported_record(setup, plan, exc))
                     continue
             if number and cooldown:
                 cool_down(cooldown, device, say)

@@ -15,6 +15,27 @@ from bench import datafiles
 from bench.errors import BenchError, unknown_name
 
 
+# The model families people ship on devices, by the `model_type` of a transformers
+# config.json. Each exporter declares, per family, the quantizations it converts or why it
+# cannot (FAMILY_SUPPORT in runners/*_export.py); tests/test_families.py proves every
+# declared cell on a tiny random model of the family, and `models --support` prints them.
+FAMILIES = {"llama": "Llama 3.2 / SmolLM2", "qwen2": "Qwen2.5", "qwen3": "Qwen3", "gemma2": "Gemma 2",
+            "gemma3_text": "Gemma 3 (1B, text)", "phi3": "Phi-3.5-mini / Phi-4-mini"}
+
+
+def checkpoint_family(checkpoint: Path) -> str:
+    """The `model_type` of a transformers checkpoint folder."""
+    try:
+        return json.loads((checkpoint / "config.json").read_text())["model_type"]
+    except (OSError, ValueError, KeyError):
+        raise BenchError(f"{checkpoint}/config.json gives no model_type", "point --model at a transformers "
+                         "checkpoint folder whose config.json names its model_type") from None
+
+
+def family_name(family: str) -> str:
+    return f"{FAMILIES[family]} ({family})" if family in FAMILIES else family
+
+
 @dataclass(frozen=True)
 class Source:
     format: str  # "gguf", or "hf" for a transformers checkpoint folder

@@ -433,7 +433,11 @@ def support_cells(family: str) -> dict[str, tuple[str, ...] | str]:
 
 
 def check_family(runner_name: str, exporter: Exporter, family: str, quantization: str) -> None:
-    """Raise Unsupported unless `runner_name`'s exporter declares `family` at `quantization`."""
+    """Raise Unsupported unless `runner_name`'s exporter declares `family` at `quantization`.
+    An exporter that declares no family at all (a plugin's) is left to try: its own errors
+    are reported like any failed export."""
+    if not family_support(exporter):
+        return
     cells = support_cells(family)
     declared = cells.get(runner_name, family_support(exporter).get(family))
     if isinstance(declared, tuple) and quantization in declared:

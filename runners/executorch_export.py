@@ -35,6 +35,16 @@ QUANTIZATIONS = ("fp32", "8da4w")
 MAX_CONTEXT_LENGTH = 2048
 MAX_SEQ_LENGTH = 1024
 GROUP_SIZE = 32  # 128 does not divide SmolLM2's 576-wide rows
+# Families (config.json model_type, see bench.models.FAMILIES): the quantizations this export
+# makes, or why it makes none. tests/test_families.py proves each supported one.
+_META_ONLY = ("edgebench converts only llama-layout checkpoints to ExecuTorch's Meta format; export_llm's "
+              "qwen2_5, qwen3 and phi_4_mini types need ExecuTorch's own HF-to-Meta weight converters, not wired here")
+FAMILY_SUPPORT = {
+    "llama": QUANTIZATIONS,
+    **dict.fromkeys(("qwen2", "qwen3", "phi3"), _META_ONLY),
+    **dict.fromkeys(("gemma2", "gemma3_text"), "ExecuTorch's export_llm has no Gemma model type (its Gemma 2 and "
+                                               "Gemma 3 are separate examples, outside export_llm)"),
+}
 # Tokens that end a generation wherever a vocabulary has them, as llama.cpp also treats
 # them: a checkpoint converted from GGUF declares only its chat end-of-turn token.
 END_OF_GENERATION_TEXTS = ("<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|end|>",
@@ -71,17 +81,28 @@ def meta_params(config: dict) -> dict:
     """ExecuTorch's params.json from a transformers llama config.json."""
     if config.get("model_type") != "llama":
         raise ValueError(f"only llama checkpoints convert to ExecuTorch here, not {config.get('model_type')!r}")
-    rope = config.get("rope_parameters") or {}
+    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
     rope_theta = config.get("rope_theta", rope.get("rope_theta"))  # transformers 5 nests it
-    if rope.get("rope_type", "default") != "default" or config.get("rope_scaling"):
-        raise ValueError("scaled RoPE is not converted; only the default RoPE is")
-    return {"dim": config["hidden_size"], "hidden_dim": config["intermediate_size"],
+    return {**_meta_rope_scaling(rope),"dim": config["hidden_size"], "hidden_dim": config["intermediate_size"],
             "n_heads": config["num_attention_heads"],
             "n_kv_heads": config.get("num_key_value_heads", config["num_attention_heads"]),
             "head_dim": config.get("head_dim", config["hidden_size"] // config["num_attention_heads"]),
             "n_layers": config["num_hidden_layers"], "norm_eps": config["rms_norm_eps"],
             "rope_theta": rope_theta, "vocab_size": config["vocab_size"],
-            "use_hf_rope": False, "use_scaled_rope": False}
+            "use_hf_rope": False}
+
+
+def _meta_rope_scaling(rope: dict) -> dict:
+    """params.json's RoPE scaling. ExecuTorch's llama3 scaling fixes low_freq_factor 1 and an
+    original context of 8192, and (for the model type used here) a factor of 32: Llama 3.2's."""
+    kind = rope.get("rope_type", rope.get("type", "default"))
+    if kind == "default":
+        return {"use_scaled_rope": False}
+    llama32 = {"factor": 32.0, "low_freq_factor": 1.0, "original_max_position_embeddings": 8192}
+    if kind != "llama3" or any(float(rope.get(k, -1)) != v for k, v in llama32.items()):
+        raise ValueError(f"RoPE scaling {rope} is not converted to ExecuTorch here; only the default RoPE and "
+                         f"Llama 3.2's llama3 scaling ({llama32}) are")
+    return {"use_scaled_rope": True, "rope_scale_factor": 32, "high_freq_factor": int(rope["high_freq_factor"])}
 
 
 def _unpermute(weight, n_heads: int):

@@ -19,6 +19,14 @@ from runners.export_stages import announce_calls
 from runners.litert_artifact import BUNDLE, METADATA, TEMPLATE, TFLITE, TOKENIZER
 
 QUANTIZATIONS = {"fp32": "none", "int8": "dynamic_wi8_afp32"}  # ours -> litert-torch's recipe
+# Families (config.json model_type, see bench.models.FAMILIES): litert-torch's export_hf
+# converts the transformers model itself. tests/test_families.py proves every one
+# (with --families-slow: LiteRT exports take tens of seconds each).
+FAMILY_SUPPORT = {
+    **dict.fromkeys(("llama", "qwen2", "qwen3", "gemma2", "gemma3_text"), tuple(QUANTIZATIONS)),
+    "phi3": "litert-torch 0.10's export_hf fails to lower Phi-3's LongRoPE (rotary_emb.long_inv_freq: "
+            "\"Cannot access data pointer of Tensor\")",
+}
 # Prefill signatures: short chat prompts, the fixed 128/512-token probes, and a long
 # document (~1,100 tokens, prefilled as 1024 + 128). Longer prompts are chunked.
 PREFILL_LENGTHS = (32, 128, 512, 1024)

@@ -7,13 +7,22 @@ Runs inside an export process (bench.export_worker): the builder imports torch.
 """
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 EXECUTION_PROVIDER = "cpu"
 # int4: weight-only MatMulNBits, the builder's CPU defaults written out so the manifest
 # says what was used (block size 32; accuracy level 4 = int8 activations in the matmul).
 INT4_OPTIONS = {"block_size": "32", "accuracy_level": "4"}
+# Families (config.json model_type, see bench.models.FAMILIES): the builder has a model class
+# for each architecture. tests/test_families.py proves every supported one.
+FAMILY_SUPPORT = {
+    **dict.fromkeys(("llama", "qwen2", "qwen3", "gemma2", "phi3"), ("fp32", "int4")),  # phi3: see rope_type_also_as_type
+    "gemma3_text": "onnxruntime-genai 0.18's builder reads one rope_parameters['rope_type']; transformers 5 gives "
+                   "Gemma 3 one per layer type (the builder fails with KeyError 'rope_type')",
+}
 
 
 def export(checkpoint: Path, out: Path, quantization: str) -> dict:
@@ -21,9 +30,33 @@ def export(checkpoint: Path, out: Path, quantization: str) -> dict:
 
     extra = INT4_OPTIONS if quantization == "int4" else {}
     # The builder's scratch folder (hub downloads, temporary external data): never kept.
-    with tempfile.TemporaryDirectory(prefix="ort-builder-") as cache:
+    with tempfile.TemporaryDirectory(prefix="ort-builder-") as cache, rope_type_also_as_type():
         options = parse_extra_options(None, str(checkpoint), str(out), quantization, EXECUTION_PROVIDER, cache,
                                       [f"{k}={v}" for k, v in extra.items()])
         create_model(None, str(checkpoint), str(out), quantization, EXECUTION_PROVIDER, cache, **options)
     return {"artifact": ".", "precision": quantization, "execution_provider": EXECUTION_PROVIDER,
             "extra_options": extra}
+
+
+@contextlib.contextmanager
+def rope_type_also_as_type() -> Iterator[None]:
+    """The builder's LongRoPE path (Phi-3.5, Phi-4-mini) reads transformers 4's
+    rope_parameters["type"]; transformers 5 names it "rope_type" only. While inside, the
+    configs transformers loads carry both names, with the same value."""
+    from transformers import AutoConfig
+
+    original = AutoConfig.__dict__["from_pretrained"]  # the classmethod itself, put back as it was
+    load = AutoConfig.from_pretrained
+
+    def with_both_names(*args, **kwargs):
+        config = load(*args, **kwargs)
+        rope = getattr(config, "rope_parameters", None)
+        if isinstance(rope, dict) and "rope_type" in rope:
+            rope.setdefault("type", rope["rope_type"])
+        return config
+
+    AutoConfig.from_pretrained = with_both_names
+    try:
+        yield
+    finally:
+        AutoConfig.from_pretrained = original
