@@ -18,7 +18,7 @@ def test_the_quick_profile_runs_clean(quick_run):
     result, records, out = quick_run
     assert result.returncode == 0, result.stderr
     assert records and all(r["status"] == "ok" for r in records)
-    assert {p.suffix for p in out.iterdir()} == {".jsonl", ".md", ".csv", ".json"}
+    assert {p.suffix for p in out.iterdir()} == {".jsonl", ".md", ".csv", ".json", ".html"}
 
 
 def test_records_say_what_was_measured(quick_run):
