@@ -50,3 +50,16 @@ def assert_scores_like_transformers(runner, checkpoint: Path) -> None:
     assert scored.dtype.name == "float32" and scored.shape == reference.shape == (len(reference), 49152)
     assert logprob_gap(scored, reference) < FP32_LOGPROB_GAP
     assert (scored.argmax(-1) == reference.argmax(-1)).all()  # top-1 agreement 100%
+
+
+def assert_scoring_and_generation_leave_each_other_nothing(runner, generated_ids) -> None:
+    """Scoring twice gives identical arrays, and a generation before and after scoring gives
+    the same tokens: `generated_ids(request)` runs one generation on `runner`, its ids."""
+    from runners.base import GenerationRequest
+
+    request = GenerationRequest(16, text="Then", ignore_eos=True)  # a continuation: any context left changes it
+    before = generated_ids(request)
+    ids = runner.tokenize(PROSE)
+    scored = runner.score(ids)
+    assert generated_ids(request) == before
+    assert np.array_equal(runner.score(ids), scored)  # and the generation left nothing for scoring

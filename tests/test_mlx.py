@@ -9,7 +9,7 @@ import pytest
 
 from runners.base import GenerationRequest, RunnerOptions
 from tests.conftest import ROOT, edgebench, read_jsonl
-from tests.reference_logits import PROSE, assert_scores_like_transformers
+from tests.reference_logits import assert_scores_like_transformers, assert_scoring_and_generation_leave_each_other_nothing
 
 pytest.importorskip("mlx_lm")
 OPTIONS = RunnerOptions(threads=2, context_tokens=1024)
@@ -427,13 +427,9 @@ def test_fp32_scoring_gives_transformers_log_probs_at_every_position(which, requ
 
 @pytest.mark.real
 def test_scoring_is_deterministic_and_leaves_nothing_for_the_next_generation(real_fp32):
-    import numpy as np
+    def generated_ids(request):
+        ids = [e.token_id for e in real_fp32.generate(request)]
+        real_fp32.generation_info()
+        return ids
 
-    request = GenerationRequest(16, text="Then", ignore_eos=True)  # a continuation: any context left changes it
-    before = [e.token_id for e in real_fp32.generate(request)]
-    real_fp32.generation_info()
-    ids = real_fp32.tokenize(PROSE)
-    scored = real_fp32.score(ids)
-    assert [e.token_id for e in real_fp32.generate(request)] == before
-    real_fp32.generation_info()
-    assert np.array_equal(real_fp32.score(ids), scored)  # and the generation left nothing for scoring
+    assert_scoring_and_generation_leave_each_other_nothing(real_fp32, generated_ids)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, edgebench, read_jsonl
-from tests.reference_logits import PROSE, assert_scores_like_transformers
+from tests.reference_logits import assert_scores_like_transformers, assert_scoring_and_generation_leave_each_other_nothing
 
 CHAT = ({"role": "user", "content": "What is the capital of France?"},)
 
@@ -315,13 +315,5 @@ def test_fp32_scoring_gives_transformers_log_probs_at_every_position(which, requ
 
 @pytest.mark.real
 def test_scoring_is_deterministic_and_leaves_nothing_for_the_next_generation(fp32_runner):
-    import numpy as np
-
-    from runners.base import GenerationRequest
-
-    request = GenerationRequest(16, text="Then", ignore_eos=True)  # a continuation: any context left changes it
-    before = [e.token_id for e in _token_events(fp32_runner, request)]
-    ids = fp32_runner.tokenize(PROSE)
-    scored = fp32_runner.score(ids)
-    assert [e.token_id for e in _token_events(fp32_runner, request)] == before
-    assert np.array_equal(fp32_runner.score(ids), scored)  # and the generation left nothing for scoring
+    assert_scoring_and_generation_leave_each_other_nothing(
+        fp32_runner, lambda request: [e.token_id for e in _token_events(fp32_runner, request)])
