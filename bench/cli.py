@@ -31,7 +31,7 @@ def _render_table(table, title: str, columns: list | None = None):
     """`columns`: report's (column, heading, decimals) of the table; default: the suite report's."""
     from rich.table import Table
 
-    from bench import report
+    from bench.views import report
 
     view = Table(title=title, title_justify="left")
     for heading in table.columns:
@@ -43,8 +43,8 @@ def _render_table(table, title: str, columns: list | None = None):
 
 def _cooldown(cooldown: Optional[str], until_temp: Optional[float], limit: str):
     """The --cooldown* options as a hygiene.Cooldown, or None when none was given."""
-    from bench.durations import parse_duration
-    from bench.hygiene import Cooldown
+    from bench.data.durations import parse_duration
+    from bench.device.hygiene import Cooldown
 
     if cooldown is None and until_temp is None:
         return None
@@ -60,14 +60,14 @@ def _cooldown_args(cooldown: Optional[str], until_temp: Optional[float], limit: 
 
 def _streamed(on_record, stream: bool):
     """--stream-records (a host driving this run over SSH): each record also on stdout."""
-    from bench import remote
+    from bench.run import remote
 
     return remote.streaming(on_record) if stream else on_record
 
 
 def _bundle_artifacts(path: Path, cache: Optional[Path], runner, artifact):
     """run --artifacts: install the bundle, then run its artifacts (of the runners asked for)."""
-    from bench import bundle
+    from bench.artifacts import bundle
 
     installed = bundle.install_file(path, cache)
     err.print(f"{path}: {installed.copied} artifacts installed, the others already in the cache")
@@ -77,7 +77,7 @@ def _bundle_artifacts(path: Path, cache: Optional[Path], runner, artifact):
 
 
 def _remote_resumable(resume_run: str, out_dir: Path) -> bool:
-    from bench import remote
+    from bench.run import remote
 
     return remote.find_resumable(resume_run, out_dir) is not None
 
@@ -85,7 +85,7 @@ def _remote_resumable(resume_run: str, out_dir: Path) -> bool:
 def _run_remote(command: str, options, targets, edgebench: Optional[str], extra: list[str],
                 resume_run: Optional[str] = None):
     """run/sustained --target (or --resume of such a run): records stream into --out here."""
-    from bench import remote
+    from bench.run import remote
 
     def on_record(record: dict) -> None:
         what = "load" if record["prompt_id"] is None else f"{record['prompt_id']} " + \
@@ -119,7 +119,7 @@ REMOTE_EDGEBENCH_HELP = "The edgebench command on the targets; default: edgebenc
 
 def _with_accelerators(setting: Optional[List[str]], accelerator: Optional[List[str]]) -> tuple[str, ...]:
     """The --setting options, with each --accelerator RUNNER=KIND as the setting RUNNER:accelerator=KIND."""
-    from bench.benchmark import parse_pairs
+    from bench.selection import parse_pairs
 
     asked = parse_pairs("--accelerator", tuple(accelerator or ()), "llama.cpp=gpu")
     return tuple(setting or ()) + tuple(f"{name}:accelerator={kinds[-1]}" for name, kinds in asked.items())
@@ -158,8 +158,9 @@ def run(
     """Run the suite on each runner; write JSONL results and Markdown/CSV reports."""
     from rich.text import Text
 
-    from bench import benchmark, report
-    from bench.hygiene import start_warnings
+    from bench.run import setup as run_setup
+    from bench.views import report
+    from bench.device.hygiene import start_warnings
     from bench.records import read_records
 
     signal.signal(signal.SIGTERM, _interrupt)  # a CI timeout stops the run like Ctrl-C does
@@ -167,13 +168,13 @@ def run(
     if artifacts_bundle:
         runner, artifact = _bundle_artifacts(artifacts_bundle, cache, runner, artifact)
     if target or (resume_run and _remote_resumable(resume_run, out_dir)):
-        return _run_remote("run", benchmark.RunOptions(
+        return _run_remote("run", run_setup.RunOptions(
             runners=tuple(runner or ()), model=model, artifacts=tuple(artifact or ()), suite=suite, profile=profile,
             threads=threads, out=out_dir, quants=tuple(quant or ()), settings=_with_accelerators(setting, accelerator), cache=cache,
             prepare=prepare_missing, memory_limit_mb=memory_limit_mb, device_profile=device_profile,
             allow_fallback=allow_fallback, no_budget=no_budget),
             target, remote_edgebench, _cooldown_args(cooldown, cooldown_until_temp, cooldown_limit), resume_run)
-    setup = benchmark.prepare_run(benchmark.RunOptions(
+    setup = run_setup.setup_run(run_setup.RunOptions(
         runners=tuple(runner or ()), model=model, artifacts=tuple(artifact or ()), suite=suite,
         profile=profile, threads=threads, out=out_dir, quants=tuple(quant or ()), settings=_with_accelerators(setting, accelerator),
         cache=cache, prepare=prepare_missing, memory_limit_mb=memory_limit_mb, resume=resume_run, allow_fallback=allow_fallback, device_profile=device_profile,
@@ -189,11 +190,11 @@ def run(
         err.print(f"time budget: {setup.budget_s:g} s per generation, estimated from each runtime's own rates "
                   "(--no-budget measures everything)")
     with _run_progress(setup) as view:
-        result = benchmark.execute(setup, on_record=_streamed(view.record, stream_records), cooldown=pause,
+        result = run_setup.execute(setup, on_record=_streamed(view.record, stream_records), cooldown=pause,
                                    say=view.say, on_wait=view.wait)
     quality_failed = 0
     if quality and not result.interrupted:
-        from bench.quality_run import run_quality
+        from bench.quality.run import run_quality
 
         quality_failed = sum(r["status"] != "ok" for r in run_quality(setup, cache, say=err.print))
     records = read_records([setup.results_path]) if setup.results_path.exists() else []
@@ -225,8 +226,8 @@ def run(
 
 def _run_progress(setup):
     """A live bar on a terminal; plain lines with heartbeats in a log."""
-    from bench import resume
-    from bench.progress import LiveProgress
+    from bench.run import resume
+    from bench.run.progress import LiveProgress
 
     if not err.is_terminal:
         return _plain_progress()
@@ -237,7 +238,7 @@ def _run_progress(setup):
 
 def _plain_progress(sustained: bool = False):
     """Plain progress lines on stderr; a sustained run's many generations at most one line per heartbeat."""
-    from bench.progress import PlainProgress, heartbeat_s
+    from bench.run.progress import PlainProgress, heartbeat_s
 
     interval = heartbeat_s()
     return PlainProgress(lambda line: err.print(line, highlight=False, markup=False), interval,
@@ -252,7 +253,7 @@ def _print_summary(setup, result, records: list[dict], notes: list[str], reports
     """The end of a run: workload x runtime, the budget and what it skipped, warnings, the files."""
     from rich.text import Text
 
-    from bench import summary
+    from bench.views import summary
 
     found = summary.build(records)
     tier = f", this device's tier: {found.tier}" if found.tier else ""
@@ -273,7 +274,7 @@ def _run_matrix(records: list[dict]):
     """This run's records as a device matrix (one device, one results file)."""
     import pandas as pd
 
-    from bench import matrix as matrix_
+    from bench.views import matrix as matrix_
 
     frame = pd.DataFrame.from_records([{c: r.get(c) for c in matrix_.COLUMNS} for r in records], columns=list(matrix_.COLUMNS))
     return matrix_.build(frame, 1)
@@ -281,17 +282,20 @@ def _run_matrix(records: list[dict]):
 
 def _write_run_matrix_page(records: list[dict], path: Path) -> Path:
     """The run's own HTML matrix page (as `edgebench matrix` writes for many devices)."""
-    from bench import matrix_html, report, targets
+    from bench.views import matrix_html
+    from bench.views import report
+    from bench.data import workloads as workload_data
 
-    return report.write_text(matrix_html.page(_run_matrix(records), targets.load_workloads()), path)
+    return report.write_text(matrix_html.page(_run_matrix(records), workload_data.load_workloads()), path)
 
 
 def _write_junit_verdicts(records: list[dict], path: Path) -> None:
-    from bench import matrix_render, report
-    from bench.junit import to_xml
+    from bench.views import matrix_tables
+    from bench.views import report
+    from bench.views.junit import to_xml
 
     built = _run_matrix(records)
-    report.write_text(to_xml("edgebench run", matrix_render.junit_cases(built)), path)
+    report.write_text(to_xml("edgebench run", matrix_tables.junit_cases(built)), path)
     err.print(f"junit: {path}")
 
 
@@ -308,7 +312,8 @@ def prepare_cmd(
     from rich.table import Table
     from rich.text import Text
 
-    from bench import models, prepare
+    from bench.data import models
+    from bench.artifacts import prepare
 
     signal.signal(signal.SIGTERM, _interrupt)  # a stopped job still removes its unfinished export
 
@@ -378,11 +383,11 @@ def sustained(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.text import Text
 
-    from bench import benchmark
-    from bench.hygiene import start_warnings
+    from bench.run import setup as run_setup
+    from bench.device.hygiene import start_warnings
     from bench.records import iter_records, read_records
-    from bench.sustained import summary_lines
-    from bench.sustained_report import figures_row, results_for, write_reports
+    from bench.analysis.sustained import summary_lines
+    from bench.views.sustained_report import figures_row, results_for, write_reports
 
     if importlib.util.find_spec("matplotlib") is None:
         raise BenchError("the sustained report draws plots with matplotlib, which is not installed",
@@ -391,12 +396,12 @@ def sustained(
     pause = _cooldown(cooldown, cooldown_until_temp, cooldown_limit)
     if target:
         spans = ["--duration", duration] * bool(duration) + ["--window", window] * bool(window)
-        return _run_remote("sustained", benchmark.RunOptions(
+        return _run_remote("sustained", run_setup.RunOptions(
             runners=tuple(runner or ()), model=model, artifacts=tuple(artifact or ()), suite=suite, profile=profile,
             threads=threads, out=out_dir, settings=_with_accelerators(setting, accelerator), sustained=True, duration=duration, window=window,
             allow_fallback=allow_fallback),
             target, remote_edgebench, spans + _cooldown_args(cooldown, cooldown_until_temp, cooldown_limit))
-    setup = benchmark.prepare_run(benchmark.RunOptions(
+    setup = run_setup.setup_run(run_setup.RunOptions(
         runners=tuple(runner or ()), model=model, artifacts=tuple(artifact or ()), suite=suite, profile=profile,
         threads=threads, out=out_dir, settings=_with_accelerators(setting, accelerator), sustained=True, duration=duration, window=window,
         allow_fallback=allow_fallback))
@@ -420,7 +425,7 @@ def sustained(
                 progress.update(task, completed=min(span, record["elapsed_s"] + record["e2e_ms"] / 1000),
                                 description=f"{record['runner']}: {rate}")
 
-        result = benchmark.execute(setup, on_record=_streamed(on_record, stream_records), cooldown=pause,
+        result = run_setup.execute(setup, on_record=_streamed(on_record, stream_records), cooldown=pause,
                                    say=plain.say if plain else err.print, on_wait=plain.wait if plain else _ignore)
     records = read_records([setup.results_path]) if setup.results_path.exists() else []
     samples = list(iter_records(setup.samples_path)) if setup.samples_path.exists() else []
@@ -473,8 +478,8 @@ def suites() -> None:
     """The packaged prompt suites."""
     from rich.table import Table
 
-    from bench import datafiles
-    from bench.suite import load_suite
+    from bench.data import files as datafiles
+    from bench.data.suite import load_suite
 
     table = Table("suite", "prompts", "categories", "description")
     for name in datafiles.packaged_names("suites"):
@@ -488,8 +493,8 @@ def profiles() -> None:
     """The packaged run profiles."""
     from rich.table import Table
 
-    from bench import datafiles
-    from bench.profiles import load_profile
+    from bench.data import files as datafiles
+    from bench.data.run_profiles import load_profile
 
     table = Table("profile", "warm-ups", "repetitions", "prompt tags", "description")
     for name in datafiles.packaged_names("runs"):
@@ -501,7 +506,7 @@ def profiles() -> None:
 @app.command()
 def validate(paths: List[Path] = typer.Argument(..., help="Suite, run profile, catalogue, workloads, tiers or device profile .toml files.")) -> None:
     """Check data files without running anything."""
-    from bench.validate import validate_file
+    from bench.data.validate import validate_file
 
     for path in paths:
         out.print(f"{path}: ok ({validate_file(path)})")
@@ -514,7 +519,7 @@ def report_cmd(
     out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file; default: stdout."),
 ) -> None:
     """Build a Markdown or CSV report from results files."""
-    from bench import report
+    from bench.views import report
     from bench.records import read_records
 
     if fmt not in report.FORMATS:
@@ -536,7 +541,7 @@ def models_cmd(
     """The model catalogue and where each model's source artifact is."""
     from rich.table import Table
 
-    from bench import models
+    from bench.data import models
 
     if support:
         _print_family_support()
@@ -556,7 +561,8 @@ def _print_family_support() -> None:
     """Family x runner: the quantizations it takes, or a numbered reason it takes none."""
     from rich.table import Table
 
-    from bench import models, prepare
+    from bench.data import models
+    from bench.artifacts import prepare
 
     cells = {family: prepare.support_cells(family) for family in models.FAMILIES}
     runners = list(next(iter(cells.values())))
@@ -584,10 +590,10 @@ def selfcheck(
     llama_bench: Optional[str] = typer.Option(None, "--llama-bench", help="Path of a llama-bench binary, or 'off'; default: the one scripts/build-llama-bench.sh built, when present."),
 ) -> None:
     """Fidelity benchmark: harness figures vs each runtime's own timers (and llama-bench), in one run."""
-    from bench import benchmark
-    from bench.selfcheck import run_selfcheck
+    from bench import selection
+    from bench.run.selfcheck import run_selfcheck
 
-    if not run_selfcheck(tuple(runner or ()), threads or benchmark.default_threads(), out, llama_bench):
+    if not run_selfcheck(tuple(runner or ()), threads or selection.default_threads(), out, llama_bench):
         raise typer.Exit(1)
 
 
@@ -598,25 +604,29 @@ def matrix(
     junit: Optional[Path] = typer.Option(None, "--junit", help="Write the verdicts as JUnit XML here."),
 ) -> None:
     """Merge results of many devices into the tiered device matrix, with workload verdicts."""
-    from bench import matrix as matrix_, matrix_html, matrix_render, report, targets
-    from bench.junit import to_xml
+    from bench.views import matrix as matrix_
+    from bench.views import matrix_html
+    from bench.views import matrix_tables
+    from bench.views import report
+    from bench.data import workloads as workload_data
+    from bench.views.junit import to_xml
 
     frame, files = matrix_.load(results)
     built = matrix_.build(frame, files)
     if not built.rows:
         raise BenchError("the results hold no successful measured generation", "check the runs' error records")
-    text = matrix_render.markdown(built)
+    text = matrix_tables.markdown(built)
     if out_dir:
-        for name, content in (("matrix.csv", matrix_render.csv(built)),
-                              ("matrix.html", matrix_html.page(built, targets.load_workloads()))):
+        for name, content in (("matrix.csv", matrix_tables.csv(built)),
+                              ("matrix.html", matrix_html.page(built, workload_data.load_workloads()))):
             out.print(f"wrote {report.write_text(content, out_dir / name)}")
     _emit(text, out_dir / "matrix.md" if out_dir else None, junit,
-          lambda: to_xml("edgebench matrix", matrix_render.junit_cases(built)))
+          lambda: to_xml("edgebench matrix", matrix_tables.junit_cases(built)))
 
 
 def _emit(text: str, path: Optional[Path], junit: Optional[Path], junit_xml) -> None:
     """The Markdown to a file (or stdout), and the JUnit XML when asked for."""
-    from bench.report import write_text
+    from bench.views.report import write_text
 
     if path:
         out.print(f"wrote {write_text(text, path)}")
@@ -637,8 +647,8 @@ def compare_cmd(
     allow_missing: bool = typer.Option(False, "--allow-missing", help="Pass the gate when baseline results have no successful candidate generation."),
 ) -> None:
     """Compare two sets of results per device/runner/prompt/metric; exit 1 on a regression or a missing result."""
-    from bench import compare
-    from bench.junit import to_xml
+    from bench.views import compare
+    from bench.views.junit import to_xml
 
     threshold_pct = compare.parse_threshold(threshold)
     deltas = compare.compare(baseline, candidate, threshold_pct)
@@ -663,11 +673,12 @@ def quality(
     threads: Optional[int] = typer.Option(None, "--threads", "-t", help="CPU threads per runtime; default: physical cores."),
 ) -> None:
     """Each runner and quantization against the fp32 reference: perplexity, KL divergence, top-1 and greedy agreement."""
-    from bench import benchmark, report
-    from bench.quality_run import run_quality, setup_quality
+    from bench.run import setup as run_setup
+    from bench.views import report
+    from bench.quality.run import run_quality, setup_quality
 
     signal.signal(signal.SIGTERM, _interrupt)
-    setup = setup_quality(benchmark.RunOptions(runners=tuple(runner or ()), model=model, artifacts=tuple(artifact or ()),
+    setup = setup_quality(run_setup.RunOptions(runners=tuple(runner or ()), model=model, artifacts=tuple(artifact or ()),
                                                threads=threads, out=out_dir, quants=tuple(quant or ()), cache=cache))
     err.print(f"quality [bold]{setup.run_id}[/]: {setup.model.id}, "
               f"{', '.join(f'{p.name} {p.artifact.quantization or chr(8211)}' for p in setup.plans)}")
@@ -696,7 +707,7 @@ def device(
     from rich.table import Table
 
     if target:
-        from bench import remote
+        from bench.run import remote
 
         args = ["--bandwidth"] * measure + ["--threads", str(threads)] * (threads is not None) + ["--list"] * list_
         for spec, text in remote.device_on_targets(target, remote_edgebench, args, device_profile):
@@ -704,12 +715,15 @@ def device(
             sys.stdout.write(text)
         return
 
-    from bench import bandwidth, benchmark, targets, tiering
-    from bench.device import device_facts, runtime_accelerators
+    from bench import selection
+    from bench.device import bandwidth
+    from bench.data import workloads as workload_data
+    from bench.device import tiering
+    from bench.device.facts import device_facts, runtime_accelerators
 
     if list_:
         table = Table("profile", "name", "class", "SoC", "RAM GB", "cores", "GB/s")
-        for p in targets.device_profiles().values():
+        for p in workload_data.device_profiles().values():
             table.add_row(p.id, p.name, p.device_class, p.soc, f"{p.ram_gb:g}", str(p.cores),
                           f"{p.bandwidth_gbs:g}" if p.bandwidth_gbs else "–")
         out.print(table)
@@ -717,8 +731,8 @@ def device(
     facts = device_facts()
     if threads is not None and threads < 1:
         raise BenchError(f"--threads must be at least 1, got {threads}", "e.g. --threads 4", exit_code=2)
-    measured = bandwidth.measure(threads or benchmark.default_threads()) if measure else None
-    profile = targets.load_device_profile(device_profile) if device_profile else None
+    measured = bandwidth.measure(threads or selection.default_threads()) if measure else None
+    profile = workload_data.load_device_profile(device_profile) if device_profile else None
     placement = tiering.place(facts, profile, (lambda: measured) if measured else None)
     table = Table("fact", "value", title="device", title_justify="left")
     for key, value in facts.items():
@@ -750,9 +764,10 @@ def bundle_cmd(
     cache: Optional[Path] = typer.Option(None, "--cache", help="Artifact cache; default $EDGEBENCH_CACHE_DIR or ~/.cache/edgebench/artifacts."),
 ) -> None:
     """Pack prepared artifacts, each with its manifest (files, sizes, sha256), into one file for another machine."""
-    from bench import bundle, remote
-    from bench.benchmark import RunOptions
-    from bench.prepare import cache_root
+    from bench.artifacts import bundle
+    from bench.run import remote
+    from bench.run.setup import RunOptions
+    from bench.artifacts.prepare import cache_root
 
     options = RunOptions(runners=tuple(runner or ()), model=model, quants=tuple(quant or ()),
                          artifacts=tuple(artifact or ()), cache=cache)
@@ -771,7 +786,7 @@ def unbundle_cmd(
     cache: Optional[Path] = typer.Option(None, "--cache", help="Artifact cache; default $EDGEBENCH_CACHE_DIR or ~/.cache/edgebench/artifacts."),
 ) -> None:
     """Install a bundle's artifacts into the cache, each file checked against its manifest's sha256."""
-    from bench import bundle
+    from bench.artifacts import bundle
 
     installed = bundle.install(sys.stdin.buffer, cache, "stdin") if path == "-" else bundle.install_file(Path(path), cache)
     for entry in installed.units:
@@ -783,7 +798,7 @@ def unbundle_cmd(
 @app.command("remote-info", hidden=True)
 def remote_info(cache: Optional[Path] = typer.Option(None, "--cache")) -> None:
     """For a host driving this machine over SSH: version, cache units, free space, runners (JSON)."""
-    from bench import remote
+    from bench.run import remote
 
     sys.stdout.write(json.dumps(remote.describe_here(cache)) + "\n")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -189,3 +190,8 @@ def migrate(record: dict) -> dict:
 
 def read_records(paths: Iterable[Path], warn=lambda message: None) -> list[dict]:
     return [r for p in paths for r in iter_records(p, warn)]
+
+
+def utc_now() -> str:
+    """A record's timestamp: UTC, milliseconds, ISO 8601."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")

@@ -1,6 +1,6 @@
 """Does the parent's memory stay flat as records pile up?
 
-Runs the real orchestrator in this process over thousands of FAKE-runner generations
+Runs the real supervisor in this process over thousands of FAKE-runner generations
 (scripted, so they cost nothing but the worker round trip) and prints this process's RSS
 every 1,000 records. Usage: python benchmarks/parent_memory.py [GENERATIONS]
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from bench import benchmark
+from bench.run import setup as run_setup
 
 
 def main(generations: int = 6000) -> None:
@@ -24,7 +24,7 @@ def main(generations: int = 6000) -> None:
         (tmp / "many.toml").write_text(
             f'name = "many"\ndescription = ""\nwarmups = 0\nrepetitions = {generations // quick_prompts}\n'
             'tags = ["short"]\n')
-        setup = benchmark.prepare_run(benchmark.RunOptions(
+        setup = run_setup.setup_run(run_setup.RunOptions(
             runners=("fake",), artifacts=(f"fake={tmp / 'script.json'}",), profile=str(tmp / "many.toml"),
             out=tmp / "out"))
         me = psutil.Process()
@@ -38,7 +38,7 @@ def main(generations: int = 6000) -> None:
                 print(f"{count:>7} records  parent RSS {rss:7.1f} MB", flush=True)
                 samples[-1] = rss
 
-        benchmark.execute(setup, on_record=on_record)
+        run_setup.execute(setup, on_record=on_record)
         rss = [s for s in samples if s is not None]
         print(f"growth from record 1,000 to {len(samples):,}: {rss[-1] - rss[1]:+.1f} MB "
               f"({(rss[-1] - rss[1]) * 1024 / max(1, len(samples) - 1000):.2f} KB per record)")

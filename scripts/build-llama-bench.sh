@@ -3,7 +3,7 @@
 # flags as set-up's wheel, so `edgebench selfcheck` can compare the runner with llama.cpp's
 # own benchmark like for like. Optional (not part of set-up or CI); ~5-8 min on 2 cores once,
 # instant after that. Prints the binary's path; with --print-path, only prints where it
-# goes, building nothing (bench/llama_bench.py asks it, so the path is computed here only).
+# goes, building nothing (bench/run/llama_bench.py asks it, so the path is computed here only).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${EDGEBENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/edgebench}

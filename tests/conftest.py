@@ -46,7 +46,8 @@ def artifact_cache() -> Path:
 @pytest.fixture(scope="session")
 def default_checkpoint(artifact_cache) -> Path:
     """The default model's shared transformers checkpoint, made through prepare."""
-    from bench import models, prepare
+    from bench.data import models
+    from bench.artifacts import prepare
 
     return prepare.checkpoint(models.get_model("smollm2-135m"), artifact_cache).path
 

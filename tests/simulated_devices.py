@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 from bench.records import make_record
-from bench.roofline import roofline_fields
-from bench.suite import load_suite
+from bench.analysis.roofline import roofline_fields
+from bench.data.suite import load_suite
 
 SUITE = load_suite("default")
 PROFILES = {  # device profile -> (tier, cpu, RAM GB, cores, bandwidth GB/s)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import models, prepare
+from bench.data import models
+from bench.artifacts import prepare
 from runners.base import RunnerOptions
 from tests.conftest import edgebench, read_jsonl
 
@@ -292,7 +293,7 @@ def test_executorch_refuses_a_gpu_naming_the_backend_it_was_exported_for(one_run
 # The matrix -----------------------------------------------------------------------------------
 
 def test_the_matrix_keeps_cpu_and_gpu_results_of_one_runtime_apart(tmp_path):
-    from bench import matrix
+    from bench.views import matrix
     from tests import simulated_devices as sim
 
     sim.write(tmp_path / "run.jsonl", sim.records("pixel-8-pro", decode=20, ttft=300),
@@ -303,7 +304,7 @@ def test_the_matrix_keeps_cpu_and_gpu_results_of_one_runtime_apart(tmp_path):
 
 
 def test_compare_never_weighs_a_gpu_run_against_a_cpu_baseline(tmp_path):
-    from bench import compare
+    from bench.views import compare
     from tests import simulated_devices as sim
 
     sim.write(tmp_path / "base.jsonl", sim.records("pixel-8-pro", decode=20, ttft=300))

@@ -109,8 +109,8 @@ def test_unsafe_members_are_refused(bundled, tmp_path, member):
 
 def test_a_prepared_artifact_given_by_path_keeps_the_identity_it_has_in_the_cache(artifact_cache, default_checkpoint):
     """A bundle installs prepared folders elsewhere; runs of them must group with local runs."""
-    from bench import models
-    from bench import prepare as stages
+    from bench.data import models
+    from bench.artifacts import prepare as stages
 
     model = models.get_model("smollm2-135m")
     found = stages.find_artifact(model, "onnxruntime", "fp32", artifact_cache)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import compare
+from bench.views import compare
 from bench.errors import BenchError
 from tests import simulated_devices as sim
 from tests.conftest import edgebench

@@ -4,8 +4,8 @@ from __future__ import annotations
 import os
 import threading
 
-from bench.monitor import DeviceMonitor
-from bench.thermal import DeviceReader
+from bench.device.monitor import DeviceMonitor
+from bench.device.sensors import DeviceReader
 from tests.test_thermal import LAPTOP, write
 
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench.durations import parse_duration
+from bench.data.durations import parse_duration
 from bench.errors import BenchError
-from bench.profiles import load_profile
+from bench.data.run_profiles import load_profile
 
 
 @pytest.mark.parametrize("text, seconds", [("90s", 90), ("10m", 600), ("1.5h", 5400), ("45", 45), (" 2M ", 120)])

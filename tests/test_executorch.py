@@ -36,8 +36,8 @@ def sharp_tiny(tiny_checkpoint, tmp_path_factory):
 
 
 def prepared(model, quantization, cache):
-    from bench import models
-    from bench import prepare as stages
+    from bench.data import models
+    from bench.artifacts import prepare as stages
 
     result = edgebench("prepare", "--model", str(model), "--runner", "executorch", "--quant", quantization,
                        "--cache", str(cache))
@@ -334,8 +334,8 @@ def test_a_quick_run_through_the_cli_records_both_quantizations(sharp_tiny, tiny
 
 @pytest.fixture(scope="module")
 def real_fp32():
-    from bench import models
-    from bench import prepare as stages
+    from bench.data import models
+    from bench.artifacts import prepare as stages
 
     found = stages.find_artifact(models.get_model("smollm2-135m"), "executorch", "fp32", stages.cache_root())
     if found is None:

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import models, prepare
+from bench.data import models
+from bench.artifacts import prepare
 from runners import load_class, registrations
 from tests.conftest import edgebench, read_jsonl
 

@@ -9,11 +9,11 @@ import sys
 
 import pytest
 
-from bench.suite import load_suite
+from bench.data.suite import load_suite
 from tests.conftest import ROOT, edgebench, read_jsonl
 from tests.test_prepare import plugin_path, prep  # noqa: F401 (fixtures: the scripted-export plugin runner)
 
-HEAVY = ("pandas", "numpy", "bench.report", "bench.prepare", "bench.benchmark", "bench.orchestrator", "bench.matrix")
+HEAVY = ("pandas", "numpy", "bench.views.report", "bench.artifacts.prepare", "bench.run.setup", "bench.run.supervisor", "bench.views.matrix")
 # Paced like MLX on this machine's CPU: prefill 10 tok/s, decode 8 tok/s (scripted, so instant).
 SLOW = dict(load_ms=50, prefill_ms_per_token=100, first_token_ms=0, decode_ms=125, eos_after=10_000)
 

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import harness
+from bench.run import harness
 from runners.base import GenerationInfo, GenerationRequest, RunnerOptions, TokenEvent
 from runners.fake import FakeRunner
 

@@ -83,7 +83,7 @@ def test_a_usage_mistake_exits_2_without_traceback():
 
 
 def test_validate_accepts_the_packaged_files():
-    from bench.datafiles import packaged_dir
+    from bench.data.files import packaged_dir
 
     paths = [str(p) for kind in ("suites", "runs", "models") for p in packaged_dir(kind).glob("*.toml")]
     result = edgebench("validate", *paths)

@@ -19,7 +19,7 @@ pytest.importorskip("ai_edge_litert")
 pytest.importorskip("litert_lm")
 pytest.importorskip("litert_torch")
 
-from bench.harness import collect, count_problem  # noqa: E402
+from bench.run.harness import collect, count_problem  # noqa: E402
 from runners.base import GenerationRequest, RunnerOptions  # noqa: E402
 from runners.litert import LiteRTRunner, prefill_chunks  # noqa: E402
 from runners.litert_artifact import EXPORTER, read_decode_graph  # noqa: E402
@@ -63,7 +63,7 @@ def test_the_part_aware_template_renders_like_the_original(default_checkpoint):
 
 
 def test_both_runners_share_one_exporter_and_one_cache_folder():
-    from bench.prepare import artifact_stage
+    from bench.artifacts.prepare import artifact_stage
 
     assert LiteRTRunner.exporter is LiteRTLMRunner.exporter is EXPORTER
     assert artifact_stage("litert", EXPORTER) == artifact_stage("litert-lm", EXPORTER) == "litert"
@@ -72,7 +72,8 @@ def test_both_runners_share_one_exporter_and_one_cache_folder():
 @pytest.fixture(scope="session")
 def tiny_litert(tiny_checkpoint, artifact_cache) -> dict[str, Path]:
     """The tiny model converted by the real converter, fp32 and int8, through prepare."""
-    from bench import models, prepare
+    from bench.data import models
+    from bench.artifacts import prepare
 
     model = models.get_model(str(tiny_checkpoint))
     return {q: prepare.prepare_artifact(model, "litert", EXPORTER, q, artifact_cache).path for q in ("fp32", "int8")}
@@ -316,7 +317,8 @@ def test_a_sequence_longer_than_the_kv_cache_is_refused(tiny_litert):
 
 @pytest.mark.real
 def test_default_model_fp32_scores_like_transformers(artifact_cache, default_checkpoint):
-    from bench import models, prepare
+    from bench.data import models
+    from bench.artifacts import prepare
 
     found = prepare.find_artifact(models.get_model("smollm2-135m"), "litert", "fp32", artifact_cache)
     if found is None:
@@ -326,7 +328,8 @@ def test_default_model_fp32_scores_like_transformers(artifact_cache, default_che
 
 @pytest.mark.real
 def test_default_model_fp32_both_runners_write_the_same_answer(artifact_cache, default_checkpoint):
-    from bench import models, prepare
+    from bench.data import models
+    from bench.artifacts import prepare
 
     artifact = prepare.prepare_artifact(models.get_model("smollm2-135m"), "litert", EXPORTER, "fp32",
                                         artifact_cache).path
@@ -344,7 +347,8 @@ def test_default_model_fp32_both_runners_write_the_same_answer(artifact_cache, d
 
 @pytest.mark.real
 def test_default_model_litert_lm_counts_a_chat_answer_without_its_end_of_turn(artifact_cache):
-    from bench import models, prepare
+    from bench.data import models
+    from bench.artifacts import prepare
 
     artifact = prepare.prepare_artifact(models.get_model("smollm2-135m"), "litert", EXPORTER, "fp32",
                                         artifact_cache).path

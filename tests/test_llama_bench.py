@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from bench import llama_bench
+from bench.run import llama_bench
 from bench.errors import BenchError
 
 # The JSON of a real `llama-bench -m SmolLM2-135M-Instruct.Q4_1.gguf -p 16 -n 4 -r 2 -t 2 -o json`
@@ -55,7 +55,7 @@ BUILT = llama_bench.find()
 @pytest.mark.real
 @pytest.mark.skipif(BUILT is None, reason="llama-bench is not built here (bash scripts/build-llama-bench.sh, ~5 min)")
 def test_edgebench_and_llama_bench_measure_the_same_shapes_interleaved():
-    from bench import models
+    from bench.data import models
 
     gguf = models.get_model(models.default_model_id()).source_path()
     rows = llama_bench.interleaved_rows(gguf, threads=2, binary=BUILT, rounds=2, repetitions=2)

@@ -84,7 +84,7 @@ GGUF_PACKAGE_HINT = "the gguf package comes with edgebench[prepare]"
 
 @pytest.fixture(scope="module")
 def default_gguf():
-    from bench import models
+    from bench.data import models
 
     return models.get_model(models.default_model_id()).source_path()
 
@@ -212,7 +212,7 @@ def tiny_f32_gguf(tiny_checkpoint, tmp_path_factory):
 
     import llama_cpp
 
-    from bench import llama_bench
+    from bench.run import llama_bench
 
     # The script alone knows its cache folder: llama-bench goes to CACHE/llama-bench-KEY/, the source to CACHE/sdists/.
     sdist = llama_bench.built_path().parent.parent / "sdists" / f"llama_cpp_python-{llama_cpp.__version__}.tar.gz"

@@ -12,7 +12,12 @@ import xml.etree.ElementTree as ET
 import pandas as pd
 import pytest
 
-from bench import matrix, matrix_html, matrix_render, resultset, targets, verdicts
+from bench.views import matrix
+from bench.views import matrix_html
+from bench.views import matrix_tables
+from bench.analysis import resultset
+from bench.data import workloads as workload_data
+from bench.analysis import verdicts
 from bench.errors import BenchError
 from tests import simulated_devices as sim
 from tests.conftest import ROOT, edgebench
@@ -35,10 +40,10 @@ def _built(*targets_, workloads=None):
     return matrix.build(frame, files, workloads)
 
 
-def _timing_budgets_only() -> tuple[targets.Workload, ...]:
+def _timing_budgets_only() -> tuple[workload_data.Workload, ...]:
     """The packaged workloads without their quality budgets (for tests of timing verdicts)."""
     return tuple(dataclasses.replace(w, max_kld=None, max_perplexity_increase=None, min_greedy_agreement=None)
-                 for w in targets.load_workloads())
+                 for w in workload_data.load_workloads())
 
 
 def _row(m, device, quant="Q4_1", artifact="a" * 64):
@@ -74,7 +79,7 @@ def test_verdicts_pass_fail_and_marginal_within_the_spread(farm):
 
 
 def test_sustained_figures_are_used_where_they_exist():
-    workload = targets.Workload("chat", "d", ("chat",), ttft_ms_max=1000)
+    workload = workload_data.Workload("chat", "d", ("chat",), ttft_ms_max=1000)
     rows = pd.DataFrame({"category": ["chat"] * 4, "prompt_id": ["chat-capital"] * 4,
                          "mode": [None, None, "sustained", "sustained"],
                          "ttft_ms": [500.0, 600.0, 1500.0, 1600.0], "decode_tok_s": [None] * 4, "e2e_ms": [None] * 4})
@@ -89,7 +94,7 @@ def test_results_of_different_artifacts_are_never_averaged(farm):
     pi = [r for r in m.rows if r.device == "raspberry-pi-5"]
     assert sorted(r.decode_tok_s for r in pi) == [pytest.approx(12), pytest.approx(13)]
     assert all("artifact" in r.not_comparable and "differs" in r.not_comparable for r in pi)
-    assert "Not comparable with each other (never averaged)" in matrix_render.markdown(m)
+    assert "Not comparable with each other (never averaged)" in matrix_tables.markdown(m)
 
 
 def test_results_of_a_different_suite_stand_apart(tmp_path):
@@ -101,13 +106,13 @@ def test_results_of_a_different_suite_stand_apart(tmp_path):
 
 def test_outputs_markdown_csv_junit(farm):
     m = _built(farm)
-    md = matrix_render.markdown(m)
+    md = matrix_tables.markdown(m)
     assert md.index("## Tier: flagship") < md.index("## Tier: mid") < md.index("## Tier: entry")
     assert "| llama.cpp | smollm2-135m | Q4_1 | 27 | 60.0 |" in md and "✅ pass (TTFT 40.0 ms)" in md
-    csv = pd.read_csv(pd.io.common.StringIO(matrix_render.csv(m)))
+    csv = pd.read_csv(pd.io.common.StringIO(matrix_tables.csv(m)))
     assert len(csv) == 5 and set(csv["keyboard-autocomplete"]) == {"pass", "marginal", "fail"}
-    from bench.junit import to_xml
-    root = ET.fromstring(to_xml("m", matrix_render.junit_cases(m)))
+    from bench.views.junit import to_xml
+    root = ET.fromstring(to_xml("m", matrix_tables.junit_cases(m)))
     failures = root.findall(".//failure")
     assert int(root.get("failures")) == len(failures) > 0
     assert int(root.get("tests")) == 5 * len(m.workloads)
@@ -121,12 +126,12 @@ def test_html_is_self_contained_and_escapes_record_text(tmp_path):
         r["runner"] = "evil<script>alert(2)</script>"
     sim.write(tmp_path / "x.jsonl", records)
     m = _built(tmp_path)
-    page = matrix_html.page(m, targets.load_workloads())
+    page = matrix_html.page(m, workload_data.load_workloads())
     assert "<img src=x" not in page and "<script>alert(2)" not in page
     assert "&lt;img src=x onerror=alert(1)&gt;" in page
     assert "http://" not in page.replace("http://www.w3.org/2000/svg", "") and "https://" not in page
     assert page.count("<svg class='chart'") == 2  # decode, and each workload's TTFT against its budget, of the one tier
-    timed = [w.id for w in targets.load_workloads() if w.ttft_ms_max]
+    timed = [w.id for w in workload_data.load_workloads() if w.ttft_ms_max]
     assert all(f"Q4_1 · {w}: 300.0</title>" in page for w in timed)  # each workload's bar: its own prompts' TTFT
     assert m.rows[0].tier == "mid"  # assigned here: 5.6 GB < 7.5 for flagship; 34.1 GB/s and 8 cores hold for mid
 
@@ -314,7 +319,7 @@ def test_mbu_of_measured_and_datasheet_bandwidth_never_share_one_aggregate(tmp_p
     assert own(measured) > 2 * own(datasheet)  # the two sources differ: a pooled median would lie between
     assert (a54.mbu_measured, a54.mbu_datasheet) == (pytest.approx(own(sim.records("galaxy-a54", decode=25, ttft=300,
                                                                    measured_bandwidth_gbs=9.0))), None)
-    csv = pd.read_csv(pd.io.common.StringIO(matrix_render.csv(m)))
+    csv = pd.read_csv(pd.io.common.StringIO(matrix_tables.csv(m)))
     assert {"mbu_pct_measured_bandwidth", "mbu_pct_datasheet_bandwidth"} <= set(csv.columns)
-    md = matrix_render.markdown(m)
+    md = matrix_tables.markdown(m)
     assert "| MBU % (measured bw) |" in md and "| MBU % (datasheet bw) |" in md and "| MBU % |" not in md

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import matrix, matrix_html, targets
+from bench.views import matrix
+from bench.views import matrix_html
+from bench.data import workloads
 from tests import simulated_devices as sim
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -49,7 +51,7 @@ def page(tmp_path_factory) -> tuple[Path, int]:
     frame, files = matrix.load([str(root)])
     built = matrix.build(frame, files)
     path = root / "matrix.html"
-    path.write_text(matrix_html.page(built, targets.load_workloads()), encoding="utf-8")
+    path.write_text(matrix_html.page(built, workloads.load_workloads()), encoding="utf-8")
     return path, 2 * len(built.tiers)
 
 

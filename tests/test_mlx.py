@@ -196,7 +196,8 @@ def test_a_file_is_not_an_mlx_artifact(tmp_path):
 
 @pytest.fixture(scope="module")
 def real_fp32(default_checkpoint, artifact_cache):
-    from bench import models, prepare
+    from bench.data import models
+    from bench.artifacts import prepare
     from runners.mlx import MlxRunner
 
     prepared = prepare.prepare_artifact(models.get_model("smollm2-135m"), "mlx", MlxRunner.exporter, "fp32",
@@ -315,7 +316,7 @@ def test_the_step_computed_ahead_has_finished_before_the_next_prompt_starts(tiny
 
     import mlx.core as mx
 
-    from bench import harness
+    from bench.run import harness
 
     x = mx.random.normal((384, 384), key=mx.random.key(0))
     mx.eval(x)

@@ -162,7 +162,8 @@ def untied_int4(tiny_checkpoint, artifact_cache, tmp_path_factory):
     import torch
     from safetensors.torch import load_file, save_file
 
-    from bench import models, prepare
+    from bench.data import models
+    from bench.artifacts import prepare
 
     out = tmp_path_factory.mktemp("untied") / "tiny-llama-untied"
     shutil.copytree(tiny_checkpoint, out)
@@ -194,7 +195,8 @@ def test_an_untied_embedding_counts_one_row_of_its_tables(untied_int4):
 
 
 def _prepared(quant: str, cache: Path) -> Path:
-    from bench import models, prepare
+    from bench.data import models
+    from bench.artifacts import prepare
     from runners.onnxruntime import OnnxRuntimeRunner
 
     model = models.get_model("smollm2-135m")
@@ -253,7 +255,7 @@ def test_fixed_length_mode_runs_past_the_end_of_turn(fp32_runner):
 
 @pytest.mark.real
 def test_an_answer_that_ends_at_end_of_turn_agrees_with_the_runtimes_own_count(fp32_runner):
-    from bench.harness import count_problem
+    from bench.run.harness import count_problem
     from runners.base import GenerationRequest
 
     request = GenerationRequest(24, messages=CHAT)
@@ -295,7 +297,8 @@ def test_runners_lists_it_with_its_version():
 
 @pytest.fixture(scope="module")
 def tiny_fp32_runner(tiny_checkpoint, artifact_cache):
-    from bench import models, prepare
+    from bench.data import models
+    from bench.artifacts import prepare
     from runners.onnxruntime import OnnxRuntimeRunner
 
     folder = prepare.prepare_artifact(models.get_model(str(tiny_checkpoint)), "onnxruntime",

@@ -15,10 +15,12 @@ def test_a_built_wheel_carries_the_profiles(tmp_path):
     for data in ("profiles/suites/default.toml", "profiles/runs/quick.toml", "profiles/models/catalogue.toml"):
         assert data in names
     assert "runners/llamacpp.py" in names and "bench/cli.py" in names
+    subpackages = [init.relative_to(ROOT).as_posix() for init in (ROOT / "bench").glob("*/__init__.py")]
+    assert subpackages and all(init in names for init in subpackages), set(subpackages) - set(names)
 
 
 def test_importing_the_core_and_listing_runners_import_no_runtime():
-    code = ("import sys, bench.cli, bench.benchmark, bench.report\n"
+    code = ("import sys, bench.cli, bench.run.setup, bench.views.report\n"
             "from runners import registrations, load_class\n"
             "[load_class(r.target).probe() for r in registrations().values()]\n"
             f"print([m for m in {RUNTIMES!r} if m in sys.modules])")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from bench.monitor import ProcessMonitor
+from bench.device.monitor import ProcessMonitor
 
 # The child burns 15.5 ms of CPU (a figure between two 10 ms ticks), says how much its own
 # clock counted, then waits to be read.

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.stats import entropy
 
-from bench import quality
+from bench.quality import metrics as quality
 from tests.conftest import edgebench, read_jsonl
 from tests.reference_logits import transformers_logits
 
@@ -93,9 +93,10 @@ def quality_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_reference(tiny_checkpoint, quality_cache):
-    from bench import models, quality_reference
-    from bench.quality_run import chat_prompts
-    from bench.suite import load_suite
+    from bench.data import models
+    from bench.quality import reference as quality_reference
+    from bench.quality.run import chat_prompts
+    from bench.data.suite import load_suite
 
     model = models.get_model(str(tiny_checkpoint))
     text, prompts = quality_reference.eval_text(), chat_prompts(load_suite("default"))

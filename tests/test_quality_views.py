@@ -10,9 +10,14 @@ import xml.etree.ElementTree as ET
 import pandas as pd
 import pytest
 
-from bench import compare, matrix, matrix_html, matrix_render, report, targets
+from bench.views import compare
+from bench.views import matrix
+from bench.views import matrix_html
+from bench.views import matrix_tables
+from bench.views import report
+from bench.data import workloads as workload_data
 from bench.errors import BenchError
-from bench.junit import to_xml
+from bench.views.junit import to_xml
 from bench.records import make_record
 from tests import simulated_devices as sim
 from tests.conftest import edgebench
@@ -48,9 +53,9 @@ def _suite(device: str, **extra) -> list[dict]:
     return sim.records(device, decode=60, ttft=40, **extra)
 
 
-def _timing_budgets_only() -> tuple[targets.Workload, ...]:
+def _timing_budgets_only() -> tuple[workload_data.Workload, ...]:
     return tuple(dataclasses.replace(w, max_kld=None, max_perplexity_increase=None, min_greedy_agreement=None)
-                 for w in targets.load_workloads())
+                 for w in workload_data.load_workloads())
 
 
 def _built(*paths, workloads=None) -> matrix.Matrix:
@@ -80,8 +85,8 @@ def test_suite_tables_are_the_same_with_quality_records_in_the_file(tmp_path):
     with_quality = _built(sim.write(tmp_path / "mixed.jsonl", mixed), workloads=_timing_budgets_only())
     assert cells(with_quality) == cells(plain) and cells(plain)
     assert all(r.failed == 0 and r.prompt_set == plain.rows[0].prompt_set for r in with_quality.rows if r.n)
-    junit = [c for c in matrix_render.junit_cases(with_quality) if "litert-lm" not in c.name]
-    assert junit == matrix_render.junit_cases(plain)
+    junit = [c for c in matrix_tables.junit_cases(with_quality) if "litert-lm" not in c.name]
+    assert junit == matrix_tables.junit_cases(plain)
     timing = [d for d in compare.compare(str(tmp_path / "mixed.jsonl"), str(tmp_path / "mixed.jsonl"), 5.0)
               if d.prompt_id != "quality"]
     assert timing == compare.compare(str(tmp_path / "plain.jsonl"), str(tmp_path / "plain.jsonl"), 5.0)
@@ -139,7 +144,7 @@ def _row(m: matrix.Matrix, device: str, runner: str = "llama.cpp", quant: str = 
 
 def test_each_matrix_cell_shows_its_own_quality_record_or_a_dash(farm):
     m = _built(farm)
-    md = matrix_render.markdown(m)
+    md = matrix_tables.markdown(m)
     assert "| llama.cpp | smollm2-135m | Q4_1 | 27 | 60.0 | KLD 0.0523 · top-1 91.2% |" in md  # the crash hides no figure
     assert "| llama.cpp | smollm2-135m | Q8_0 | 27 | 35.0 | – |" in md  # no quality record: nothing made up
     assert "| litert-lm | smollm2-135m | int8 | 27 | 25.0 | no logits: greedy 85% |" in md
@@ -148,7 +153,7 @@ def test_each_matrix_cell_shows_its_own_quality_record_or_a_dash(farm):
     assert _row(m, "raspberry-pi-5", artifact="c" * 64).quality.kld_mean == 0.031
     fp32 = _row(m, "raspberry-pi-5", "onnxruntime", "fp32")  # scored, never timed: quality alone
     assert (fp32.n, fp32.decode_tok_s, fp32.prompt_set) == (0, None, "quality only")
-    csv = pd.read_csv(pd.io.common.StringIO(matrix_render.csv(m)))
+    csv = pd.read_csv(pd.io.common.StringIO(matrix_tables.csv(m)))
     by_quant = csv[csv["device"] == "pixel-8-pro"].set_index("quant")
     assert by_quant.loc["Q4_1", "kld_mean"] == 0.0523 and pd.isna(by_quant.loc["Q8_0", "kld_mean"])
     assert by_quant.loc["Q8_0", "quality"] == "–"
@@ -156,14 +161,14 @@ def test_each_matrix_cell_shows_its_own_quality_record_or_a_dash(farm):
 
 def test_no_quality_column_without_quality_records(tmp_path):
     m = _built(sim.write(tmp_path / "r.jsonl", _suite("galaxy-a54")))
-    heading = next(line for line in matrix_render.markdown(m).splitlines() if line.startswith("| runtime"))
+    heading = next(line for line in matrix_tables.markdown(m).splitlines() if line.startswith("| runtime"))
     assert heading.startswith("| runtime | model | quant | n | decode tok/s | roofline") and "quality" not in heading
-    assert "kld_mean" not in matrix_render.csv(m)
+    assert "kld_mean" not in matrix_tables.csv(m)
 
 
 def test_the_html_page_charts_speed_against_quality(farm):
     m = _built(farm)
-    page = matrix_html.page(m, targets.load_workloads())
+    page = matrix_html.page(m, workload_data.load_workloads())
     # flagship's and entry's speed-vs-quality; mid has no runtime with logits to chart
     assert page.count("<svg class='chart'") == 2 * len(m.tiers) + 2
     assert "pixel-8-pro · llama.cpp Q4_1: KLD 0.0523, 60.0 tok/s</title>" in page
@@ -175,8 +180,8 @@ def test_the_html_page_charts_speed_against_quality(farm):
 
 # --- 4. quality budgets in workload verdicts ------------------------------------------------
 
-def _workload(**budgets) -> targets.Workload:
-    return targets.Workload("chat", "d", ("chat",), ttft_ms_max=1000, **budgets)
+def _workload(**budgets) -> workload_data.Workload:
+    return workload_data.Workload("chat", "d", ("chat",), ttft_ms_max=1000, **budgets)
 
 
 @pytest.mark.parametrize("budgets, expected, reason", [
@@ -205,9 +210,9 @@ def test_a_quality_budget_without_a_figure_is_unchecked_never_pass(tmp_path):
     assert "KLD: not measured (no logits), budget ≤ 0.1: unchecked" in greedy_only.reasons
     assert "greedy agreement 85.0%, budget ≥ 80.0%: pass" in greedy_only.reasons
     assert failed.verdict == "unchecked" and "KLD: quality record error, budget ≤ 0.1: unchecked" in failed.reasons
-    root = ET.fromstring(to_xml("m", matrix_render.junit_cases(m)))
+    root = ET.fromstring(to_xml("m", matrix_tables.junit_cases(m)))
     assert len(root.findall(".//skipped")) == 3 and not root.findall(".//failure")
-    assert "❔ unchecked" in matrix_render.markdown(m) and "no quality record" in matrix_render.markdown(m)
+    assert "❔ unchecked" in matrix_tables.markdown(m) and "no quality record" in matrix_tables.markdown(m)
 
 
 def test_a_measured_timing_failure_outranks_a_missing_quality_record(tmp_path):
@@ -217,7 +222,7 @@ def test_a_measured_timing_failure_outranks_a_missing_quality_record(tmp_path):
 
 
 def test_the_packaged_workloads_state_quality_budgets_and_validate():
-    workloads = {w.id: w for w in targets.load_workloads()}
+    workloads = {w.id: w for w in workload_data.load_workloads()}
     assert workloads["summarization"].max_perplexity_increase == 0.05 and workloads["extraction"].max_kld == 0.05
     assert workloads["extraction"].min_greedy_agreement == 0.8
     assert workloads["keyboard-autocomplete"].max_kld is None  # a suggestion's speed is what counts
@@ -234,14 +239,14 @@ def test_bad_quality_budgets_are_refused(tmp_path, budget, message):
     path = tmp_path / "w.toml"
     path.write_text(f'[[workload]]\nid="a"\ndescription="d"\ncategories=["chat"]\n{budget}\n')
     with pytest.raises(BenchError) as info:
-        targets.load_workloads(path)
+        workload_data.load_workloads(path)
     assert message in info.value.message
 
 
 def test_a_workload_may_state_quality_budgets_alone(tmp_path):
     path = tmp_path / "w.toml"
     path.write_text('[[workload]]\nid="a"\ndescription="d"\ncategories=["chat"]\nmax_kld=0.02\n')
-    assert targets.load_workloads(path)[0].budgets() == {"max_kld": 0.02}
+    assert workload_data.load_workloads(path)[0].budgets() == {"max_kld": 0.02}
 
 
 # --- 5. the compare gate on quality ---------------------------------------------------------

@@ -1,5 +1,6 @@
 """Reports are views of the records: one table for Markdown, CSV and the terminal."""
-from bench import report, stats
+from bench.views import report
+from bench.analysis import stats
 from bench.records import make_record
 
 

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from bench.selfcheck import fidelity_rows
+from bench.run.selfcheck import fidelity_rows
 from tests.conftest import edgebench
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.hygiene import Cooldown, cool_down, start_warnings
-from bench.sustained import Point, analyse, drop_time, energy_per_token, evidence_near
+from bench.device.hygiene import Cooldown, cool_down, start_warnings
+from bench.analysis.sustained import Point, analyse, drop_time, energy_per_token, evidence_near
 
 
 def records(rates: list[tuple[float, float]], tokens: int = 64) -> list[dict]:
@@ -66,7 +66,7 @@ class FakeSensor:
         self.temps = list(temps)
 
     def temperature(self):
-        from bench.thermal import Temperature
+        from bench.device.sensors import Temperature
         t = self.temps.pop(0) if len(self.temps) > 1 else self.temps[0]
         return Temperature(t, 90.0, "fixture") if t is not None else None
 

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from bench import benchmark
+from bench.run import setup as run_setup
 from bench.records import iter_records, read_records
-from bench.sustained_report import results_for
+from bench.views.sustained_report import results_for
 
 DURATION_S, WINDOW_S, ONSET_AFTER_S = 40, 5, 20
 
@@ -53,7 +53,7 @@ def test_competing_load_is_found_within_one_window_of_its_onset(tmp_path):
     (tmp_path / "profile.toml").write_text(PROFILE)
     # One thread: a busy-waiting thread pool would collapse under the competing load
     # (see RECIPES) instead of slowing down the way time-sharing does.
-    setup = benchmark.prepare_run(benchmark.RunOptions(
+    setup = run_setup.setup_run(run_setup.RunOptions(
         runners=("llama.cpp",), suite=str(tmp_path / "suite.toml"), profile=str(tmp_path / "profile.toml"),
         threads=1, out=tmp_path / "out", sustained=True))
     hogs: list[subprocess.Popen] = []
@@ -71,7 +71,7 @@ def test_competing_load_is_found_within_one_window_of_its_onset(tmp_path):
                         for _ in range(2 * (os.cpu_count() or 2)))
 
     try:
-        result = benchmark.execute(setup, on_record=on_record)
+        result = run_setup.execute(setup, on_record=on_record)
     finally:
         for hog in hogs:
             hog.kill()

@@ -4,28 +4,28 @@ from __future__ import annotations
 
 import pytest
 
-from bench import targets
+from bench.data import workloads as workload_data
 from bench.errors import BenchError
-from bench.suite import load_suite
-from bench.validate import validate_file
+from bench.data.suite import load_suite
+from bench.data.validate import validate_file
 from tests.conftest import edgebench
 
 
 def test_every_default_suite_category_maps_to_a_workload():
     categories = {p.category for p in load_suite("default").prompts}
     assert categories == {"autocomplete", "chat", "summarization", "extraction", "classification", "throughput"}
-    assert targets.check_suite_categories(categories, targets.load_workloads()) == []
+    assert workload_data.check_suite_categories(categories, workload_data.load_workloads()) == []
 
 
 def test_the_stated_budgets():
-    workloads = {w.id: w for w in targets.load_workloads()}
+    workloads = {w.id: w for w in workload_data.load_workloads()}
     assert workloads["keyboard-autocomplete"].ttft_ms_max == 50
     assert workloads["interactive-chat"].ttft_ms_max == 1000
     assert workloads["interactive-chat"].decode_tok_s_min == 10
 
 
 def test_device_profiles_name_their_sources():
-    profiles = targets.device_profiles()
+    profiles = workload_data.device_profiles()
     assert {"pixel-8-pro", "raspberry-pi-5", "macbook-air-m2"} <= set(profiles)
     classes = {p.device_class for p in profiles.values()}
     assert {"phone", "board", "laptop"} <= classes
@@ -34,21 +34,21 @@ def test_device_profiles_name_their_sources():
 
 
 def test_tiers_assign_the_first_tier_whose_rules_hold_and_say_why():
-    tiers = targets.load_tiers()
-    tier, why = targets.assign_tier(tiers, ram_gb=12, cores=9, bandwidth_gbs=68.3, device_class="phone")
+    tiers = workload_data.load_tiers()
+    tier, why = workload_data.assign_tier(tiers, ram_gb=12, cores=9, bandwidth_gbs=68.3, device_class="phone")
     assert tier.id == "flagship" and why[-1].startswith("flagship: RAM 12 >= 7.5 GB")
-    tier, why = targets.assign_tier(tiers, ram_gb=8, cores=4, bandwidth_gbs=17.1, device_class="board")
+    tier, why = workload_data.assign_tier(tiers, ram_gb=8, cores=4, bandwidth_gbs=17.1, device_class="board")
     assert tier.id == "entry"
     assert any("bandwidth 17.1 < 20 GB/s" in line for line in why)
     # Bandwidth not measured: a tier that needs it does not hold.
-    tier, why = targets.assign_tier(tiers, ram_gb=24, cores=2, bandwidth_gbs=None, device_class=None)
+    tier, why = workload_data.assign_tier(tiers, ram_gb=24, cores=2, bandwidth_gbs=None, device_class=None)
     assert tier.id == "micro" and "bandwidth unknown < 50 GB/s" in why[0]
 
 
 def test_validate_knows_the_new_kinds(tmp_path):
-    assert validate_file(targets.datafiles.packaged_dir(".") / "workloads.toml").startswith("workloads")
-    assert validate_file(targets.datafiles.packaged_dir(".") / "tiers.toml").startswith("device tiers")
-    assert "pixel-8-pro" in validate_file(targets.datafiles.packaged_dir("devices") / "pixel-8-pro.toml")
+    assert validate_file(workload_data.datafiles.packaged_dir(".") / "workloads.toml").startswith("workloads")
+    assert validate_file(workload_data.datafiles.packaged_dir(".") / "tiers.toml").startswith("device tiers")
+    assert "pixel-8-pro" in validate_file(workload_data.datafiles.packaged_dir("devices") / "pixel-8-pro.toml")
 
 
 @pytest.mark.parametrize("text, message", [

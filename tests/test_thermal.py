@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.thermal import DeviceReader, Energy, energy_delta_j
+from bench.device.sensors import DeviceReader, Energy, energy_delta_j
 
 
 def write(root: Path, files: dict[str, str]) -> Path:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import os
 
-from bench.monitor import DeviceMonitor
-from bench.sustained import evidence_near
-from bench.thermal import DeviceReader
+from bench.device.monitor import DeviceMonitor
+from bench.analysis.sustained import evidence_near
+from bench.device.sensors import DeviceReader
 from tests.test_thermal import write
 
 WINDOW_S, DROP_S, DURATION_S = 10, 20, 40

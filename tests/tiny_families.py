@@ -1,5 +1,5 @@
 """Tiny random checkpoints of the model families on-device teams ship, one per transformers
-`model_type` in bench.models.FAMILIES, each with its family's real structural options at
+`model_type` in bench.data.models.FAMILIES, each with its family's real structural options at
 small dims (two layers, vocabulary 49152 with the default model's tokenizer).
 
 The weights are drawn wider than transformers' default init (INIT_STD): at the default

@@ -1,0 +1,87 @@
+"""Prompt suites: the common workload every runner runs. Loaded from TOML, validated,
+and hashed so every record says exactly which suite produced it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.data import files as datafiles
+from bench.errors import BenchError
+
+KINDS = ("chat", "completion", "fixed")
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One prompt. `chat`: the model's chat template, stops at end of turn. `completion`:
+    raw text continued, stops at end of text. `fixed`: a prompt of exactly
+    `prompt_tokens` tokens cut from the text of prompt `fill_from`, then exactly
+    `max_new_tokens` tokens (end-of-sequence ignored), as llama-bench's pp/tg tests."""
+
+    id: str
+    category: str
+    kind: str
+    max_new_tokens: int
+    user: str | None = None
+    system: str | None = None
+    text: str | None = None
+    prompt_tokens: int | None = None
+    fill_from: str | None = None
+    tags: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class SuiteFile:
+    id: str
+    description: str
+    prompt: tuple[Prompt, ...]
+    version: int = 1
+
+
+@dataclass(frozen=True)
+class Suite:
+    id: str
+    description: str
+    sha256: str
+    path: Path
+    prompts: tuple[Prompt, ...]
+
+    def by_id(self, prompt_id: str) -> Prompt:
+        return next(p for p in self.prompts if p.id == prompt_id)
+
+    def fill_text(self, prompt: Prompt) -> str:
+        source = self.by_id(prompt.fill_from)
+        return source.user or source.text or ""
+
+
+def load_suite(name_or_path: str) -> Suite:
+    path = datafiles.resolve("suites", name_or_path)
+    table, sha = datafiles.read_toml(path)
+    data = datafiles.build(SuiteFile, table, str(path))
+    _validate(data, str(path))
+    return Suite(data.id, data.description, sha, path, data.prompt)
+
+
+def _validate(data: SuiteFile, where: str) -> None:
+    if not data.prompt:
+        raise BenchError(f"{where}: the suite has no [[prompt]] entries", "add at least one prompt")
+    ids = [p.id for p in data.prompt]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise BenchError(f"{where}: duplicate prompt id(s) {', '.join(duplicates)}", "give every prompt its own id")
+    for p in data.prompt:
+        at = f"{where}: prompt '{p.id}'"
+        if p.kind not in KINDS:
+            raise BenchError(f"{at}: kind '{p.kind}' is not one of {', '.join(KINDS)}", "fix the kind")
+        if p.max_new_tokens < 1:
+            raise BenchError(f"{at}: max_new_tokens must be at least 1", "fix max_new_tokens")
+        needs = {"chat": ("user",), "completion": ("text",), "fixed": ("prompt_tokens", "fill_from")}[p.kind]
+        for key in needs:
+            if getattr(p, key) in (None, ""):
+                raise BenchError(f"{at}: a {p.kind} prompt needs '{key}'", f"add {key} to the prompt")
+        if p.kind == "fixed":
+            if p.prompt_tokens < 1:
+                raise BenchError(f"{at}: prompt_tokens must be at least 1", "fix prompt_tokens")
+            if p.fill_from not in ids or p.fill_from == p.id:
+                raise BenchError(f"{at}: fill_from '{p.fill_from}' names no other prompt", "name a prompt with text")

@@ -1,0 +1,191 @@
+"""Targets as data: workloads (latency budgets), device tiers (rules), and device
+profiles (known farm devices with public spec figures). Read from profiles/."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from bench.data import files as datafiles
+from bench.errors import BenchError
+
+DEVICE_CLASSES = ("phone", "tablet", "board", "laptop", "desktop", "server")
+
+
+@dataclass(frozen=True)
+class Workload:
+    id: str
+    description: str
+    categories: tuple[str, ...]
+    ttft_ms_max: float | None = None
+    decode_tok_s_min: float | None = None
+    e2e_ms_max: float | None = None
+    # quality against the fp32 reference, judged on the cell's quality record
+    max_kld: float | None = None  # mean KL divergence, nats
+    max_perplexity_increase: float | None = None  # relative to the reference's perplexity: 0.10 = 10% higher
+    min_greedy_agreement: float | None = None  # share of greedy tokens equal to the reference's, 0-1
+
+    def budgets(self) -> dict[str, float]:
+        """The budgets this workload states, by field name."""
+        return {name: value for name, value in vars(self).items()
+                if name not in ("id", "description", "categories") and value is not None}
+
+
+# Quality budgets' allowed ranges: (field, lowest, highest, what it is)
+QUALITY_RANGES = (("max_kld", 0.0, None, "a mean KL divergence in nats, e.g. 0.05"),
+                  ("max_perplexity_increase", 0.0, None, "a share of the reference's perplexity, e.g. 0.10 for 10%"),
+                  ("min_greedy_agreement", 0.0, 1.0, "a share between 0 and 1, e.g. 0.8"))
+
+
+@dataclass(frozen=True)
+class Tier:
+    id: str
+    description: str
+    ram_gb_min: float | None = None
+    bandwidth_gbs_min: float | None = None
+    cores_min: int | None = None
+    classes: tuple[str, ...] = ()  # empty: any class of device
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    id: str
+    name: str
+    sources: tuple[str, ...]  # where each figure comes from
+    ram_gb: float
+    cores: int
+    device_class: str = ""
+    soc: str = ""
+    max_freq_mhz: float | None = None
+    bandwidth_gbs: float | None = None
+    gpu: str = ""
+    npu: str = ""
+
+
+@dataclass(frozen=True)
+class _Workloads:
+    workload: tuple[Workload, ...]
+
+
+@dataclass(frozen=True)
+class _Tiers:
+    tier: tuple[Tier, ...]
+
+
+@dataclass(frozen=True)
+class _DeviceFile:  # `class` is a Python keyword: renamed on reading
+    id: str
+    name: str
+    sources: tuple[str, ...]
+    ram_gb: float
+    cores: int
+    soc: str = ""
+    max_freq_mhz: float | None = None
+    bandwidth_gbs: float | None = None
+    gpu: str = ""
+    npu: str = ""
+
+
+def _packaged(name: str) -> Path:
+    return datafiles.packaged_dir(".") / name
+
+
+def load_workloads(path: Path | None = None) -> tuple[Workload, ...]:
+    path = path or _packaged("workloads.toml")
+    table, _ = datafiles.read_toml(path)
+    workloads = datafiles.build(_Workloads, table, str(path)).workload
+    seen: dict[str, str] = {}
+    for w in workloads:
+        if not w.budgets():
+            raise BenchError(f"{path}: workload '{w.id}' states no budget",
+                             "give ttft_ms_max, decode_tok_s_min, e2e_ms_max, max_kld, max_perplexity_increase "
+                             "or min_greedy_agreement")
+        _check_quality_ranges(path, w)
+        for category in w.categories:
+            if category in seen:
+                raise BenchError(f"{path}: category '{category}' maps to both '{seen[category]}' and '{w.id}'",
+                                 "map each category to one workload")
+            seen[category] = w.id
+    _unique(path, [w.id for w in workloads], "workload")
+    return workloads
+
+
+def load_tiers(path: Path | None = None) -> tuple[Tier, ...]:
+    path = path or _packaged("tiers.toml")
+    table, _ = datafiles.read_toml(path)
+    tiers = datafiles.build(_Tiers, table, str(path)).tier
+    _unique(path, [t.id for t in tiers], "tier")
+    for t in tiers:
+        for c in t.classes:
+            _check_class(path, c)
+    return tiers
+
+
+def load_device_profile(name_or_path: str) -> DeviceProfile:
+    path = datafiles.resolve("devices", name_or_path)
+    table, _ = datafiles.read_toml(path)
+    device_class = ""
+    if isinstance(table, dict):
+        table = dict(table)
+        device_class = table.pop("class", "")
+    data = datafiles.build(_DeviceFile, table, str(path))
+    _check_class(path, device_class)
+    if data.bandwidth_gbs is not None and data.bandwidth_gbs <= 0:
+        raise BenchError(f"{path}: bandwidth_gbs must be positive", "give the memory bandwidth in GB/s")
+    return DeviceProfile(**vars(data), device_class=device_class)
+
+
+@lru_cache(maxsize=None)
+def device_profiles() -> dict[str, DeviceProfile]:
+    return {n: load_device_profile(n) for n in datafiles.packaged_names("devices")}
+
+
+def workload_for(category: str | None, workloads: tuple[Workload, ...]) -> Workload | None:
+    return next((w for w in workloads if category in w.categories), None)
+
+
+def check_suite_categories(categories: set[str], workloads: tuple[Workload, ...]) -> list[str]:
+    """Categories of a suite that no workload covers."""
+    return sorted(c for c in categories if workload_for(c, workloads) is None)
+
+
+def assign_tier(tiers: tuple[Tier, ...], *, ram_gb: float | None, cores: int | None,
+                bandwidth_gbs: float | None, device_class: str | None) -> tuple[Tier | None, list[str]]:
+    """The first tier whose every rule holds, and why: one line per rule checked. A rule on
+    a figure that is not known (no bandwidth measured) does not hold."""
+    why: list[str] = []
+    for tier in tiers:
+        failed = []
+        checks = [("RAM", ram_gb, tier.ram_gb_min, "GB"), ("bandwidth", bandwidth_gbs, tier.bandwidth_gbs_min, "GB/s"),
+                  ("cores", cores, tier.cores_min, "")]
+        for label, value, minimum, unit in checks:
+            if minimum is not None and (value is None or value < minimum):
+                shown = "unknown" if value is None else f"{value:g}"
+                failed.append(f"{label} {shown} < {minimum:g} {unit}".rstrip())
+        if tier.classes and device_class not in tier.classes:
+            failed.append(f"class {device_class or 'unknown'} not in {', '.join(tier.classes)}")
+        if not failed:
+            held = [f"{label} {value:g} >= {minimum:g} {unit}".rstrip()
+                    for label, value, minimum, unit in checks if minimum is not None]
+            why.append(f"{tier.id}: " + ("; ".join(held) if held else "no rules (catch-all)"))
+            return tier, why
+        why.append(f"not {tier.id}: " + "; ".join(failed))
+    return None, why
+
+
+def _check_quality_ranges(path: Path, workload: Workload) -> None:
+    for name, lowest, highest, what in QUALITY_RANGES:
+        value = getattr(workload, name)
+        if value is not None and (value < lowest or (highest is not None and value > highest)):
+            raise BenchError(f"{path}: workload '{workload.id}': {name} = {value:g} is out of range", f"give {what}")
+
+
+def _unique(path: Path, ids: list[str], what: str) -> None:
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise BenchError(f"{path}: {what} id(s) {', '.join(dupes)} appear twice", f"give each {what} its own id")
+
+
+def _check_class(path: Path, device_class: str) -> None:
+    if device_class and device_class not in DEVICE_CLASSES:
+        raise BenchError(f"{path}: unknown device class '{device_class}'", f"use one of: {', '.join(DEVICE_CLASSES)}")

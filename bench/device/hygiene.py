@@ -1,0 +1,61 @@
+"""Thermal hygiene: cool down between runners, and warn about measurements that started
+hot or while other programs were using the CPU."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from bench.device.sensors import DeviceReader
+
+HOT_C = 70.0  # laptops and phones start throttling around 80-95 °C; 70 leaves little headroom
+FOREIGN_LOAD_PERCENT = 25.0  # other programs using a quarter of a core or more
+POLL_S = 1.0
+
+
+@dataclass(frozen=True)
+class Cooldown:
+    seconds: float = 0.0  # always wait this long
+    until_temp_c: float | None = None  # then wait until the device is at most this warm
+    limit_s: float = 600.0  # but never longer than this for the temperature
+
+
+def cool_down(cooldown: Cooldown, reader: DeviceReader, say: Callable[[str], None],
+              sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> None:
+    """Wait between runners as asked; say what happened (including a missing sensor)."""
+    if cooldown.seconds > 0:
+        say(f"cooling down for {cooldown.seconds:g} s")
+        sleep(cooldown.seconds)
+    if cooldown.until_temp_c is None:
+        return
+    reading = reader.temperature()
+    if reading is None:
+        say(f"--cooldown-until-temp {cooldown.until_temp_c:g}: this device exposes no temperature; not waiting")
+        return
+    deadline = clock() + cooldown.limit_s
+    while reading is not None and reading.celsius > cooldown.until_temp_c:
+        if clock() >= deadline:
+            say(f"still {reading.celsius:.0f} °C after {cooldown.limit_s:g} s of cooling ({reading.source}); going on")
+            return
+        sleep(POLL_S)
+        reading = reader.temperature()
+    if reading is not None:
+        say(f"device at {reading.celsius:.0f} °C ({reading.source})")
+
+
+def start_warnings(records: list[dict]) -> list[str]:
+    """Per runner: how many measurements started hot or under foreign CPU load."""
+    warnings = []
+    measured = [r for r in records if r["status"] == "ok" and not r["warmup"] and r.get("mode") != "quality"]
+    for runner in dict.fromkeys(r["runner"] for r in measured):
+        mine = [r for r in measured if r["runner"] == runner]
+        hot = [r["temp_c_start"] for r in mine if (r.get("temp_c_start") or 0) >= HOT_C]
+        busy = [r["foreign_cpu_percent_start"] for r in mine
+                if (r.get("foreign_cpu_percent_start") or 0) >= FOREIGN_LOAD_PERCENT]
+        if hot:
+            warnings.append(f"{runner}: {len(hot)} of {len(mine)} measurements started hot (up to "
+                            f"{max(hot):.0f} °C); use --cooldown or --cooldown-until-temp")
+        if busy:
+            warnings.append(f"{runner}: {len(busy)} of {len(mine)} measurements started while other programs "
+                            f"used the CPU (up to {max(busy):.0f}% of a core); close them and run again")
+    return warnings

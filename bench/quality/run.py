@@ -1,0 +1,277 @@
+"""`edgebench quality` and `run --quality`: each runner's quality against the fp32 reference,
+one `mode: "quality"` record per (runner, quantization), in the run's JSONL.
+
+The parent never imports a runtime or torch: the reference is computed in its own process
+(bench.quality.reference) and each runner scores in its own (bench.quality.worker). A worker
+that crashes or hangs becomes a record with status crashed/timeout; the next runner goes on.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import selectors
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from bench import selection
+from bench.run import setup as run_setup
+from bench.artifacts import prepare
+from bench.quality import metrics as quality
+from bench.quality import reference as quality_reference
+from bench.run import resume
+from bench.device.facts import load_average_1m
+from bench.errors import BenchError
+from bench.device.monitor import ProcessMonitor
+from bench.run.supervisor import RunnerPlan, describe_exit, kill_worker, runner_settings_record
+from bench.records import ResultsWriter, make_record, utc_now
+from bench.data.suite import Suite
+from bench.run.worker import build_request
+from runners import load_class, registrations
+
+
+def chat_prompts(suite: Suite) -> list[dict]:
+    """The suite's chat prompts as the worker sends them to a runner: [{"id", "messages"}]."""
+    found = []
+    for p in suite.prompts:
+        if p.kind == "chat":
+            request = build_request(None, {"kind": "chat", "system": p.system, "user": p.user, "max_new_tokens": 1}, {})
+            found.append({"id": p.id, "messages": list(request.messages)})
+    return found
+
+
+def prepared_quants(names: list[str], model_id: str | None, cache: Path | None, given: tuple[str, ...],
+                    artifacts: tuple[str, ...]) -> tuple[str, ...]:
+    """--quant for `edgebench quality`: what the user gave, else every quantization prepared in
+    the cache for each runner that has an exporter (its default one when none is)."""
+    from bench.data import models
+
+    model = models.get_model(model_id or models.default_model_id())
+    chosen = set(selection.parse_pairs("--quant", given, "onnxruntime=fp32")) \
+        | set(selection.parse_pairs("--artifact", artifacts, "llama.cpp=model.gguf"))
+    root, regs, found = prepare.cache_root(cache), registrations(), list(given)
+    for name in names:
+        exporter = load_class(regs[name].target).exporter
+        if name in chosen or exporter is None:
+            continue
+        stage = prepare.artifact_stage(name, exporter)
+        found += [f"{name}={q}" for q in exporter.quantizations if prepare.find_artifact(model, stage, q, root)]
+    return tuple(found)
+
+
+def setup_quality(options: run_setup.RunOptions) -> run_setup.RunSetup:
+    """`edgebench quality`'s run: the same checks, artifacts and provenance as `run` (one
+    call to run_setup.setup_run), every prepared quantization by default."""
+    names = selection.select_runners(options.runners)
+    quants = prepared_quants(names, options.model, options.cache, options.quants, options.artifacts)
+    setup = run_setup.setup_run(dataclasses.replace(options, quants=quants))
+    resume.sidecar(setup.results_path).unlink(missing_ok=True)  # a quality run is not a resumable suite run
+    return setup
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What every runner's session uses: the text, the prompts and the whole-text reference."""
+
+    setup: run_setup.RunSetup
+    root: Path
+    text: quality_reference.EvalText
+    prompts: list[dict]
+    whole: quality_reference.Reference
+    threads: int
+    say: Callable[[str], None]
+
+    def reference_for(self, context: int) -> quality_reference.Reference:
+        """The whole-text reference, or one scored in windows of `context` tokens."""
+        if self.whole.manifest["tokens"] <= context:
+            return self.whole
+        return quality_reference.ensure(self.setup.model, self.root, self.text, self.prompts, context, self.threads,
+                                        on_compute=lambda: self.say(f"computing the fp32 reference in windows of "
+                                                                    f"{context} tokens"))
+
+
+def run_quality(setup: run_setup.RunSetup, cache: Path | None, on_record: Callable[[dict], None] = lambda r: None,
+                say: Callable[[str], None] = lambda message: None) -> list[dict]:
+    """One quality record per plan of `setup`, appended to its results file."""
+    prompts = chat_prompts(setup.suite)
+    if not prompts:
+        raise BenchError(f"suite '{setup.suite.id}' has no chat prompt for greedy agreement", "use --suite default")
+    root, text = prepare.cache_root(cache), quality_reference.eval_text()
+    threads = setup.plans[0].threads
+    whole = quality_reference.ensure(setup.model, root, text, prompts, None, threads,
+                                     on_compute=lambda: say("computing the fp32 reference (once; cached)"))
+    shared = Shared(setup, root, text, prompts, whole, threads, say)
+    writer, records = ResultsWriter(setup.results_path), []
+    try:
+        for plan in setup.plans:
+            say(f"quality: {plan.name} {plan.artifact.quantization or ''}")
+            record = _Session(shared, plan).run()
+            writer.append(record)
+            records.append(record)
+            on_record(record)
+    finally:
+        writer.close()
+    return records
+
+
+class _Session:
+    """One worker process: load, score, generate; whatever happens, one record."""
+
+    def __init__(self, shared: Shared, plan: RunnerPlan) -> None:
+        self.shared, self.plan = shared, plan
+        self.loaded: dict = {}
+        self.load_ms: float | None = None
+        self.reference = shared.whole
+        self.scored: dict = {}
+        self.generated: dict[str, dict] = {}
+        self.step = "load"
+
+    def run(self) -> dict:
+        read_fd, write_fd = os.pipe()
+        stderr = tempfile.TemporaryFile()
+        proc = subprocess.Popen([sys.executable, "-m", "bench.quality.worker", str(write_fd)], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=stderr, pass_fds=(write_fd,), start_new_session=True)
+        os.close(write_fd)
+        monitor = ProcessMonitor(proc.pid)
+        load_avg = load_average_1m()
+        try:
+            status, error = self._converse(proc, _Lines(read_fd), stderr)
+        except BaseException:
+            kill_worker(proc)
+            raise
+        finally:
+            os.close(read_fd)
+            if not proc.stdin.closed:
+                proc.stdin.close()
+            proc.wait()
+            stderr.close()
+        peak, cpu = monitor.window()
+        monitor.stop()
+        return self._record(status, error, peak, cpu, load_avg)
+
+    def _send(self, proc, payload: dict) -> None:
+        try:
+            proc.stdin.write((json.dumps(payload) + "\n").encode())
+            proc.stdin.flush()
+        except BrokenPipeError:  # the worker is gone: reading its pipe says how
+            pass
+
+    def _converse(self, proc, lines: "_Lines", stderr) -> tuple[str, str | None]:
+        profile = self.shared.setup.profile
+        self._send(proc, {"runner_target": self.plan.target, "artifact": str(self.plan.artifact.path),
+                          "options": {"threads": self.plan.threads, "context_tokens": profile.context_tokens,
+                                      "settings": self.plan.settings}})
+        timeout = profile.load_timeout_s
+        while True:
+            try:
+                message = lines.next(timeout)
+            except TimeoutError:
+                kill_worker(proc)
+                return "timeout", f"{self.step} exceeded {timeout:g} s"
+            if message is None:
+                return "crashed", f"during {self.step}: {describe_exit(proc.wait(), stderr)}"
+            event = message["event"]
+            if event == "load_failed":
+                return "error", message["error"]
+            if event == "failed":
+                return "error", f"during {self.step}: {message['error']}"
+            if event == "finished":
+                return "ok", None
+            if event == "loaded":
+                self.load_ms, self.loaded = message["load_ms"], message["info"]
+                self.reference = self.shared.reference_for(self.loaded.get("context_tokens") or profile.context_tokens)
+                self._send(proc, {"reference": str(self.reference.folder), "prompts": self.shared.prompts,
+                                  "greedy_tokens": self.reference.manifest["greedy_tokens"],
+                                  "tokenizer": self.reference.manifest["checkpoint"]})
+                proc.stdin.close()
+            elif event == "scoring":
+                self.step = "scoring"
+            elif event == "generating":
+                self.step = f"greedy generation of {message['prompt']}"
+            elif event == "scored":
+                self.scored = message
+            elif event == "generated":
+                self.generated[message["prompt"]] = message
+            timeout = profile.generation_timeout_s
+
+    def _record(self, status: str, error: str | None, peak_rss_mb, cpu_percent, load_avg) -> dict:
+        setup, plan, loaded = self.shared.setup, self.plan, self.loaded
+        return make_record(
+            **setup.run_fields, measured_at=utc_now(), load_avg_1m_start=load_avg, mode="quality",
+            runner=plan.name, synthetic=plan.synthetic, runtime_version=loaded.get("runtime_version"),
+            backend=loaded.get("backend"), runner_settings=runner_settings_record(loaded),
+            artifact_path=str(plan.artifact.path), artifact_sha256=plan.artifact.sha256,
+            artifact_bytes=plan.artifact.bytes, quantization=plan.artifact.quantization or loaded.get("quantization"),
+            threads=loaded.get("threads"), context_tokens=loaded.get("context_tokens"),
+            threads_requested=plan.threads, context_tokens_requested=setup.profile.context_tokens,
+            weights_bytes=loaded.get("weights_bytes"), kv_bytes_per_token=loaded.get("kv_bytes_per_token"),
+            suite_id=setup.suite.id, suite_sha256=setup.suite.sha256, profile_name=setup.profile.name,
+            profile_sha256=setup.profile.sha256, prompt_id="quality", load_ms=self.load_ms,
+            peak_rss_mb=peak_rss_mb, cpu_percent=cpu_percent, status=status, error=error,
+            **self._figures())
+
+    def _figures(self) -> dict:
+        """The record's quality figures from what the worker sent (None where it sent nothing)."""
+        ref, figures = self.reference, {}
+        if "nll" in self.scored:
+            figures = quality.summary(quality.PositionFigures(
+                np.asarray(self.scored["nll"]), np.asarray(self.scored["kld"]), np.asarray(self.scored["top1"], bool)))
+        by_prompt = self._greedy_by_prompt()
+        firsts = [g["first_divergence"] for g in by_prompt.values() if g["first_divergence"] is not None]
+        compared = {g["compared_by"] for g in self.generated.values()}
+        detail = {"eval_text": self.shared.text.path.name, "eval_sha256": self.shared.text.sha256,
+                  "tokens": ref.manifest["tokens"], "windows": ref.manifest["windows"], "n_ctx": ref.manifest["n_ctx"],
+                  "reference_key": ref.manifest["key"], "top_k": ref.manifest["top_k"],
+                  "kld_bound": f"lower bound: top-{ref.manifest['top_k']} tokens + one rest bucket",
+                  "reference_rest_mass_mean": ref.manifest["rest_mass_mean"],
+                  "greedy_tokens": ref.manifest["greedy_tokens"], "greedy_by_prompt": by_prompt,
+                  "scoring_s": self.scored.get("seconds"),
+                  "greedy_s": sum(g["seconds"] for g in self.generated.values()) if self.generated else None,
+                  "no_logits": self.scored.get("no_logits"),
+                  "compared_by": compared.pop() if len(compared) == 1 else None}
+        return {"perplexity": None, "kld_mean": None, "kld_p99": None, "top1_agreement": None, "tokens_scored": None,
+                **figures, "reference_perplexity": ref.manifest["perplexity"],
+                "greedy_agreement": float(np.mean([g["agreement"] for g in by_prompt.values()])) if by_prompt else None,
+                "greedy_first_divergence": min(firsts) if firsts else None, "quality_detail": detail}
+
+    def _greedy_by_prompt(self) -> dict:
+        reference, n = self.reference.greedy(), self.reference.manifest["greedy_tokens"]
+        found = {}
+        for prompt_id, got in self.generated.items():
+            expected = reference[prompt_id]
+            agreement, first = quality.greedy_agreement(
+                quality.greedy_sequence(expected["tokens"], expected["stopped_at_end_of_turn"]),
+                quality.greedy_sequence(got["tokens"], got["stopped_at_end_of_turn"]), n)
+            found[prompt_id] = {"agreement": agreement, "first_divergence": first, "compared_by": got["compared_by"],
+                                "seconds": got["seconds"]}
+        return found
+
+
+class _Lines:
+    """JSON messages from the worker's pipe, one per line."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.buffer = fd, b""
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(fd, selectors.EVENT_READ)
+
+    def next(self, timeout: float) -> dict | None:
+        """The next message; None when the worker is gone; TimeoutError after `timeout` s."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self.selector.select(timeout=remaining):
+                raise TimeoutError
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                return None
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return json.loads(line)

@@ -1,0 +1,382 @@
+"""Runs a plan: one worker process per runner, records written the moment they arrive.
+
+The parent never imports a runtime. It starts `python -m bench.run.worker`, sends it the jobs,
+samples it with ProcessMonitor and the device with DeviceMonitor, enforces the load and per-generation timeouts, and turns
+a worker that dies or hangs into a record with status crashed/timeout before going on
+with the remaining jobs in a fresh worker.
+
+In sustained mode one measured job repeats for a duration (see bench.run.worker); the device
+samples of that time go to `on_sample` on the loop's time axis, and a crash ends the series.
+"""
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from bench.device import accelerators
+from bench.run.time_budget import GenerationBudget
+from bench.device.facts import load_average_1m
+from bench.data.models import Artifact
+from bench.device.monitor import DeviceMonitor, ProcessMonitor
+from bench.data.run_profiles import RunProfile, SustainedSettings
+from bench.records import ResultsWriter, make_record, utc_now
+from bench.analysis.roofline import roofline_fields
+from bench.data.suite import Suite
+from bench.device.sensors import DeviceReader
+
+
+@dataclass(frozen=True)
+class RunnerPlan:
+    name: str
+    target: str
+    artifact: Artifact
+    threads: int
+    synthetic: bool = False
+    memory_limit_mb: float | None = None  # the worker is killed above this RSS: status "oom"
+    settings: dict = field(default_factory=dict)  # the runner's defaults with the user's overrides
+    allow_fallback: bool = False  # a runtime that ran elsewhere than its "accelerator" setting asked is not an error
+
+
+@dataclass(frozen=True)
+class Job:
+    index: int
+    prompt_id: str
+    warmup: bool
+    repeat: int
+    payload: dict  # what the worker needs to build the request
+
+
+@dataclass
+class RunnerOutcome:
+    name: str
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0  # over the time budget: reported, not a failure
+    statuses: dict = field(default_factory=dict)
+
+
+def _payload(suite: Suite, prompt) -> dict:
+    payload = {"kind": prompt.kind, "max_new_tokens": prompt.max_new_tokens,
+               "user": prompt.user, "system": prompt.system, "text": prompt.text}
+    if prompt.kind == "fixed":
+        payload |= {"prompt_tokens": prompt.prompt_tokens, "fill_text": suite.fill_text(prompt)}
+    return payload
+
+
+def jobs_for(suite: Suite, profile: RunProfile) -> list[Job]:
+    """Per selected prompt: its warm-ups, then its measured repetitions."""
+    jobs: list[Job] = []
+    for prompt in suite.prompts:
+        if not profile.selects(prompt.tags):
+            continue
+        payload = _payload(suite, prompt)
+        runs = [(True, i) for i in range(profile.warmups)] + [(False, i) for i in range(profile.repetitions)]
+        for warmup, repeat in runs:
+            jobs.append(Job(len(jobs), prompt.id, warmup, repeat, payload | {"job": len(jobs)}))
+    return jobs
+
+
+def sustained_jobs(suite: Suite, prompt_id: str, warmups: int) -> list[Job]:
+    """The warm-ups, then the one job the worker repeats for the sustained duration."""
+    payload = _payload(suite, suite.by_id(prompt_id))
+    return [Job(i, prompt_id, i < warmups, i if i < warmups else 0, payload | {"job": i})
+            for i in range(warmups + 1)]
+
+
+class Supervisor:
+    def __init__(self, *, run_fields: dict, suite: Suite, profile: RunProfile, jobs: list[Job],
+                 writer: ResultsWriter, on_record: Callable[[dict], None] = lambda r: None,
+                 sustain: SustainedSettings | None = None, device: DeviceReader | None = None,
+                 on_sample: Callable[[str, dict], None] = lambda runner, sample: None,
+                 on_wait: Callable[[str, Job | None, float], None] = lambda runner, job, seconds: None,
+                 budget_s: float | None = None) -> None:
+        self.run_fields = run_fields
+        self.suite = suite
+        self.profile = profile
+        self.jobs = jobs
+        self.writer = writer
+        self.on_record = on_record
+        self.sustain = sustain
+        self.device = device or DeviceReader()
+        self.on_sample = on_sample
+        self.on_wait = on_wait  # (runner, job in flight or None while loading, seconds it has taken): ~2 per second
+        self.budget_s = budget_s
+
+    def run_runner(self, plan: RunnerPlan, jobs: list[Job] | None = None) -> RunnerOutcome:
+        """Run `jobs` (default: all of the run's) on one runner, in as many workers as it takes."""
+        outcome = RunnerOutcome(plan.name)
+        budget = GenerationBudget(self.budget_s) if self.budget_s and not self.sustain else None
+        pending, fatal, previous = list(self.jobs if jobs is None else jobs), False, None
+        # Each failed session uses up the job it died on, and a session stopped for the
+        # budget leaves its job to be skipped, so this loop ends; a failure before the
+        # first job (a load that crashes or hangs) ends the runner.
+        while pending and not fatal:
+            session = _WorkerSession(self, plan, pending, outcome, budget, previous)
+            pending = session.skip_over_budget()
+            if pending:
+                pending, fatal = session.run()
+            fatal = fatal or self.sustain is not None  # a broken sustained series is not restarted
+            previous = session
+        return outcome
+
+    def emit(self, outcome: RunnerOutcome, record: dict) -> None:
+        self.writer.append(record)
+        outcome.statuses[record["status"]] = outcome.statuses.get(record["status"], 0) + 1
+        if record["status"] == "ok":
+            outcome.ok += 1
+        elif record["status"] == "skipped":
+            outcome.skipped += 1
+        else:
+            outcome.failed += 1
+        self.on_record(record)
+
+
+class _WorkerSession:
+    """One worker process working through `jobs` until done, dead or hung."""
+
+    def __init__(self, owner: Supervisor, plan: RunnerPlan, jobs: list[Job], outcome: RunnerOutcome,
+                 budget: GenerationBudget | None = None, previous: _WorkerSession | None = None):
+        self.owner, self.plan, self.jobs, self.outcome, self.budget = owner, plan, jobs, outcome, budget
+        # What the last worker of this runner loaded, for records made before this one loads.
+        self.load_ms: float | None = previous.load_ms if previous else None
+        self.loaded: dict = previous.loaded if previous else {}
+        self.start_state = dict.fromkeys(("temp_c", "freq_mhz", "freq_max_mhz", "foreign_cpu_percent"))
+        self.since = time.monotonic()  # when the load or the generation in flight began
+        self.done: set[int] = set()
+        self.current: Job | None = None  # the job in flight
+        self.finished = False
+        self.loop_origin: float | None = None  # parent's clock at the first sustained generation
+        self.early_samples: list[dict] = []  # device samples taken before the loop began
+
+    def skip_over_budget(self) -> list[Job]:
+        """Records every job the budget rules out as skipped; returns the others."""
+        if self.budget is None:
+            return self.jobs
+        kept = []
+        for job in self.jobs:
+            estimate = self.budget.over(job.payload)
+            if estimate is None:
+                kept.append(job)
+                continue
+            record = self._record(job, "skipped", None, None, None, load_average_1m(), {})
+            record.update(skip_reason=estimate.reason, estimated_s=round(estimate.seconds, 1))
+            self.owner.emit(self.outcome, record)
+        self.jobs = kept
+        return kept
+
+    def run(self) -> tuple[list[Job], bool]:
+        """Returns the jobs still to do and whether retrying this runner is pointless."""
+        read_fd, write_fd = os.pipe()
+        stderr = tempfile.TemporaryFile()
+        plan = {"runner_target": self.plan.target, "artifact": str(self.plan.artifact.path),
+                "options": {"threads": self.plan.threads, "context_tokens": self.owner.profile.context_tokens,
+                            "settings": self.plan.settings},
+                "jobs": [j.payload for j in self.jobs],
+                "sustain_s": self.owner.sustain.duration_s if self.owner.sustain else None}
+        proc = subprocess.Popen([sys.executable, "-m", "bench.run.worker", str(write_fd)],
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
+                                pass_fds=(write_fd,), start_new_session=True)
+        os.close(write_fd)
+        monitor = ProcessMonitor(proc.pid, limit_mb=self.plan.memory_limit_mb, on_exceed=lambda: kill_worker(proc))
+        self.device = DeviceMonitor(proc.pid, self.owner.device, origin=0.0, on_sample=self._sample)
+        self.start_state = self.device.latest()
+        self.since = time.monotonic()
+        try:
+            proc.stdin.write(json.dumps(plan).encode())
+            proc.stdin.close()
+            return self._converse(proc, read_fd, monitor, stderr)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the generation in flight is recorded
+            kill_worker(proc)
+            self._failure(self.current, "interrupted", "stopped by the user before it finished", monitor)
+            raise
+        except BaseException:
+            kill_worker(proc)
+            raise
+        finally:
+            os.close(read_fd)
+            monitor.stop()
+            self.device.stop()
+            proc.wait()
+            stderr.close()
+
+    def _converse(self, proc, pipe: int, monitor: ProcessMonitor, stderr) -> tuple[list[Job], bool]:
+        by_index = {j.index: j for j in self.jobs}
+        selector = selectors.DefaultSelector()
+        selector.register(pipe, selectors.EVENT_READ)
+        deadline = time.monotonic() + self.owner.profile.load_timeout_s
+        buffer = b""
+        load_avg = load_average_1m()
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                kill_worker(proc)
+                what = f"generation exceeded {self.owner.profile.generation_timeout_s:g} s" if self.current \
+                    else f"load exceeded {self.owner.profile.load_timeout_s:g} s"
+                self._failure(self.current, "timeout", what, monitor)
+                return self._left(self.current), self.current is None
+            if not selector.select(timeout=min(remaining, 0.5)):
+                self.owner.on_wait(self.plan.name, self.current, time.monotonic() - self.since)
+                continue
+            chunk = os.read(pipe, 65536)
+            if not chunk:  # the worker is gone
+                code = proc.wait()
+                if self.finished or len(self.done) == len(self.jobs):
+                    return [], False
+                if monitor.exceeded_mb:
+                    self._failure(self.current, "oom", f"worker reached {monitor.exceeded_mb:.0f} MB RSS, over the "
+                                  f"limit of {self.plan.memory_limit_mb:g} MB, and was killed", monitor)
+                else:
+                    self._failure(self.current, "crashed", describe_exit(code, stderr), monitor)
+                return self._left(self.current), self.current is None
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                message = json.loads(line)
+                event = message["event"]
+                if event == "loaded":
+                    self.load_ms = message["load_ms"]
+                    self.loaded = message["info"]
+                    self.since = time.monotonic()
+                    monitor.window()
+                elif event == "load_failed":
+                    self._failure(None, _error_status(message["error"]), message["error"], monitor)
+                    return [], True
+                elif event == "finished":
+                    self.finished = True
+                elif event == "start":
+                    index = message["job"]
+                    if self.owner.sustain and index >= self.jobs[-1].index:
+                        by_index[index] = self._repetition(index)
+                    self.current = by_index[index]
+                    if self.budget and self.budget.over(self.current.payload):
+                        # Over budget by the rates this worker just measured: stop it before it
+                        # holds the run; the next session records the job (and its like) skipped.
+                        kill_worker(proc)
+                        return self._left(None), False
+                    self.since = time.monotonic()
+                    self.start_state = self.device.latest()
+                    deadline = time.monotonic() + self.owner.profile.generation_timeout_s
+                    load_avg = load_average_1m()
+                    monitor.window()
+                elif event in ("done", "failed"):
+                    job = by_index[message["job"]]
+                    peak, cpu = monitor.window()
+                    if event == "done":
+                        record = self._record(job, "ok", None, peak, cpu, load_avg, message)
+                    else:
+                        record = self._record(job, _error_status(message["error"]), message["error"], peak, cpu,
+                                              load_avg, {})
+                    self.owner.emit(self.outcome, record)
+                    if self.budget:
+                        self.budget.learn(record)
+                    self.done.add(job.index)
+                    self.current = None
+                    self.since = time.monotonic()
+                    deadline = time.monotonic() + self.owner.profile.generation_timeout_s
+
+    def _repetition(self, index: int) -> Job:
+        """A sustained repetition of the last (measured) job, which the worker numbered."""
+        measured = self.jobs[-1]
+        if self.loop_origin is None:
+            self.loop_origin = time.monotonic()
+            for sample in self.early_samples:
+                self._sample(sample)
+        return Job(index, measured.prompt_id, False, index - measured.index, measured.payload | {"job": index})
+
+    def _sample(self, sample: dict) -> None:
+        """Device samples of a sustained run go out on the loop's time axis."""
+        if not self.owner.sustain:
+            return
+        if self.loop_origin is None:
+            self.early_samples.append(sample)
+            return
+        self.owner.on_sample(self.plan.name, sample | {"t_s": round(sample["t_s"] - self.loop_origin, 3)})
+
+    def _left(self, current: Job | None) -> list[Job]:
+        return [j for j in self.jobs if j.index not in self.done and j is not current]
+
+    def _failure(self, job: Job | None, status: str, error: str, monitor: ProcessMonitor) -> None:
+        peak, cpu = monitor.window()
+        self.owner.emit(self.outcome, self._record(job, status, error, peak, cpu, load_average_1m(), {}))
+
+    def _record(self, job: Job | None, status: str, error: str | None, peak_rss_mb, cpu_percent,
+                load_avg, message: dict) -> dict:
+        plan, suite, profile = self.plan, self.owner.suite, self.owner.profile
+        prompt = suite.by_id(job.prompt_id) if job else None
+        m = message.get("measurement", {})
+        loaded = self.loaded  # what the runtime reported it applied
+        record = make_record(
+            **self.owner.run_fields, measured_at=utc_now(), load_avg_1m_start=load_avg,
+            temp_c_start=self.start_state["temp_c"], cpu_freq_mhz_start=self.start_state["freq_mhz"],
+            cpu_freq_max_mhz=self.start_state["freq_max_mhz"],
+            foreign_cpu_percent_start=self.start_state["foreign_cpu_percent"],
+            mode="sustained" if self.owner.sustain else "suite", elapsed_s=message.get("elapsed_s"),
+            runner=plan.name, synthetic=plan.synthetic,
+            runtime_version=loaded.get("runtime_version"), backend=loaded.get("backend"),
+            runner_settings=runner_settings_record(loaded),
+            artifact_path=str(plan.artifact.path), artifact_sha256=plan.artifact.sha256,
+            artifact_bytes=plan.artifact.bytes,
+            quantization=plan.artifact.quantization or loaded.get("quantization"),
+            threads=loaded.get("threads"), context_tokens=loaded.get("context_tokens"),
+            threads_requested=plan.threads, context_tokens_requested=profile.context_tokens,
+            weights_bytes=loaded.get("weights_bytes"), kv_bytes_per_token=loaded.get("kv_bytes_per_token"),
+            suite_id=suite.id, suite_sha256=suite.sha256, profile_name=profile.name,
+            profile_sha256=profile.sha256,
+            prompt_id=job.prompt_id if job else None, category=prompt.category if prompt else None,
+            kind=prompt.kind if prompt else None, warmup=job.warmup if job else None,
+            repeat=job.repeat if job else None, max_new_tokens=prompt.max_new_tokens if prompt else None,
+            prompt_tokens=m.get("prompt_tokens"), new_tokens=m.get("new_tokens"),
+            stop_reason=message.get("stop_reason"), load_ms=self.load_ms, setup_ms=m.get("setup_ms"),
+            itl_basis=message.get("itl_basis"), ttft_ms=m.get("ttft_ms"), prefill_tok_s=m.get("prefill_tok_s"),
+            decode_tok_s=m.get("decode_tok_s"),
+            itl_p50_ms=m.get("itl_p50_ms"), itl_p90_ms=m.get("itl_p90_ms"), itl_p99_ms=m.get("itl_p99_ms"),
+            e2e_ms=m.get("e2e_ms"), peak_rss_mb=peak_rss_mb, cpu_percent=cpu_percent,
+            token_times_ns=m.get("token_times_ns"), output_token_ids=m.get("token_ids"),
+            output_text=m.get("output_text"), native=message.get("native"),
+            status=status, error=error,
+        )
+        record.update(roofline_fields(record))
+        record.update(accelerators.record_fields(plan.settings.get("accelerator"), loaded, plan.allow_fallback,
+                                                 record["status"]))
+        return record
+
+
+def runner_settings_record(loaded: dict) -> dict | None:
+    """The runner's settings as the runtime applied them, with what it did not apply and why."""
+    if not loaded:
+        return None
+    not_applied = loaded.get("not_applied") or {}
+    return {**(loaded.get("settings") or {}), **({"not_applied": not_applied} if not_applied else {})}
+
+
+def _error_status(error: str) -> str:
+    """A Python MemoryError inside the runtime is running out of memory, not a bug."""
+    return "oom" if error.startswith("MemoryError") else "error"
+
+
+def kill_worker(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def describe_exit(code: int, stderr) -> str:
+    if code < 0:
+        try:
+            what = f"worker killed by {signal.Signals(-code).name}"
+        except ValueError:
+            what = f"worker killed by signal {-code}"
+    else:
+        what = f"worker exited with code {code}"
+    stderr.seek(0)
+    tail = stderr.read().decode("utf-8", "replace").strip().splitlines()[-3:]
+    return what + (": " + " | ".join(tail) if tail else "")

@@ -1,0 +1,127 @@
+"""The compact summary that ends `edgebench run`: which runtime is best here, per workload.
+
+One row per workload (profiles/workloads.toml), one column per runtime. A cell is that
+runtime's best quantization (the highest decode tok/s on the workload's prompts), with
+the workload's worst prompt's median TTFT and decode tok/s, and the workload's verdict
+(bench.analysis.verdicts: each prompt judged on its own spread of repetitions). ★ marks the
+fastest runtime of each workload: the highest decode tok/s where the workload budgets
+decode speed, else the lowest TTFT. The full per-prompt table stays in the .md report.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from bench.data import workloads as workload_data
+from bench.analysis import verdicts
+
+COLUMNS = ["runner", "quantization", "synthetic", "prompt_id", "category", "mode", "status", "warmup", "ttft_ms",
+           "decode_tok_s", "e2e_ms", "tier", "estimated_s"]
+
+
+@dataclass(frozen=True)
+class Cell:
+    quantization: str
+    ttft_ms: float | None  # the median of the workload's slowest prompt
+    decode_tok_s: float | None  # the median of the workload's slowest-decoding prompt
+    verdict: str
+    skipped: int  # prompts of this workload the time budget skipped
+    fastest: bool = False
+
+
+@dataclass(frozen=True)
+class Summary:
+    tier: str | None
+    runtimes: list[str]
+    workloads: list[str]
+    cells: dict[tuple[str, str], Cell]  # (workload, runtime) -> cell
+    skipped: list[str]  # "runner quant prompt (estimated N s)", once per prompt
+
+
+def _frame(records: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame.from_records([{c: r.get(c) for c in COLUMNS} for r in records], columns=COLUMNS)
+    return df[df["mode"].isin(["suite", None]) & (df["warmup"] != True)]  # noqa: E712 (pandas mask)
+
+
+def _worst(ok: pd.DataFrame) -> tuple[float | None, float | None]:
+    """The slowest prompt's median TTFT and the slowest-decoding prompt's median decode rate."""
+    medians = ok.groupby("prompt_id")[["ttft_ms", "decode_tok_s"]].median()
+    ttft, decode = medians["ttft_ms"].max(), medians["decode_tok_s"].min()
+    return (None if pd.isna(ttft) else float(ttft)), (None if pd.isna(decode) else float(decode))
+
+
+def _cell(rows: pd.DataFrame, workload: workload_data.Workload) -> Cell | None:
+    ok = rows[rows["status"] == "ok"]
+    skipped = rows.loc[rows["status"] == "skipped", "prompt_id"].nunique()
+    if ok.empty and not skipped:
+        return None
+    ttft, decode = _worst(ok) if not ok.empty else (None, None)
+    verdict = verdicts.judge(ok, workload).verdict if not ok.empty else "skipped"
+    return Cell(str(rows["quantization"].iloc[0]), ttft, decode, verdict, skipped)
+
+
+def _better(a: Cell, b: Cell, by_decode: bool) -> bool:
+    """Is `a` faster than `b` (a missing figure is never faster)?"""
+    if by_decode:
+        return (a.decode_tok_s or 0.0) > (b.decode_tok_s or 0.0)
+    return a.ttft_ms is not None and (b.ttft_ms is None or a.ttft_ms < b.ttft_ms)
+
+
+def _best(cells: list[Cell], by_decode: bool) -> Cell | None:
+    best = None
+    for cell in cells:
+        if best is None or _better(cell, best, by_decode):
+            best = cell
+    return best
+
+
+def build(records: list[dict], workloads: tuple[workload_data.Workload, ...] | None = None) -> Summary:
+    workloads = workloads or workload_data.load_workloads()
+    df = _frame(records)
+    df = df.assign(runtime=df["runner"] + df["synthetic"].map({True: " (FAKE)"}).fillna(""))
+    runtimes = list(dict.fromkeys(df["runtime"]))
+    cells, shown = {}, []
+    for workload in workloads:
+        mine = df[df["category"].isin(workload.categories)]
+        by_decode = workload.decode_tok_s_min is not None
+        found = {}
+        for runtime, rows in mine.groupby("runtime", sort=False):
+            per_quant = [c for _, q in rows.groupby("quantization", sort=False, dropna=False) if (c := _cell(q, workload))]
+            best = _best(per_quant, True) if per_quant else None
+            if best:
+                found[runtime] = best
+        fastest = _best([c for c in found.values() if c.verdict != "skipped"], by_decode)
+        for runtime, cell in found.items():
+            cells[(workload.id, runtime)] = Cell(**(vars(cell) | {"fastest": cell is fastest}))
+        if found:
+            shown.append(workload.id)
+    skipped = df[df["status"] == "skipped"].drop_duplicates(["runner", "quantization", "prompt_id"])
+    reasons = [f"{r.runner} {r.quantization} {r.prompt_id} (estimated {r.estimated_s:,.0f} s)" for r in skipped.itertuples()]
+    tiers = df["tier"].dropna().unique()
+    return Summary(str(tiers[0]) if len(tiers) else None, runtimes, shown, cells, reasons)
+
+
+def cell_text(cell: Cell | None) -> str:
+    if cell is None:
+        return "–"
+    if cell.verdict == "skipped":
+        return f"skipped ({cell.quantization})"
+    ttft = "–" if cell.ttft_ms is None else f"{cell.ttft_ms:,.0f} ms"
+    decode = "–" if cell.decode_tok_s is None else f"{cell.decode_tok_s:,.1f} tok/s"
+    extra = f", {cell.skipped} prompt(s) skipped" if cell.skipped else ""
+    return f"{'★ ' if cell.fastest else ''}{cell.verdict}: {ttft} · {decode} ({cell.quantization}{extra})"
+
+
+def rich_table(summary: Summary, title: str):
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", caption="cell: verdict: TTFT · decode tok/s (best "
+                  "quantization) of the workload's slowest prompt; ★ fastest runtime of the workload",
+                  caption_justify="left")
+    table.add_column("workload")
+    for runtime in summary.runtimes:
+        table.add_column(runtime)
+    for workload in summary.workloads:
+        table.add_row(workload, *(cell_text(summary.cells.get((workload, r))) for r in summary.runtimes))
+    return table
