@@ -96,6 +96,12 @@ MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: 
 STATUSES = ("ok", "error", "crashed", "timeout", "oom", "interrupted", "skipped")
 
 
+def is_measured(record: dict) -> bool:
+    """A successful repetition (not a warm-up): a record the figures come from. For a
+    frame of records: bench.analysis.stats.measured."""
+    return record["status"] == "ok" and not record["warmup"]
+
+
 def make_record(**values) -> dict:
     """A complete record: every field present, unknown fields refused."""
     unknown = set(values) - set(FIELDS)

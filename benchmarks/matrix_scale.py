@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.views import matrix  # noqa: E402
 from bench.records import read_records  # noqa: E402
+from bench.views import matrix  # noqa: E402
 from tests import simulated_devices as sim  # noqa: E402
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 
 from bench.run import setup as run_setup
+from bench.run.execute import execute
 
 
 def main(generations: int = 6000) -> None:
@@ -38,7 +39,7 @@ def main(generations: int = 6000) -> None:
                 print(f"{count:>7} records  parent RSS {rss:7.1f} MB", flush=True)
                 samples[-1] = rss
 
-        run_setup.execute(setup, on_record=on_record)
+        execute(setup, on_record=on_record)
         rss = [s for s in samples if s is not None]
         print(f"growth from record 1,000 to {len(samples):,}: {rss[-1] - rss[1]:+.1f} MB "
               f"({(rss[-1] - rss[1]) * 1024 / max(1, len(samples) - 1000):.2f} KB per record)")

@@ -144,6 +144,10 @@ class Exporter:
     # Runners sharing one exporter name a common group: its artifacts are cached (and found)
     # under that name, so one conversion serves them all. None: under the runner's name.
     artifact_group: str | None = None
+    # What the export writes, as a number: bump it when a change to the exporter changes its
+    # output. prepare's cache key uses it (with the tool, its version and the quantization), not
+    # the exporter's source, so moving or reformatting an exporter keeps its cache.
+    recipe: int = 1
 
 
 class Runner(ABC):
@@ -213,12 +217,22 @@ class Runner(ABC):
         `next()`, so the harness clock covers templating, tokenization and prefill.
         Yields one event per generated token (optionally SETUP_DONE first); an end-of-turn
         token ends the generation and is not yielded. Must not reuse a previous prompt's
-        cache, and must leave no work of its own running when it returns."""
+        cache, and must leave no work of its own running when it returns. When it ends, it
+        hands what it knows of the generation to `_finished`."""
 
-    @abstractmethod
     def generation_info(self) -> GenerationInfo:
         """Prompt token count, stop reason and the runtime's own figures for the
-        generation `generate` just finished."""
+        generation `generate` just finished (what it gave `_finished`). Called after the
+        harness has stopped its clock: a runner whose runtime still has work in flight waits
+        for it here."""
+        info = getattr(self, "_last_generation", None)
+        if info is None:
+            raise RuntimeError(f"{type(self).__name__}.generate has finished no generation yet")
+        return info
+
+    def _finished(self, info: GenerationInfo) -> None:
+        """Keep what `generate` knows of the generation it just ended, for `generation_info`."""
+        self._last_generation = info
 
     def score(self, token_ids: Sequence[int]) -> "numpy.ndarray":
         """Teacher-forced scoring for `edgebench quality`: feed `token_ids` in order from an
@@ -230,6 +244,45 @@ class Runner(ABC):
 
     def close(self) -> None:
         """Free the model. Called once; the worker process exits afterwards anyway."""
+
+    # The prompt as token ids, for runners that hand their runtime ids: `_fitting_prompt_ids`
+    # builds it through the three hooks below and checks it against the context.
+
+    def _fitting_prompt_ids(self, request: GenerationRequest, context_tokens: int) -> list[int]:
+        """The request's prompt ids (`_prompt_ids`), refused with a one-line ValueError when
+        they are empty or leave no room for the tokens asked in `context_tokens`."""
+        prompt = self._prompt_ids(request)
+        if not prompt:
+            raise ValueError("the prompt tokenizes to nothing")
+        if len(prompt) + request.max_new_tokens > context_tokens:
+            raise ValueError(f"prompt of {len(prompt)} tokens + {request.max_new_tokens} new exceeds the "
+                             f"context of {context_tokens}")
+        return prompt
+
+    def _prompt_ids(self, request: GenerationRequest) -> list[int]:
+        """Fixed ids through `_given_ids`, raw text through `_text_ids`, chat messages through
+        `_chat_ids` (ArtifactError when the model has no chat template)."""
+        if request.token_ids is not None:
+            return self._given_ids(request.token_ids)
+        if request.text is not None:
+            return self._text_ids(request.text)
+        ids = self._chat_ids(list(request.messages))
+        if ids is None:
+            raise ArtifactError("this model has no chat template; use completion or fixed prompts")
+        return ids
+
+    def _given_ids(self, token_ids: Sequence[int]) -> list[int]:
+        """A prompt given as ids: as given."""
+        return list(token_ids)
+
+    def _text_ids(self, text: str) -> list[int]:
+        """A raw completion prompt: no template, the special tokens the runtime's tokenizer adds."""
+        raise NotImplementedError(f"{type(self).__name__} builds no prompt ids from text")
+
+    def _chat_ids(self, messages: list[dict[str, str]]) -> list[int] | None:
+        """Chat messages through the model's own template, ready for the assistant's turn;
+        None when the model has no chat template."""
+        raise NotImplementedError(f"{type(self).__name__} builds no prompt ids from chat messages")
 
 
 def scored_token_by_token(token_ids: Sequence[int], context_tokens: int, vocab: int,

@@ -25,6 +25,8 @@ from typing import Iterator, Sequence
 
 from runners.base import (ArtifactError, Exporter, GenerationInfo, GenerationRequest, LoadInfo, Runner,
                           RunnerOptions, TokenEvent, scored_token_by_token)
+from runners.chat_template import compile_chat_template
+from runners.executorch_export import QUANTIZATIONS
 from runners.weights import Tensor, streamed_bytes
 
 PTE_MAGIC = b"ET"  # bytes 4..5 of a .pte: its flatbuffer identifier starts "ET"
@@ -41,25 +43,15 @@ def _pte_of(path: Path) -> Path:
 
 
 def _chat_template(folder: Path):
-    """The artifact's chat template, compiled as transformers compiles it (same jinja
-    settings, bos/eos tokens bound), or None when it has none."""
-    import jinja2.ext
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
+    """The artifact's chat template, compiled as transformers compiles it (bos/eos tokens
+    bound), or None when it has none."""
     config_path = folder / "tokenizer_config.json"
     config = json.loads(config_path.read_text()) if config_path.exists() else {}
     template_path = folder / "chat_template.jinja"
     source = template_path.read_text() if template_path.exists() else config.get("chat_template")
     if source is None:
         return None
-
-    def raise_exception(message: str):
-        raise jinja2.exceptions.TemplateError(message)
-
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
-    env.globals["raise_exception"] = raise_exception
-    return env.from_string(source, globals={"bos_token": config.get("bos_token"),
-                                            "eos_token": config.get("eos_token")})
+    return compile_chat_template(source, bos_token=config.get("bos_token"), eos_token=config.get("eos_token"))
 
 
 class ExecuTorchRunner(Runner):
@@ -69,7 +61,7 @@ class ExecuTorchRunner(Runner):
     distribution = "executorch"
     extra = "executorch"
     exporter = Exporter(tool="executorch export_llm (XNNPACK)", distribution="executorch",
-                        target="runners.executorch_export:export", quantizations=("fp32", "8da4w"),
+                        target="runners.executorch_export:export", quantizations=tuple(QUANTIZATIONS),
                         default_quantization="8da4w", extra="prepare-executorch")
     # The backend is chosen at export: edgebench prepares XNNPACK programs, which run on the CPU.
     defaults = {"accelerator": "auto"}
@@ -89,38 +81,55 @@ class ExecuTorchRunner(Runner):
             raise ArtifactError(f"{pte.parent} has no tokenizer.json beside the .pte")
 
     def load(self, artifact: Path, options: RunnerOptions) -> LoadInfo:
+        from tokenizers import Tokenizer
+
+        pte = _pte_of(artifact)
+        load_ms = self._load_program(pte, options.threads)
+        self.max_context = self._constant(pte, "get_max_context_len")[0]
+        # The KV cache's size is fixed at export; a run may ask for less, never more.
+        self.context_tokens = min(self.max_context, options.context_tokens)
+        self.max_chunk = self._constant(pte, "get_max_seq_len")[0] - 1  # the exported token dim's upper bound
+        self.eos_ids = frozenset(self._constant(pte, "get_eos_ids"))
+        self.vocab_size = self._constant(pte, "get_vocab_size")[0]
+        self.tokenizer = Tokenizer.from_file(str(pte.parent / "tokenizer.json"))
+        self.template = _chat_template(pte.parent)
+        return self._load_info(pte, options, load_ms)
+
+    def _load_program(self, pte: Path, threads: int) -> float:
+        """Load the program and its `forward` method to run on `threads` threads; the
+        milliseconds the load took."""
         # The program's llama ops live in these libraries: import them before loading.
         import executorch.extension.llm.custom_ops.custom_ops  # noqa: F401
         import executorch.kernels.quantized  # noqa: F401
         import torch
         from executorch.extension.pybindings import portable_lib
         from executorch.runtime import Runtime
-        from executorch.version import __version__
-        from tokenizers import Tokenizer
 
         self.torch = torch
-        pte = _pte_of(artifact)
-        folder = pte.parent
-        portable_lib._unsafe_reset_threadpool(options.threads)
+        portable_lib._unsafe_reset_threadpool(threads)
         # The runner's own tensor work (argmax over the vocabulary, the EOS mask) runs in torch,
         # whose OpenMP pool defaults to every core and spins between calls: hold it to --threads.
-        torch.set_num_threads(options.threads)
+        torch.set_num_threads(threads)
         started = time.perf_counter()
         try:
-            self.program = program = Runtime.get().load_program(pte)
-            self.forward = program.load_method("forward")
+            self.program = Runtime.get().load_program(pte)
+            self.forward = self.program.load_method("forward")
         except RuntimeError as exc:
             raise ArtifactError(f"ExecuTorch could not load {pte}: {exc}") from None
-        load_ms = (time.perf_counter() - started) * 1000
+        return (time.perf_counter() - started) * 1000
 
-        def constant(name: str) -> list:
-            if name not in program.method_names:
-                raise ArtifactError(f"{pte} is not an LLM program exported with its metadata (no {name})")
-            return program.load_method(name).execute([])
+    def _constant(self, pte: Path, name: str) -> list:
+        """What one of the program's metadata methods returns (export_llm writes them)."""
+        if name not in self.program.method_names:
+            raise ArtifactError(f"{pte} is not an LLM program exported with its metadata (no {name})")
+        return self.program.load_method(name).execute([])
 
-        self.max_context = constant("get_max_context_len")[0]
-        # The KV cache's size is fixed at export; a run may ask for less, never more.
-        self.context_tokens = min(self.max_context, options.context_tokens)
+    def _load_info(self, pte: Path, options: RunnerOptions, load_ms: float) -> LoadInfo:
+        """What the loaded program runs with: the threadpool ExecuTorch reports, the rest as the
+        program states it."""
+        from executorch.extension.pybindings import portable_lib
+        from executorch.version import __version__
+
         threads = portable_lib._threadpool_get_thread_count()
         not_applied = {}
         if threads != options.threads:
@@ -129,13 +138,7 @@ class ExecuTorchRunner(Runner):
             not_applied["context_tokens"] = (f"fixed at export: the program's KV cache holds {self.max_context} "
                                              f"tokens (prompts are held to {self.context_tokens})")
         plan = _forward_plan(pte)
-        self.max_chunk = constant("get_max_seq_len")[0] - 1  # the exported token dim's upper bound
-        self.eos_ids = frozenset(constant("get_eos_ids"))
-        self.vocab_size = constant("get_vocab_size")[0]
-        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        self.template = _chat_template(folder)
-        self._info = GenerationInfo(0, "length")
-        manifest = folder / "manifest.json"
+        manifest = pte.parent / "manifest.json"
         quantization = json.loads(manifest.read_text()).get("quantization") if manifest.exists() else None
         settings = {"threadpool_threads": threads, "program_max_context_len": self.max_context,
                     "max_prefill_chunk": self.max_chunk, "eos_ids": sorted(self.eos_ids),
@@ -148,14 +151,13 @@ class ExecuTorchRunner(Runner):
     def tokenize(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
-    def _prompt_ids(self, request: GenerationRequest) -> list[int]:
-        if request.token_ids is not None:
-            return list(request.token_ids)
-        if request.text is not None:
-            return self.tokenizer.encode(request.text).ids
+    def _text_ids(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text).ids
+
+    def _chat_ids(self, messages: list[dict[str, str]]) -> list[int] | None:
         if self.template is None:
-            raise ArtifactError("this artifact has no chat template; use completion or fixed prompts")
-        prompt = self.template.render(messages=list(request.messages), add_generation_prompt=True)
+            return None
+        prompt = self.template.render(messages=messages, add_generation_prompt=True)
         return self.tokenizer.encode(prompt, add_special_tokens=False).ids
 
     def _step(self, tokens: list[int], position: int):
@@ -167,12 +169,7 @@ class ExecuTorchRunner(Runner):
     def generate(self, request: GenerationRequest) -> Iterator[TokenEvent]:
         from tokenizers.decoders import DecodeStream
 
-        prompt = self._prompt_ids(request)
-        if not prompt:
-            raise ValueError("the prompt tokenizes to nothing")
-        if len(prompt) + request.max_new_tokens > self.context_tokens:
-            raise ValueError(f"prompt of {len(prompt)} tokens + {request.max_new_tokens} new exceeds the "
-                             f"context of {self.context_tokens}")
+        prompt = self._fitting_prompt_ids(request, self.context_tokens)
         decoder = DecodeStream(skip_special_tokens=False)
         torch = self.torch
         # Fixed length: end-of-generation tokens can never win, as llama.cpp's ignore_eos.
@@ -203,17 +200,9 @@ class ExecuTorchRunner(Runner):
                 decode_ns += clock() - t
                 decode_calls += 1
                 position += 1
-        # The runner's own clock around the method calls: not the runtime's timers.
-        self._info = GenerationInfo(len(prompt), stop, {
-            "adapter_forward_prefill_ms": prefill_ns / 1e6,
-            "adapter_forward_prefill_calls": -(-len(prompt) // self.max_chunk),
-            "adapter_forward_prefill_tok_s": len(prompt) / (prefill_ns / 1e9) if prefill_ns else None,
-            "adapter_forward_decode_ms": decode_ns / 1e6, "adapter_forward_decode_calls": decode_calls,
-            "adapter_forward_decode_tok_s": decode_calls / (decode_ns / 1e9) if decode_ns else None,
-        })
-
-    def generation_info(self) -> GenerationInfo:
-        return self._info
+        self._finished(GenerationInfo(len(prompt), stop, {
+            **_adapter_figures("prefill", -(-len(prompt) // self.max_chunk), len(prompt), prefill_ns),
+            **_adapter_figures("decode", decode_calls, decode_calls, decode_ns)}))
 
     def score(self, token_ids: Sequence[int]) -> "numpy.ndarray":
         """Teacher-forced logits token by token: the program returns the last position's
@@ -224,6 +213,13 @@ class ExecuTorchRunner(Runner):
 
     def close(self) -> None:
         self.forward = self.program = None
+
+
+def _adapter_figures(phase: str, calls: int, tokens: int, elapsed_ns: int) -> dict:
+    """The runner's own clock around one phase's method calls (argmax included): never the
+    runtime's timers, which ExecuTorch keeps only with its event tracer on."""
+    return {f"adapter_forward_{phase}_ms": elapsed_ns / 1e6, f"adapter_forward_{phase}_calls": calls,
+            f"adapter_forward_{phase}_tok_s": tokens / (elapsed_ns / 1e9) if elapsed_ns else None}
 
 
 # The accelerator each ExecuTorch backend delegates to (a program with none runs portable CPU kernels).

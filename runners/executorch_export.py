@@ -24,31 +24,31 @@ import types
 from pathlib import Path
 from typing import Callable, Iterator
 
+from runners.end_tokens import end_of_generation_ids
 from runners.export_stages import announce_calls
 
 PTE_NAME = "model.pte"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
-QUANTIZATIONS = ("fp32", "8da4w")
 # The KV cache holds the default profile's whole context (its longest chat prompt is about
 # 1,100 tokens + 128 new); one forward call takes up to MAX_SEQ_LENGTH - 1 tokens, so
 # longer prompts are prefilled in chunks by the runner.
 MAX_CONTEXT_LENGTH = 2048
 MAX_SEQ_LENGTH = 1024
 GROUP_SIZE = 32  # 128 does not divide SmolLM2's 576-wide rows
+# The quantizations and export_llm's quantization options for each (fp32: none). 8da4w: linear
+# weights 4-bit in groups with 8-bit dynamic activations, the embedding 4-bit.
+QUANTIZATIONS = {"fp32": {}, "8da4w": {"qmode": "8da4w", "group_size": GROUP_SIZE,
+                                       "embedding_quantize": f"4,{GROUP_SIZE}"}}
 # Families (config.json model_type, see bench.models.FAMILIES): the quantizations this export
 # makes, or why it makes none. tests/test_families.py proves each supported one.
 _META_ONLY = ("edgebench converts only llama-layout checkpoints to ExecuTorch's Meta format; export_llm's "
               "qwen2_5, qwen3 and phi_4_mini types need ExecuTorch's own HF-to-Meta weight converters, not wired here")
 FAMILY_SUPPORT = {
-    "llama": QUANTIZATIONS,
+    "llama": tuple(QUANTIZATIONS),
     **dict.fromkeys(("qwen2", "qwen3", "phi3"), _META_ONLY),
     **dict.fromkeys(("gemma2", "gemma3_text"), "ExecuTorch's export_llm has no Gemma model type (its Gemma 2 and "
                                                "Gemma 3 are separate examples, outside export_llm)"),
 }
-# Tokens that end a generation wherever a vocabulary has them, as llama.cpp also treats
-# them: a checkpoint converted from GGUF declares only its chat end-of-turn token.
-END_OF_GENERATION_TEXTS = ("<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|end|>",
-                           "<end_of_turn>")
 
 # transformers key (per layer where "{}" appears) -> Meta key.
 _META_KEYS = {
@@ -158,7 +158,7 @@ def special_ids(checkpoint: Path) -> tuple[int, list[int]]:
         from tokenizers import Tokenizer
 
         tokenizer = Tokenizer.from_file(str(checkpoint / "tokenizer.json"))
-        eos += _ids([i for i in map(tokenizer.token_to_id, END_OF_GENERATION_TEXTS) if i is not None])
+        eos += end_of_generation_ids(tokenizer)
     bos = gen.get("bos_token_id", config.get("bos_token_id"))
     if bos is None or not eos:
         raise ValueError("the checkpoint declares no bos or eos token id")
@@ -182,10 +182,8 @@ def llm_config(pth: Path, params_json: Path, pte: Path, quantization: str, bos: 
     config.export.output_name = str(pte)  # a name ending in .pte is used as the path
     config.backend.xnnpack.enabled = True
     config.backend.xnnpack.extended_ops = True
-    if quantization == "8da4w":
-        config.quantization.qmode = "8da4w"
-        config.quantization.group_size = GROUP_SIZE
-        config.quantization.embedding_quantize = f"4,{GROUP_SIZE}"
+    for option, value in QUANTIZATIONS[quantization].items():
+        setattr(config.quantization, option, value)
     return config
 
 
@@ -245,9 +243,7 @@ def export_pte(checkpoint: Path, out: Path, quantization: str, max_seq_length: i
             shutil.copy(checkpoint / name, out / name)
     options = {"backend": "xnnpack", "use_kv_cache": True, "use_sdpa_with_kv_cache": True,
                "max_seq_length": max_seq_length, "max_context_length": max_context_length,
-               "bos_id": bos, "eos_ids": eos, "dtype": "fp32"}
-    if quantization == "8da4w":
-        options.update(qmode="8da4w", group_size=GROUP_SIZE, embedding_quantize=f"4,{GROUP_SIZE}")
+               "bos_id": bos, "eos_ids": eos, "dtype": "fp32", **QUANTIZATIONS[quantization]}
     return {"artifact": ".", **options}
 
 

@@ -67,11 +67,12 @@ class FakeRunner(Runner):
         except (OSError, ValueError) as exc:
             raise ArtifactError(f"{artifact} is not a fake-runner script (JSON): {exc}") from None
         _advance(self.script.get("load_ms", 0))
-        self._info = GenerationInfo(0, "length")
         self._generations = 0
-        return LoadInfo("fake", "FAKE (scripted clock)", "none", {}, threads=self.script.get("applied_threads", options.threads),
+        return LoadInfo("fake", "FAKE (scripted clock)", "none", {},
+                        threads=self.script.get("applied_threads", options.threads),
                         context_tokens=self.script.get("context_tokens", options.context_tokens),
-                        weights_bytes=self.script.get("weights_bytes"), kv_bytes_per_token=self.script.get("kv_bytes_per_token"),
+                        weights_bytes=self.script.get("weights_bytes"),
+                        kv_bytes_per_token=self.script.get("kv_bytes_per_token"),
                         accelerator=self.script.get("runs_on", "cpu"), placement={"scripted": True})
 
     def tokenize(self, text: str) -> list[int]:
@@ -99,10 +100,7 @@ class FakeRunner(Runner):
                 _advance(steps[(i - 1) % len(steps)])
             yield TokenEvent(i, f" t{i}")
         reason = "length" if limit == request.max_new_tokens else "eos"
-        self._info = GenerationInfo(prompt_tokens, reason, {"scripted": True})
-
-    def generation_info(self) -> GenerationInfo:
-        return self._info
+        self._finished(GenerationInfo(prompt_tokens, reason, {"scripted": True}))
 
     def score(self, token_ids):
         """FAKE logits: all equal over the script's `score_vocab` tokens."""

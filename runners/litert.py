@@ -23,6 +23,7 @@ from typing import Iterator, Sequence
 from runners import litert_artifact as layout
 from runners.base import (GenerationInfo, GenerationRequest, LoadInfo, Runner, RunnerOptions, TokenEvent,
                           scored_token_by_token)
+from runners.chat_template import compile_chat_template
 
 MASKED = float("-inf")  # additive attention mask of a slot a row must not see
 
@@ -96,20 +97,16 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
         return seen
 
     def load(self, artifact: Path, options: RunnerOptions) -> LoadInfo:
-        import numpy as np
         from ai_edge_litert.compiled_model import CompiledModel
         from ai_edge_litert.cpu_options import CpuOptions
         from ai_edge_litert.hardware_accelerator import HardwareAccelerator
         from ai_edge_litert.options import Options
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
         from tokenizers import Tokenizer
 
         self.meta = layout.read_metadata(artifact)
         self.tokenizer = Tokenizer.from_file(str(artifact / layout.TOKENIZER))
         template_path = artifact / layout.TEMPLATE
-        # Rendered the way transformers renders chat templates.
-        self.template = (ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-                         .from_string(template_path.read_text()) if template_path.is_file() else None)
+        self.template = compile_chat_template(template_path.read_text()) if template_path.is_file() else None
         cpu = CpuOptions(num_threads=options.threads,
                          xnnpack_weight_cache_path=str(layout.weight_cache_file(artifact / layout.TFLITE)))
         asked = self.settings(options)["accelerator"]
@@ -122,12 +119,19 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
             if self.accelerator == "cpu":
                 raise
             raise RuntimeError(compile_failure(exc, self.accelerator, self.accelerators())) from None
+        self._bind_buffers()
+        return self._load_info(artifact, options)
+
+    def _bind_buffers(self) -> None:
+        """The buffers every signature runs on: one per KV cache tensor, shared by every
+        signature as input and output, and each signature's tokens, positions and mask."""
+        import numpy as np
+
         signatures = self.model.get_signature_list()
         self.prefill_lengths = tuple(sorted(int(k.removeprefix("prefill_")) for k in signatures
                                             if k.startswith("prefill_")))
         decode_inputs = signatures["decode"]["inputs"]
         self.cache_length = self.model.get_input_tensor_details("decode")["mask"]["shape"][-1]
-        # One buffer per cache tensor, shared by every signature as input and output.
         self.kv = {n: self.model.create_input_buffer_by_name("decode", n)
                    for n in decode_inputs if n.startswith("kv_cache")}
         for name, buffer in self.kv.items():  # new buffers hold garbage: inf there turns masked slots into NaN
@@ -137,8 +141,6 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
                    for sig in ["decode", *(f"prefill_{t}" for t in self.prefill_lengths)]}
         self.logits = self.model.create_output_buffer_by_name("decode", "logits")
         self.vocab = self.model.get_output_tensor_details("decode")["logits"]["shape"][-1]
-        self._info = GenerationInfo(0, "length")
-        return self._load_info(artifact, options)
 
     def _load_info(self, artifact: Path, options: RunnerOptions) -> LoadInfo:
         # CompiledModel reports neither its threads nor anything else it was given.
@@ -162,16 +164,20 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
     def tokenize(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
-    def _prompt_ids(self, request: GenerationRequest) -> list[int]:
-        start = list(self.meta.start_token_ids)
-        if request.token_ids is not None:  # the start token stands in for the first one: length kept
-            return start + list(request.token_ids)[len(start):]
-        if request.text is not None:
-            return start + self.tokenize(request.text)
+    # Every prompt begins with the bundle's start token, as LiteRT-LM begins every sequence.
+
+    def _given_ids(self, token_ids: Sequence[int]) -> list[int]:
+        start = list(self.meta.start_token_ids)  # it stands in for the first ids given: the length is kept
+        return start + list(token_ids)[len(start):]
+
+    def _text_ids(self, text: str) -> list[int]:
+        return list(self.meta.start_token_ids) + self.tokenize(text)
+
+    def _chat_ids(self, messages: list[dict[str, str]]) -> list[int] | None:
         if self.template is None:
-            raise ValueError("this artifact has no chat template; use completion or fixed prompts")
-        text = self.template.render(messages=list(request.messages), bos_token="", add_generation_prompt=True)
-        return start + self.tokenizer.encode(text, add_special_tokens=False).ids
+            return None
+        text = self.template.render(messages=messages, bos_token="", add_generation_prompt=True)
+        return list(self.meta.start_token_ids) + self.tokenizer.encode(text, add_special_tokens=False).ids
 
     def _run(self, signature: str, tokens: np.ndarray, positions: np.ndarray, with_logits: bool) -> None:
         import numpy as np
@@ -205,10 +211,7 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
     def generate(self, request: GenerationRequest) -> Iterator[TokenEvent]:
         import numpy as np
 
-        prompt = self._prompt_ids(request)
-        if len(prompt) + request.max_new_tokens > self.cache_length:
-            raise ValueError(f"prompt of {len(prompt)} tokens + {request.max_new_tokens} new exceeds the "
-                             f"KV cache of {self.cache_length}")
+        prompt = self._fitting_prompt_ids(request, self.cache_length)
         suppressed = list(self.meta.end_token_ids) if request.ignore_eos else []
         generated: list[int] = []
         shown = ""
@@ -227,10 +230,7 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
             piece = "" if text.endswith("\ufffd") else text[len(shown):]  # wait for a split character
             shown += piece
             yield TokenEvent(token, piece)
-        self._info = GenerationInfo(len(prompt), stop)
-
-    def generation_info(self) -> GenerationInfo:
-        return self._info
+        self._finished(GenerationInfo(len(prompt), stop))
 
     def score(self, token_ids: Sequence[int]) -> np.ndarray:
         """Teacher-forced logits token by token through `decode`: the prefill signatures

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from runners.base import ArtifactError, Exporter, RunnerOptions
+from runners.litert_export import QUANTIZATIONS
 from runners.weights import Tensor, streamed_bytes
 
 TFLITE, BUNDLE, TOKENIZER, TEMPLATE, METADATA = ("model.tflite", "model.litertlm", "tokenizer.json",
@@ -29,7 +30,7 @@ TFLITE, BUNDLE, TOKENIZER, TEMPLATE, METADATA = ("model.tflite", "model.litertlm
 
 # One conversion serves both runners: they share this exporter and its cached artifact.
 EXPORTER = Exporter(tool="litert-torch", distribution="litert-torch", target="runners.litert_export:export",
-                    quantizations=("int8", "fp32"), default_quantization="int8", extra="prepare-litert",
+                    quantizations=tuple(QUANTIZATIONS), default_quantization="int8", extra="prepare-litert",
                     artifact_group="litert")
 
 

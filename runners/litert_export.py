@@ -15,10 +15,11 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from runners.end_tokens import end_of_generation_ids
 from runners.export_stages import announce_calls
-from runners.litert_artifact import BUNDLE, METADATA, TEMPLATE, TFLITE, TOKENIZER
 
-QUANTIZATIONS = {"fp32": "none", "int8": "dynamic_wi8_afp32"}  # ours -> litert-torch's recipe
+# The quantizations (runners.litert_artifact's Exporter reads them here), each -> litert-torch's recipe.
+QUANTIZATIONS = {"fp32": "none", "int8": "dynamic_wi8_afp32"}
 # Families (config.json model_type, see bench.models.FAMILIES): litert-torch's export_hf
 # converts the transformers model itself. tests/test_families.py proves every one
 # (with --families-slow: LiteRT exports take tens of seconds each).
@@ -33,8 +34,6 @@ PREFILL_LENGTHS = (32, 128, 512, 1024)
 # The KV cache: the default suite's longest prompt plus its answer, and the default
 # profile's context of 2,048 tokens.
 CACHE_LENGTH = 2048
-# Specials that end a text, banned in fixed-length mode (llama.cpp bans the same kind).
-END_OF_TEXT = ("<|endoftext|>", "<|im_end|>", "</s>", "<|end_of_text|>", "<|eot_id|>", "<end_of_turn>")
 
 _CONTENT = re.compile(r"""\b(\w+(?:\[\d+\])?)(?:\[(['"])content\2\]|\.content\b)""")
 
@@ -94,8 +93,8 @@ def _bundle_tokens(metadata_pb: Path, tokenizer) -> dict:
     start = ids(meta.start_token)
     # Multi-token stops (punctuation + end of turn) end with a single stop anyway.
     stops = sorted({seq[0] for seq in map(ids, meta.stop_tokens) if len(seq) == 1})
-    vocab = tokenizer.get_vocab()
-    ends = sorted(set(stops) | {vocab[t] for t in END_OF_TEXT if t in vocab})
+    # Banned in fixed-length mode, as llama.cpp bans them.
+    ends = sorted(set(stops) | set(end_of_generation_ids(tokenizer)))
     return {"start_token_ids": start, "stop_token_ids": stops, "end_token_ids": ends}
 
 
@@ -108,28 +107,13 @@ BUNDLE_STEPS = {"package_model": "writing"}
 def export(checkpoint: Path, out: Path, quantization: str, stage: Callable[[str], None] = lambda name: None) -> dict:
     """Convert `checkpoint` with litert-torch into `out`: model.tflite, model.litertlm,
     tokenizer.json, chat_template.jinja and litert.json."""
-    _alias_tensorflow_schema()
-    from litert_torch.generative.export_hf.core import export_lib, litert_lm_builder
-    from litert_torch.generative.export_hf.export import export as litert_export
+    # The folder's layout; imported here, as runners.litert_artifact imports this module's QUANTIZATIONS.
+    from runners.litert_artifact import BUNDLE, METADATA, TEMPLATE, TFLITE, TOKENIZER
     from tokenizers import Tokenizer
-    from transformers import AutoTokenizer
 
-    # litert-torch adds "<punctuation><end of turn>" stop strings for SentencePiece
-    # vocabularies; with them LiteRT-LM holds back every punctuation token until the next
-    # one, merging two tokens into one streamed chunk. A single-token end of turn needs none.
-    litert_lm_builder._STOP_TOKEN_PREFIXES = ()
     recipe = QUANTIZATIONS[quantization]
-    hf_tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     work = out / "work"
-    work.mkdir()
-    template = None
-    if hf_tokenizer.chat_template:  # beside, not inside, the work folder the converter fills
-        template = out / TEMPLATE
-        template.write_text(part_aware_template(hf_tokenizer.chat_template, hf_tokenizer.bos_token))
-    with announce_calls(export_lib, EXPORT_STEPS, stage), announce_calls(litert_lm_builder, BUNDLE_STEPS, stage):
-        litert_export(model=str(checkpoint), output_dir=str(work), prefill_lengths=list(PREFILL_LENGTHS),
-                      cache_length=CACHE_LENGTH, quantization_recipe=recipe, bundle_litert_lm=True,
-                      keep_temporary_files=True, jinja_chat_template_override=str(template) if template else None)
+    _convert(checkpoint, work, out / TEMPLATE, recipe, stage)
     tflite = work / ("model_quantized.tflite" if recipe != "none" else "model.tflite")
     tflite.rename(out / TFLITE)
     (work / BUNDLE).rename(out / BUNDLE)
@@ -141,3 +125,28 @@ def export(checkpoint: Path, out: Path, quantization: str, stage: Callable[[str]
     (out / METADATA).write_text(json.dumps({"quantization": quantization, "tflite": TFLITE, "bundle": BUNDLE,
                                             **options}, indent=2))
     return {**options, "artifact": "."}
+
+
+def _convert(checkpoint: Path, work: Path, template: Path, recipe: str, stage: Callable[[str], None]) -> None:
+    """litert-torch's export_hf into the new folder `work`, its temporary files kept (the bundle's
+    metadata is read from them). The chat template it bundles, made part-aware, is written to
+    `template` (beside, not inside, the work folder the converter fills)."""
+    _alias_tensorflow_schema()
+    from litert_torch.generative.export_hf.core import export_lib, litert_lm_builder
+    from litert_torch.generative.export_hf.export import export as litert_export
+    from transformers import AutoTokenizer
+
+    # litert-torch adds "<punctuation><end of turn>" stop strings for SentencePiece
+    # vocabularies; with them LiteRT-LM holds back every punctuation token until the next
+    # one, merging two tokens into one streamed chunk. A single-token end of turn needs none.
+    litert_lm_builder._STOP_TOKEN_PREFIXES = ()
+    hf_tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    work.mkdir()
+    override = None
+    if hf_tokenizer.chat_template:
+        template.write_text(part_aware_template(hf_tokenizer.chat_template, hf_tokenizer.bos_token))
+        override = str(template)
+    with announce_calls(export_lib, EXPORT_STEPS, stage), announce_calls(litert_lm_builder, BUNDLE_STEPS, stage):
+        litert_export(model=str(checkpoint), output_dir=str(work), prefill_lengths=list(PREFILL_LENGTHS),
+                      cache_length=CACHE_LENGTH, quantization_recipe=recipe, bundle_litert_lm=True,
+                      keep_temporary_files=True, jinja_chat_template_override=override)

@@ -82,7 +82,6 @@ class LiteRTLMRunner(layout.SharedArtifact, Runner):
                 raise
             raise RuntimeError(compile_failure(exc, accelerator, self.accelerators(),
                                                "LiteRT-LM could not create its engine")) from None
-        self._info = GenerationInfo(0, "length")
         # LiteRT-LM reads no setting back: these are what the engine was given.
         settings = {"activation_data_type": activation, "max_num_tokens": graph.cache_length, "sampler": "top_k=1",
                     "xnnpack_weight_cache": True}
@@ -123,7 +122,7 @@ class LiteRTLMRunner(layout.SharedArtifact, Runner):
             bench = conversation.get_benchmark_info()
         finally:
             conversation.close()
-        self._info = self._generation_info(bench, request, chunk_ids)
+        self._finished(self._generation_info(bench, request, chunk_ids))
 
     @staticmethod
     def _generation_info(bench, request: GenerationRequest, chunk_ids: list[list[int]]) -> GenerationInfo:
@@ -144,9 +143,6 @@ class LiteRTLMRunner(layout.SharedArtifact, Runner):
         one_token_each = len(chunk_ids) == new_tokens and all(len(ids) == 1 for ids in chunk_ids)
         return GenerationInfo(bench.last_prefill_token_count, "eos" if stopped_early else "length", native,
                               runtime_new_tokens=new_tokens, chunked=not one_token_each)
-
-    def generation_info(self) -> GenerationInfo:
-        return self._info
 
     def close(self) -> None:
         self.engine.close()

@@ -75,38 +75,21 @@ class LlamaCppRunner(Runner):
         # Imported here, not at module level: listing runners must not load runtimes.
         import llama_cpp
         from llama_cpp._internals import LlamaSampler
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         settings = self.settings(options)
         flash_attn = _choice(settings, "flash_attn", FLASH_ATTN)
-        type_k, type_v = _ggml_type(llama_cpp, settings, "type_k"), _ggml_type(llama_cpp, settings, "type_v")
-        with _llama_log(llama_cpp) as log_lines, _flash_attn_type(llama_cpp, flash_attn):
-            try:
-                self.llm = llama_cpp.Llama(
-                    model_path=str(artifact), n_ctx=options.context_tokens, n_batch=settings["n_batch"],
-                    n_ubatch=settings["n_ubatch"], type_k=type_k, type_v=type_v, use_mmap=settings["use_mmap"],
-                    n_threads=options.threads, n_threads_batch=options.threads, seed=options.seed, verbose=False,
-                    # on the CPU, llama.cpp must not offload host operations (big prompt batches) either
-                    n_gpu_layers=_gpu_layers(settings["accelerator"]), op_offload=settings["accelerator"] != "cpu")
-            except ValueError as exc:  # llama-cpp-python's word for "could not load the model"
-                raise ArtifactError(f"llama.cpp could not load {artifact}: {exc}") from None
+        log = self._create(llama_cpp, artifact, options, settings, flash_attn)
         model = self.llm._model
         self.context_tokens = options.context_tokens
         self.lib, self.new_sampler = llama_cpp, LlamaSampler
         self.ctx = self.llm._ctx.ctx
         self.n_vocab = model.n_vocab()
         self.eog_ids = frozenset(t for t in range(self.n_vocab) if llama_cpp.llama_vocab_is_eog(model.vocab, t))
-        meta = self.llm.metadata
-        self.formatter = None
-        if "tokenizer.chat_template" in meta:
-            self.formatter = Jinja2ChatFormatter(
-                meta["tokenizer.chat_template"], eos_token=model.token_get_text(model.token_eos()),
-                bos_token=model.token_get_text(model.token_bos()))
-        self._info = GenerationInfo(0, "length")
-        applied = self._applied("".join(log_lines), flash_attn)
+        self.formatter = _chat_formatter(self.llm)
+        applied = self._applied(log, flash_attn)
         asked = {"n_threads": options.threads, "n_threads_batch": options.threads, "n_ctx": options.context_tokens,
                  **settings}
-        file_type = meta.get("general.file_type")
+        file_type = self.llm.metadata.get("general.file_type")
         return LoadInfo(
             llama_cpp.__version__, "cpu", FILE_TYPES.get(int(file_type)) if file_type else None,
             {**applied, "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip()},
@@ -114,7 +97,22 @@ class LlamaCppRunner(Runner):
             not_applied=_not_applied(asked, applied),
             weights_bytes=weights_bytes(gguf_tensors(llama_cpp, artifact), self.n_vocab),
             kv_bytes_per_token=self._kv_bytes_per_token(applied),
-            **_placement("".join(log_lines), backend_devices(llama_cpp), settings["accelerator"]))
+            **_placement(log, backend_devices(llama_cpp), settings["accelerator"]))
+
+    def _create(self, lib, artifact: Path, options: RunnerOptions, settings: dict, flash_attn: str) -> str:
+        """Load the model and create its context with the run's settings; llama.cpp's log of it."""
+        type_k, type_v = _ggml_type(lib, settings, "type_k"), _ggml_type(lib, settings, "type_v")
+        with _llama_log(lib) as log_lines, _flash_attn_type(lib, flash_attn):
+            try:
+                self.llm = lib.Llama(
+                    model_path=str(artifact), n_ctx=options.context_tokens, n_batch=settings["n_batch"],
+                    n_ubatch=settings["n_ubatch"], type_k=type_k, type_v=type_v, use_mmap=settings["use_mmap"],
+                    n_threads=options.threads, n_threads_batch=options.threads, seed=options.seed, verbose=False,
+                    # on the CPU, llama.cpp must not offload host operations (big prompt batches) either
+                    n_gpu_layers=_gpu_layers(settings["accelerator"]), op_offload=settings["accelerator"] != "cpu")
+            except ValueError as exc:  # llama-cpp-python's word for "could not load the model"
+                raise ArtifactError(f"llama.cpp could not load {artifact}: {exc}") from None
+        return "".join(log_lines)
 
     def _applied(self, log: str, flash_attn: str) -> dict:
         """What the context really got: the C API's read-back, and llama.cpp's own log for
@@ -149,24 +147,19 @@ class LlamaCppRunner(Runner):
     def tokenize(self, text: str) -> list[int]:
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
 
-    def _prompt_ids(self, request: GenerationRequest) -> list[int]:
-        if request.token_ids is not None:
-            return list(request.token_ids)
-        if request.text is not None:
-            return self.llm.tokenize(request.text.encode("utf-8"), add_bos=True, special=False)
+    def _text_ids(self, text: str) -> list[int]:
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
+
+    def _chat_ids(self, messages: list[dict[str, str]]) -> list[int] | None:
         if self.formatter is None:
-            raise ArtifactError("this GGUF has no chat template; use completion or fixed prompts")
-        prompt = self.formatter(messages=list(request.messages)).prompt
+            return None
+        prompt = self.formatter(messages=messages).prompt
         return self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
 
     def generate(self, request: GenerationRequest) -> Iterator[TokenEvent]:
         llm = self.llm
-        prompt = self._prompt_ids(request)
         # llama.cpp may round its context up; the Python side holds exactly what was asked.
-        context = min(llm.n_ctx(), self.context_tokens)
-        if len(prompt) + request.max_new_tokens > context:
-            raise ValueError(f"prompt of {len(prompt)} tokens + {request.max_new_tokens} new exceeds the "
-                             f"context of {context}")
+        prompt = self._fitting_prompt_ids(request, min(llm.n_ctx(), self.context_tokens))
         sampler = self.new_sampler()
         if request.ignore_eos:
             sampler.add_logit_bias(self.n_vocab, {t: float("-inf") for t in self.eog_ids})
@@ -187,18 +180,7 @@ class LlamaCppRunner(Runner):
                     llm.eval([token])
         finally:
             sampler.close()
-        perf = self.lib.llama_perf_context(self.ctx)
-        self._info = GenerationInfo(len(prompt), stop, {
-            "t_p_eval_ms": perf.t_p_eval_ms, "n_p_eval": perf.n_p_eval,
-            "t_eval_ms": perf.t_eval_ms, "n_eval": perf.n_eval,
-            "runtime_prefill_tok_s": 1000 * perf.n_p_eval / perf.t_p_eval_ms if perf.t_p_eval_ms else None,
-            "runtime_decode_tok_s": 1000 * perf.n_eval / perf.t_eval_ms if perf.t_eval_ms else None,
-            # llama.cpp's time to the first token's logits: its prompt eval (sampling excluded)
-            "runtime_ttft_ms": perf.t_p_eval_ms,
-        })
-
-    def generation_info(self) -> GenerationInfo:
-        return self._info
+        self._finished(GenerationInfo(len(prompt), stop, perf_figures(self.lib.llama_perf_context(self.ctx))))
 
     def score(self, token_ids: Sequence[int]) -> "numpy.ndarray":
         """Teacher-forced logits as llama.cpp's perplexity tool gets them: the KV memory
@@ -224,6 +206,29 @@ class LlamaCppRunner(Runner):
 
     def close(self) -> None:
         self.llm.close()
+
+
+def perf_figures(perf) -> dict:
+    """llama.cpp's perf-context counters of the last generation, raw and in the common keys."""
+    return {
+        "t_p_eval_ms": perf.t_p_eval_ms, "n_p_eval": perf.n_p_eval,
+        "t_eval_ms": perf.t_eval_ms, "n_eval": perf.n_eval,
+        "runtime_prefill_tok_s": 1000 * perf.n_p_eval / perf.t_p_eval_ms if perf.t_p_eval_ms else None,
+        "runtime_decode_tok_s": 1000 * perf.n_eval / perf.t_eval_ms if perf.t_eval_ms else None,
+        # llama.cpp's time to the first token's logits: its prompt eval (sampling excluded)
+        "runtime_ttft_ms": perf.t_p_eval_ms,
+    }
+
+
+def _chat_formatter(llm):
+    """The GGUF's own chat template, as llama-cpp-python renders it; None when it has none."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    model, meta = llm._model, llm.metadata
+    if "tokenizer.chat_template" not in meta:
+        return None
+    return Jinja2ChatFormatter(meta["tokenizer.chat_template"], eos_token=model.token_get_text(model.token_eos()),
+                               bos_token=model.token_get_text(model.token_bos()))
 
 
 def weights_bytes(tensors: list[Tensor], n_vocab: int) -> int:

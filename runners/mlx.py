@@ -26,6 +26,7 @@ from typing import Iterator, Sequence
 from runners.base import (ArtifactError, Exporter, GenerationInfo, GenerationRequest, LoadInfo, Probe, Runner,
                           RunnerOptions, TokenEvent)
 from runners.mlx_blas import global_sgemm_library, use_openblas
+from runners.mlx_export import CONVERT_OPTIONS
 from runners.weights import Tensor, streamed_bytes
 
 DTYPE_NAMES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
@@ -45,7 +46,7 @@ class MlxRunner(Runner):
     distribution = "mlx-lm"
     extra = "mlx"
     exporter = Exporter(tool="mlx_lm.convert", distribution="mlx-lm", target="runners.mlx_export:export",
-                        quantizations=("fp32", "4bit"), default_quantization="4bit", extra="prepare-mlx")
+                        quantizations=tuple(CONVERT_OPTIONS), default_quantization="4bit", extra="prepare-mlx")
     # mlx_lm.generate's own defaults (its DEFAULT_PREFILL_STEP_SIZE, --kv-bits None, --kv-group-size,
     # DEFAULT_QUANTIZED_KV_START); mlx_lm.benchmark uses the same through stream_generate.
     # kv_bits 0: no KV quantization.
@@ -57,7 +58,8 @@ class MlxRunner(Runner):
     def accelerators(cls) -> dict[str, str]:
         import mlx.core as mx
 
-        return {kind: f"MLX {mx.__version__} {kind} device" for kind in ("cpu", "gpu") if mx.is_available(getattr(mx, kind))}
+        return {kind: f"MLX {mx.__version__} {kind} device" for kind in ("cpu", "gpu")
+                if mx.is_available(getattr(mx, kind))}
 
     @classmethod
     def probe(cls) -> Probe:
@@ -79,7 +81,6 @@ class MlxRunner(Runner):
         import mlx.core as mx
         use_device(mx, self.settings(options)["accelerator"])  # before mlx-lm makes its stream on the default device
         import mlx_lm
-        from mlx.utils import tree_flatten
         from mlx_lm import stream_generate
         from mlx_lm.generate import generation_stream
         from mlx_lm.models.cache import make_prompt_cache
@@ -98,23 +99,29 @@ class MlxRunner(Runner):
         self.generation_stream = generation_stream
         self.sampler = make_sampler(temp=0.0)
         self.context_tokens = options.context_tokens
-        applied = self.settings(options)
-        self.generate_settings = generate_settings(applied)
-        self._info = GenerationInfo(0, "length")
+        self.generate_settings = generate_settings(self.settings(options))
+        return self._load_info(artifact, options, config, blas, rope_given=bool(model_config))
+
+    def _load_info(self, artifact: Path, options: RunnerOptions, config: dict, blas: dict,
+                   rope_given: bool) -> LoadInfo:
+        """What the loaded model runs with, as MLX and mlx-lm report it."""
+        import mlx_lm
+        from mlx.utils import tree_flatten
+
+        mx, stream = self.mx, self.generation_stream
         quant = config.get("quantization")
         dtype = str(tree_flatten(self.model.parameters())[0][1].dtype).removeprefix("mlx.core.")
         quantization = f"{quant['bits']}bit-g{quant['group_size']}" if quant else DTYPE_NAMES.get(dtype, dtype)
         settings = {"mlx_version": mx.__version__, "device": mx.default_device().type.name,
-                    **applied, "kv_cache": KV_CACHE_NOTE,
-                    "eos_token_ids": sorted(self.tokenizer.eos_token_ids), "rope_theta": theta,
-                    "rope_theta_given_at_load": bool(model_config), **blas,
-                    "accelerator": generation_stream.device.type.name}
+                    **self.settings(options), "kv_cache": KV_CACHE_NOTE,
+                    "eos_token_ids": sorted(self.tokenizer.eos_token_ids), "rope_theta": source_rope_theta(config),
+                    "rope_theta_given_at_load": rope_given, **blas, "accelerator": stream.device.type.name}
         if sys.platform == "linux":
             settings["cblas_sgemm_from"] = global_sgemm_library() or "the bundled BLAS"
         return LoadInfo(mlx_lm.__version__, settings["device"], quantization, settings, threads=None,
                         context_tokens=options.context_tokens, not_applied={"threads": threads_note(blas)},
                         weights_bytes=weights_bytes(artifact, config), kv_bytes_per_token=self._kv_bytes_per_token(),
-                        **placement(mx, generation_stream))
+                        **placement(mx, stream))
 
     def _kv_bytes_per_token(self) -> int:
         """KV-cache bytes per context token, read from the cache mlx-lm builds for this model
@@ -127,20 +134,16 @@ class MlxRunner(Runner):
     def tokenize(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
 
-    def _prompt_ids(self, request: GenerationRequest) -> list[int]:
-        if request.token_ids is not None:
-            return list(request.token_ids)
-        if request.text is not None:
-            return self.tokenizer.encode(request.text)
+    def _text_ids(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text)
+
+    def _chat_ids(self, messages: list[dict[str, str]]) -> list[int] | None:
         if not self.tokenizer.has_chat_template:
-            raise ArtifactError("this model has no chat template; use completion or fixed prompts")
-        return list(self.tokenizer.apply_chat_template(list(request.messages), add_generation_prompt=True))
+            return None
+        return list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True))
 
     def generate(self, request: GenerationRequest) -> Iterator[TokenEvent]:
-        prompt = self._prompt_ids(request)
-        if len(prompt) + request.max_new_tokens > self.context_tokens:
-            raise ValueError(f"prompt of {len(prompt)} tokens + {request.max_new_tokens} new exceeds the "
-                             f"context of {self.context_tokens}")
+        prompt = self._fitting_prompt_ids(request, self.context_tokens)
         tokenizer = self.tokenizer
         end_of_turn = tokenizer.eos_token_ids
         if request.ignore_eos:
@@ -158,8 +161,8 @@ class MlxRunner(Runner):
                 yield TokenEvent(last.token, last.text)
         finally:
             tokenizer.eos_token_ids = end_of_turn
-        self._info = GenerationInfo(len(prompt), stop, native_figures(last) if last else {},
-                                    runtime_new_tokens=runtime_new_tokens(last, stop))
+        self._finished(GenerationInfo(len(prompt), stop, native_figures(last) if last else {},
+                                      runtime_new_tokens=runtime_new_tokens(last, stop)))
 
     def score(self, token_ids: Sequence[int]) -> "numpy.ndarray":
         """Teacher-forced logits as mlx_lm.perplexity gets them: one forward pass of the model
@@ -174,7 +177,7 @@ class MlxRunner(Runner):
         # Outside the harness clock: wait for the step mlx-lm dispatched ahead of the last
         # token, so it cannot run into the next prompt's TTFT.
         self.mx.synchronize(self.generation_stream)
-        return self._info
+        return super().generation_info()
 
     def close(self) -> None:
         del self.model

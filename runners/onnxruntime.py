@@ -24,6 +24,7 @@ from typing import Callable, Iterator, Sequence
 
 from runners.base import (SETUP_DONE, ArtifactError, Exporter, GenerationInfo, GenerationRequest, LoadInfo, Runner,
                           RunnerOptions, SetupDone, TokenEvent)
+from runners.onnxruntime_export import QUANTIZATIONS
 from runners.weights import Tensor, streamed_bytes
 
 CONFIG = "genai_config.json"
@@ -42,7 +43,7 @@ class OnnxRuntimeRunner(Runner):
     distribution = "onnxruntime-genai"
     extra = "onnxruntime"
     exporter = Exporter(tool="onnxruntime-genai model builder", distribution="onnxruntime-genai",
-                        target="runners.onnxruntime_export:export", quantizations=("int4", "fp32"),
+                        target="runners.onnxruntime_export:export", quantizations=tuple(QUANTIZATIONS),
                         default_quantization="int4", extra="prepare-onnx")
     # What the builder writes into genai_config.json for its CPU (GroupQueryAttention)
     # models and the examples run with: one KV buffer of max_length, past and present shared.
@@ -71,6 +72,17 @@ class OnnxRuntimeRunner(Runner):
         self.check_artifact(artifact)
         genai = json.loads((artifact / CONFIG).read_text())
         search = {"past_present_share_buffer": self.settings(options)["past_present_share_buffer"]}
+        trace = self._create(og, artifact, options, search)
+        self.og = og
+        self.tokenizer = og.Tokenizer(self.model)
+        self.eos_ids = frozenset(int(t) for t in self.tokenizer.eos_token_ids)
+        model_context = genai["model"].get("context_length") or options.context_tokens
+        self.context_tokens = min(options.context_tokens, model_context)
+        return self._load_info(artifact, options, genai, search, trace)
+
+    def _create(self, og, artifact: Path, options: RunnerOptions, search: dict) -> str:
+        """Load the model as the examples do: og.Config from the folder, the run's threads, search
+        options and provider overlaid. Returns ONNX Runtime's own trace of the session it built."""
         provider = _provider(self.settings(options)["accelerator"])
         try:
             config = og.Config(str(artifact))
@@ -82,19 +94,18 @@ class OnnxRuntimeRunner(Runner):
             self.model, trace = _with_native_stderr(lambda: og.Model(config))
         except Exception as exc:  # onnxruntime-genai raises plain RuntimeErrors
             raise ArtifactError(f"onnxruntime-genai could not load {artifact}: {exc}") from None
-        self.og = og
-        self.tokenizer = og.Tokenizer(self.model)
-        self.eos_ids = frozenset(int(t) for t in self.tokenizer.eos_token_ids)
-        self._info = GenerationInfo(0, "length")
+        return trace
+
+    def _load_info(self, artifact: Path, options: RunnerOptions, genai: dict, search: dict, trace: str) -> LoadInfo:
+        """What the loaded model runs with: the thread pool from the session's trace, the rest
+        from onnxruntime-genai and the graph."""
         threads = _pool_size(trace)
-        model_context = genai["model"].get("context_length") or options.context_tokens
-        self.context_tokens = min(options.context_tokens, model_context)
         not_applied = {}
         if threads != options.threads:
             not_applied["threads"] = (f"ONNX Runtime built an intra-op pool of {threads} thread(s)" if threads
                                       else "ONNX Runtime's session trace did not state its intra-op pool size")
         if self.context_tokens != options.context_tokens:
-            not_applied["context_tokens"] = f"the model's context_length is {model_context}"
+            not_applied["context_tokens"] = f"the model's context_length is {genai['model'].get('context_length')}"
         graph = _graph(artifact / genai["model"]["decoder"]["filename"])
         settings = {
             "execution_provider": self.model.device_type.lower(),
@@ -114,21 +125,16 @@ class OnnxRuntimeRunner(Runner):
     def tokenize(self, text: str) -> list[int]:
         return [int(t) for t in self.tokenizer.encode(text)]
 
-    def _prompt_ids(self, request: GenerationRequest) -> list[int]:
-        if request.token_ids is not None:
-            return list(request.token_ids)
-        if request.text is not None:
-            return self.tokenize(request.text)
-        prompt = self.tokenizer.apply_chat_template(json.dumps(list(request.messages)), add_generation_prompt=True)
-        return self.tokenize(prompt)
+    def _text_ids(self, text: str) -> list[int]:
+        return self.tokenize(text)
+
+    def _chat_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        return self.tokenize(self.tokenizer.apply_chat_template(json.dumps(messages), add_generation_prompt=True))
 
     def generate(self, request: GenerationRequest) -> Iterator[TokenEvent | SetupDone]:
         og = self.og
-        prompt = self._prompt_ids(request)
+        prompt = self._fitting_prompt_ids(request, self.context_tokens)
         total = len(prompt) + request.max_new_tokens
-        if total > self.context_tokens:
-            raise ValueError(f"prompt of {len(prompt)} tokens + {request.max_new_tokens} new exceeds the "
-                             f"context of {self.context_tokens}")
         params = og.GeneratorParams(self.model)
         params.set_search_options(do_sample=False, max_length=total,
                                   min_length=total if request.ignore_eos else 0)
@@ -149,11 +155,8 @@ class OnnxRuntimeRunner(Runner):
         sequence = generator.token_count()
         # The runtime's sequence holds the prompt and the tokens made; an end of turn it
         # picked is not appended to it (seen on the builder's int4 and fp32 models).
-        self._info = GenerationInfo(len(prompt), stop, {"sequence_length": sequence},
-                                    runtime_new_tokens=sequence - len(prompt))
-
-    def generation_info(self) -> GenerationInfo:
-        return self._info
+        self._finished(GenerationInfo(len(prompt), stop, {"sequence_length": sequence},
+                                      runtime_new_tokens=sequence - len(prompt)))
 
     def score(self, token_ids: Sequence[int]) -> "numpy.ndarray":
         """Teacher-forced logits: a fresh Generator holding exactly the sequence, one

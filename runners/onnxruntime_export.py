@@ -13,13 +13,15 @@ from pathlib import Path
 from typing import Iterator
 
 EXECUTION_PROVIDER = "cpu"
-# int4: weight-only MatMulNBits, the builder's CPU defaults written out so the manifest
-# says what was used (block size 32; accuracy level 4 = int8 activations in the matmul).
-INT4_OPTIONS = {"block_size": "32", "accuracy_level": "4"}
+# The quantizations (the builder's precision) and the builder's extra options for each. int4:
+# weight-only MatMulNBits, the builder's CPU defaults written out so the manifest says what was
+# used (block size 32; accuracy level 4 = int8 activations in the matmul).
+QUANTIZATIONS = {"fp32": {}, "int4": {"block_size": "32", "accuracy_level": "4"}}
 # Families (config.json model_type, see bench.models.FAMILIES): the builder has a model class
 # for each architecture. tests/test_families.py proves every supported one.
 FAMILY_SUPPORT = {
-    **dict.fromkeys(("llama", "qwen2", "qwen3", "gemma2", "phi3"), ("fp32", "int4")),  # phi3: see rope_type_also_as_type
+    # phi3: see rope_type_also_as_type
+    **dict.fromkeys(("llama", "qwen2", "qwen3", "gemma2", "phi3"), tuple(QUANTIZATIONS)),
     "gemma3_text": "onnxruntime-genai 0.18's builder reads one rope_parameters['rope_type']; transformers 5 gives "
                    "Gemma 3 one per layer type (the builder fails with KeyError 'rope_type')",
 }
@@ -28,7 +30,7 @@ FAMILY_SUPPORT = {
 def export(checkpoint: Path, out: Path, quantization: str) -> dict:
     from onnxruntime_genai.models.builder import create_model, parse_extra_options
 
-    extra = INT4_OPTIONS if quantization == "int4" else {}
+    extra = QUANTIZATIONS[quantization]
     # The builder's scratch folder (hub downloads, temporary external data): never kept.
     with tempfile.TemporaryDirectory(prefix="ort-builder-") as cache, rope_type_also_as_type():
         options = parse_extra_options(None, str(checkpoint), str(out), quantization, EXECUTION_PROVIDER, cache,

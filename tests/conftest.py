@@ -1,22 +1,13 @@
-"""Shared test helpers: run the real CLI in-process or as a subprocess, write fake scripts."""
+"""Fixtures the tests share (helpers they import are in tests/helpers.py)."""
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def edgebench(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600):
-    """Run `edgebench ARGS` as a user would: a fresh process, real exit code and streams."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-c", "from bench.cli import main; main()", *args],
-                          capture_output=True, text=True, cwd=cwd or ROOT, env=full_env, timeout=timeout)
+from tests.helpers import ROOT, SCRIPTED_EXPORT_PLUGIN, edgebench, install_plugin
 
 
 @pytest.fixture
@@ -27,10 +18,6 @@ def fake_script(tmp_path):
         path.write_text(json.dumps(script))
         return path
     return write
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 @pytest.fixture(scope="session")
@@ -46,8 +33,8 @@ def artifact_cache() -> Path:
 @pytest.fixture(scope="session")
 def default_checkpoint(artifact_cache) -> Path:
     """The default model's shared transformers checkpoint, made through prepare."""
-    from bench.data import models
     from bench.artifacts import prepare
+    from bench.data import models
 
     return prepare.checkpoint(models.get_model("smollm2-135m"), artifact_cache).path
 
@@ -58,3 +45,21 @@ def tiny_checkpoint(tmp_path_factory, default_checkpoint) -> Path:
     from tests.tiny_model import build_tiny_checkpoint
 
     return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-llama"), default_checkpoint)
+
+
+@pytest.fixture(scope="module")
+def plugin_path(tmp_path_factory):
+    return install_plugin(tmp_path_factory.mktemp("scripted-plugin"), "scripted", SCRIPTED_EXPORT_PLUGIN, "ScriptedExportRunner")
+
+
+@pytest.fixture
+def prep(plugin_path, tiny_checkpoint, tmp_path):
+    """`edgebench ARGS` with the scripted runner installed, a fresh cache and the tiny model."""
+    cache = tmp_path / "cache"
+
+    def call(*args, mode="ok"):
+        return edgebench(*args, *call.args, env=call.env(mode))
+    call.args = ("--model", str(tiny_checkpoint), "--cache", str(cache))
+    call.env = lambda mode: {"PYTHONPATH": os.pathsep.join([str(plugin_path), str(ROOT)]), "SCRIPTED_EXPORT": mode}
+    call.folders = lambda: sorted((cache / tiny_checkpoint.name / "scripted").glob("*"))
+    return call

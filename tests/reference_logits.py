@@ -63,3 +63,19 @@ def assert_scoring_and_generation_leave_each_other_nothing(runner, generated_ids
     scored = runner.score(ids)
     assert generated_ids(request) == before
     assert np.array_equal(runner.score(ids), scored)  # and the generation left nothing for scoring
+
+
+def transformers_greedy(checkpoint, n, messages=None, text=None):
+    """Prompt ids and greedy ids of the checkpoint under transformers: the reference."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
+    if messages is not None:
+        ids = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, return_tensors="pt",
+                                            return_dict=True)["input_ids"]
+    else:
+        ids = tokenizer(text, return_tensors="pt")["input_ids"]
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, do_sample=False)
+    return ids[0].tolist(), out[0, ids.shape[1]:].tolist()

@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.records import make_record
-from bench.analysis.roofline import roofline_fields
 from bench.data.suite import load_suite
+from bench.device.roofline import roofline_fields
+from bench.records import make_record
 
 SUITE = load_suite("default")
 PROFILES = {  # device profile -> (tier, cpu, RAM GB, cores, bandwidth GB/s)

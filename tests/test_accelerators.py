@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.data import models
 from bench.artifacts import prepare
+from bench.data import models
 from runners.base import RunnerOptions
-from tests.conftest import edgebench, read_jsonl
+from tests.helpers import edgebench, read_jsonl
 
 ONE_PROMPT_SUITE = """
 id = "one-prompt"

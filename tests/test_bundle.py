@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import edgebench, read_jsonl
+from tests.helpers import edgebench, read_jsonl
 
 SCRIPT = dict(load_ms=50, prefill_ms_per_token=1, first_token_ms=4, decode_ms=8, eos_after=5)
 
@@ -109,8 +109,8 @@ def test_unsafe_members_are_refused(bundled, tmp_path, member):
 
 def test_a_prepared_artifact_given_by_path_keeps_the_identity_it_has_in_the_cache(artifact_cache, default_checkpoint):
     """A bundle installs prepared folders elsewhere; runs of them must group with local runs."""
-    from bench.data import models
     from bench.artifacts import prepare as stages
+    from bench.data import models
 
     model = models.get_model("smollm2-135m")
     found = stages.find_artifact(model, "onnxruntime", "fp32", artifact_cache)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.views import compare
 from bench.errors import BenchError
+from bench.views import compare
 from tests import simulated_devices as sim
-from tests.conftest import edgebench
+from tests.helpers import edgebench
 
 DEVICES = {"pixel-8-pro": (60, 40), "galaxy-a54": (25, 300), "raspberry-pi-5": (12, 900)}
 
@@ -139,9 +139,9 @@ def test_the_farm_workflow_merge_and_gate_steps(tmp_path):
 
 def test_the_example_farm_workflow_uses_real_commands_and_options():
     import yaml
+    from typer.main import get_command
 
     from bench.cli import app
-    from typer.main import get_command
 
     workflow = yaml.safe_load((Path(__file__).parent.parent / "ci-examples" / "device-farm.yml").read_text())
     jobs = workflow["jobs"]

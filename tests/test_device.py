@@ -9,10 +9,9 @@ import xml.etree.ElementTree as ET
 import psutil
 import pytest
 
-from bench.device import bandwidth
+from bench.device import bandwidth, roofline
 from bench.device import facts as device
-from bench.analysis import roofline
-from tests.conftest import edgebench, read_jsonl
+from tests.helpers import edgebench, read_jsonl
 
 
 def _tree(root, files: dict[str, str]):

@@ -6,11 +6,11 @@ import threading
 
 from bench.device.monitor import DeviceMonitor
 from bench.device.sensors import DeviceReader
-from tests.test_thermal import LAPTOP, write
+from tests.helpers import LAPTOP, write_files
 
 
 def test_samples_carry_state_sources_and_power_from_energy_counters(tmp_path):
-    root = write(tmp_path, LAPTOP | {"sys/class/powercap/intel-rapl:0/energy_uj": "1000000"})
+    root = write_files(tmp_path, LAPTOP | {"sys/class/powercap/intel-rapl:0/energy_uj": "1000000"})
     got, enough = [], threading.Event()
 
     def on_sample(sample):

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from bench.data.durations import parse_duration
-from bench.errors import BenchError
 from bench.data.run_profiles import load_profile
+from bench.errors import BenchError
 
 
 @pytest.mark.parametrize("text, seconds", [("90s", 90), ("10m", 600), ("1.5h", 5400), ("45", 45), (" 2M ", 120)])

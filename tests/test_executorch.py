@@ -9,9 +9,15 @@ import shutil
 
 import pytest
 
-from tests.conftest import edgebench, read_jsonl
-from tests.reference_logits import (FP32_LOGPROB_GAP, PROSE, assert_scores_like_transformers, logprob_gap,
-                                   scored_against_transformers)
+from tests.helpers import edgebench, read_jsonl
+from tests.reference_logits import (
+    FP32_LOGPROB_GAP,
+    PROSE,
+    assert_scores_like_transformers,
+    logprob_gap,
+    scored_against_transformers,
+    transformers_greedy,
+)
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("executorch") is None,
                                 reason="pip install 'edgebench[executorch,prepare-executorch]'")
@@ -36,8 +42,8 @@ def sharp_tiny(tiny_checkpoint, tmp_path_factory):
 
 
 def prepared(model, quantization, cache):
-    from bench.data import models
     from bench.artifacts import prepare as stages
+    from bench.data import models
 
     result = edgebench("prepare", "--model", str(model), "--runner", "executorch", "--quant", quantization,
                        "--cache", str(cache))
@@ -76,22 +82,6 @@ def run(runner, **request):
 
     tokens = [e.token_id for e in runner.generate(GenerationRequest(**request))]
     return tokens, runner.generation_info()
-
-
-def transformers_greedy(checkpoint, n, messages=None, text=None):
-    """Prompt ids and greedy ids of the checkpoint under transformers: the reference."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-    model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
-    if messages is not None:
-        ids = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, return_tensors="pt",
-                                            return_dict=True)["input_ids"]
-    else:
-        ids = tokenizer(text, return_tensors="pt")["input_ids"]
-    out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, do_sample=False)
-    return ids[0].tolist(), out[0, ids.shape[1]:].tolist()
 
 
 # The conversion to ExecuTorch's Meta checkpoint format.
@@ -334,10 +324,11 @@ def test_a_quick_run_through_the_cli_records_both_quantizations(sharp_tiny, tiny
 
 @pytest.fixture(scope="module")
 def real_fp32():
-    from bench.data import models
     from bench.artifacts import prepare as stages
+    from bench.artifacts.cache import cache_root
+    from bench.data import models
 
-    found = stages.find_artifact(models.get_model("smollm2-135m"), "executorch", "fp32", stages.cache_root())
+    found = stages.find_artifact(models.get_model("smollm2-135m"), "executorch", "fp32", cache_root())
     if found is None:
         pytest.skip("no fp32 export yet: edgebench prepare --runner executorch --quant fp32")
     real = load_runner(found.path)

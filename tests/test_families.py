@@ -12,7 +12,6 @@ llama.cpp's own convert_hf_to_gguf.py when the llama-cpp-python sdist is cached)
 ExecuTorch exports take tens of seconds to minutes each: their cells run with
 EDGEBENCH_SLOW_FAMILIES=1.
 """
-import json
 import os
 import subprocess
 import sys
@@ -21,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.artifacts import families, prepare
 from bench.data import models
-from bench.artifacts import prepare
 from runners import load_class, registrations
-from tests.conftest import edgebench, read_jsonl
+from tests.helpers import edgebench, read_jsonl
 
 CHAT = ({"role": "user", "content": "What is the capital of France?"},)
 TEXT = "The pump at the north well stopped twice this morning, so the technician replaced the"
@@ -54,7 +53,7 @@ UNCONVERTIBLE = {
 def _declared() -> list[tuple[str, str, tuple[str, ...]]]:
     """(family, runner, quantizations) for every cell some runner declares supported."""
     return [(family, runner, cell) for family in models.FAMILIES
-            for runner, cell in prepare.support_cells(family).items() if isinstance(cell, tuple)]
+            for runner, cell in families.support_cells(family).items() if isinstance(cell, tuple)]
 
 
 def _param(family: str, runner: str, *rest):
@@ -97,7 +96,7 @@ def family_checkpoint(tmp_path_factory, default_checkpoint):
 @pytest.fixture(scope="session")
 def reference(family_checkpoint):
     """(family, prompt kind) -> transformers' prompt ids and greedy ids."""
-    from tests.test_executorch import transformers_greedy
+    from tests.reference_logits import transformers_greedy
 
     seen = {}
 
@@ -254,6 +253,6 @@ def test_the_support_table_shows_every_family_and_why_a_cell_is_empty():
     for family in models.FAMILIES:
         assert f"({family})" in result.stdout
     for family in models.FAMILIES:
-        for runner, cell in prepare.support_cells(family).items():
+        for cell in families.support_cells(family).values():
             if isinstance(cell, str):
                 assert " ".join(cell.split()[:6]) in " ".join(result.stdout.split())

@@ -1,7 +1,7 @@
 """A worker that crashes, hangs or fails becomes a record, and the run goes on."""
 import pytest
 
-from tests.conftest import edgebench, read_jsonl
+from tests.helpers import edgebench, read_jsonl
 
 PROFILE = """name = "tight"
 description = "quick prompts, 1 repetition, short timeouts"

@@ -10,8 +10,7 @@ import sys
 import pytest
 
 from bench.data.suite import load_suite
-from tests.conftest import ROOT, edgebench, read_jsonl
-from tests.test_prepare import plugin_path, prep  # noqa: F401 (fixtures: the scripted-export plugin runner)
+from tests.helpers import ROOT, edgebench, read_jsonl
 
 HEAVY = ("pandas", "numpy", "bench.views.report", "bench.artifacts.prepare", "bench.run.setup", "bench.run.supervisor", "bench.views.matrix")
 # Paced like MLX on this machine's CPU: prefill 10 tok/s, decode 8 tok/s (scripted, so instant).

@@ -2,12 +2,12 @@
 and nothing loaded or written before the input is known to be good."""
 import pytest
 
-from tests.conftest import edgebench
+from tests.helpers import edgebench
 
 
 def error_of(result):
     assert "Traceback" not in result.stderr, result.stderr
-    lines = [l for l in result.stderr.splitlines() if l.startswith("Error:")]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert len(lines) == 1, result.stderr
     assert "hint:" in result.stderr
     return lines[0]

@@ -1,5 +1,4 @@
 """Interrupted runs keep what they measured, and can be finished later."""
-import os
 import signal
 import subprocess
 import sys
@@ -9,7 +8,7 @@ import psutil
 import pytest
 
 from bench.records import ResultsWriter, iter_records
-from tests.conftest import ROOT, edgebench, read_jsonl
+from tests.helpers import ROOT, edgebench, read_jsonl
 
 SLOW = dict(decode_ms=1, hang_on="charged twice")  # classify-ticket sleeps for real
 

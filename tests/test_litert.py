@@ -11,9 +11,14 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer
 
-from tests.conftest import edgebench, read_jsonl
-from tests.reference_logits import (FP32_LOGPROB_GAP, PROSE, assert_scores_like_transformers, logprob_gap,
-                                   scored_against_transformers)
+from tests.helpers import edgebench, read_jsonl
+from tests.reference_logits import (
+    FP32_LOGPROB_GAP,
+    PROSE,
+    assert_scores_like_transformers,
+    logprob_gap,
+    scored_against_transformers,
+)
 
 pytest.importorskip("ai_edge_litert")
 pytest.importorskip("litert_lm")
@@ -63,7 +68,7 @@ def test_the_part_aware_template_renders_like_the_original(default_checkpoint):
 
 
 def test_both_runners_share_one_exporter_and_one_cache_folder():
-    from bench.artifacts.prepare import artifact_stage
+    from bench.artifacts.cache import artifact_stage
 
     assert LiteRTRunner.exporter is LiteRTLMRunner.exporter is EXPORTER
     assert artifact_stage("litert", EXPORTER) == artifact_stage("litert-lm", EXPORTER) == "litert"
@@ -72,8 +77,8 @@ def test_both_runners_share_one_exporter_and_one_cache_folder():
 @pytest.fixture(scope="session")
 def tiny_litert(tiny_checkpoint, artifact_cache) -> dict[str, Path]:
     """The tiny model converted by the real converter, fp32 and int8, through prepare."""
-    from bench.data import models
     from bench.artifacts import prepare
+    from bench.data import models
 
     model = models.get_model(str(tiny_checkpoint))
     return {q: prepare.prepare_artifact(model, "litert", EXPORTER, q, artifact_cache).path for q in ("fp32", "int8")}
@@ -109,7 +114,7 @@ def test_fixed_length_mode_gives_exactly_n_tokens_on_both_runners(tiny_litert, q
     fill = tuple(tokenizer.encode("The pump at the north well stopped twice. " * 40, add_special_tokens=False).ids[:300])
     requests = [GenerationRequest(24, token_ids=fill, ignore_eos=True), GenerationRequest(5, text="Hello", ignore_eos=True)]
     raw, lm = (_generate(cls, tiny_litert[quant], requests) for cls in RUNNERS)
-    for (ids, prompt_tokens, stop), request in zip(raw + lm, requests * 2):
+    for (ids, _prompt_tokens, stop), request in zip(raw + lm, requests * 2):
         assert len(ids) == request.max_new_tokens and stop == "length"
     assert [r[1] for r in raw] == [r[1] for r in lm] == [300, 2]
 
@@ -317,8 +322,8 @@ def test_a_sequence_longer_than_the_kv_cache_is_refused(tiny_litert):
 
 @pytest.mark.real
 def test_default_model_fp32_scores_like_transformers(artifact_cache, default_checkpoint):
-    from bench.data import models
     from bench.artifacts import prepare
+    from bench.data import models
 
     found = prepare.find_artifact(models.get_model("smollm2-135m"), "litert", "fp32", artifact_cache)
     if found is None:
@@ -328,8 +333,8 @@ def test_default_model_fp32_scores_like_transformers(artifact_cache, default_che
 
 @pytest.mark.real
 def test_default_model_fp32_both_runners_write_the_same_answer(artifact_cache, default_checkpoint):
-    from bench.data import models
     from bench.artifacts import prepare
+    from bench.data import models
 
     artifact = prepare.prepare_artifact(models.get_model("smollm2-135m"), "litert", EXPORTER, "fp32",
                                         artifact_cache).path
@@ -347,8 +352,8 @@ def test_default_model_fp32_both_runners_write_the_same_answer(artifact_cache, d
 
 @pytest.mark.real
 def test_default_model_litert_lm_counts_a_chat_answer_without_its_end_of_turn(artifact_cache):
-    from bench.data import models
     from bench.artifacts import prepare
+    from bench.data import models
 
     artifact = prepare.prepare_artifact(models.get_model("smollm2-135m"), "litert", EXPORTER, "fp32",
                                         artifact_cache).path

@@ -5,8 +5,8 @@ import stat
 
 import pytest
 
-from bench.run import llama_bench
 from bench.errors import BenchError
+from bench.run import llama_bench
 
 # The JSON of a real `llama-bench -m SmolLM2-135M-Instruct.Q4_1.gguf -p 16 -n 4 -r 2 -t 2 -o json`
 # (built by scripts/build-llama-bench.sh), cut to the fields edgebench reads and a few others.

@@ -1,7 +1,7 @@
 """llama.cpp end to end on the real default model (SmolLM2-135M-Instruct Q4_1)."""
 import pytest
 
-from tests.conftest import edgebench, read_jsonl
+from tests.helpers import edgebench, read_jsonl
 from tests.reference_logits import PROSE, logprob_gap
 
 pytestmark = pytest.mark.real
@@ -246,7 +246,6 @@ def test_an_f32_gguf_scores_with_transformers_log_probs_at_every_position(tiny_f
 
 
 def test_a_sequence_longer_than_a_batch_is_scored_in_batches_that_continue_its_positions(tiny_f32_gguf):
-    import numpy as np
 
     runner, _ = load_runner(tiny_f32_gguf)
     ids = runner.tokenize(PROSE)

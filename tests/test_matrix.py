@@ -12,15 +12,12 @@ import xml.etree.ElementTree as ET
 import pandas as pd
 import pytest
 
-from bench.views import matrix
-from bench.views import matrix_html
-from bench.views import matrix_tables
-from bench.analysis import resultset
+from bench.analysis import resultset, verdicts
 from bench.data import workloads as workload_data
-from bench.analysis import verdicts
 from bench.errors import BenchError
+from bench.views import matrix, matrix_html, matrix_tables
 from tests import simulated_devices as sim
-from tests.conftest import ROOT, edgebench
+from tests.helpers import ROOT, edgebench
 
 
 @pytest.fixture

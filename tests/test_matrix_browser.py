@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.views import matrix
-from bench.views import matrix_html
 from bench.data import workloads
+from bench.views import matrix, matrix_html
 from tests import simulated_devices as sim
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -8,8 +8,11 @@ import sys
 import pytest
 
 from runners.base import GenerationRequest, RunnerOptions
-from tests.conftest import ROOT, edgebench, read_jsonl
-from tests.reference_logits import assert_scores_like_transformers, assert_scoring_and_generation_leave_each_other_nothing
+from tests.helpers import ROOT, edgebench, read_jsonl
+from tests.reference_logits import (
+    assert_scores_like_transformers,
+    assert_scoring_and_generation_leave_each_other_nothing,
+)
 
 pytest.importorskip("mlx_lm")
 OPTIONS = RunnerOptions(threads=2, context_tokens=1024)
@@ -196,8 +199,8 @@ def test_a_file_is_not_an_mlx_artifact(tmp_path):
 
 @pytest.fixture(scope="module")
 def real_fp32(default_checkpoint, artifact_cache):
-    from bench.data import models
     from bench.artifacts import prepare
+    from bench.data import models
     from runners.mlx import MlxRunner
 
     prepared = prepare.prepare_artifact(models.get_model("smollm2-135m"), "mlx", MlxRunner.exporter, "fp32",

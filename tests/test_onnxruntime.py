@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, edgebench, read_jsonl
-from tests.reference_logits import assert_scores_like_transformers, assert_scoring_and_generation_leave_each_other_nothing
+from tests.helpers import ROOT, edgebench, read_jsonl
+from tests.reference_logits import (
+    assert_scores_like_transformers,
+    assert_scoring_and_generation_leave_each_other_nothing,
+)
 
 CHAT = ({"role": "user", "content": "What is the capital of France?"},)
 
@@ -162,8 +165,8 @@ def untied_int4(tiny_checkpoint, artifact_cache, tmp_path_factory):
     import torch
     from safetensors.torch import load_file, save_file
 
-    from bench.data import models
     from bench.artifacts import prepare
+    from bench.data import models
 
     out = tmp_path_factory.mktemp("untied") / "tiny-llama-untied"
     shutil.copytree(tiny_checkpoint, out)
@@ -195,8 +198,8 @@ def test_an_untied_embedding_counts_one_row_of_its_tables(untied_int4):
 
 
 def _prepared(quant: str, cache: Path) -> Path:
-    from bench.data import models
     from bench.artifacts import prepare
+    from bench.data import models
     from runners.onnxruntime import OnnxRuntimeRunner
 
     model = models.get_model("smollm2-135m")
@@ -297,8 +300,8 @@ def test_runners_lists_it_with_its_version():
 
 @pytest.fixture(scope="module")
 def tiny_fp32_runner(tiny_checkpoint, artifact_cache):
-    from bench.data import models
     from bench.artifacts import prepare
+    from bench.data import models
     from runners.onnxruntime import OnnxRuntimeRunner
 
     folder = prepare.prepare_artifact(models.get_model(str(tiny_checkpoint)), "onnxruntime",

@@ -3,7 +3,7 @@ import subprocess
 import sys
 import zipfile
 
-from tests.conftest import ROOT, edgebench
+from tests.helpers import ROOT, edgebench
 
 RUNTIMES = ("llama_cpp", "mlx", "executorch", "ai_edge_litert", "litert_lm", "onnxruntime", "onnxruntime_genai", "torch")
 

@@ -1,13 +1,12 @@
 """A runner from another package plugs in through the `edgebench.runners` entry-point
 group, without touching edgebench: installed here with pip, for real."""
-import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
-from tests.conftest import edgebench, read_jsonl
+from tests.helpers import edgebench, read_jsonl
 
 
 @pytest.fixture(scope="module")

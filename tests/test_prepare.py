@@ -6,74 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import psutil
 import pytest
 
-from tests.conftest import ROOT, edgebench, read_jsonl
-
-PLUGIN = '''
-"""A runner whose exporter does what $SCRIPTED_EXPORT says: ok, fail, or hang (tests only)."""
-import json
-import os
-import sys
-import time
-
-from runners.base import Exporter
-from runners.fake import FakeRunner
-
-
-class ScriptedExportRunner(FakeRunner):
-    name = "scripted"
-    artifact_kind = "scripted export"
-    exporter = Exporter(tool="scripted exporter", distribution="edgebench-scripted", target="edgebench_scripted:export",
-                        quantizations=("q8", "q4"), default_quantization="q8", extra="scripted")
-
-
-def export(checkpoint, out, quantization):
-    mode = os.environ.get("SCRIPTED_EXPORT", "ok")
-    (out / "weights.bin").write_bytes(b"w" * 1000)
-    for i in range(40):
-        print(f"converting layer {i}", flush=True)
-    if mode == "fail":
-        print("ValueError: layer 40 has an unsupported shape", file=sys.stderr, flush=True)
-        sys.exit(3)
-    if mode == "hang":
-        time.sleep(600)
-    (out / "script.json").write_text(json.dumps({"decode_ms": 5, "eos_after": 3}))
-    return {"artifact": "script.json", "level": quantization}
-'''
-
-
-def install_plugin(site, name: str, source: str, runner_class: str):
-    """Install `source` as the module edgebench_NAME in `site` (put it on PYTHONPATH), with
-    a dist-info that registers runner NAME and gives distribution edgebench-NAME version 1.0."""
-    (site / f"edgebench_{name}.py").write_text(textwrap.dedent(source))
-    info = site / f"edgebench_{name}-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: edgebench-{name}\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(f"[edgebench.runners]\n{name} = edgebench_{name}:{runner_class}\n")
-    return site
-
-
-@pytest.fixture(scope="module")
-def plugin_path(tmp_path_factory):
-    return install_plugin(tmp_path_factory.mktemp("scripted-plugin"), "scripted", PLUGIN, "ScriptedExportRunner")
-
-
-@pytest.fixture
-def prep(plugin_path, tiny_checkpoint, tmp_path):
-    """`edgebench ARGS` with the scripted runner installed, a fresh cache and the tiny model."""
-    cache = tmp_path / "cache"
-
-    def call(*args, mode="ok"):
-        return edgebench(*args, *call.args, env=call.env(mode))
-    call.args = ("--model", str(tiny_checkpoint), "--cache", str(cache))
-    call.env = lambda mode: {"PYTHONPATH": os.pathsep.join([str(plugin_path), str(ROOT)]), "SCRIPTED_EXPORT": mode}
-    call.folders = lambda: sorted((cache / tiny_checkpoint.name / "scripted").glob("*"))
-    return call
+from tests.helpers import ROOT, SCRIPTED_EXPORT_PLUGIN, edgebench, install_plugin, read_jsonl
 
 
 def test_prepare_makes_the_artifact_with_a_manifest_then_run_uses_it(prep, tmp_path):
@@ -173,3 +111,86 @@ def test_a_stopped_prepare_stops_its_exporter_and_cleans_up(prep):
     assert proc.wait(timeout=30) != 0
     assert not psutil.wait_procs(exporter, timeout=10)[1]
     assert prep.folders() == []
+
+
+def test_moving_or_reformatting_an_exporter_keeps_its_cache_and_a_new_recipe_does_not(prep, tmp_path):
+    """The key is what the exporter does (tool, version, quantization, recipe), not its source."""
+    def installed(source: str, where: str):
+        site = install_plugin(tmp_path / where, "scripted", source, "ScriptedExportRunner")
+        prep.env = lambda mode: {"PYTHONPATH": os.pathsep.join([str(site), str(ROOT)]), "SCRIPTED_EXPORT": mode}
+
+    (tmp_path / "a").mkdir()
+    installed(SCRIPTED_EXPORT_PLUGIN, "a")
+    assert prep("prepare", "--runner", "scripted").returncode == 0
+    [folder] = prep.folders()
+
+    (tmp_path / "b").mkdir()  # elsewhere, reformatted
+    installed(SCRIPTED_EXPORT_PLUGIN.replace("import json\n", "import json  # reformatted\n") + "\n# moved\n", "b")
+    again = prep("prepare", "--runner", "scripted", mode="fail")  # would fail if it exported
+    assert again.returncode == 0 and "cached (nothing to do)" in again.stdout, again.stdout + again.stderr
+    assert prep.folders() == [folder]
+
+    (tmp_path / "c").mkdir()  # what the export writes changed: the exporter says so with its recipe
+    installed(SCRIPTED_EXPORT_PLUGIN.replace('extra="scripted")', 'extra="scripted", recipe=2)'), "c")
+    changed = prep("prepare", "--runner", "scripted")
+    assert changed.returncode == 0 and "exported" in changed.stdout
+    assert len(prep.folders()) == 2
+
+    (tmp_path / "d").mkdir()  # back to recipe 1: a run takes what prepare gives, not the newest export
+    installed(SCRIPTED_EXPORT_PLUGIN, "d")
+    run = prep("run", "--runner", "scripted", "--profile", "quick", "--out", str(tmp_path / "out"))
+    assert run.returncode == 0, run.stderr
+    assert {r["artifact_path"] for r in read_jsonl(next((tmp_path / "out").glob("*.jsonl")))} == {
+        str(folder / "script.json")}
+
+
+def _legacy_key(input_sha256: str, tool: str, target: str, version: str, code: str, quantization: str) -> str:
+    """The key a cache had before keys took recipes: it held the exporter's module path and source."""
+    import hashlib
+
+    material = json.dumps({"input": input_sha256, "tool": tool, "target": target, "version": version,
+                           "code": code, "quantization": quantization}, sort_keys=True)
+    return f"{quantization}-{hashlib.sha256(material.encode()).hexdigest()[:16]}"
+
+
+def _cached_before_the_move(cache, model, input_sha256: str, code: str):
+    import importlib.metadata
+
+    key = _legacy_key(input_sha256, "onnxruntime-genai model builder", "runners.onnxruntime_export:export",
+                      importlib.metadata.version("onnxruntime-genai"), code, "fp32")
+    folder = cache / model.name / "onnxruntime" / key
+    folder.mkdir(parents=True)
+    (folder / "model.onnx").write_bytes(b"made before the move")
+    (folder / "manifest.json").write_text(json.dumps({
+        "model_id": model.name, "stage": "onnxruntime", "input_sha256": input_sha256, "quantization": "fp32",
+        "tool": "onnxruntime-genai model builder", "artifact": ".", "sha256": "0" * 64, "bytes": 20, "export_seconds": 9.0,
+        "created_at": "2026-11-28T00:00:00.000+00:00"}))
+    return folder
+
+
+def test_an_artifact_cached_before_the_layout_move_is_found_after_it(tiny_checkpoint, tmp_path):
+    pytest.importorskip("onnxruntime_genai")
+    from bench.data.models import fingerprint
+
+    cache = tmp_path / "cache"
+    # what runners/onnxruntime_export.py's source was when keys held it
+    before = _cached_before_the_move(cache, tiny_checkpoint, fingerprint(tiny_checkpoint),
+                                     "4efb3d2265be66dd62976899a34d79930bfec3744a800f25e0616579b755e666")
+    result = edgebench("prepare", "--runner", "onnxruntime", "--quant", "fp32", "--model", str(tiny_checkpoint),
+                       "--cache", str(cache))
+    assert result.returncode == 0 and "cached (nothing to do)" in result.stdout, result.stdout + result.stderr
+    [adopted] = (cache / tiny_checkpoint.name / "onnxruntime").iterdir()
+    assert adopted.name != before.name and (adopted / "model.onnx").read_bytes() == b"made before the move"
+
+
+def test_a_legacy_folder_made_by_other_exporter_code_is_not_taken(tiny_checkpoint, tmp_path):
+    pytest.importorskip("onnxruntime_genai")
+    from bench.artifacts.cache import lookup_stage, stage_folder, stage_key
+    from bench.data.models import fingerprint, get_model
+    from runners.onnxruntime import OnnxRuntimeRunner
+
+    cache, sha = tmp_path / "cache", fingerprint(tiny_checkpoint)
+    _cached_before_the_move(cache, tiny_checkpoint, sha, "another version of the exporter's source")
+    exporter = OnnxRuntimeRunner.exporter
+    folder = stage_folder(cache, get_model(str(tiny_checkpoint)), "onnxruntime", stage_key(sha, exporter, "fp32"))
+    assert lookup_stage(folder, sha, exporter, "fp32") is None

@@ -9,8 +9,7 @@ import re
 
 import pytest
 
-from tests.conftest import ROOT, edgebench
-from tests.test_prepare import install_plugin
+from tests.helpers import ROOT, edgebench, install_plugin
 
 LINE = re.compile(r"^prepare (?P<label>[\w-]+ \w+): (?P<stage>[^,]+?)(?:, | in )")
 

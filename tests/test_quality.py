@@ -3,6 +3,7 @@ scoring windows, the cached reference (transformers on the tiny checkpoint), the
 with the FAKE runner's scripted logits, and ONNX Runtime end to end."""
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from scipy.stats import entropy
 
 from bench.quality import metrics as quality
-from tests.conftest import edgebench, read_jsonl
+from tests.helpers import edgebench, read_jsonl
 from tests.reference_logits import transformers_logits
 
 VOCAB = 49152  # the default model's tokenizer, which the tiny checkpoint shares
@@ -94,9 +95,9 @@ def quality_cache(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def tiny_reference(tiny_checkpoint, quality_cache):
     from bench.data import models
+    from bench.data.suite import load_suite
     from bench.quality import reference as quality_reference
     from bench.quality.run import chat_prompts
-    from bench.data.suite import load_suite
 
     model = models.get_model(str(tiny_checkpoint))
     text, prompts = quality_reference.eval_text(), chat_prompts(load_suite("default"))
@@ -127,6 +128,28 @@ def test_the_reference_is_deterministic(tiny_reference, tmp_path):
     for name, values in one.arrays().items():
         np.testing.assert_array_equal(two.arrays()[name], values, err_msg=name)
     assert two.greedy() == one.greedy()
+
+
+def test_a_reference_cached_before_keys_took_recipes_is_found_under_its_new_key(tiny_reference, tmp_path):
+    import hashlib
+    import importlib.metadata
+
+    from bench.data.suite import load_suite
+    from bench.quality import reference as quality_reference
+    from bench.quality.run import chat_prompts
+
+    made = tiny_reference(cache=tmp_path)
+    # the key as it was then: the reference module's source sha256 where the key now holds a recipe
+    material = {"checkpoint": made.manifest["checkpoint_sha256"], "text": quality_reference.eval_text().sha256,
+                "prompts": chat_prompts(load_suite("default")), "window": None, "top_k": made.manifest["top_k"],
+                "greedy_tokens": made.manifest["greedy_tokens"],
+                **{name: importlib.metadata.version(name) for name in ("transformers", "torch")},
+                "code": "1de1f2bdfcf07246d9413275126b2bdb265639d780de76ec01aa653ccc46d960"}
+    legacy = made.folder.with_name(hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16])
+    made.folder.rename(legacy)
+    found = tiny_reference(cache=tmp_path)
+    assert not found.built and found.folder == made.folder and not legacy.exists()
+    assert found.manifest["key"] == made.folder.name
 
 
 def test_a_windowed_reference_scores_each_window_from_an_empty_cache(tiny_reference, tiny_checkpoint):

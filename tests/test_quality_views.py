@@ -10,17 +10,13 @@ import xml.etree.ElementTree as ET
 import pandas as pd
 import pytest
 
-from bench.views import compare
-from bench.views import matrix
-from bench.views import matrix_html
-from bench.views import matrix_tables
-from bench.views import report
 from bench.data import workloads as workload_data
 from bench.errors import BenchError
-from bench.views.junit import to_xml
 from bench.records import make_record
+from bench.views import compare, matrix, matrix_html, matrix_tables, report
+from bench.views.junit import to_xml
 from tests import simulated_devices as sim
-from tests.conftest import edgebench
+from tests.helpers import edgebench
 
 TIMING = ("ttft_ms", "prefill_tok_s", "decode_tok_s", "itl_p50_ms", "itl_p90_ms", "itl_p99_ms", "e2e_ms",
           "decode_roofline_tok_s", "mbu", "token_times_ns", "output_token_ids", "output_text", "new_tokens",

@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import ROOT, edgebench, read_jsonl
+from tests.helpers import ROOT, edgebench, read_jsonl
 
 pytestmark = pytest.mark.real
 

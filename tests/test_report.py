@@ -1,7 +1,7 @@
 """Reports are views of the records: one table for Markdown, CSV and the terminal."""
-from bench.views import report
 from bench.analysis import stats
 from bench.records import make_record
+from bench.views import report
 
 
 def record(prompt_id="p1", repeat=0, warmup=False, ttft=100.0, decode=50.0, status="ok", **extra):

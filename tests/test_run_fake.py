@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from bench.records import SCHEMA_VERSION
 from bench.data.suite import load_suite
-from tests.conftest import edgebench, read_jsonl
+from bench.records import SCHEMA_VERSION
+from tests.helpers import edgebench, read_jsonl
 
 SCRIPT = dict(load_ms=50, prefill_ms_per_token=1, first_token_ms=4, decode_ms=8, eos_after=5)
 

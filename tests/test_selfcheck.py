@@ -6,7 +6,7 @@ import re
 import pytest
 
 from bench.run.selfcheck import fidelity_rows
-from tests.conftest import edgebench
+from tests.helpers import edgebench
 
 
 def _record(runner: str, probe: str, decode: float, native: dict, **extra) -> dict:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.device.hygiene import Cooldown, cool_down, start_warnings
 from bench.analysis.sustained import Point, analyse, drop_time, energy_per_token, evidence_near
+from bench.device.hygiene import Cooldown, cool_down, start_warnings
 
 
 def records(rates: list[tuple[float, float]], tokens: int = 64) -> list[dict]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import edgebench, read_jsonl
+from tests.helpers import edgebench, read_jsonl
 
 # pp128-tg64 decodes 64 tokens: 63 steps. 10 ms steps take 0.63 s per generation, so the
 # 51st measured generation (the warm-up is generation 0) starts at 50 x 0.63 = 31.5 s; the

@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from bench.run import setup as run_setup
 from bench.records import iter_records, read_records
+from bench.run import setup as run_setup
+from bench.run.execute import execute
 from bench.views.sustained_report import results_for
 
 DURATION_S, WINDOW_S, ONSET_AFTER_S = 40, 5, 20
@@ -71,7 +72,7 @@ def test_competing_load_is_found_within_one_window_of_its_onset(tmp_path):
                         for _ in range(2 * (os.cpu_count() or 2)))
 
     try:
-        result = run_setup.execute(setup, on_record=on_record)
+        result = execute(setup, on_record=on_record)
     finally:
         for hog in hogs:
             hog.kill()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from bench.data import workloads as workload_data
-from bench.errors import BenchError
 from bench.data.suite import load_suite
 from bench.data.validate import validate_file
-from tests.conftest import edgebench
+from bench.errors import BenchError
+from tests.helpers import edgebench
 
 
 def test_every_default_suite_category_maps_to_a_workload():

@@ -1,39 +1,8 @@
 """Device readers against fixture trees shaped like a laptop's and a phone's sysfs."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from bench.device.sensors import DeviceReader, Energy, energy_delta_j
-
-
-def write(root: Path, files: dict[str, str]) -> Path:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text + "\n")
-    return root
-
-
-LAPTOP = {  # x86 laptop: a package zone with trip points, cpufreq per core, RAPL
-    "sys/class/thermal/thermal_zone0/type": "acpitz",
-    "sys/class/thermal/thermal_zone0/temp": "41000",
-    "sys/class/thermal/thermal_zone1/type": "x86_pkg_temp",
-    "sys/class/thermal/thermal_zone1/temp": "87500",
-    "sys/class/thermal/thermal_zone1/trip_point_0_type": "passive",
-    "sys/class/thermal/thermal_zone1/trip_point_0_temp": "90000",
-    "sys/class/thermal/thermal_zone1/trip_point_1_type": "critical",
-    "sys/class/thermal/thermal_zone1/trip_point_1_temp": "105000",
-    "sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq": "1800000",
-    "sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq": "4200000",
-    "sys/devices/system/cpu/cpu1/cpufreq/scaling_cur_freq": "2400000",
-    "sys/devices/system/cpu/cpu1/cpufreq/cpuinfo_max_freq": "4200000",
-    "sys/class/powercap/intel-rapl:0/name": "package-0",
-    "sys/class/powercap/intel-rapl:0/energy_uj": "262143000000",
-    "sys/class/powercap/intel-rapl:0/max_energy_range_uj": "262143328850",
-    "sys/class/powercap/intel-rapl:0:0/name": "core",  # inside package-0: not added again
-    "sys/class/powercap/intel-rapl:0:0/energy_uj": "5000000",
-    "proc/loadavg": "1.52 0.98 0.61 2/431 12345",
-}
+from tests.helpers import LAPTOP, write_files
 
 PHONE = {  # Android-like: many zones, big.LITTLE clusters, no RAPL
     "sys/class/thermal/thermal_zone0/type": "cpu-1-0-usr",
@@ -50,14 +19,14 @@ PHONE = {  # Android-like: many zones, big.LITTLE clusters, no RAPL
 
 
 def test_laptop_hottest_zone_with_its_passive_trip_point(tmp_path):
-    reader = DeviceReader(write(tmp_path, LAPTOP))
+    reader = DeviceReader(write_files(tmp_path, LAPTOP))
     temp = reader.temperature()
     assert (temp.celsius, temp.trip_celsius) == (87.5, 90.0)
     assert temp.source == "sysfs thermal_zone1 (x86_pkg_temp)"
 
 
 def test_laptop_frequency_mean_per_core_and_maximum(tmp_path):
-    freq = DeviceReader(write(tmp_path, LAPTOP)).frequency()
+    freq = DeviceReader(write_files(tmp_path, LAPTOP)).frequency()
     assert (freq.current_mhz, freq.per_core_mhz, freq.max_mhz, freq.source) == (
         2100, {0: 1800, 1: 2400}, 4200, "sysfs cpufreq")
 
@@ -67,32 +36,32 @@ def test_throttle_counters_per_core_summed_per_package_once(tmp_path):
         ("topology/physical_package_id", str(cpu // 2)),
         ("thermal_throttle/core_throttle_count", str(cpu)),
         ("thermal_throttle/package_throttle_count", str(10 * (cpu // 2 + 1))))}
-    counts = DeviceReader(write(tmp_path, LAPTOP | throttle)).throttle_counts()
+    counts = DeviceReader(write_files(tmp_path, LAPTOP | throttle)).throttle_counts()
     assert (counts.core_events, counts.package_events, counts.source) == (6, 30, "sysfs thermal_throttle")
-    assert DeviceReader(write(tmp_path / "phone", PHONE)).throttle_counts() is None
+    assert DeviceReader(write_files(tmp_path / "phone", PHONE)).throttle_counts() is None
 
 
 def test_a_workers_threads_and_the_cpus_they_last_ran_on(tmp_path):
-    from tests.test_throttle_evidence import stat_line
-    reader = DeviceReader(write(tmp_path, {"proc/42/task/42/stat": stat_line(42, 3, 120),
+    from tests.helpers import stat_line
+    reader = DeviceReader(write_files(tmp_path, {"proc/42/task/42/stat": stat_line(42, 3, 120),
                                            "proc/42/task/43/stat": stat_line(43, 1, 5)}))
     assert sorted((t.tid, t.cpu, t.cpu_ticks) for t in reader.thread_cpus(42)) == [(42, 3, 120), (43, 1, 5)]
     assert reader.thread_cpus(7) == []
 
 
 def test_rapl_counts_packages_only_and_survives_a_wrap(tmp_path):
-    energy = DeviceReader(write(tmp_path, LAPTOP)).energy()
+    energy = DeviceReader(write_files(tmp_path, LAPTOP)).energy()
     assert energy.counters == ((262143000000, 262143328850),) and energy.source == "powercap package-0"
     after = Energy(((671150, 262143328850),), energy.source)  # wrapped: 1.0 J later
     assert energy_delta_j(energy, after) == 1.0
 
 
 def test_load_average_from_the_root(tmp_path):
-    assert DeviceReader(write(tmp_path, LAPTOP)).load_1m() == 1.52
+    assert DeviceReader(write_files(tmp_path, LAPTOP)).load_1m() == 1.52
 
 
 def test_phone_without_rapl_reports_power_missing(tmp_path):
-    reader = DeviceReader(write(tmp_path, PHONE))
+    reader = DeviceReader(write_files(tmp_path, PHONE))
     assert reader.temperature().trip_celsius == 95.0
     assert reader.frequency().max_mhz == 2419.2
     assert reader.energy() is None

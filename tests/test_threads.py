@@ -10,7 +10,7 @@ from __future__ import annotations
 import psutil
 import pytest
 
-from tests.conftest import edgebench, read_jsonl
+from tests.helpers import edgebench, read_jsonl
 
 pytestmark = [pytest.mark.real,
               pytest.mark.skipif((psutil.cpu_count() or 1) < 2, reason="two threads need two cores")]

@@ -7,19 +7,12 @@ from __future__ import annotations
 
 import os
 
-from bench.device.monitor import DeviceMonitor
 from bench.analysis.sustained import evidence_near
+from bench.device.monitor import DeviceMonitor
 from bench.device.sensors import DeviceReader
-from tests.test_thermal import write
+from tests.helpers import stat_line, write_files
 
 WINDOW_S, DROP_S, DURATION_S = 10, 20, 40
-
-
-def stat_line(tid: int, cpu: int, ticks: int) -> str:
-    """A /proc/PID/task/TID/stat line: the name holds spaces and parentheses, as some do."""
-    fields = ["0"] * 50
-    fields[0], fields[11], fields[36] = "R", str(ticks), str(cpu)
-    return f"{tid} (llama (worker) 1) " + " ".join(fields)
 
 
 def phone(t: float, big_khz: int, throttle: int | None = None) -> dict[str, str]:
@@ -47,12 +40,12 @@ def phone(t: float, big_khz: int, throttle: int | None = None) -> dict[str, str]
 
 def sampled(root, state_at) -> list[dict]:
     """Samples of a 40 s run, one a second, each taken after the fixture moved to that second."""
-    write(root, state_at(-1.0))
+    write_files(root, state_at(-1.0))
     monitor = DeviceMonitor(os.getpid(), DeviceReader(root), interval_s=3600)  # sampled by hand below
     samples = []
     try:
         for t in range(DURATION_S):
-            write(root, state_at(float(t)))
+            write_files(root, state_at(float(t)))
             # CPU shares describe this machine (shared with other tests), not the fixture
             samples.append(monitor.sample() | {"t_s": float(t), "foreign_cpu_percent": None})
     finally:

@@ -32,6 +32,7 @@ import orjson
 import pandas as pd
 
 from bench.errors import BenchError
+from bench.paths import cache_home
 from bench.records import SCHEMA_VERSION, iter_records, migrate
 
 HEAVY = re.compile(rb', "token_times_ns": .*, "status": ')
@@ -125,7 +126,7 @@ def read_file(path: Path, columns: tuple[str, ...]) -> Part:
 def cache_dir() -> Path:
     if os.environ.get("EDGEBENCH_COLUMN_CACHE"):
         return Path(os.environ["EDGEBENCH_COLUMN_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgebench" / "columns"
+    return cache_home() / "columns"
 
 
 def _identity(path: Path, columns: tuple[str, ...]) -> str:
@@ -248,13 +249,13 @@ def load(paths: list[Path], columns: tuple[str, ...]) -> pd.DataFrame:
     return pd.DataFrame({c: _column([p[c] if p[c] is not None else p[ROWS] for p in parts]) for c in columns})
 
 
-def fill(frame: pd.DataFrame, columns: tuple[str, ...], text: str = "–") -> None:
-    """Missing values of the given (grouping) columns shown as `text`, so groups keep them."""
+def fill(frame: pd.DataFrame, columns: tuple[str, ...]) -> None:
+    """Missing values of the given (grouping) columns shown as "–", so groups keep them."""
     for column in columns:
         values = frame[column]
-        if isinstance(values.dtype, pd.CategoricalDtype) and text not in values.cat.categories:
-            values = values.cat.add_categories([text])
-        frame[column] = values.fillna(text)
+        if isinstance(values.dtype, pd.CategoricalDtype) and "–" not in values.cat.categories:
+            values = values.cat.add_categories(["–"])
+        frame[column] = values.fillna("–")
 
 
 def known(value):

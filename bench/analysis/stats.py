@@ -43,13 +43,20 @@ def frame(records: list[dict]) -> pd.DataFrame:
     """The timing records as a frame (quality records have no timing and are left out)."""
     records = timed(records)
     columns = GROUP + METRICS + ["status", "warmup", "repeat", "prompt_tokens", "new_tokens",
-                                 "peak_rss_mb", "load_ms", "threads", "synthetic", "runtime_version"]
-    df = pd.DataFrame.from_records(records, columns=columns)
-    return df
+                                 "peak_rss_mb", "load_ms", "synthetic"]
+    return pd.DataFrame.from_records(records, columns=columns)
 
 
-def measured(df: pd.DataFrame) -> pd.DataFrame:
-    return df[(df["status"] == "ok") & (df["warmup"] == False)]  # noqa: E712 (pandas mask)
+def is_repetition(df: pd.DataFrame) -> pd.Series:
+    """Which rows are measured repetitions (not warm-ups), failed ones included."""
+    return df["warmup"] == False  # noqa: E712 (pandas mask)
+
+
+def measured(df: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
+    """The successful repetitions, the rows every figure comes from (of `columns` only,
+    when given). One record at a time: bench.records.is_measured."""
+    mask = (df["status"] == "ok") & is_repetition(df)
+    return df[mask] if columns is None else df.loc[mask, columns]
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:

@@ -18,10 +18,12 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
+from bench.device.hygiene import FOREIGN_LOAD_PERCENT
+from bench.records import is_measured
+
 DROPS = (10, 25)  # percent below burst
 NEAR_TRIP_C = 5.0  # a temperature this close to its trip point counts as evidence
 FREQ_BELOW = 0.9  # a worker's core under 90% of its own first-window frequency counts as evidence
-FOREIGN_LOAD_PERCENT = 25.0  # other programs using a quarter of a core or more
 
 SIGNALS = {"temp_c": "temperature", "freq_mhz": "CPU frequency", "power_w": "power"}
 
@@ -52,7 +54,7 @@ class SustainedResult:
 
 def points_of(records: list[dict]) -> list[Point]:
     """The measured sustained generations with a decode rate, in loop order."""
-    usable = [r for r in records if r.get("mode") == "sustained" and r["status"] == "ok" and not r["warmup"]
+    usable = [r for r in records if r.get("mode") == "sustained" and is_measured(r)
               and r.get("elapsed_s") is not None and r.get("decode_tok_s")]
     return sorted((Point(r["elapsed_s"], r["decode_tok_s"], r["new_tokens"] or 0) for r in usable),
                   key=lambda p: p.t_s)

@@ -24,11 +24,10 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from bench import provenance
+from bench.artifacts.cache import MANIFEST, cache_root, lookup
+from bench.data.models import Artifact, _file_sha256
 from bench.errors import BenchError
-from bench.data.models import _file_sha256
-from bench.run.supervisor import RunnerPlan
 from bench.records import utc_now
-from bench.artifacts.prepare import MANIFEST, cache_root, lookup
 
 INDEX = "bundle.json"
 UNITS = "units"
@@ -51,33 +50,32 @@ def digest(files: list[dict]) -> str:
     return hashlib.sha256(json.dumps([(f["path"], f["sha256"]) for f in files]).encode()).hexdigest()
 
 
-def unit_for(plan: RunnerPlan, model_id: str, root: Path) -> Unit:
-    """The unit holding a plan's artifact: its prepared folder, or (a model file read as
+def unit_for(runner: str, artifact: Artifact, model_id: str, root: Path) -> Unit:
+    """The unit holding a runner's artifact: its prepared folder, or (a model file read as
     shipped, or a user's file) a source unit described here."""
-    artifact = plan.artifact
     for folder in (artifact.path, *artifact.path.parents):
         found = lookup(folder) if folder.is_dir() else None
         if found and (found.sha256 == artifact.sha256 or found.path == artifact.path):
             files = {f["path"]: folder / f["path"] for f in found.manifest["files"]}
             rel = folder.relative_to(root).as_posix() if folder.is_relative_to(root) else \
                 f"{model_id}/{found.manifest['stage']}/{folder.name}"
-            return Unit(rel, found.manifest, files, plan.name)
-    return _source_unit(plan, model_id)
+            return Unit(rel, found.manifest, files, runner)
+    return _source_unit(runner, artifact, model_id)
 
 
-def _source_unit(plan: RunnerPlan, model_id: str) -> Unit:
-    path = plan.artifact.path
+def _source_unit(runner: str, artifact: Artifact, model_id: str) -> Unit:
+    path = artifact.path
     if path.is_dir():
         files = {p.relative_to(path).as_posix(): p for p in sorted(path.rglob("*")) if p.is_file()}
         name = "."
     else:
         files, name = {path.name: path}, path.name
     described = [{"path": rel, "bytes": p.stat().st_size,
-                  "sha256": plan.artifact.sha256 if p == path else _file_sha256(p)} for rel, p in files.items()]
-    manifest = {"model_id": model_id, "stage": "source", "tool": "as shipped", "quantization": plan.artifact.quantization,
+                  "sha256": artifact.sha256 if p == path else _file_sha256(p)} for rel, p in files.items()]
+    manifest = {"model_id": model_id, "stage": "source", "tool": "as shipped", "quantization": artifact.quantization,
                 "artifact": name, "files": described, "bytes": sum(f["bytes"] for f in described),
                 "sha256": digest(described), "created_at": utc_now(), "edgebench_version": provenance.tool_version()}
-    return Unit(f"{model_id}/source/{manifest['sha256'][:16]}", manifest, files, plan.name)
+    return Unit(f"{model_id}/source/{manifest['sha256'][:16]}", manifest, files, runner)
 
 
 def write(units: list[Unit], out: BinaryIO, stream: bool = False) -> int:

@@ -1,21 +1,12 @@
 """`edgebench prepare`: one logical model -> one artifact per runtime, cached.
 
 Stages: the model's source (a GGUF) -> the shared transformers checkpoint -> each
-runner's artifact, made by that runtime's own exporter in a child process. Each result
-lives in the cache under a key made of the input's hash, the exporter and its version, and
-the quantization; its manifest.json (written last) lists its files with sizes and sha256.
-A folder without a manifest is an export that never finished: it is removed and redone.
-
-While an export runs, a progress callable sees its stage (named by the exporter), elapsed
-time and an estimate: the last export of the same model, exporter and quantization on
-this machine (timings.json beside the cache), else a typical figure. The default prints
-plain lines for logs: one per stage and a heartbeat every few seconds.
+runner's artifact, made by that runtime's own exporter in a child process, into a private
+folder that is renamed into place only when complete (bench.artifacts.cache keys and finds
+them). While an export runs, a progress callable sees its stage (bench.artifacts.export_progress).
 """
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
-import importlib.util
 import json
 import os
 import shutil
@@ -23,123 +14,35 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import psutil
 
 from bench import provenance, selection
+from bench.artifacts.cache import (
+    MANIFEST,
+    Prepared,
+    artifact_stage,
+    describe_files,
+    exporter_version,
+    lookup,
+    lookup_stage,
+    newest,
+    source_sha256,
+    stage_folder,
+    stage_key,
+)
 from bench.artifacts.checkpoint import EXPORTER as CHECKPOINT
+from bench.artifacts.export_progress import ExportProgress, LinePrinter, estimate, remember_timing
+from bench.artifacts.families import check_family
+from bench.data.models import Model, checkpoint_family
 from bench.errors import BenchError
-from bench.data.models import Model, _file_sha256, checkpoint_family, family_name, fingerprint
 from bench.records import utc_now
 from runners.base import Exporter
 
-MANIFEST = "manifest.json"
 LOG_TAIL_LINES = 15
-TIMINGS = "timings.json"  # beside the cache: how long each export last took on this machine
 POLL_S = 0.5
-# Logs get a progress line at least this often while an export runs (never minutes of silence).
-HEARTBEAT_S = 5.0
-# What a first export takes on a 2-core x86 (AMD EPYC, 2.6 GHz) with the default model
-# (SmolLM2-135M), from RECIPES.md and this machine's cache manifests: shown until this machine
-# has its own figure in timings.json.
-TYPICAL_SECONDS = {
-    ("bench.artifacts.checkpoint:from_gguf", "fp32"): 150,
-    ("runners.executorch_export:export", "8da4w"): 720,
-    ("runners.executorch_export:export", "fp32"): 720,
-    ("runners.litert_export:export", "int8"): 220,
-    ("runners.litert_export:export", "fp32"): 220,
-    ("runners.onnxruntime_export:export", "int4"): 12,
-    ("runners.onnxruntime_export:export", "fp32"): 10,
-    ("runners.mlx_export:export", "4bit"): 7,
-    ("runners.mlx_export:export", "fp32"): 7,
-}
-TYPICAL_BASIS = "typical on a 2-core x86 for SmolLM2-135M"
-
-
-def cache_root(override: Path | None = None) -> Path:
-    """--cache, else $EDGEBENCH_CACHE_DIR, else ~/.cache/edgebench/artifacts."""
-    if override:
-        return override
-    if os.environ.get("EDGEBENCH_CACHE_DIR"):
-        return Path(os.environ["EDGEBENCH_CACHE_DIR"])
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "edgebench" / "artifacts"
-
-
-@dataclass(frozen=True)
-class Prepared:
-    path: Path  # the artifact (file or folder) a runner loads
-    folder: Path
-    manifest: dict
-    built: bool  # False: found in the cache
-
-    @property
-    def sha256(self) -> str:
-        return self.manifest["sha256"]
-
-
-def exporter_version(exporter: Exporter) -> str:
-    try:
-        return importlib.metadata.version(exporter.distribution)
-    except importlib.metadata.PackageNotFoundError:
-        raise BenchError(f"the exporter {exporter.tool} is not installed ({exporter.distribution})",
-                         f"pip install 'edgebench[{exporter.extra}]'") from None
-
-
-def exporter_code_sha256(exporter: Exporter) -> str:
-    """The exporter module's own source: options fixed in its code are part of the key."""
-    spec = importlib.util.find_spec(exporter.target.partition(":")[0])
-    return _file_sha256(Path(spec.origin)) if spec and spec.origin else "unknown"
-
-
-def stage_key(input_sha256: str, exporter: Exporter, quantization: str) -> str:
-    material = json.dumps({"input": input_sha256, "tool": exporter.tool, "target": exporter.target,
-                           "version": exporter_version(exporter), "code": exporter_code_sha256(exporter),
-                           "quantization": quantization}, sort_keys=True)
-    return f"{quantization}-{hashlib.sha256(material.encode()).hexdigest()[:16]}"
-
-
-def stage_folder(root: Path, model: Model, stage: str, key: str) -> Path:
-    return root / model.id / stage / key
-
-
-def lookup(folder: Path) -> Prepared | None:
-    manifest_path = folder / MANIFEST
-    if not manifest_path.is_file():
-        return None
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, ValueError):
-        return None
-    return Prepared(folder / manifest["artifact"], folder, manifest, built=False)
-
-
-def _source_sha256(model: Model, root: Path) -> str:
-    """Fingerprint of the source, remembered beside the cache by path, size and mtime."""
-    source = model.source_path()
-    files = [p for p in source.rglob("*") if p.is_file()] if source.is_dir() else [source]
-    memo = root / model.id / "source-sha256.json"
-    stamp = [str(source), sum(p.stat().st_size for p in files), max(p.stat().st_mtime_ns for p in files)]
-    try:
-        saved = json.loads(memo.read_text())
-        if saved["stamp"] == stamp:
-            return saved["sha256"]
-    except (OSError, ValueError, KeyError):
-        pass
-    digest = fingerprint(source)
-    memo.parent.mkdir(parents=True, exist_ok=True)
-    memo.write_text(json.dumps({"stamp": stamp, "sha256": digest}))
-    return digest
-
-
-def _describe_files(folder: Path) -> tuple[list[dict], str]:
-    files = [{"path": str(p.relative_to(folder)), "bytes": p.stat().st_size, "sha256": _file_sha256(p)}
-             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST]
-    digest = hashlib.sha256(json.dumps([(f["path"], f["sha256"]) for f in files]).encode()).hexdigest()
-    return files, digest
 
 
 def _export(exporter: Exporter, input_path: Path, folder: Path, quantization: str, describe: dict,
@@ -180,7 +83,7 @@ def _export(exporter: Exporter, input_path: Path, folder: Path, quantization: st
             raise BenchError(f"{exporter.tool} failed (exit {proc.returncode}); its last lines:\n{tail}",
                              "fix the cause above and run `edgebench prepare` again; nothing was cached")
         result = json.loads(result_path.read_text())
-        files, digest = _describe_files(out)
+        files, digest = describe_files(out)
         manifest = {**describe, "tool": exporter.tool, "tool_version": exporter_version(exporter),
                     "quantization": quantization, "options": {k: v for k, v in result.items() if k != "artifact"},
                     "artifact": result["artifact"], "files": files, "bytes": sum(f["bytes"] for f in files),
@@ -248,91 +151,15 @@ def _last_line(path: Path) -> str:
         return ""
 
 
-@dataclass(frozen=True)
-class Estimate:
-    seconds: float | None
-    basis: str  # where the figure comes from, said beside it
-
-
-@dataclass(frozen=True)
-class ExportProgress:
-    """One look at a running export: what a progress display shows."""
-    label: str  # e.g. "executorch 8da4w"
-    stage: str  # the stage the exporter last named ("starting" before the first, "done" at the end)
-    elapsed_s: float
-    estimate: Estimate
-
-    def status(self) -> str:
-        if self.stage == "done":
-            return f"done in {_duration(self.elapsed_s)}"
-        if self.estimate.seconds is None:
-            return f"{self.stage}, {_duration(self.elapsed_s)} elapsed ({self.estimate.basis})"
-        return (f"{self.stage}, {_duration(self.elapsed_s)} elapsed of ~{_duration(self.estimate.seconds)} "
-                f"({self.estimate.basis})")
-
-    def line(self) -> str:
-        return f"prepare {self.label}: {self.status()}"
-
-
-class LinePrinter:
-    """Progress for logs and CI: a line whenever the stage changes, and a heartbeat at
-    least every `heartbeat_s` (default $EDGEBENCH_HEARTBEAT_S, else HEARTBEAT_S) between."""
-
-    def __init__(self, stream=None, heartbeat_s: float | None = None):
-        self.stream = stream
-        self.heartbeat_s = heartbeat_s or float(os.environ.get("EDGEBENCH_HEARTBEAT_S") or HEARTBEAT_S)
-        self.shown, self.printed_at = None, 0.0
-
-    def __call__(self, progress: ExportProgress) -> None:
-        now = time.monotonic()
-        if (progress.label, progress.stage) != self.shown or now - self.printed_at >= self.heartbeat_s:
-            print(progress.line(), file=self.stream or sys.stderr, flush=True)
-            self.shown, self.printed_at = (progress.label, progress.stage), now
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
-
-
-def _timing_key(model: Model, exporter: Exporter, quantization: str) -> str:
-    return f"{model.id} | {exporter.target} | {quantization}"
-
-
-def _read_timings(root: Path) -> dict:
-    try:
-        return json.loads((root / TIMINGS).read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def estimate(model: Model, exporter: Exporter, quantization: str, root: Path) -> Estimate:
-    """How long this export should take: the last one of the same model, exporter and
-    quantization on this machine, else the typical figure, else none."""
-    last = _read_timings(root).get(_timing_key(model, exporter, quantization))
-    if last:
-        return Estimate(last["seconds"], f"last export here took {_duration(last['seconds'])}")
-    typical = TYPICAL_SECONDS.get((exporter.target, quantization))
-    if typical:
-        return Estimate(typical, TYPICAL_BASIS)
-    return Estimate(None, "no estimate: first export of this kind here")
-
-
-def _remember_timing(model: Model, exporter: Exporter, quantization: str, root: Path, seconds: float) -> None:
-    timings = _read_timings(root)
-    timings[_timing_key(model, exporter, quantization)] = {"seconds": seconds, "at": utc_now()}
-    (root / TIMINGS).write_text(json.dumps(timings, indent=2, sort_keys=True))
-
-
 def _stage(model: Model, root: Path, stage: str, exporter: Exporter, input_path: Path, input_sha: str,
            quantization: str, force: bool, on_log: Callable[[str], None], label: str,
            progress: Callable[[ExportProgress], None] | None) -> Prepared:
     folder = stage_folder(root, model, stage, stage_key(input_sha, exporter, quantization))
-    found = None if force else lookup(folder)
+    found = None if force else lookup_stage(folder, input_sha, exporter, quantization)
     if found:
         return found
     describe = {"model_id": model.id, "stage": stage, "source": str(model.source_path()),
-                "source_sha256": _source_sha256(model, root), "input": str(input_path), "input_sha256": input_sha}
+                "source_sha256": source_sha256(model, root), "input": str(input_path), "input_sha256": input_sha}
     show_progress = progress or LinePrinter()
     expected = estimate(model, exporter, quantization, root)
 
@@ -341,7 +168,7 @@ def _stage(model: Model, root: Path, stage: str, exporter: Exporter, input_path:
 
     done = _export(exporter, input_path, folder, quantization, describe, on_log, show)
     if done.built:
-        _remember_timing(model, exporter, quantization, root, done.manifest["export_seconds"])
+        remember_timing(model, exporter, quantization, root, done.manifest["export_seconds"])
         show("done", done.manifest["export_seconds"])
     return done
 
@@ -353,23 +180,9 @@ def checkpoint(model: Model, root: Path, force: bool = False, on_log: Callable[[
     LinePrinter on stderr)."""
     if model.source.format == "hf":
         source = model.source_path()
-        return Prepared(source, source, {"sha256": _source_sha256(model, root)}, built=False)
-    return _stage(model, root, "checkpoint", CHECKPOINT, model.source_path(), _source_sha256(model, root),
+        return Prepared(source, source, {"sha256": source_sha256(model, root)}, built=False)
+    return _stage(model, root, "checkpoint", CHECKPOINT, model.source_path(), source_sha256(model, root),
                   CHECKPOINT.default_quantization, force, on_log, "checkpoint", progress)
-
-
-def _newest(root: Path, model: Model, stage: str, input_sha: str, quantization: str) -> Prepared | None:
-    """The newest finished result of a stage made from `input_sha`. Run time needs no
-    exporter installed, so this matches manifests rather than recomputing keys."""
-    found = [p for p in map(lookup, sorted((root / model.id / stage).glob("*"))) if p
-             and p.manifest.get("input_sha256") == input_sha and p.manifest.get("quantization") == quantization]
-    return max(found, key=lambda p: p.manifest["created_at"], default=None)
-
-
-def artifact_stage(runner_name: str, exporter: Exporter) -> str:
-    """The cache folder of a runner's artifacts: its exporter's group if it has one (runners
-    sharing an exporter share its artifacts), else the runner's own name."""
-    return exporter.artifact_group or runner_name
 
 
 def find_checkpoint(model: Model, root: Path) -> Prepared | None:
@@ -377,14 +190,39 @@ def find_checkpoint(model: Model, root: Path) -> Prepared | None:
     transformers folder given as the model is its own checkpoint)."""
     if model.source.format == "hf":
         return checkpoint(model, root)
-    return _newest(root, model, "checkpoint", _source_sha256(model, root), CHECKPOINT.default_quantization)
+    return _found(root, model, "checkpoint", source_sha256(model, root), CHECKPOINT.default_quantization)
 
 
 def find_artifact(model: Model, stage: str, quantization: str, root: Path) -> Prepared | None:
     """The prepared artifact of (model, stage, quantization), if `prepare` made one; `stage`
     comes from artifact_stage."""
     ckpt = find_checkpoint(model, root)
-    return ckpt and _newest(root, model, stage, ckpt.sha256, quantization)
+    return ckpt and _found(root, model, stage, ckpt.sha256, quantization)
+
+
+def _found(root: Path, model: Model, stage: str, input_sha: str, quantization: str) -> Prepared | None:
+    """What `prepare` would give now where its exporter is installed to say (the cache may also
+    hold results of other exporter versions), else the newest result: run time needs no exporter."""
+    exporter = _stage_exporter(stage)
+    try:
+        key = exporter and stage_key(input_sha, exporter, quantization)
+    except BenchError:  # the exporter is not installed here
+        key = None
+    current = key and lookup_stage(stage_folder(root, model, stage, key), input_sha, exporter, quantization)
+    return current or newest(root, model, stage, input_sha, quantization)
+
+
+def _stage_exporter(stage: str) -> Exporter | None:
+    """The exporter whose results a cache stage holds."""
+    if stage == "checkpoint":
+        return CHECKPOINT
+    from runners import load_class, registrations
+
+    for name, reg in registrations().items():
+        exporter = load_class(reg.target).exporter
+        if exporter and artifact_stage(name, exporter) == stage:
+            return exporter
+    return None
 
 
 def prepare_artifact(model: Model, runner_name: str, exporter: Exporter, quantization: str, root: Path,
@@ -402,51 +240,6 @@ def prepare_artifact(model: Model, runner_name: str, exporter: Exporter, quantiz
     on_stage(f"{runner_name} {quantization}")
     return _stage(model, root, artifact_stage(runner_name, exporter), exporter, ckpt.path, ckpt.sha256,
                   quantization, force, on_log, f"{runner_name} {quantization}", progress)
-
-
-class Unsupported(BenchError):
-    """A (family, runner, quantization) its exporter does not take: found before it runs."""
-
-
-def family_support(exporter: Exporter) -> dict[str, tuple[str, ...] | str]:
-    """The exporter's own declaration (FAMILY_SUPPORT in its module): per family, the
-    quantizations it converts or why it converts none. Imports no runtime."""
-    return getattr(importlib.import_module(exporter.target.partition(":")[0]), "FAMILY_SUPPORT", {})
-
-
-def support_cells(family: str) -> dict[str, tuple[str, ...] | str]:
-    """Per visible runner: the quantizations it takes `family` in (a tuple), or why it takes
-    none (a str). A runner without an exporter reads a file of its own format as shipped,
-    whatever the family: its cell says so."""
-    from runners import load_class, registrations
-
-    cells = {}
-    for name, reg in registrations().items():
-        cls = load_class(reg.target)
-        if reg.hidden:
-            continue
-        if cls.exporter is None:
-            cells[name] = (f"its {cls.artifact_kind} file (--artifact)",)
-            continue
-        cells[name] = family_support(cls.exporter).get(family, f"{family} is not declared for {cls.exporter.tool}")
-    return cells
-
-
-def check_family(runner_name: str, exporter: Exporter, family: str, quantization: str) -> None:
-    """Raise Unsupported unless `runner_name`'s exporter declares `family` at `quantization`.
-    An exporter that declares no family at all (a plugin's) is left to try: its own errors
-    are reported like any failed export."""
-    if not family_support(exporter):
-        return
-    cells = support_cells(family)
-    declared = cells.get(runner_name, family_support(exporter).get(family))
-    if isinstance(declared, tuple) and quantization in declared:
-        return
-    why = declared if isinstance(declared, str) else f"only {', '.join(declared)} is converted"
-    takers = [f"{name} ({', '.join(cell)})" for name, cell in cells.items() if name != runner_name
-              and isinstance(cell, tuple)]
-    raise Unsupported(f"{runner_name} cannot take {family_name(family)} at {quantization}: {why}",
-                      f"runners that take {family}: {', '.join(takers) or 'none'}", exit_code=2)
 
 
 def select(runner_names: tuple[str, ...], quants: tuple[str, ...]) -> list[tuple[str, Exporter, str]]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.resources
-import tomllib
 import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
+
+import tomllib
 
 from bench.errors import BenchError, unknown_name
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from bench.data import files as datafiles
 from bench.errors import BenchError, unknown_name
 
-
 # The model families people ship on devices, by the `model_type` of a transformers
 # config.json. Each exporter declares, per family, the quantizations it converts or why it
 # cannot (FAMILY_SUPPORT in runners/*_export.py); tests/test_families.py proves every
@@ -125,7 +124,7 @@ def artifact_for(model: Model, artifact_kind: str, user_path: str | None) -> Art
         origin = "local" if model.source.path else "catalogue"
         return Artifact(path, fingerprint(path), total_bytes(path), model.source.quantization, origin)
     raise BenchError(f"model '{model.id}' has no {artifact_kind} artifact",
-                     f"pass your own with --artifact RUNNER=PATH")
+                     "pass your own with --artifact RUNNER=PATH")
 
 
 def _prepared_manifest(path: Path) -> dict | None:

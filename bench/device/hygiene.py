@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from bench.device.sensors import DeviceReader
+from bench.records import is_measured
 
 HOT_C = 70.0  # laptops and phones start throttling around 80-95 °C; 70 leaves little headroom
 FOREIGN_LOAD_PERCENT = 25.0  # other programs using a quarter of a core or more
@@ -46,7 +47,7 @@ def cool_down(cooldown: Cooldown, reader: DeviceReader, say: Callable[[str], Non
 def start_warnings(records: list[dict]) -> list[str]:
     """Per runner: how many measurements started hot or under foreign CPU load."""
     warnings = []
-    measured = [r for r in records if r["status"] == "ok" and not r["warmup"] and r.get("mode") != "quality"]
+    measured = [r for r in records if is_measured(r) and r.get("mode") != "quality"]
     for runner in dict.fromkeys(r["runner"] for r in measured):
         mine = [r for r in measured if r["runner"] == runner]
         hot = [r["temp_c_start"] for r in mine if (r.get("temp_c_start") or 0) >= HOT_C]

@@ -133,7 +133,7 @@ class DeviceReader:
     def throttle_counts(self) -> ThrottleCounts | None:
         """Linux's thermal_throttle counters: per core, and per package (counted once)."""
         core, packages, seen = 0, {}, False
-        for number, cpu in self._cpus():
+        for _, cpu in self._cpus():
             folder = cpu / "thermal_throttle"
             core_count, package_count = _number(folder / "core_throttle_count"), _number(folder / "package_throttle_count")
             if core_count is None and package_count is None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from bench.device import bandwidth
 from bench.data import workloads
+from bench.device import bandwidth
 
 
 @dataclass(frozen=True)

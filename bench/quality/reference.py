@@ -2,7 +2,7 @@
 transformers in fp32 over the evaluation text and the suite's chat prompts.
 
 Computed once per key (the checkpoint's sha256, the text's, the prompts, transformers' and
-torch's versions, top-K, the greedy length, the scoring window and this module's code) and
+torch's versions, top-K, the greedy length, the scoring window and RECIPE) and
 cached beside the artifacts: <cache>/<model>/reference/<key>/ holds reference.npz (per scored
 position: the top-K token ids and log-probs, the log-prob of the rest of the vocabulary and
 of the actual next token), greedy.json and manifest.json, written last.
@@ -33,15 +33,19 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.artifacts import cache, prepare
+from bench.artifacts.cache import MANIFEST
 from bench.data import files as datafiles
-from bench.artifacts import prepare
-from bench.quality import metrics as quality
+from bench.data.models import Model
 from bench.errors import BenchError
-from bench.data.models import Model, _file_sha256
+from bench.quality import metrics as quality
 
 TOP_K = 1024
 GREEDY_TOKENS = 32
-MANIFEST = "manifest.json"
+# What the reference holds, as a number: bump it when a change here changes what it writes.
+RECIPE = 1
+# This module's source sha256 when the key still held it: what recipe 1 was cached under.
+LEGACY_CODE_SHA256 = "1de1f2bdfcf07246d9413275126b2bdb265639d780de76ec01aa653ccc46d960"
 LOG_TAIL_LINES = 15
 
 
@@ -78,11 +82,27 @@ def _versions() -> dict:
 
 
 def reference_key(checkpoint_sha256: str, text: EvalText, prompts: list[dict], n_ctx: int | None,
-                  top_k: int, greedy_tokens: int) -> str:
+                  top_k: int, greedy_tokens: int, legacy: bool = False) -> str:
+    """The cache key; `legacy`: the key the same reference had when keys held this module's
+    source instead of RECIPE."""
+    made_by = {"code": LEGACY_CODE_SHA256} if legacy else {"recipe": RECIPE}
     material = json.dumps({"checkpoint": checkpoint_sha256, "text": text.sha256, "prompts": prompts,
                            "window": n_ctx, "top_k": top_k, "greedy_tokens": greedy_tokens, **_versions(),
-                           "code": _file_sha256(Path(__file__))}, sort_keys=True)
+                           **made_by}, sort_keys=True)
     return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+def _adopt_legacy(folder: Path, legacy: Path) -> None:
+    """Give a reference cached under its legacy key the current key (folder and manifest)."""
+    if (folder / MANIFEST).is_file() or not (legacy / MANIFEST).is_file():
+        return
+    try:
+        legacy.rename(folder)
+    except OSError:  # another process adopted it first
+        return
+    manifest = json.loads((folder / MANIFEST).read_text()) | {"key": folder.name}
+    (folder / f"{MANIFEST}.tmp").write_text(json.dumps(manifest, indent=2))
+    (folder / f"{MANIFEST}.tmp").replace(folder / MANIFEST)
 
 
 def ensure(model: Model, root: Path, text: EvalText, prompts: list[dict], n_ctx: int | None = None,
@@ -93,6 +113,9 @@ def ensure(model: Model, root: Path, text: EvalText, prompts: list[dict], n_ctx:
     checkpoint = prepared_checkpoint(model, root)
     key = reference_key(checkpoint.sha256, text, prompts, n_ctx, top_k, greedy_tokens)
     folder = root / model.id / "reference" / key
+    if RECIPE == 1:
+        _adopt_legacy(folder, folder.with_name(reference_key(checkpoint.sha256, text, prompts, n_ctx, top_k,
+                                                             greedy_tokens, legacy=True)))
     if (folder / MANIFEST).is_file():
         return Reference(folder, json.loads((folder / MANIFEST).read_text()), built=False)
     on_compute()
@@ -103,7 +126,7 @@ def ensure(model: Model, root: Path, text: EvalText, prompts: list[dict], n_ctx:
     return _compute(job, folder, describe)
 
 
-def prepared_checkpoint(model: Model, root: Path) -> prepare.Prepared:
+def prepared_checkpoint(model: Model, root: Path) -> cache.Prepared:
     """The checkpoint the prepared artifacts were exported from, found as `run` finds them
     (prepare.find_artifact): never made here, since making it is `prepare`'s minutes of work."""
     found = prepare.find_checkpoint(model, root)

@@ -9,12 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import selectors
-import subprocess
-import sys
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -22,18 +16,20 @@ from typing import Callable
 import numpy as np
 
 from bench import selection
-from bench.run import setup as run_setup
 from bench.artifacts import prepare
+from bench.artifacts.cache import artifact_stage, cache_root
+from bench.data.suite import Suite
+from bench.device.facts import load_average_1m
+from bench.device.monitor import ProcessMonitor
+from bench.errors import BenchError
 from bench.quality import metrics as quality
 from bench.quality import reference as quality_reference
-from bench.run import resume
-from bench.device.facts import load_average_1m
-from bench.errors import BenchError
-from bench.device.monitor import ProcessMonitor
-from bench.run.supervisor import RunnerPlan, describe_exit, kill_worker, runner_settings_record
 from bench.records import ResultsWriter, make_record, utc_now
-from bench.data.suite import Suite
+from bench.run import resume
+from bench.run import setup as run_setup
+from bench.run.supervisor import RunnerPlan, runner_fields, suite_fields
 from bench.run.worker import build_request
+from bench.run.worker_process import WorkerProcess, describe_exit, kill_worker, load_orders, start_worker
 from runners import load_class, registrations
 
 
@@ -56,12 +52,12 @@ def prepared_quants(names: list[str], model_id: str | None, cache: Path | None, 
     model = models.get_model(model_id or models.default_model_id())
     chosen = set(selection.parse_pairs("--quant", given, "onnxruntime=fp32")) \
         | set(selection.parse_pairs("--artifact", artifacts, "llama.cpp=model.gguf"))
-    root, regs, found = prepare.cache_root(cache), registrations(), list(given)
+    root, regs, found = cache_root(cache), registrations(), list(given)
     for name in names:
         exporter = load_class(regs[name].target).exporter
         if name in chosen or exporter is None:
             continue
-        stage = prepare.artifact_stage(name, exporter)
+        stage = artifact_stage(name, exporter)
         found += [f"{name}={q}" for q in exporter.quantizations if prepare.find_artifact(model, stage, q, root)]
     return tuple(found)
 
@@ -103,7 +99,7 @@ def run_quality(setup: run_setup.RunSetup, cache: Path | None, on_record: Callab
     prompts = chat_prompts(setup.suite)
     if not prompts:
         raise BenchError(f"suite '{setup.suite.id}' has no chat prompt for greedy agreement", "use --suite default")
-    root, text = prepare.cache_root(cache), quality_reference.eval_text()
+    root, text = cache_root(cache), quality_reference.eval_text()
     threads = setup.plans[0].threads
     whole = quality_reference.ensure(setup.model, root, text, prompts, None, threads,
                                      on_compute=lambda: say("computing the fp32 reference (once; cached)"))
@@ -134,24 +130,18 @@ class _Session:
         self.step = "load"
 
     def run(self) -> dict:
-        read_fd, write_fd = os.pipe()
-        stderr = tempfile.TemporaryFile()
-        proc = subprocess.Popen([sys.executable, "-m", "bench.quality.worker", str(write_fd)], stdin=subprocess.PIPE,
-                                stdout=subprocess.DEVNULL, stderr=stderr, pass_fds=(write_fd,), start_new_session=True)
-        os.close(write_fd)
-        monitor = ProcessMonitor(proc.pid)
+        worker = start_worker("bench.quality.worker")
+        monitor = ProcessMonitor(worker.proc.pid)
         load_avg = load_average_1m()
         try:
-            status, error = self._converse(proc, _Lines(read_fd), stderr)
+            status, error = self._converse(worker)
         except BaseException:
-            kill_worker(proc)
+            kill_worker(worker.proc)
             raise
         finally:
-            os.close(read_fd)
-            if not proc.stdin.closed:
-                proc.stdin.close()
-            proc.wait()
-            stderr.close()
+            if not worker.proc.stdin.closed:
+                worker.proc.stdin.close()
+            worker.close()
         peak, cpu = monitor.window()
         monitor.stop()
         return self._record(status, error, peak, cpu, load_avg)
@@ -163,20 +153,18 @@ class _Session:
         except BrokenPipeError:  # the worker is gone: reading its pipe says how
             pass
 
-    def _converse(self, proc, lines: "_Lines", stderr) -> tuple[str, str | None]:
-        profile = self.shared.setup.profile
-        self._send(proc, {"runner_target": self.plan.target, "artifact": str(self.plan.artifact.path),
-                          "options": {"threads": self.plan.threads, "context_tokens": profile.context_tokens,
-                                      "settings": self.plan.settings}})
+    def _converse(self, worker: WorkerProcess) -> tuple[str, str | None]:
+        profile, proc = self.shared.setup.profile, worker.proc
+        self._send(proc, load_orders(self.plan, profile.context_tokens))
         timeout = profile.load_timeout_s
         while True:
             try:
-                message = lines.next(timeout)
+                message = worker.messages.next(timeout)
             except TimeoutError:
                 kill_worker(proc)
                 return "timeout", f"{self.step} exceeded {timeout:g} s"
             if message is None:
-                return "crashed", f"during {self.step}: {describe_exit(proc.wait(), stderr)}"
+                return "crashed", f"during {self.step}: {describe_exit(proc.wait(), worker.stderr)}"
             event = message["event"]
             if event == "load_failed":
                 return "error", message["error"]
@@ -202,18 +190,11 @@ class _Session:
             timeout = profile.generation_timeout_s
 
     def _record(self, status: str, error: str | None, peak_rss_mb, cpu_percent, load_avg) -> dict:
-        setup, plan, loaded = self.shared.setup, self.plan, self.loaded
+        setup = self.shared.setup
         return make_record(
-            **setup.run_fields, measured_at=utc_now(), load_avg_1m_start=load_avg, mode="quality",
-            runner=plan.name, synthetic=plan.synthetic, runtime_version=loaded.get("runtime_version"),
-            backend=loaded.get("backend"), runner_settings=runner_settings_record(loaded),
-            artifact_path=str(plan.artifact.path), artifact_sha256=plan.artifact.sha256,
-            artifact_bytes=plan.artifact.bytes, quantization=plan.artifact.quantization or loaded.get("quantization"),
-            threads=loaded.get("threads"), context_tokens=loaded.get("context_tokens"),
-            threads_requested=plan.threads, context_tokens_requested=setup.profile.context_tokens,
-            weights_bytes=loaded.get("weights_bytes"), kv_bytes_per_token=loaded.get("kv_bytes_per_token"),
-            suite_id=setup.suite.id, suite_sha256=setup.suite.sha256, profile_name=setup.profile.name,
-            profile_sha256=setup.profile.sha256, prompt_id="quality", load_ms=self.load_ms,
+            **setup.run_fields, **runner_fields(self.plan, self.loaded, setup.profile.context_tokens),
+            **suite_fields(setup.suite, setup.profile), measured_at=utc_now(), load_avg_1m_start=load_avg,
+            mode="quality", prompt_id="quality", load_ms=self.load_ms,
             peak_rss_mb=peak_rss_mb, cpu_percent=cpu_percent, status=status, error=error,
             **self._figures())
 
@@ -252,26 +233,3 @@ class _Session:
             found[prompt_id] = {"agreement": agreement, "first_divergence": first, "compared_by": got["compared_by"],
                                 "seconds": got["seconds"]}
         return found
-
-
-class _Lines:
-    """JSON messages from the worker's pipe, one per line."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd, self.buffer = fd, b""
-        self.selector = selectors.DefaultSelector()
-        self.selector.register(fd, selectors.EVENT_READ)
-
-    def next(self, timeout: float) -> dict | None:
-        """The next message; None when the worker is gone; TimeoutError after `timeout` s."""
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self.buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self.selector.select(timeout=remaining):
-                raise TimeoutError
-            chunk = os.read(self.fd, 65536)
-            if not chunk:
-                return None
-            self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\n", 1)
-        return json.loads(line)

@@ -4,6 +4,7 @@ t0 is taken immediately before the request is handed to the runner's generator, 
 templating, tokenization and prefill all count toward the time to first token. Each token
 gets a `perf_counter_ns` stamp as it arrives. Every figure derives from those stamps.
 """
+
 from __future__ import annotations
 
 import math
@@ -112,10 +113,13 @@ def count_problem(request: GenerationRequest, info: GenerationInfo, received: in
         problems.append(f"the runtime counted {info.runtime_new_tokens} new tokens, the harness received {received}")
     if request.ignore_eos:
         if request.token_ids is not None and info.prompt_tokens != len(request.token_ids):
-            problems.append(f"prompt of {len(request.token_ids)} tokens was asked, the runtime prefilled "
-                            f"{info.prompt_tokens}")
+            problems.append(
+                f"prompt of {len(request.token_ids)} tokens was asked, the runtime prefilled {info.prompt_tokens}"
+            )
         made = info.runtime_new_tokens if info.runtime_new_tokens is not None else received
         if made != request.max_new_tokens or received != request.max_new_tokens:
-            problems.append(f"{request.max_new_tokens} new tokens were asked, the runtime made {made} "
-                            f"and the harness received {received} event(s)")
+            problems.append(
+                f"{request.max_new_tokens} new tokens were asked, the runtime made {made} "
+                f"and the harness received {received} event(s)"
+            )
     return "; ".join(problems) or None

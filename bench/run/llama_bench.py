@@ -20,9 +20,10 @@ import tempfile
 from pathlib import Path
 
 from bench import selection
-from bench.run import setup as run_setup
 from bench.errors import BenchError
-from bench.records import read_records
+from bench.records import is_measured, read_records
+from bench.run import setup as run_setup
+from bench.run.execute import execute
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV_BINARY = "EDGEBENCH_LLAMA_BENCH"
@@ -136,14 +137,15 @@ def run_edgebench(gguf: Path, threads: int, overrides: tuple[str, ...], repetiti
         setup = run_setup.setup_run(run_setup.RunOptions(
             runners=(RUNNER,), model=str(gguf), suite=str(suite), profile=str(profile), threads=threads,
             settings=overrides, out=Path(tmp) / "results"))
-        run_setup.execute(setup)
-        records = [r for r in read_records([setup.results_path]) if not r["warmup"]]
-    failed = [r for r in records if r["status"] != "ok"]
+        execute(setup)
+        records = read_records([setup.results_path])
+    failed = [r for r in records if r["status"] != "ok" and not r["warmup"]]
     if failed:
         raise BenchError(f"edgebench's llama.cpp run failed: {failed[0].get('error')}",
                          f"see `edgebench run --runner llama.cpp --model {gguf}`")
-    return {f"pp{PROMPT_TOKENS}": [r["prefill_tok_s"] for r in records if r["prompt_id"] == f"pp{PROMPT_TOKENS}"],
-            f"tg{GEN_TOKENS}": [r["decode_tok_s"] for r in records if r["prompt_id"] == f"tg{GEN_TOKENS}"]}
+    measured = [r for r in records if is_measured(r)]
+    return {f"pp{PROMPT_TOKENS}": [r["prefill_tok_s"] for r in measured if r["prompt_id"] == f"pp{PROMPT_TOKENS}"],
+            f"tg{GEN_TOKENS}": [r["decode_tok_s"] for r in measured if r["prompt_id"] == f"tg{GEN_TOKENS}"]}
 
 
 def interleaved_rows(gguf: Path, threads: int, binary: Path, rounds: int = 3, repetitions: int = 3,

@@ -1,10 +1,12 @@
 """What `run` and `sustained` show while they run.
 
-On a terminal: rich's live bar, with what is running and the last figures. Anywhere else
-(a log file, CI): plain lines, one per finished generation, and while a load or a long
-generation runs, a heartbeat line saying what runs and for how long at least every
-`heartbeat_s()` seconds, so a log is never silent long enough to look hung.
+On a terminal: rich's live bar, with what is running and the last figures (a sustained run:
+a bar per runner, seconds generated of its duration). Anywhere else (a log file, CI): plain
+lines, one per finished generation, and while a load or a long generation runs, a heartbeat
+line saying what runs and for how long at least every `heartbeat_s()` seconds, so a log is
+never silent long enough to look hung.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,8 +29,10 @@ def heartbeat_s() -> float:
     except ValueError:
         seconds = 0.0
     if seconds <= 0:
-        raise BenchError(f"${HEARTBEAT_ENV} must be a positive number of seconds, got '{text}'",
-                         f"e.g. {HEARTBEAT_ENV}=5, or unset it")
+        raise BenchError(
+            f"${HEARTBEAT_ENV} must be a positive number of seconds, got '{text}'",
+            f"e.g. {HEARTBEAT_ENV}=5, or unset it",
+        )
     return seconds
 
 
@@ -62,8 +66,13 @@ class PlainProgress:
     """Progress as plain lines. `record_gap`: at least this many seconds between lines of
     successful generations (a sustained run makes one a second); failures always print."""
 
-    def __init__(self, say: Callable[[str], None], interval: float, record_gap: float = 0.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        say: Callable[[str], None],
+        interval: float,
+        record_gap: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._say, self.interval, self.record_gap, self.clock = say, interval, record_gap, clock
         self.last = clock()
 
@@ -86,39 +95,99 @@ class PlainProgress:
             self.say(f"... {activity(runner, job)}: running for {seconds:.0f} s")
 
 
-class LiveProgress:
+class _Bars:
+    """Rich progress bars on a terminal, shown from entering to leaving."""
+
+    def __init__(self, console, bars) -> None:
+        self.console, self.bars = console, bars
+
+    def __enter__(self) -> _Bars:
+        self.bars.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bars.__exit__(*exc)
+
+
+class LiveProgress(_Bars):
     """The run's live bar on a terminal: generations done of all, what runs and for how
     long, the last figures; failures and skips printed above it."""
 
     def __init__(self, console, total: int, jobs_per_runner: int) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.console, self.jobs_per_runner = console, jobs_per_runner
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            TextColumn("{task.fields[last]}"), console=console, transient=False)
-        self.task = self.bar.add_task("starting", total=total, last="")
-
-    def __enter__(self) -> LiveProgress:
-        self.bar.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.bar.__exit__(*exc)
+        super().__init__(
+            console,
+            Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[last]}"),
+                console=console,
+                transient=False,
+            ),
+        )
+        self.jobs_per_runner = jobs_per_runner
+        self.task = self.bars.add_task("starting", total=total, last="")
 
     def say(self, text: str) -> None:
         self.console.print(text, highlight=False)
 
     def record(self, record: dict) -> None:
         if record["prompt_id"] is None:  # the runner failed before its first job: its jobs are done with
-            self.bar.update(self.task, advance=self.jobs_per_runner)
+            self.bars.update(self.task, advance=self.jobs_per_runner)
         else:
-            self.bar.update(self.task, advance=1)
-        self.bar.update(self.task, description=record["runner"])
+            self.bars.update(self.task, advance=1)
+        self.bars.update(self.task, description=record["runner"])
         if record["status"] == "ok":
-            self.bar.update(self.task, last=f"last: {record['prompt_id']} {figures(record)}")
+            self.bars.update(self.task, last=f"last: {record['prompt_id']} {figures(record)}")
         else:
-            self.console.print(generation_line(record), style="yellow" if record["status"] == "skipped" else "red",
-                               highlight=False)
+            self.console.print(
+                generation_line(record), style="yellow" if record["status"] == "skipped" else "red", highlight=False
+            )
 
     def wait(self, runner: str, job, seconds: float) -> None:
-        self.bar.update(self.task, description=f"{activity(runner, job)} ({seconds:.0f} s)")
+        self.bars.update(self.task, description=f"{activity(runner, job)} ({seconds:.0f} s)")
+
+
+class SustainedBars(_Bars):
+    """A sustained run's bars on a terminal: one per runner, seconds generated of its
+    duration and its last decode rate; failures printed above them."""
+
+    def __init__(self, console, runners: list[str], duration_s: float) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        super().__init__(
+            console,
+            Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
+                TimeElapsedColumn(),
+                console=console,
+                transient=False,
+            ),
+        )
+        self.duration_s = duration_s
+        self.tasks = {name: self.bars.add_task(name, total=duration_s) for name in runners}
+
+    def say(self, text: str) -> None:
+        self.console.print(text)
+
+    def record(self, record: dict) -> None:
+        from rich.text import Text
+
+        task = self.tasks[record["runner"]]
+        if record["status"] != "ok":
+            self.console.print(Text(f"{record['runner']}: {record['status']}: {record['error']}", style="red"))
+        elif record["elapsed_s"] is not None:
+            rate = f"{record['decode_tok_s']:.1f} tok/s" if record["decode_tok_s"] else "no decode rate"
+            self.bars.update(
+                task,
+                completed=min(self.duration_s, record["elapsed_s"] + record["e2e_ms"] / 1000),
+                description=f"{record['runner']}: {rate}",
+            )
+
+    def wait(self, runner: str, job, seconds: float) -> None:
+        return None

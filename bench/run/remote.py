@@ -12,6 +12,7 @@ SSH is the user's own `ssh` client in batch mode, so their keys, agent and ~/.ss
 (aliases, jump hosts) apply, as with rsync and git; $EDGEBENCH_SSH_OPTIONS adds options
 (e.g. "-F /path/ssh_config -i key").
 """
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,19 @@ class Target:
     def ssh(self, command: list[str]) -> list[str]:
         """The ssh command line running `command` (quoted for the remote shell) there."""
         port = ["-p", str(self.port)] if self.port else []
-        return ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=15", "-o", "ServerAliveInterval=15",
-                *shlex.split(os.environ.get(SSH_OPTIONS_ENV, "")), *port, self.destination, shlex.join(command)]
+        return [
+            "ssh",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=15",
+            "-o",
+            "ServerAliveInterval=15",
+            *shlex.split(os.environ.get(SSH_OPTIONS_ENV, "")),
+            *port,
+            self.destination,
+            shlex.join(command),
+        ]
 
     def edgebench_command(self, *args: str) -> list[str]:
         return [*shlex.split(self.edgebench), *args]
@@ -61,10 +73,18 @@ def parse_target(spec: str, edgebench: str | None = None) -> Target:
         port = parts.port
     except ValueError:
         port = -1
-    if parts.scheme != "ssh" or not parts.hostname or port == -1 or parts.path not in ("", "/") \
-            or parts.hostname.startswith("-"):
-        raise BenchError(f"--target '{spec}' is not ssh://[user@]host[:port]", "e.g. --target ssh://pi@raspberrypi.local",
-                         exit_code=2)
+    if (
+        parts.scheme != "ssh"
+        or not parts.hostname
+        or port == -1
+        or parts.path not in ("", "/")
+        or parts.hostname.startswith("-")
+    ):
+        raise BenchError(
+            f"--target '{spec}' is not ssh://[user@]host[:port]",
+            "e.g. --target ssh://pi@raspberrypi.local",
+            exit_code=2,
+        )
     destination = f"{parts.username}@{parts.hostname}" if parts.username else parts.hostname
     return Target(spec, destination, port, edgebench or "edgebench")
 
@@ -73,11 +93,15 @@ def _ssh_error(target: Target, stderr: str) -> BenchError:
     """ssh's own failure (exit 255) in one line."""
     last = next((line for line in reversed(stderr.strip().splitlines()) if line.strip()), "no message")
     if "Permission denied" in stderr or "Too many authentication failures" in stderr:
-        return BenchError(f"{target.spec} refused authentication: {last}",
-                          f"check `ssh {target.destination}` works without a prompt (key, agent, ~/.ssh/config)")
+        return BenchError(
+            f"{target.spec} refused authentication: {last}",
+            f"check `ssh {target.destination}` works without a prompt (key, agent, ~/.ssh/config)",
+        )
     if "Host key verification failed" in stderr:
-        return BenchError(f"{target.spec}: host key verification failed",
-                          f"connect once with `ssh {target.destination}` to accept its key")
+        return BenchError(
+            f"{target.spec}: host key verification failed",
+            f"connect once with `ssh {target.destination}` to accept its key",
+        )
     return BenchError(f"cannot reach {target.spec}: {last}", "check the host name, port and network")
 
 
@@ -89,13 +113,19 @@ def _remote_error(target: Target, result_code: int, stderr: str) -> BenchError:
         hint = next((line.removeprefix("hint:").strip() for line in lines if line.startswith("hint:")), "")
         return BenchError(f"on {target.spec}: {error.removeprefix('Error:').strip()}", hint)
     if result_code == 127:
-        return BenchError(f"edgebench not found on {target.spec} ('{target.edgebench}')",
-                          "set it up there (bash scripts/setup.sh), or give its path with --remote-edgebench")
+        return BenchError(
+            f"edgebench not found on {target.spec} ('{target.edgebench}')",
+            "set it up there (bash scripts/setup.sh), or give its path with --remote-edgebench",
+        )
     if "No such command" in stderr or "No such option" in stderr:
-        return BenchError(f"the edgebench on {target.spec} is another version (it lacks remote runs)",
-                          f"install edgebench {provenance.tool_version()} there")
-    return BenchError(f"edgebench on {target.spec} failed (exit {result_code}): {lines[-1] if lines else 'no message'}",
-                      "run the same command there by hand to see why")
+        return BenchError(
+            f"the edgebench on {target.spec} is another version (it lacks remote runs)",
+            f"install edgebench {provenance.tool_version()} there",
+        )
+    return BenchError(
+        f"edgebench on {target.spec} failed (exit {result_code}): {lines[-1] if lines else 'no message'}",
+        "run the same command there by hand to see why",
+    )
 
 
 def _call(target: Target, args: list[str], data: bytes | None = None) -> str:
@@ -111,12 +141,13 @@ def _call(target: Target, args: list[str], data: bytes | None = None) -> str:
 
 # The target side -------------------------------------------------------------------------
 
+
 def describe_here(cache: Path | None) -> dict:
     """What `edgebench remote-info` tells a host: version, commit, cache and its units, free
     space, and which runners are available here."""
     import shutil
 
-    from bench.artifacts.prepare import cache_root
+    from bench.artifacts.cache import cache_root
     from runners import load_class, registrations
 
     root = cache_root(cache)
@@ -125,14 +156,21 @@ def describe_here(cache: Path | None) -> dict:
     for name, reg in registrations().items():
         probe = load_class(reg.target).probe()
         runners[name] = "" if probe.available else probe.reason
-    return {"edgebench_version": provenance.tool_version(), "git_commit": provenance.git_commit(),
-            "cache": str(root.resolve()), "runs": str(root.resolve().parent / "remote-runs"), "units": bundle.cached_units(root) if root.is_dir() else {},
-            "free_bytes": shutil.disk_usage(existing).free, "runners": runners}
+    return {
+        "edgebench_version": provenance.tool_version(),
+        "git_commit": provenance.git_commit(),
+        "cache": str(root.resolve()),
+        "runs": str(root.resolve().parent / "remote-runs"),
+        "units": bundle.cached_units(root) if root.is_dir() else {},
+        "free_bytes": shutil.disk_usage(existing).free,
+        "runners": runners,
+    }
 
 
 def streaming(on_record: Callable[[dict], None]) -> Callable[[dict], None]:
     """`--stream-records`: each record also goes to stdout as one JSON line for the host.
     When the host is gone the run stops as if interrupted; the results file here keeps all."""
+
     def forward(record: dict) -> None:
         on_record(record)
         try:
@@ -140,41 +178,52 @@ def streaming(on_record: Callable[[dict], None]) -> Callable[[dict], None]:
             sys.stdout.flush()
         except OSError:
             raise KeyboardInterrupt from None
+
     return forward
 
 
 # The host side ---------------------------------------------------------------------------
+
 
 def check_target(target: Target, runner_names: list[str]) -> dict:
     """The target's description, once its edgebench matches ours and has the runners."""
     info = json.loads(_call(target, ["remote-info"]))
     mine, theirs = (provenance.tool_version(), provenance.git_commit()), (info["edgebench_version"], info["git_commit"])
     if mine[0] != theirs[0] or (mine[1] and theirs[1] and mine[1] != theirs[1]):
-        raise BenchError(f"{target.spec} has edgebench {theirs[0]} ({theirs[1] or 'no git commit'}); "
-                         f"this host has {mine[0]} ({mine[1] or 'no git commit'})",
-                         "install the same version on both, so their records are comparable")
+        raise BenchError(
+            f"{target.spec} has edgebench {theirs[0]} ({theirs[1] or 'no git commit'}); "
+            f"this host has {mine[0]} ({mine[1] or 'no git commit'})",
+            "install the same version on both, so their records are comparable",
+        )
     for name in runner_names:
         reason = info["runners"].get(name, "not registered there")
         if reason:
-            raise BenchError(f"runner {name} is not available on {target.spec}: {reason}",
-                             "set it up there, or leave it out with --runner")
+            raise BenchError(
+                f"runner {name} is not available on {target.spec}: {reason}",
+                "set it up there, or leave it out with --runner",
+            )
     return info
 
 
-def copy_missing(target: Target, units: list[bundle.Unit], info: dict, say: Say) -> tuple[int, int]:
-    """Send the units the target lacks (by sha256) as a bundle into its cache; returns
-    (units, bytes) sent."""
+def copy_missing(target: Target, units: list[bundle.Unit], info: dict, say: Say) -> None:
+    """Send the units the target lacks (by sha256) as a bundle into its cache."""
     unique = {u.rel: u for u in units}
     missing = [u for u in unique.values() if info["units"].get(u.rel) != u.manifest["sha256"]]
     needed = sum(u.manifest["bytes"] for u in missing)
     if needed > info["free_bytes"]:
-        raise BenchError(f"disk full on {target.spec}: the artifacts need {bundle.human_bytes(needed)}, "
-                         f"{info['cache']} has {bundle.human_bytes(info['free_bytes'])} free",
-                         "free space there, or point its EDGEBENCH_CACHE_DIR at a larger disk")
+        raise BenchError(
+            f"disk full on {target.spec}: the artifacts need {bundle.human_bytes(needed)}, "
+            f"{info['cache']} has {bundle.human_bytes(info['free_bytes'])} free",
+            "free space there, or point its EDGEBENCH_CACHE_DIR at a larger disk",
+        )
     sent = 0
     if missing:
-        proc = subprocess.Popen(target.ssh(target.edgebench_command("unbundle", "-", "--cache", info["cache"])),
-                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            target.ssh(target.edgebench_command("unbundle", "-", "--cache", info["cache"])),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         tail = _collect(proc.stderr, lambda line: None)
         try:
             sent = bundle.write(missing, proc.stdin, stream=True)
@@ -185,9 +234,10 @@ def copy_missing(target: Target, units: list[bundle.Unit], info: dict, say: Say)
         tail.join()
         if code:
             raise _ssh_error(target, tail.text) if code == SSH_FAILED else _remote_error(target, code, tail.text)
-    say(f"{target.spec}: copied {len(missing)} artifacts ({bundle.human_bytes(sent)}); "
-        f"{len(unique) - len(missing)} already there")
-    return len(missing), sent
+    say(
+        f"{target.spec}: copied {len(missing)} artifacts ({bundle.human_bytes(sent)}); "
+        f"{len(unique) - len(missing)} already there"
+    )
 
 
 class _Tail(threading.Thread):
@@ -217,12 +267,18 @@ def _collect(stream, on_line: Say) -> _Tail:
 def put_file(target: Target, data: bytes, path: str) -> None:
     """Write `data` to `path` there, atomically (a partial file is renamed into place)."""
     folder = str(Path(path).parent)
-    script = f"mkdir -p {shlex.quote(folder)} && cat > {shlex.quote(path)}.partial && mv {shlex.quote(path)}.partial {shlex.quote(path)}"
+    partial = f"{shlex.quote(path)}.partial"
+    script = f"mkdir -p {shlex.quote(folder)} && cat > {partial} && mv {partial} {shlex.quote(path)}"
     done = subprocess.run(target.ssh(["sh", "-c", script]), input=data, capture_output=True)
     if done.returncode:
         stderr = done.stderr.decode(errors="replace")
-        raise _ssh_error(target, stderr) if done.returncode == SSH_FAILED else \
-            BenchError(f"cannot write {path} on {target.spec}: {stderr.strip().splitlines()[-1:]}", "check its disk")
+        raise (
+            _ssh_error(target, stderr)
+            if done.returncode == SSH_FAILED
+            else BenchError(
+                f"cannot write {path} on {target.spec}: {stderr.strip().splitlines()[-1:]}", "check its disk"
+            )
+        )
 
 
 def get_file(target: Target, path: str) -> bytes | None:
@@ -233,6 +289,7 @@ def get_file(target: Target, path: str) -> bytes | None:
 @dataclass
 class RemoteRun:
     """One run on one target, as the host sees it."""
+
     target: Target
     out: Path  # the host's results folder
     remote_folder: str  # the target's folder for this run
@@ -249,8 +306,12 @@ class RemoteRun:
 
     def save(self) -> None:
         """RUN_ID.remote.json: where the run lives on the target, for --resume."""
-        payload = {"target": self.target.spec, "remote_edgebench": self.target.edgebench,
-                   "remote_folder": self.remote_folder, "run_id": self.run_id}
+        payload = {
+            "target": self.target.spec,
+            "remote_edgebench": self.target.edgebench,
+            "remote_folder": self.remote_folder,
+            "run_id": self.run_id,
+        }
         remote_sidecar(self.results_path).write_text(json.dumps(payload, indent=2))
 
 
@@ -261,8 +322,12 @@ def remote_sidecar(results_path: Path) -> Path:
 def stream_run(run: RemoteRun, args: list[str], on_record: Callable[[dict], None], say: Say) -> int:
     """Run edgebench there, appending each streamed record to the host's results file as it
     comes; returns the target's exit code (0, or 1 when a generation failed)."""
-    proc = subprocess.Popen(run.target.ssh(run.target.edgebench_command(*args, "--stream-records", "--json")),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        run.target.ssh(run.target.edgebench_command(*args, "--stream-records", "--json")),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     tail = _collect(proc.stderr, lambda line: say(f"[{run.target.destination}] {line}") if line else None)
     writer = None
     try:
@@ -288,19 +353,27 @@ def stream_run(run: RemoteRun, args: list[str], on_record: Callable[[dict], None
     if code == 130:
         raise KeyboardInterrupt
     if run.run_id and (code == SSH_FAILED or code < 0):
-        raise BenchError(f"connection to {run.target.spec} dropped mid-run: {run.records} records kept in "
-                         f"{run.results_path}", f"finish the run with: edgebench run --resume {run.run_id} --out {run.out}")
-    raise _ssh_error(run.target, tail.text) if code == SSH_FAILED or code < 0 else \
-        _remote_error(run.target, code, tail.text)
+        raise BenchError(
+            f"connection to {run.target.spec} dropped mid-run: {run.records} records kept in {run.results_path}",
+            f"finish the run with: edgebench run --resume {run.run_id} --out {run.out}",
+        )
+    raise (
+        _ssh_error(run.target, tail.text)
+        if code == SSH_FAILED or code < 0
+        else _remote_error(run.target, code, tail.text)
+    )
 
 
-def forwarded_options(options, remote_paths: dict[str, list[str]], model: models.Model, extra: list[str],
-                      upload: Callable[[str], str]) -> list[str]:
+def forwarded_options(
+    options, remote_paths: dict[str, list[str]], model: models.Model, extra: list[str], upload: Callable[[str], str]
+) -> list[str]:
     """The target's command line for the host's RunOptions: each plan's artifact as the
     target's copy, files given by path uploaded there."""
     if model.id not in models.catalogue():
-        raise BenchError(f"remote runs take a catalogue model, not {options.model}",
-                         "bundle your own artifacts with --artifact RUNNER=PATH and --model of the catalogue")
+        raise BenchError(
+            f"remote runs take a catalogue model, not {options.model}",
+            "bundle your own artifacts with --artifact RUNNER=PATH and --model of the catalogue",
+        )
     args = ["--model", model.id, "--suite", upload(options.suite), "--profile", upload(options.profile)]
     for name, paths in remote_paths.items():
         args += ["--runner", name] + [a for path in paths for a in ("--artifact", f"{name}={path}")]
@@ -321,6 +394,7 @@ def forwarded_options(options, remote_paths: dict[str, list[str]], model: models
 
 def uploader(target: Target, folder: str) -> Callable[[str], str]:
     """A suite, profile or device profile given as a file goes to the run's folder there."""
+
     def upload(value: str) -> str:
         path = Path(value)
         if not path.is_file():
@@ -328,19 +402,27 @@ def uploader(target: Target, folder: str) -> Callable[[str], str]:
         remote = f"{folder}/{path.name}"
         put_file(target, path.read_bytes(), remote)
         return remote
+
     return upload
 
 
-def run_on_targets(options, targets: list[Target], plans: list, model: models.Model, command: str,
-                   extra: list[str], on_record: Callable[[dict], None], say: Say) -> list[RemoteRun]:
+def run_on_targets(
+    options,
+    targets: list[Target],
+    plans: list,
+    model: models.Model,
+    command: str,
+    extra: list[str],
+    on_record: Callable[[dict], None],
+    say: Say,
+) -> list[RemoteRun]:
     """The same run on each target in turn (never two at once on one device)."""
-    from bench.artifacts.prepare import cache_root
-
+    from bench.artifacts.cache import cache_root
     from bench.run.setup import writable_folder
 
     writable_folder(options.out)
     root = cache_root(options.cache)
-    units = [(plan, bundle.unit_for(plan, model.id, root)) for plan in plans]
+    units = [(plan, bundle.unit_for(plan.name, plan.artifact, model.id, root)) for plan in plans]
     runs = []
     for target in targets:
         info = check_target(target, list(dict.fromkeys(p.name for p in plans)))
@@ -385,91 +467,40 @@ def resume_run(results_path: Path, edgebench: str | None, on_record: Callable[[d
     return run
 
 
-def host_plans(options) -> tuple[models.Model, list]:
-    """Every input checked and every artifact found (or prepared) on the host, as a local
-    run does before it loads a model."""
-    from bench import selection
-    from bench.run import setup as run_setup
-    from bench.data import workloads
-    from bench.data.run_profiles import load_profile
-    from bench.data.suite import load_suite
+def host_plans(options, say: Say = lambda message: None) -> tuple[models.Model, list]:
+    """Every input checked and every artifact found (or, with --prepare, exported) on the host,
+    as a run here does before it loads a model."""
+    from bench.run.execute import export_pending
+    from bench.run.setup import PendingPlan, check_inputs
 
-    suite, profile = load_suite(options.suite), load_profile(options.profile)
-    if options.sustained:
-        run_setup.sustained_plan(options, suite, profile)
-    if options.device_profile:
-        workloads.load_device_profile(options.device_profile)
-    if options.threads is not None and options.threads < 1:
-        raise BenchError(f"--threads must be at least 1, got {options.threads}", "e.g. --threads 4", exit_code=2)
-    model = models.get_model(options.model or models.default_model_id())
-    plans, _ = run_setup.runner_plans(
-        selection.select_runners(options.runners), model,
-        selection.parse_pairs("--artifact", options.artifacts, "llama.cpp=model.gguf"),
-        selection.parse_pairs("--quant", options.quants, "onnxruntime=fp32"),
-        selection.parse_settings(options.settings), options.threads or 1, options)
-    return model, plans
+    inputs = check_inputs(options)
+    return inputs.model, [export_pending(p, say) if isinstance(p, PendingPlan) else p for p in inputs.plans]
 
 
-def run_command(options, specs: list[str], edgebench: str | None, command: str, extra: list[str],
-                on_record: Callable[[dict], None], say: Say) -> list[RemoteRun]:
+def run_command(
+    options,
+    specs: list[str],
+    edgebench: str | None,
+    command: str,
+    extra: list[str],
+    on_record: Callable[[dict], None],
+    say: Say,
+) -> list[RemoteRun]:
     """`edgebench run|sustained --target …`: validate here, then each target in turn."""
     targets = [parse_target(spec, edgebench) for spec in specs]
-    model, plans = host_plans(options)
+    model, plans = host_plans(options, say)
     return run_on_targets(options, targets, plans, model, command, extra, on_record, say)
 
 
-def report_runs(runs: list[RemoteRun], out: Path) -> tuple[list[str], int]:
-    """Markdown/CSV reports of each target's results, and one matrix when there are several;
-    returns what was written and the count of generations that failed."""
-    from bench.views import report
-    from bench.records import read_records
-
-    lines, failed, files = [], 0, []
-    for run in runs:
-        records = read_records([run.results_path]) if run.run_id and run.results_path.exists() else []
-        failed += sum(r["status"] not in ("ok", "skipped") for r in records)
-        if records:
-            files.append(run.results_path)
-            written = [report.write_report(records, fmt, out / f"{run.run_id}.{fmt}") for fmt in report.FORMATS]
-            lines.append(f"{run.target.spec}: results {run.results_path}; " + ", ".join(map(str, written)))
-    if len(files) > 1:
-        from bench.views import matrix as matrix_
-        from bench.views import matrix_tables
-
-        frame, count = matrix_.load([str(f) for f in files])
-        built = matrix_.build(frame, count)
-        if built.rows:
-            lines.append(f"matrix: {report.write_text(matrix_tables.markdown(built), out / f'matrix-{runs[0].run_id}.md')}")
-    return lines, failed
-
-
-def sustained_reports(runs: list[RemoteRun], options) -> list[str]:
-    """Each target's sustained report, from its records and its own device series."""
-    from bench.run import setup as run_setup
-    from bench.data.run_profiles import load_profile
-    from bench.records import iter_records, read_records
-    from bench.data.suite import load_suite
-    from bench.views.sustained_report import results_for, write_reports
-
-    sustain, _ = run_setup.sustained_plan(options, load_suite(options.suite), load_profile(options.profile))
-    lines = []
-    for run in runs:
-        series = fetch_series(run) if run.run_id else None
-        if series is None:
-            continue
-        records = read_records([run.results_path])
-        results = results_for(records, list(iter_records(series)), sustain.duration_s, sustain.window_s)
-        written = write_reports(results, run.run_id, run.out) if results else {}
-        lines.append(f"{run.target.spec}: device samples {series}; " + ", ".join(map(str, written.values())))
-    return lines
-
-
-def device_on_targets(specs: list[str], edgebench: str | None, args: list[str],
-                      device_profile: str | None) -> list[tuple[str, str]]:
+def device_on_targets(
+    specs: list[str], edgebench: str | None, args: list[str], device_profile: str | None
+) -> list[tuple[str, str]]:
     """`edgebench device --target …`: each target's own facts and tier, as it prints them."""
     shown = []
     for target in (parse_target(spec, edgebench) for spec in specs):
         info = check_target(target, [])
-        profile = ["--device-profile", uploader(target, f"{info['runs']}/device")(device_profile)] if device_profile else []
+        profile = (
+            ["--device-profile", uploader(target, f"{info['runs']}/device")(device_profile)] if device_profile else []
+        )
         shown.append((target.spec, _call(target, ["device", *args, *profile])))
     return shown

@@ -6,6 +6,7 @@ measurement already recorded (a generation skipped for the time budget counts as
 recorded: it is not run again), and appends the rest. A prompt with repetitions still to
 do gets its warm-ups again: the new worker starts cold, like the first one did.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,12 +16,25 @@ import re
 from pathlib import Path
 
 from bench.errors import BenchError
-from bench.run.supervisor import Job, RunnerPlan
 from bench.records import iter_records
+from bench.run.supervisor import Job, RunnerPlan
 
 RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{4}")
-SAVED = ("runners", "model", "artifacts", "suite", "profile", "threads", "quants", "settings", "cache",
-         "memory_limit_mb", "device_profile", "no_budget", "allow_fallback")
+SAVED = (
+    "runners",
+    "model",
+    "artifacts",
+    "suite",
+    "profile",
+    "threads",
+    "quants",
+    "settings",
+    "cache",
+    "memory_limit_mb",
+    "device_profile",
+    "no_budget",
+    "allow_fallback",
+)
 
 
 def sidecar(results_path: Path) -> Path:
@@ -30,8 +44,13 @@ def sidecar(results_path: Path) -> Path:
 def save(results_path: Path, options, threads: int, run_fields: dict, suite_sha256: str, profile_sha256: str) -> None:
     saved = {name: getattr(options, name) for name in SAVED} | {"threads": threads}
     saved = {k: (str(v) if isinstance(v, Path) else v) for k, v in saved.items()}
-    payload = {"options": saved, "run_id": run_fields["run_id"], "started_at": run_fields["started_at"],
-               "suite_sha256": suite_sha256, "profile_sha256": profile_sha256}
+    payload = {
+        "options": saved,
+        "run_id": run_fields["run_id"],
+        "started_at": run_fields["started_at"],
+        "suite_sha256": suite_sha256,
+        "profile_sha256": profile_sha256,
+    }
     tmp = sidecar(results_path).with_suffix(".partial")
     tmp.write_text(json.dumps(payload, indent=2))
     os.replace(tmp, sidecar(results_path))
@@ -42,12 +61,17 @@ def locate(target: str, out: Path) -> Path:
     path = Path(target)
     if path.suffix != ".jsonl":
         if not RUN_ID.fullmatch(target):  # a run id names a file in `out`, never a path
-            raise BenchError(f"'{target}' is neither a run id (like 20261123-221500-ab12) nor a .jsonl file",
-                             "give the run id printed by `edgebench run`, or the results file's path", exit_code=2)
+            raise BenchError(
+                f"'{target}' is neither a run id (like 20261123-221500-ab12) nor a .jsonl file",
+                "give the run id printed by `edgebench run`, or the results file's path",
+                exit_code=2,
+            )
         path = out / f"{target}.jsonl"
     if not path.is_file() or not sidecar(path).is_file():
-        raise BenchError(f"no resumable run at {path} (needs {path.name} and {sidecar(path).name})",
-                         "give the run id printed by `edgebench run` and the same --out, or the .jsonl path")
+        raise BenchError(
+            f"no resumable run at {path} (needs {path.name} and {sidecar(path).name})",
+            "give the run id printed by `edgebench run` and the same --out, or the .jsonl path",
+        )
     return path
 
 
@@ -68,25 +92,32 @@ def load(target: str, options):
 def check_unchanged(saved: dict, suite_sha256: str, profile_sha256: str) -> None:
     for what, now in (("suite", suite_sha256), ("profile", profile_sha256)):
         if saved[f"{what}_sha256"] != now:
-            raise BenchError(f"the {what} file changed since the run started; its results would not be comparable",
-                             "restore it, or start a new run")
+            raise BenchError(
+                f"the {what} file changed since the run started; its results would not be comparable",
+                "restore it, or start a new run",
+            )
 
 
 def check_artifacts(results_path: Path, plans: list[RunnerPlan]) -> None:
     recorded = {(r["runner"], r["artifact_path"]): r["artifact_sha256"] for r in iter_records(results_path)}
     for plan in plans:
-        if not hasattr(plan, "artifact"):  # exported when its turn comes: nothing recorded of it yet
+        if not isinstance(plan, RunnerPlan):  # exported when its turn comes: nothing recorded of it yet
             continue
         before = recorded.get((plan.name, str(plan.artifact.path)))
         if before is not None and before != plan.artifact.sha256:
-            raise BenchError(f"the artifact of {plan.name} changed since the run started ({plan.artifact.path})",
-                             "restore it, or start a new run")
+            raise BenchError(
+                f"the artifact of {plan.name} changed since the run started ({plan.artifact.path})",
+                "restore it, or start a new run",
+            )
 
 
 def done_keys(results_path: Path) -> set[tuple]:
     """(runner, artifact, prompt, warm-up, repeat) of every generation already recorded."""
-    return {(r["runner"], r["artifact_sha256"], r["prompt_id"], r["warmup"], r["repeat"])
-            for r in iter_records(results_path) if r["prompt_id"] is not None and r["status"] != "interrupted"}
+    return {
+        (r["runner"], r["artifact_sha256"], r["prompt_id"], r["warmup"], r["repeat"])
+        for r in iter_records(results_path)
+        if r["prompt_id"] is not None and r["status"] != "interrupted"
+    }
 
 
 def remaining(jobs: list[Job], plan: RunnerPlan, done: set[tuple]) -> list[Job]:

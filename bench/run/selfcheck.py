@@ -21,10 +21,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench.run import setup as run_setup
-from bench.run import harness
 from bench.errors import BenchError
-from bench.records import read_records
+from bench.records import is_measured, read_records
+from bench.run import harness
+from bench.run import setup as run_setup
+from bench.run.execute import execute
 from runners.base import TokenEvent
 
 DECODE_RATIO_TARGET = 0.97
@@ -58,7 +59,7 @@ def harness_cost_ns(tokens: int = 200_000) -> float:
 def fidelity_rows(records: list[dict]) -> tuple[list[Row], list[str]]:
     """Median harness vs runtime figures per runner, probe and figure; and the runners
     whose runtime reported no figure of its own."""
-    measured = [r for r in records if r["status"] == "ok" and not r["warmup"] and r["kind"] == "fixed"]
+    measured = [r for r in records if is_measured(r) and r["kind"] == "fixed"]
     rows, silent = [], []
     for runner in dict.fromkeys(r["runner"] for r in measured):
         mine = [r for r in measured if r["runner"] == runner]
@@ -81,11 +82,11 @@ def measure_runners(runners: tuple[str, ...], threads: int, console: Console) ->
     with tempfile.TemporaryDirectory() as tmp:
         setup = run_setup.setup_run(run_setup.RunOptions(
             runners=runners, suite="selfcheck", profile="selfcheck", threads=threads, out=Path(tmp)))
-        for note in setup.skipped:
+        for note in setup.left_out:
             console.print(f"[yellow]skipped {note}[/]")
         console.print(f"selfcheck: {', '.join(p.name for p in setup.plans)} on {setup.model.id}, {threads} threads, "
                       f"{setup.profile.repetitions} repetitions per probe")
-        run_setup.execute(setup)
+        execute(setup)
         return read_records([setup.results_path])
 
 
@@ -111,8 +112,8 @@ def run_selfcheck(runners: tuple[str, ...], threads: int, console: Console, llam
 
 def _against_llama_bench(threads: int, console: Console, binary: str | None) -> bool:
     """edgebench's llama.cpp vs llama-bench on the same GGUF, interleaved."""
-    from bench.run import llama_bench
     from bench.data import models
+    from bench.run import llama_bench
 
     found = llama_bench.find(binary)
     if found is None:

@@ -6,6 +6,7 @@ decode rate. The fastest rate seen of each is used, so a generation is skipped o
 even the runtime's best pace would overrun the budget. Before the first measured
 generation there is no estimate, and nothing is skipped.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -56,9 +57,11 @@ class GenerationBudget:
         prefill_s = tokens / self.prefill_tok_s
         decode_s = payload["max_new_tokens"] / self.decode_tok_s
         counted = f"{tokens}" if exact else f"~{tokens} (text length / {CHARS_PER_TOKEN:g})"
-        reason = (f"estimated {prefill_s + decode_s:.0f} s > budget {self.limit_s:g} s: {counted} prompt tokens at "
-                  f"{self.prefill_tok_s:.1f} tok/s prefill + {payload['max_new_tokens']} new tokens at "
-                  f"{self.decode_tok_s:.1f} tok/s decode (this runtime's fastest rates so far in this run)")
+        reason = (
+            f"estimated {prefill_s + decode_s:.0f} s > budget {self.limit_s:g} s: {counted} prompt tokens at "
+            f"{self.prefill_tok_s:.1f} tok/s prefill + {payload['max_new_tokens']} new tokens at "
+            f"{self.decode_tok_s:.1f} tok/s decode (this runtime's fastest rates so far in this run)"
+        )
         return Estimate(prefill_s + decode_s, reason)
 
     def over(self, payload: dict) -> Estimate | None:

@@ -1,13 +1,14 @@
 """Child-process entry: one runner, one artifact, a list of jobs.
 
-In sustained mode (`sustain_s` in the plan) the last job repeats back to back until that
+In sustained mode (`sustain_s` in its orders) the last job repeats back to back until that
 many seconds have passed on the runner's clock; each repetition gets the next job number
 and its start time within the loop (`elapsed_s`).
 
-Started by bench.run.supervisor as `python -m bench.run.worker FD`: reads its plan as JSON from
+Started by bench.run.supervisor as `python -m bench.run.worker FD`: reads its orders as JSON from
 stdin and writes one JSON message per line to file descriptor FD (never stdout, which the
 runtime's own native code may print to). Only this process imports the runtime.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,7 +16,6 @@ import json
 import os
 import sys
 import time
-import traceback
 from pathlib import Path
 
 from bench.run import harness
@@ -50,7 +50,7 @@ def fixed_prompt_tokens(runner, fill_text: str, count: int) -> tuple[int, ...]:
 def build_request(runner, job: dict, token_cache: dict) -> GenerationRequest:
     kind = job["kind"]
     if kind == "chat":
-        messages = ([{"role": "system", "content": job["system"]}] if job.get("system") else [])
+        messages = [{"role": "system", "content": job["system"]}] if job.get("system") else []
         messages.append({"role": "user", "content": job["user"]})
         return GenerationRequest(job["max_new_tokens"], messages=tuple(messages))
     if kind == "completion":
@@ -61,14 +61,14 @@ def build_request(runner, job: dict, token_cache: dict) -> GenerationRequest:
     return GenerationRequest(job["max_new_tokens"], token_ids=token_cache[key], ignore_eos=True)
 
 
-def planned_jobs(plan: dict, clock):
+def planned_jobs(orders: dict, clock):
     """(job, loop start on the clock or None) for each generation to run, in order."""
-    if plan.get("sustain_s") is None:
-        yield from ((job, None) for job in plan["jobs"])
+    if orders.get("sustain_s") is None:
+        yield from ((job, None) for job in orders["jobs"])
         return
-    *warmups, measured = plan["jobs"]
+    *warmups, measured = orders["jobs"]
     yield from ((job, None) for job in warmups)
-    loop_t0, limit, n = clock(), plan["sustain_s"] * 1e9, 0
+    loop_t0, limit, n = clock(), orders["sustain_s"] * 1e9, 0
     while (now := clock()) - loop_t0 < limit:
         yield measured | {"job": measured["job"] + n}, loop_t0
         n += 1
@@ -76,43 +76,62 @@ def planned_jobs(plan: dict, clock):
             break
 
 
-def run(plan: dict, channel: Channel) -> None:
-    runner_cls = load_class(plan["runner_target"])
+def run(orders: dict, channel: Channel) -> None:
+    runner_cls = load_class(orders["runner_target"])
     runner = runner_cls()
     clock = runner_cls.scripted_clock or time.perf_counter_ns
-    options = RunnerOptions(**plan["options"])
-    t0 = clock()
-    try:
-        info = runner.load(Path(plan["artifact"]), options)
-    except ArtifactError as exc:
-        channel.send("load_failed", error=str(exc), artifact=True)
+    if not load(runner, orders, clock, channel):
         return
-    except Exception as exc:  # a runtime's own failure: report it, the run goes on
-        channel.send("load_failed", error=f"{type(exc).__name__}: {exc}", artifact=False,
-                     trace=traceback.format_exc(limit=5))
-        return
-    channel.send("loaded", load_ms=(clock() - t0) / 1e6, info=dataclasses.asdict(info))
     token_cache: dict = {}
-    for job, loop_t0 in planned_jobs(plan, clock):
-        try:
-            request = build_request(runner, job, token_cache)
-            channel.send("start", job=job["job"])
-            stream = harness.collect(runner.generate(request), clock)
-            gen = runner.generation_info()
-            problem = harness.count_problem(request, gen, len(stream.events))
-            if problem:
-                raise CountMismatch(problem)
-        except Exception as exc:
-            channel.send("failed", job=job["job"], error=f"{type(exc).__name__}: {exc}")
-            if loop_t0 is not None:
-                break  # a failure breaks a sustained series; it is not retried
-            continue
-        m = harness.measure(stream, gen.prompt_tokens)
-        elapsed_s = (stream.t0 - loop_t0) / 1e9 if loop_t0 is not None else None
-        channel.send("done", job=job["job"], measurement=m.__dict__, stop_reason=gen.stop_reason,
-                     native=gen.native, elapsed_s=elapsed_s, itl_basis="chunk" if gen.chunked else "token")
+    for job, loop_t0 in planned_jobs(orders, clock):
+        if not generate(runner, job, loop_t0, clock, token_cache, channel) and loop_t0 is not None:
+            break  # a failure breaks a sustained series; it is not retried
     channel.send("finished")
     runner.close()
+
+
+def load(runner, orders: dict, clock, channel: Channel) -> bool:
+    """Load the artifact and say how long it took and what the runtime applied; False when it failed."""
+    options = RunnerOptions(**orders["options"])
+    t0 = clock()
+    try:
+        info = runner.load(Path(orders["artifact"]), options)
+    except ArtifactError as exc:
+        channel.send("load_failed", error=str(exc))
+        return False
+    except Exception as exc:  # a runtime's own failure: report it, the run goes on
+        channel.send("load_failed", error=f"{type(exc).__name__}: {exc}")
+        return False
+    channel.send("loaded", load_ms=(clock() - t0) / 1e6, info=dataclasses.asdict(info))
+    return True
+
+
+def generate(runner, job: dict, loop_t0: int | None, clock, token_cache: dict, channel: Channel) -> bool:
+    """One generation on the harness clock: "start", then "done" with its figures, or "failed"
+    (returns False)."""
+    try:
+        request = build_request(runner, job, token_cache)
+        channel.send("start", job=job["job"])
+        stream = harness.collect(runner.generate(request), clock)
+        gen = runner.generation_info()
+        problem = harness.count_problem(request, gen, len(stream.events))
+        if problem:
+            raise CountMismatch(problem)
+    except Exception as exc:
+        channel.send("failed", job=job["job"], error=f"{type(exc).__name__}: {exc}")
+        return False
+    m = harness.measure(stream, gen.prompt_tokens)
+    elapsed_s = (stream.t0 - loop_t0) / 1e9 if loop_t0 is not None else None
+    channel.send(
+        "done",
+        job=job["job"],
+        measurement=m.__dict__,
+        stop_reason=gen.stop_reason,
+        native=gen.native,
+        elapsed_s=elapsed_s,
+        itl_basis="chunk" if gen.chunked else "token",
+    )
+    return True
 
 
 def main() -> None:

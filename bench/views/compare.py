@@ -24,12 +24,12 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from bench.views import matrix
-from bench.analysis import resultset
-from bench.analysis import stats
+from bench.analysis import resultset, stats
 from bench.errors import BenchError
+from bench.views import matrix
+from bench.views import table as view
 from bench.views.junit import Case
-from bench.views.report import md_cell
+from bench.views.table import MISSING, Table, md_cell, number, text
 
 # metric -> (label, True when higher is better)
 METRICS = {"decode_tok_s": ("decode tok/s", True), "ttft_ms": ("TTFT ms", False),
@@ -79,9 +79,9 @@ def _side(target: str) -> Side:
     frame["runner"] = resultset.runner_on_accelerator(frame)  # CPU and GPU results are never compared
     labels = matrix.label_devices(frame)
     frame, scored = matrix.split_quality(frame)
-    frame = frame[frame["warmup"] == False]  # noqa: E712 (pandas mask)
-    ok = frame["status"] == "ok"
-    return Side(frame[ok], frame[~ok], stats.latest_quality(scored, QUALITY_KEY), labels)
+    repetitions = frame[stats.is_repetition(frame)]
+    failed = repetitions[repetitions["status"] != "ok"]
+    return Side(stats.measured(repetitions), failed, stats.latest_quality(scored, QUALITY_KEY), labels)
 
 
 def _missing_note(failed: pd.DataFrame | None) -> str:
@@ -158,7 +158,7 @@ def _quality_status(metric: str, base: float, cand: float, threshold_pct: float)
 def _evaluation_differs(base: stats.Quality, cand: stats.Quality) -> str:
     """Why two quality records scored different evaluations (another text or reference)."""
     def shown(value: float | None) -> str:
-        return "–" if value is None else f"{value:g}"
+        return MISSING if value is None else f"{value:g}"
 
     return (f"the evaluation differs ({shown(base.tokens_scored)} vs {shown(cand.tokens_scored)} tokens scored, "
             f"reference perplexity {shown(base.reference_perplexity)} vs {shown(cand.reference_perplexity)})")
@@ -235,22 +235,25 @@ def markdown(deltas: list[Delta], threshold_pct: float, baseline: str, candidate
     return "\n".join(lines) + "\n"
 
 
-def _table(deltas: list[Delta]) -> list[str]:
-    if not deltas:
-        return []
-    out = ["| status | device | runner | quant | prompt | metric | baseline | candidate | change | note |",
-           "|---|---|---|---|---|---|---:|---:|---:|---|"]
-    for d in deltas:
-        figures = ["–" if v is None else _figure(v) for v in (d.baseline, d.candidate)]
-        change = "–" if d.change_pct is None else f"{d.change_pct:+.1f}%"
-        cells = [d.status, d.device, d.runner, d.quantization, d.prompt_id, d.metric, *figures, change, d.note]
-        out.append("| " + " | ".join(md_cell(str(c)) for c in cells) + " |")
-    return out
-
-
 def _figure(value: float) -> str:
     """Two decimals, or three significant digits for a small figure (a KLD of 0.0012)."""
     return f"{value:,.2f}" if abs(value) >= 1 or value == 0 else f"{value:.3g}"
+
+
+def _change(change_pct: float) -> str:
+    return f"{change_pct:+.1f}%"
+
+
+COLUMNS = (text("status"), text("device"), text("runner"), text("quant"), text("prompt"), text("metric"),
+           number("baseline", _figure), number("candidate", _figure), number("change", _change), text("note"))
+
+
+def _table(deltas: list[Delta]) -> list[str]:
+    """The deltas' Markdown table; nothing when there are none."""
+    if not deltas:
+        return []
+    return view.markdown(Table(COLUMNS, tuple((d.status, d.device, d.runner, d.quantization, d.prompt_id, d.metric,
+                                                d.baseline, d.candidate, d.change_pct, d.note) for d in deltas)))
 
 
 def junit_cases(deltas: list[Delta], allow_missing: bool = False) -> list[Case]:
@@ -258,7 +261,7 @@ def junit_cases(deltas: list[Delta], allow_missing: bool = False) -> list[Case]:
     for d in deltas:
         outcome = {"regression": "fail", "missing": "n/a" if allow_missing else "fail", "new": "n/a",
                    "not comparable": "n/a"}.get(d.status, "pass")
-        change = "" if d.change_pct is None else f"{d.change_pct:+.1f}% ({_figure(d.baseline)} -> {_figure(d.candidate)})"
+        change = "" if d.change_pct is None else f"{_change(d.change_pct)} ({_figure(d.baseline)} -> {_figure(d.candidate)})"
         cases.append(Case(f"{d.device}.{d.runner}.{d.quantization}", f"{d.prompt_id} / {d.metric}", outcome,
                           "; ".join(x for x in (d.status, change, d.note) if x)))
     return cases

@@ -27,12 +27,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bench.analysis import resultset
-from bench.analysis import stats
-from bench.data import workloads as workload_data
-from bench.analysis import verdicts
+from bench.analysis import resultset, stats, verdicts
 from bench.analysis.stats import Quality
 from bench.analysis.verdicts import Verdict
+from bench.data import workloads as workload_data
+from bench.views.table import runner_label
 
 COLUMNS = ("run_id", "device_fingerprint", "device_profile", "device_cpu_model", "device_board", "device_ram_gb",
            "device_cores_logical", "device_class", "tier", "bandwidth_gbs", "bandwidth_source", "runner", "accelerator", "synthetic",
@@ -73,6 +72,10 @@ class Row:
     verdicts: list[Verdict] = field(default_factory=list)
     not_comparable: str = ""  # why this row stands apart from others of its cell
     quality: Quality | None = None  # the quality record of this cell and artifact, if any
+
+    @property
+    def runner_label(self) -> str:
+        return runner_label(self.runner, self.synthetic)
 
     def roofline_tok_s(self) -> float | None:
         """The roofline to draw: from measured bandwidth where known, else the datasheet's."""
@@ -172,7 +175,7 @@ def _codes(column: pd.Series) -> tuple[np.ndarray, list]:
 
 def _prompt_sets(df: pd.DataFrame) -> pd.Categorical:
     """Each record's run's prompt set (the run's measured records, failed ones included)."""
-    measured = (df["warmup"] == False).to_numpy()  # noqa: E712 (pandas mask)
+    measured = stats.is_repetition(df).to_numpy()
     (runs, run_names), (modes, mode_names), (prompts, prompt_names) = (
         _codes(df[c]) for c in ("run_id", "mode", "prompt_id"))
     m, p = len(mode_names) + 1, len(prompt_names) + 1  # one integer per (run, mode, prompt): one fast unique
@@ -217,12 +220,11 @@ def _probe_figures(ok: pd.DataFrame, group: np.ndarray) -> dict[int, dict]:
     return chosen.set_index("group").to_dict("index")
 
 
-def build(df: pd.DataFrame, files: int = 0, workloads: tuple[workload_data.Workload, ...] | None = None,
-          tiers: tuple[workload_data.Tier, ...] | None = None) -> Matrix:
+def build(df: pd.DataFrame, files: int = 0, workloads: tuple[workload_data.Workload, ...] | None = None) -> Matrix:
     """The matrix: every statistic of every cell variant computed in one grouping, so a
     million records of hundreds of cells build in about a second."""
     workloads = workloads or workload_data.load_workloads()
-    tiers = tiers or workload_data.load_tiers()
+    tiers = workload_data.load_tiers()
     df = df.copy()
     resultset.fill(df, ("run_id", "runner", "model_id", "quantization", "suite_sha256", "artifact_sha256"))
     df["runner"] = resultset.runner_on_accelerator(df)
@@ -231,10 +233,23 @@ def build(df: pd.DataFrame, files: int = 0, workloads: tuple[workload_data.Workl
     df, scored = split_quality(df)
     quality = stats.latest_quality(scored, QUALITY_KEY)
     df["prompt_set"] = _prompt_sets(df)
+    rows = _variant_rows(df, labels, quality, workloads)
+    timed = {(r.tier, r.device, r.runner, r.model, r.quantization, r.artifact_sha256) for r in rows}
+    rows += _quality_only_rows(quality, timed, scored, labels, workloads)
+    tier_order = {t.id: i for i, t in enumerate(tiers)}
+    rows.sort(key=lambda r: (tier_order.get(r.tier, len(tier_order)), r.device_label, r.runner, r.model, r.quantization))
+    seen_tiers = list(dict.fromkeys(r.tier for r in rows))
+    return Matrix(rows, seen_tiers, [w.id for w in workloads], device_why, files, total)
+
+
+def _variant_rows(df: pd.DataFrame, labels: dict[str, str], quality: dict[tuple, Quality],
+                  workloads: tuple[workload_data.Workload, ...]) -> list[Row]:
+    """A row per cell variant with successful measured records: counts, decode probe
+    figures and verdicts, each of them for all variants at once."""
     keys = CELL + VARIANT
     used = list(dict.fromkeys([*keys, *verdicts.READ, "synthetic", "decode_roofline_tok_s", "mbu", "prompt_tokens",
                                "bandwidth_source"]))
-    ok = df.loc[(df["status"] == "ok") & (df["warmup"] == False), used]  # noqa: E712 (pandas mask)
+    ok = stats.measured(df, used)
     grouping = resultset.groups(ok, keys)
     group, sizes = grouping.ngroup().to_numpy(), grouping.size()
     cells = list(sizes.index)  # cells[number] = key
@@ -251,21 +266,16 @@ def build(df: pd.DataFrame, files: int = 0, workloads: tuple[workload_data.Workl
     rows: list[Row] = []
     for number, (key, n) in enumerate(zip(cells, sizes.to_numpy())):
         cell, variant = key[:len(CELL)], key[len(CELL):]
-        probe = probes.get(number, {})
+        probe, scored = probes.get(number, {}), quality.get((*cell, variant[1]))
         rows.append(Row(
             tier=cell[0], device=cell[1], device_label=labels.get(cell[1], cell[1]), runner=cell[2],
             model=cell[3], quantization=cell[4], suite=suite_ids.get(variant[0]) or "–", artifact_sha256=variant[1],
             prompt_set=variant[2], synthetic=bool(synthetic[number]), n=int(n), failed=int(failed.get(key, 0)),
             decode_probe=probe.get("probe"), **{name: _number(probe.get(column)) for name, column in FIGURES.items()},
-            verdicts=[verdicts.with_quality(j.get(number, verdicts.unmeasured(w)), w, quality.get((*cell, variant[1])))
+            verdicts=[verdicts.with_quality(j.get(number, verdicts.unmeasured(w)), w, scored)
                       for j, w in zip(judged, workloads)],
-            not_comparable=_variant_reason(variant, variants[cell], suite_ids), quality=quality.get((*cell, variant[1]))))
-    rows += _quality_only_rows(quality, {(*key[:len(CELL)], key[len(CELL) + 1]) for key in cells}, scored, labels,
-                               workloads)
-    tier_order = {t.id: i for i, t in enumerate(tiers)}
-    rows.sort(key=lambda r: (tier_order.get(r.tier, len(tier_order)), r.device_label, r.runner, r.model, r.quantization))
-    seen_tiers = list(dict.fromkeys(r.tier for r in rows))
-    return Matrix(rows, seen_tiers, [w.id for w in workloads], device_why, files, total)
+            not_comparable=_variant_reason(variant, variants[cell], suite_ids), quality=scored))
+    return rows
 
 
 def split_quality(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -295,34 +305,3 @@ def bandwidth_kinds(matrix: Matrix) -> list[str]:
 def has_quality(matrix: Matrix) -> bool:
     """Whether any row has a quality record: only then do views show quality columns."""
     return any(r.quality is not None for r in matrix.rows)
-
-
-def _quality_columns(quality: Quality | None) -> dict:
-    q = quality or Quality("none")
-    share = {name: None if q.figure(name) is None else 100 * q.figure(name)
-             for name in ("top1_agreement", "greedy_agreement")}
-    return {"quality": "–" if quality is None else quality.label(), "kld_mean": q.figure("kld_mean"),
-            "kld_p99": q.figure("kld_p99"), "top1_pct": share["top1_agreement"], "perplexity": q.figure("perplexity"),
-            "reference_perplexity": q.figure("reference_perplexity"), "greedy_agreement_pct": share["greedy_agreement"],
-            "greedy_first_divergence": q.figure("greedy_first_divergence")}
-
-
-def table(matrix: Matrix) -> pd.DataFrame:
-    """The flat table (CSV): one row per cell variant, one column per workload verdict."""
-    records = []
-    for r in matrix.rows:
-        item = {"tier": r.tier, "device": r.device_label, "runner": r.runner + (" (FAKE)" if r.synthetic else ""),
-                "model": r.model, "quant": r.quantization, "suite": r.suite, "prompt_set": r.prompt_set,
-                "artifact": r.artifact_sha256[:12], "n": r.n, "failed": r.failed, "decode_probe": r.decode_probe,
-                "decode_tok_s": r.decode_tok_s}
-        for kind in BANDWIDTH_KINDS:
-            mbu = getattr(r, f"mbu_{kind}")
-            item |= {f"roofline_tok_s_{kind}_bandwidth": getattr(r, f"roofline_{kind}_tok_s"),
-                     f"mbu_pct_{kind}_bandwidth": None if mbu is None else 100 * mbu}
-        if has_quality(matrix):
-            item |= _quality_columns(r.quality)
-        item |= {w: v.verdict for w, v in zip(matrix.workloads, r.verdicts)}
-        item |= {f"{w} worst prompt": v.headline() for w, v in zip(matrix.workloads, r.verdicts)}
-        item["not_comparable"] = r.not_comparable
-        records.append(item)
-    return pd.DataFrame.from_records(records)

@@ -1,34 +1,39 @@
-"""Reports are views of the JSONL: one table builder feeds Markdown, CSV and the terminal."""
+"""Reports are views of the JSONL: one table for Markdown, CSV and the terminal."""
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 import pandas as pd
 
 from bench.analysis import stats
 from bench.errors import BenchError
+from bench.views import table as view
+from bench.views.table import Column, Table, fixed, md_cell, number, runner_label, significant, text
 
-# (column in the summary, heading, decimals)
-COLUMNS = [
-    ("runner", "runner", None), ("quantization", "quant", None), ("prompt_id", "prompt", None),
-    ("category", "category", None), ("n", "n", 0), ("prompt_tokens", "prompt tok", 0),
-    ("new_tokens", "new tok", 0), ("ttft_ms", "TTFT ms", 1), ("ttft_ms_cv_pct", "TTFT ±%", 0),
-    ("prefill_tok_s", "prefill tok/s", 1), ("decode_tok_s", "decode tok/s", 1),
-    ("decode_tok_s_cv_pct", "decode ±%", 0), ("itl_p50_ms", "ITL p50 ms", 2),
-    ("itl_p99_ms", "ITL p99 ms", 2), ("e2e_ms", "e2e ms", 0), ("load_ms", "load ms", 0),
-    ("peak_rss_mb", "peak RSS MB", 0), ("failed", "failed", 0),
-]
+# The suite table: column of the summary (bench.analysis.stats.summarize) -> its column here
+SUMMARY_COLUMNS: dict[str, Column] = {
+    "runner": text("runner"), "quantization": text("quant"), "prompt_id": text("prompt"),
+    "category": text("category"), "n": number("n", fixed(0)), "prompt_tokens": number("prompt tok", fixed(0)),
+    "new_tokens": number("new tok", fixed(0)), "ttft_ms": number("TTFT ms", fixed(1)),
+    "ttft_ms_cv_pct": number("TTFT ±%", fixed(0)), "prefill_tok_s": number("prefill tok/s", fixed(1)),
+    "decode_tok_s": number("decode tok/s", fixed(1)), "decode_tok_s_cv_pct": number("decode ±%", fixed(0)),
+    "itl_p50_ms": number("ITL p50 ms", fixed(2)), "itl_p99_ms": number("ITL p99 ms", fixed(2)),
+    "e2e_ms": number("e2e ms", fixed(0)), "load_ms": number("load ms", fixed(0)),
+    "peak_rss_mb": number("peak RSS MB", fixed(0)), "failed": number("failed", fixed(0)),
+}
 FORMATS = ("md", "csv")
-# The quality table: one row per quality record; "g": three significant digits (a KLD of
+# The quality table: one row per quality record; KLDs in three significant digits (a KLD of
 # fp32 is around 1e-6, a 4-bit one around 0.1).
 QUALITY_COLUMNS = [
-    ("runner", "runner", None), ("quantization", "quant", None), ("tokens_scored", "tokens scored", 0),
-    ("perplexity", "perplexity", 3), ("reference_perplexity", "reference perplexity", 3),
-    ("perplexity_increase_pct", "perplexity +%", 2), ("kld_mean", "KLD mean", "g"), ("kld_p99", "KLD p99", "g"),
-    ("top1_pct", "top-1 %", 1), ("greedy_pct", "greedy agreement %", 1),
-    ("greedy_first_divergence", "first divergence", 0), ("note", "note", None),
+    text("runner"), text("quant"), number("tokens scored", fixed(0)), number("perplexity", fixed(3)),
+    number("reference perplexity", fixed(3)), number("perplexity +%", fixed(2)), number("KLD mean", significant),
+    number("KLD p99", significant), number("top-1 %", fixed(1)), number("greedy agreement %", fixed(1)),
+    number("first divergence", fixed(0)), text("note"),
 ]
+# `edgebench quality` in the terminal: the quality table's main figures and each record's scoring time.
+QUALITY_TERMINAL = ("runner", "quant", "perplexity", "reference perplexity", "KLD mean", "top-1 %",
+                    "greedy agreement %", "first divergence", "scoring s", "note")
+SCORING = number("scoring s", fixed(1))
 
 
 def summary_table(records: list[dict]) -> tuple[pd.DataFrame, list[str]]:
@@ -36,13 +41,18 @@ def summary_table(records: list[dict]) -> tuple[pd.DataFrame, list[str]]:
     df = stats.frame(records)
     summary = stats.summarize(df)
     notes = stats.warnings(df, summary)
+    headings = [c.heading for c in SUMMARY_COLUMNS.values()]
     if summary.empty:
-        return pd.DataFrame(columns=[h for _, h, _ in COLUMNS]), notes
-    table = summary[[c for c, _, _ in COLUMNS]].copy()
-    table.columns = [h for _, h, _ in COLUMNS]
-    if summary["synthetic"].any():
-        table["runner"] = [f"{r} (FAKE)" if s else r for r, s in zip(table["runner"], summary["synthetic"])]
+        return pd.DataFrame(columns=headings), notes
+    table = summary[list(SUMMARY_COLUMNS)].copy()
+    table.columns = headings
+    table["runner"] = [runner_label(r, s) for r, s in zip(table["runner"], summary["synthetic"])]
     return table, notes
+
+
+def suite_view(table: pd.DataFrame) -> Table:
+    """The summary table (summary_table's frame) as a Table."""
+    return Table(tuple(SUMMARY_COLUMNS.values()), tuple(table.itertuples(index=False, name=None)))
 
 
 def _percent(share: float | None) -> float | None:
@@ -57,52 +67,28 @@ def _quality_note(record: dict, quality: stats.Quality) -> str:
     return f"no logits: {no_logits}" if no_logits else ""
 
 
-def quality_table(records: list[dict]) -> pd.DataFrame:
+def _quality_row(record: dict) -> tuple:
+    q = stats.quality_of(record)
+    return (runner_label(record["runner"], record.get("synthetic")), record["quantization"], q.tokens_scored,
+            q.perplexity, q.reference_perplexity, _percent(q.perplexity_increase), q.kld_mean, q.kld_p99,
+            _percent(q.top1_agreement), _percent(q.greedy_agreement), q.greedy_first_divergence,
+            _quality_note(record, q))
+
+
+def _quality_records(records: list[dict]) -> list[dict]:
+    return [r for r in records if r.get("mode") == stats.QUALITY_MODE]
+
+
+def quality_view(records: list[dict]) -> Table:
     """One row per quality record: perplexity beside the reference's, KLD, top-1 and greedy
-    agreement against the fp32 reference (raw numbers, report headings)."""
-    rows = []
-    for record in records:
-        if record.get("mode") != stats.QUALITY_MODE:
-            continue
-        q = stats.quality_of(record)
-        increase = q.perplexity_increase
-        rows.append([record["runner"] + (" (FAKE)" if record.get("synthetic") else ""), record["quantization"],
-                     q.tokens_scored, q.perplexity, q.reference_perplexity, None if increase is None else 100 * increase,
-                     q.kld_mean, q.kld_p99, _percent(q.top1_agreement), _percent(q.greedy_agreement),
-                     q.greedy_first_divergence, _quality_note(record, q)])
-    return pd.DataFrame(rows, columns=[h for _, h, _ in QUALITY_COLUMNS])
+    agreement against the fp32 reference."""
+    return Table(tuple(QUALITY_COLUMNS), tuple(_quality_row(r) for r in _quality_records(records)))
 
 
-def formatted(table: pd.DataFrame, columns: list[tuple] = COLUMNS) -> list[list[str]]:
-    """Rows as display strings: fixed decimals (or "g": three significant digits), "–" for
-    a missing figure."""
-    decimals = {h: d for _, h, d in columns}
-    rows = []
-    for record in table.to_dict("records"):
-        row = []
-        for heading, value in record.items():
-            d = decimals.get(heading)
-            if value is None or (isinstance(value, float) and pd.isna(value)):
-                row.append("–")
-            elif d == "g":
-                row.append(f"{value:.3g}")
-            elif d is not None:
-                row.append(f"{value:,.{d}f}")
-            else:
-                row.append(str(value))
-        rows.append(row)
-    return rows
-
-
-def md_cell(text: str) -> str:
-    return html.escape(text).replace("|", "\\|").replace("\n", " ")
-
-
-def _md_table(table: pd.DataFrame, columns: list[tuple], text: tuple[str, ...]) -> list[str]:
-    headings = list(table.columns)
-    lines = ["| " + " | ".join(headings) + " |",
-             "|" + "|".join("---" if h in text else "---:" for h in headings) + "|"]
-    return lines + ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in formatted(table, columns)]
+def quality_terminal(records: list[dict]) -> Table:
+    """The quality table as `edgebench quality` prints it, with each record's scoring time."""
+    rows = tuple((*_quality_row(r), (r.get("quality_detail") or {}).get("scoring_s")) for r in _quality_records(records))
+    return Table((*QUALITY_COLUMNS, SCORING), rows).select(QUALITY_TERMINAL)
 
 
 def markdown(records: list[dict], table: pd.DataFrame, notes: list[str]) -> str:
@@ -121,16 +107,16 @@ def markdown(records: list[dict], table: pd.DataFrame, notes: list[str]) -> str:
             "Medians over measured repetitions (warm-ups excluded); ±% is the coefficient of variation.",
             "",
         ]
-    lines += _md_table(table, COLUMNS, ("runner", "quant", "prompt", "category"))
-    quality = quality_table(records)
-    if not quality.empty:
+    lines += view.markdown(suite_view(table))
+    quality = quality_view(records)
+    if quality.rows:
         lines += ["", "## Quality against the fp32 reference", "",
                   "Perplexity on the evaluation text beside the reference's; KLD: KL divergence of the runtime's "
                   "next-token distribution from the reference's, mean and 99th percentile over the positions scored; "
                   "top-1 %: positions whose most likely token is the reference's; greedy agreement: share of the "
                   "chat prompts' greedy tokens equal to the reference's, and the first position that differs. "
                   "A runtime without logits has greedy agreement only.", ""]
-        lines += _md_table(quality, QUALITY_COLUMNS, ("runner", "quant", "note"))
+        lines += view.markdown(quality)
     if notes:
         lines += ["", "## Warnings", ""] + [f"- {md_cell(n)}" for n in notes]
     return "\n".join(lines) + "\n"
@@ -144,8 +130,8 @@ def write_report(records: list[dict], fmt: str, out: Path) -> Path:
     if fmt == "csv":
         table, quality = _csv_tables(records)
         if quality is not None:
-            write_text(quality.to_csv(index=False), quality_csv_path(out))
-        return write_text(table.to_csv(index=False), out)
+            write_text(view.csv(quality), quality_csv_path(out))
+        return write_text(view.csv(table), out)
     return write_text(render(records, fmt), out)
 
 
@@ -154,21 +140,21 @@ def quality_csv_path(out: Path) -> Path:
     return out.with_name(out.stem + ".quality.csv")
 
 
-def _csv_tables(records: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+def _csv_tables(records: list[dict]) -> tuple[Table, Table | None]:
     """The CSV's table (the suite table; the quality table when there is no suite figure)
     and the quality table that goes beside it, if any."""
-    table, _ = summary_table(records)
-    quality = quality_table(records)
-    if quality.empty:
-        return table, None
-    return (quality, None) if table.empty else (table, quality)
+    suite = suite_view(summary_table(records)[0])
+    quality = quality_view(records)
+    if not quality.rows:
+        return suite, None
+    return (quality, None) if not suite.rows else (suite, quality)
 
 
 def render(records: list[dict], fmt: str) -> str:
     """The report as text: Markdown with every table, or the CSV's table."""
     if fmt == "md":
         return markdown(records, *summary_table(records))
-    return _csv_tables(records)[0].to_csv(index=False)
+    return view.csv(_csv_tables(records)[0])
 
 
 def write_text(text: str, out: Path) -> Path:

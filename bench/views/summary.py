@@ -13,8 +13,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from bench.analysis import stats, verdicts
 from bench.data import workloads as workload_data
-from bench.analysis import verdicts
+from bench.views import table as view
+from bench.views.table import MISSING, Table, runner_label, text
 
 COLUMNS = ["runner", "quantization", "synthetic", "prompt_id", "category", "mode", "status", "warmup", "ttft_ms",
            "decode_tok_s", "e2e_ms", "tier", "estimated_s"]
@@ -40,6 +42,8 @@ class Summary:
 
 
 def _frame(records: list[dict]) -> pd.DataFrame:
+    """The suite records but warm-ups, failed ones included: a runner that failed before any
+    prompt (warmup None) still gets its column."""
     df = pd.DataFrame.from_records([{c: r.get(c) for c in COLUMNS} for r in records], columns=COLUMNS)
     return df[df["mode"].isin(["suite", None]) & (df["warmup"] != True)]  # noqa: E712 (pandas mask)
 
@@ -52,7 +56,7 @@ def _worst(ok: pd.DataFrame) -> tuple[float | None, float | None]:
 
 
 def _cell(rows: pd.DataFrame, workload: workload_data.Workload) -> Cell | None:
-    ok = rows[rows["status"] == "ok"]
+    ok = stats.measured(rows)
     skipped = rows.loc[rows["status"] == "skipped", "prompt_id"].nunique()
     if ok.empty and not skipped:
         return None
@@ -76,10 +80,10 @@ def _best(cells: list[Cell], by_decode: bool) -> Cell | None:
     return best
 
 
-def build(records: list[dict], workloads: tuple[workload_data.Workload, ...] | None = None) -> Summary:
-    workloads = workloads or workload_data.load_workloads()
+def build(records: list[dict]) -> Summary:
+    workloads = workload_data.load_workloads()
     df = _frame(records)
-    df = df.assign(runtime=df["runner"] + df["synthetic"].map({True: " (FAKE)"}).fillna(""))
+    df = df.assign(runtime=[runner_label(r, s) for r, s in zip(df["runner"], df["synthetic"])])
     runtimes = list(dict.fromkeys(df["runtime"]))
     cells, shown = {}, []
     for workload in workloads:
@@ -102,26 +106,24 @@ def build(records: list[dict], workloads: tuple[workload_data.Workload, ...] | N
     return Summary(str(tiers[0]) if len(tiers) else None, runtimes, shown, cells, reasons)
 
 
-def cell_text(cell: Cell | None) -> str:
-    if cell is None:
-        return "–"
+def cell_text(cell: Cell) -> str:
     if cell.verdict == "skipped":
         return f"skipped ({cell.quantization})"
-    ttft = "–" if cell.ttft_ms is None else f"{cell.ttft_ms:,.0f} ms"
-    decode = "–" if cell.decode_tok_s is None else f"{cell.decode_tok_s:,.1f} tok/s"
+    ttft = MISSING if cell.ttft_ms is None else f"{cell.ttft_ms:,.0f} ms"
+    decode = MISSING if cell.decode_tok_s is None else f"{cell.decode_tok_s:,.1f} tok/s"
     extra = f", {cell.skipped} prompt(s) skipped" if cell.skipped else ""
     return f"{'★ ' if cell.fastest else ''}{cell.verdict}: {ttft} · {decode} ({cell.quantization}{extra})"
 
 
-def rich_table(summary: Summary, title: str):
-    from rich.table import Table
+CAPTION = ("cell: verdict: TTFT · decode tok/s (best quantization) of the workload's slowest prompt; "
+           "★ fastest runtime of the workload")
 
-    table = Table(title=title, title_justify="left", caption="cell: verdict: TTFT · decode tok/s (best "
-                  "quantization) of the workload's slowest prompt; ★ fastest runtime of the workload",
-                  caption_justify="left")
-    table.add_column("workload")
-    for runtime in summary.runtimes:
-        table.add_column(runtime)
-    for workload in summary.workloads:
-        table.add_row(workload, *(cell_text(summary.cells.get((workload, r))) for r in summary.runtimes))
-    return table
+
+def table(summary: Summary) -> Table:
+    """A row per workload, a column per runtime."""
+    columns = (text("workload"), *(text(runtime, cell_text) for runtime in summary.runtimes))
+    return Table(columns, tuple((w, *(summary.cells.get((w, r)) for r in summary.runtimes)) for w in summary.workloads))
+
+
+def rich_table(summary: Summary, title: str):
+    return view.terminal(table(summary), title, CAPTION)

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import io
 
-from bench.errors import BenchError
 from bench.analysis.sustained import DROPS, SustainedResult
+from bench.errors import BenchError
 
 _DROP_COLOURS = {10: "tab:orange", 25: "tab:red"}
 
@@ -35,68 +35,95 @@ def _unavailable(axis, what: str) -> None:
 
 
 def sustained_png(result: SustainedResult) -> bytes:
+    """Three panels on one time axis: decode rate; temperature and frequency; CPU shares."""
     plt = _pyplot()
-    fig, (rate_ax, heat_ax, cpu_ax) = plt.subplots(3, 1, sharex=True, figsize=(10, 7.5),
-                                                   gridspec_kw={"height_ratios": [3, 2, 1.5]})
-    span = (0, result.duration_s)
-    times = [p.t_s for p in result.points]
-    rate_ax.plot(times, [p.tok_s for p in result.points], ".-", color="tab:blue", lw=0.8, ms=3,
-                 label="decode rate (one point per generation)")
+    fig, axes = plt.subplots(3, 1, sharex=True, figsize=(10, 7.5), gridspec_kw={"height_ratios": [3, 2, 1.5]})
+    rate_ax, heat_ax, cpu_ax = axes
+    _rate(rate_ax, result)
+    for axis in axes:
+        _drops(axis, result, labelled=axis is rate_ax)
+    _rate_labels(rate_ax, result)
+    _temperature(heat_ax, result.samples)
+    _frequency(heat_ax.twinx(), result.samples)
+    _cpu(cpu_ax, result.samples)
+    cpu_ax.set_xlim(0, result.duration_s)
+    return _png(plt, fig)
+
+
+def _rate(axis, result: SustainedResult) -> None:
+    """Each generation's decode rate, the burst and its drop thresholds, the floor."""
+    axis.plot([p.t_s for p in result.points], [p.tok_s for p in result.points], ".-", color="tab:blue", lw=0.8, ms=3,
+              label="decode rate (one point per generation)")
     if result.burst_tok_s:
-        rate_ax.hlines(result.burst_tok_s, 0, result.window_s, colors="tab:green", lw=3,
-                       label=f"burst {result.burst_tok_s:.1f} tok/s (first {result.window_s:g} s)")
+        axis.hlines(result.burst_tok_s, 0, result.window_s, colors="tab:green", lw=3,
+                    label=f"burst {result.burst_tok_s:.1f} tok/s (first {result.window_s:g} s)")
         for percent in DROPS:
-            rate_ax.axhline(result.burst_tok_s * (1 - percent / 100), color=_DROP_COLOURS[percent], ls=":", lw=0.8,
-                            label=f"{percent}% below burst")
+            axis.axhline(result.burst_tok_s * (1 - percent / 100), color=_DROP_COLOURS[percent], ls=":", lw=0.8,
+                         label=f"{percent}% below burst")
     if result.floor_tok_s:
-        rate_ax.hlines(result.floor_tok_s, 0.75 * result.duration_s, result.duration_s, colors="tab:purple", lw=3,
-                       label=f"floor {result.floor_tok_s:.1f} tok/s (last quarter)")
-    for axis in (rate_ax, heat_ax, cpu_ax):
-        for percent in DROPS:
-            when = result.drop_s[percent]
-            if when is not None:
-                axis.axvline(when, color=_DROP_COLOURS[percent], ls="--", lw=1.2,
-                             label=f"{percent}% drop at {when:.1f} s" if axis is rate_ax else None)
-    rate_ax.set_ylabel("decode tok/s")
-    rate_ax.set_ylim(bottom=0)
-    rate_ax.legend(loc="lower left", fontsize=8)
+        axis.hlines(result.floor_tok_s, 0.75 * result.duration_s, result.duration_s, colors="tab:purple", lw=3,
+                    label=f"floor {result.floor_tok_s:.1f} tok/s (last quarter)")
+
+
+def _drops(axis, result: SustainedResult, labelled: bool) -> None:
+    """A vertical line where the rate dropped and stayed down (named in one panel's legend)."""
+    for percent in DROPS:
+        when = result.drop_s[percent]
+        if when is not None:
+            axis.axvline(when, color=_DROP_COLOURS[percent], ls="--", lw=1.2,
+                         label=f"{percent}% drop at {when:.1f} s" if labelled else None)
+
+
+def _rate_labels(axis, result: SustainedResult) -> None:
+    axis.set_ylabel("decode tok/s")
+    axis.set_ylim(bottom=0)
+    axis.legend(loc="lower left", fontsize=8)
     retained = f", {result.retained_percent:.0f}% retained" if result.retained_percent is not None else ""
-    rate_ax.set_title(f"{result.runner}: sustained decode rate{retained}")
+    axis.set_title(f"{result.runner}: sustained decode rate{retained}")
 
-    t, temp = _series(result.samples, "temp_c")
-    if temp:
-        heat_ax.plot(t, temp, color="tab:red", lw=1, label="hottest sensor °C")
-        t_trip, trip = _series(result.samples, "temp_trip_c")
-        if trip:
-            heat_ax.plot(t_trip, trip, color="tab:red", ls=":", lw=1, label="trip point °C")
-        heat_ax.set_ylabel("°C")
-        heat_ax.legend(loc="upper left", fontsize=8)
-    else:
-        _unavailable(heat_ax, "temperature")
-        heat_ax.set_yticks([])
-    freq_ax = heat_ax.twinx()
-    t, freq = _series(result.samples, "freq_mhz")
-    if freq:
-        freq_ax.plot(t, freq, color="tab:cyan", lw=1, label="mean core MHz")
-        t_max, top = _series(result.samples, "freq_max_mhz")
-        freq_ax.plot(t_max, top, color="tab:cyan", ls=":", lw=1, label="max MHz")
-        freq_ax.set_ylabel("MHz")
-        freq_ax.legend(loc="upper right", fontsize=8)
-    else:
-        freq_ax.text(0.5, 0.25, "CPU frequency: not exposed by this device", transform=freq_ax.transAxes,
-                     ha="center", va="center", color="grey")
-        freq_ax.set_yticks([])
 
+def _temperature(axis, samples: list[dict]) -> None:
+    t, temp = _series(samples, "temp_c")
+    if not temp:
+        _unavailable(axis, "temperature")
+        axis.set_yticks([])
+        return
+    axis.plot(t, temp, color="tab:red", lw=1, label="hottest sensor °C")
+    t_trip, trip = _series(samples, "temp_trip_c")
+    if trip:
+        axis.plot(t_trip, trip, color="tab:red", ls=":", lw=1, label="trip point °C")
+    axis.set_ylabel("°C")
+    axis.legend(loc="upper left", fontsize=8)
+
+
+def _frequency(axis, samples: list[dict]) -> None:
+    """On the temperature panel's second y axis."""
+    t, freq = _series(samples, "freq_mhz")
+    if not freq:
+        axis.text(0.5, 0.25, "CPU frequency: not exposed by this device", transform=axis.transAxes,
+                  ha="center", va="center", color="grey")
+        axis.set_yticks([])
+        return
+    axis.plot(t, freq, color="tab:cyan", lw=1, label="mean core MHz")
+    t_max, top = _series(samples, "freq_max_mhz")
+    axis.plot(t_max, top, color="tab:cyan", ls=":", lw=1, label="max MHz")
+    axis.set_ylabel("MHz")
+    axis.legend(loc="upper right", fontsize=8)
+
+
+def _cpu(axis, samples: list[dict]) -> None:
     for key, label, colour in (("worker_cpu_percent", "runner's CPU %", "tab:blue"),
                                ("foreign_cpu_percent", "other programs' CPU %", "tab:grey")):
-        t, share = _series(result.samples, key)
+        t, share = _series(samples, key)
         if share:
-            cpu_ax.plot(t, share, color=colour, lw=1, label=label)
-    cpu_ax.set_ylabel("% of a core")
-    cpu_ax.set_xlabel("seconds into the sustained run")
-    if any(not line.get_label().startswith("_") for line in cpu_ax.lines):
-        cpu_ax.legend(loc="upper left", fontsize=8)
-    cpu_ax.set_xlim(*span)
+            axis.plot(t, share, color=colour, lw=1, label=label)
+    axis.set_ylabel("% of a core")
+    axis.set_xlabel("seconds into the sustained run")
+    if any(not line.get_label().startswith("_") for line in axis.lines):
+        axis.legend(loc="upper left", fontsize=8)
+
+
+def _png(plt, fig) -> bytes:
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)

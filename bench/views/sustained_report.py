@@ -7,7 +7,9 @@ import html
 from pathlib import Path
 
 from bench.analysis.sustained import DROPS, SustainedResult, analyse, summary_lines
+from bench.views import table as view
 from bench.views.sustained_plot import sustained_png
+from bench.views.table import Table, number, text
 
 
 def results_for(records: list[dict], samples: list[dict], duration_s: float, window_s: float) -> list[SustainedResult]:
@@ -22,26 +24,34 @@ def inline_png(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}" style="max-width:100%">'
 
 
-def _figure(value, unit: str = "", digits: int = 1) -> str:
-    return f"{value:.{digits}f}{unit}" if value is not None else "n/a"
+def _figure(unit: str = "", digits: int = 1):
+    return lambda value: f"{value:.{digits}f}{unit}"
+
+
+# A row per runner; "n/a": the figure could not be computed.
+FIGURES = (text("runner"), number("generations"), number("burst tok/s", _figure(), missing="n/a"),
+           number("floor tok/s", _figure(), missing="n/a"), number("retained", _figure("%"), missing="n/a"),
+           *(number(f"{percent}% drop at", _figure(" s"), missing="never") for percent in DROPS),
+           number("mJ/token", _figure(digits=2), missing="n/a"))
+
+
+def figures_table(results: list[SustainedResult]) -> Table:
+    return Table(FIGURES, tuple(
+        (r.runner, r.generations, r.burst_tok_s, r.floor_tok_s, r.retained_percent,
+         *(r.drop_s[percent] for percent in DROPS),
+         r.energy_j_per_token * 1000 if r.energy_j_per_token else None) for r in results))
 
 
 def figures_row(result: SustainedResult) -> dict[str, str]:
-    row = {"runner": result.runner, "generations": str(result.generations),
-           "burst tok/s": _figure(result.burst_tok_s), "floor tok/s": _figure(result.floor_tok_s),
-           "retained": _figure(result.retained_percent, "%")}
-    for percent in DROPS:
-        row[f"{percent}% drop at"] = _figure(result.drop_s[percent], " s") if result.drop_s[percent] is not None else "never"
-    row["mJ/token"] = _figure(result.energy_j_per_token * 1000 if result.energy_j_per_token else None, digits=2)
-    return row
+    """One runner's figures as the table shows them, by heading."""
+    table = figures_table([result])
+    return dict(zip(table.headings, table.cells()[0]))
 
 
 def markdown(results: list[SustainedResult], run_id: str, pictures: dict[str, str]) -> str:
-    rows = [figures_row(r) for r in results]
     lines = [f"# edgebench sustained {run_id}", ""]
-    if rows:
-        lines += ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-        lines += ["| " + " | ".join(row.values()) + " |" for row in rows]
+    if results:
+        lines += view.markdown(figures_table(results))
     for result in results:
         lines += ["", f"## {result.runner}", ""] + [f"- {line}" for line in summary_lines(result)[1:]]
         if result.runner in pictures:
@@ -50,9 +60,6 @@ def markdown(results: list[SustainedResult], run_id: str, pictures: dict[str, st
 
 
 def html_page(results: list[SustainedResult], run_id: str, pngs: dict[str, bytes]) -> str:
-    rows = [figures_row(r) for r in results]
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in (rows[0] if rows else {}))
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row.values()) + "</tr>" for row in rows)
     sections = []
     for result in results:
         items = "".join(f"<li>{html.escape(line)}</li>" for line in summary_lines(result))
@@ -61,7 +68,7 @@ def html_page(results: list[SustainedResult], run_id: str, pngs: dict[str, bytes
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>edgebench sustained {html.escape(run_id)}</title>"
             "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}td,th{padding:2px 8px;text-align:right}"
             "table{border-collapse:collapse}tr:nth-child(even){background:#f3f3f3}</style></head><body>"
-            f"<h1>edgebench sustained {html.escape(run_id)}</h1><table><tr>{head}</tr>{body}</table>"
+            f"<h1>edgebench sustained {html.escape(run_id)}</h1>{view.html(figures_table(results))}"
             + "".join(sections) + "</body></html>\n")
 
 

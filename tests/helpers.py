@@ -1,0 +1,104 @@
+"""Helpers the tests share: run the CLI as a user would, read results, install a plugin,
+lay out a fake /sys or /proc tree."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def edgebench(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600):
+    """Run `edgebench ARGS` as a user would: a fresh process, real exit code and streams."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-c", "from bench.cli import main; main()", *args],
+                          capture_output=True, text=True, cwd=cwd or ROOT, env=full_env, timeout=timeout)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def install_plugin(site, name: str, source: str, runner_class: str):
+    """Install `source` as the module edgebench_NAME in `site` (put it on PYTHONPATH), with
+    a dist-info that registers runner NAME and gives distribution edgebench-NAME version 1.0."""
+    (site / f"edgebench_{name}.py").write_text(textwrap.dedent(source))
+    info = site / f"edgebench_{name}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: edgebench-{name}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[edgebench.runners]\n{name} = edgebench_{name}:{runner_class}\n")
+    return site
+
+
+def write_files(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
+    return root
+
+
+def stat_line(tid: int, cpu: int, ticks: int) -> str:
+    """A /proc/PID/task/TID/stat line: the name holds spaces and parentheses, as some do."""
+    fields = ["0"] * 50
+    fields[0], fields[11], fields[36] = "R", str(ticks), str(cpu)
+    return f"{tid} (llama (worker) 1) " + " ".join(fields)
+
+
+# A runner whose exporter does what $SCRIPTED_EXPORT says (tests of prepare's behaviour).
+SCRIPTED_EXPORT_PLUGIN = '''
+"""A runner whose exporter does what $SCRIPTED_EXPORT says: ok, fail, or hang (tests only)."""
+import json
+import os
+import sys
+import time
+
+from runners.base import Exporter
+from runners.fake import FakeRunner
+
+
+class ScriptedExportRunner(FakeRunner):
+    name = "scripted"
+    artifact_kind = "scripted export"
+    exporter = Exporter(tool="scripted exporter", distribution="edgebench-scripted", target="edgebench_scripted:export",
+                        quantizations=("q8", "q4"), default_quantization="q8", extra="scripted")
+
+
+def export(checkpoint, out, quantization):
+    mode = os.environ.get("SCRIPTED_EXPORT", "ok")
+    (out / "weights.bin").write_bytes(b"w" * 1000)
+    for i in range(40):
+        print(f"converting layer {i}", flush=True)
+    if mode == "fail":
+        print("ValueError: layer 40 has an unsupported shape", file=sys.stderr, flush=True)
+        sys.exit(3)
+    if mode == "hang":
+        time.sleep(600)
+    (out / "script.json").write_text(json.dumps({"decode_ms": 5, "eos_after": 3}))
+    return {"artifact": "script.json", "level": quantization}
+'''
+
+LAPTOP = {  # x86 laptop: a package zone with trip points, cpufreq per core, RAPL
+    "sys/class/thermal/thermal_zone0/type": "acpitz",
+    "sys/class/thermal/thermal_zone0/temp": "41000",
+    "sys/class/thermal/thermal_zone1/type": "x86_pkg_temp",
+    "sys/class/thermal/thermal_zone1/temp": "87500",
+    "sys/class/thermal/thermal_zone1/trip_point_0_type": "passive",
+    "sys/class/thermal/thermal_zone1/trip_point_0_temp": "90000",
+    "sys/class/thermal/thermal_zone1/trip_point_1_type": "critical",
+    "sys/class/thermal/thermal_zone1/trip_point_1_temp": "105000",
+    "sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq": "1800000",
+    "sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq": "4200000",
+    "sys/devices/system/cpu/cpu1/cpufreq/scaling_cur_freq": "2400000",
+    "sys/devices/system/cpu/cpu1/cpufreq/cpuinfo_max_freq": "4200000",
+    "sys/class/powercap/intel-rapl:0/name": "package-0",
+    "sys/class/powercap/intel-rapl:0/energy_uj": "262143000000",
+    "sys/class/powercap/intel-rapl:0/max_energy_range_uj": "262143328850",
+    "sys/class/powercap/intel-rapl:0:0/name": "core",  # inside package-0: not added again
+    "sys/class/powercap/intel-rapl:0:0/energy_uj": "5000000",
+    "proc/loadavg": "1.52 0.98 0.61 2/431 12345",
+}
