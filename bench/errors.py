@@ -1,4 +1,5 @@
 """The one user-facing error type: printed once as "Error: …" plus a hint, exit code 1."""
+
 from __future__ import annotations
 
 import difflib

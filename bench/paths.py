@@ -1,4 +1,5 @@
 """Where edgebench keeps what it makes: one cache home for every cache."""
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ Writes are one line at a time, flushed and fsynced, so an interrupted run loses 
 the generation in flight. Readers skip a truncated last line (power loss) with a warning
 and refuse records written by a newer edgebench.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,47 +19,135 @@ SCHEMA_VERSION = 4
 
 # Every record carries these keys (None where a figure does not apply), in this order.
 FIELDS = (
-    "schema_version", "run_id", "started_at", "measured_at", "tool_version", "git_commit",
-    "device_cpu_model", "device_cores_physical", "device_cores_logical", "device_ram_gb",
-    "device_os", "device_arch", "device_python", "device_fingerprint",
-    "device_max_freq_mhz", "device_board", "device_gpu", "device_npu",
-    "device_profile", "device_class", "tier", "bandwidth_gbs", "bandwidth_source", "bandwidth_threads",
+    "schema_version",
+    "run_id",
+    "started_at",
+    "measured_at",
+    "tool_version",
+    "git_commit",
+    "device_cpu_model",
+    "device_cores_physical",
+    "device_cores_logical",
+    "device_ram_gb",
+    "device_os",
+    "device_arch",
+    "device_python",
+    "device_fingerprint",
+    "device_max_freq_mhz",
+    "device_board",
+    "device_gpu",
+    "device_npu",
+    "device_profile",
+    "device_class",
+    "tier",
+    "bandwidth_gbs",
+    "bandwidth_source",
+    "bandwidth_threads",
     # the device's state when the measurement started (None where the OS does not say)
-    "load_avg_1m_start", "temp_c_start", "cpu_freq_mhz_start", "cpu_freq_max_mhz", "foreign_cpu_percent_start",
-    "runner", "synthetic", "runtime_version", "backend", "runner_settings",
-    "model_id", "artifact_path", "artifact_sha256", "artifact_bytes", "quantization",
+    "load_avg_1m_start",
+    "temp_c_start",
+    "cpu_freq_mhz_start",
+    "cpu_freq_max_mhz",
+    "foreign_cpu_percent_start",
+    "runner",
+    "synthetic",
+    "runtime_version",
+    "backend",
+    "runner_settings",
+    "model_id",
+    "artifact_path",
+    "artifact_sha256",
+    "artifact_bytes",
+    "quantization",
     # what the runtime really applied (None where it has no such setting; the reason is in
     # runner_settings["not_applied"]), beside what the run asked for
-    "threads", "context_tokens", "threads_requested", "context_tokens_requested",
+    "threads",
+    "context_tokens",
+    "threads_requested",
+    "context_tokens_requested",
     # bytes read per decoded token: the loaded file's weights, and KV cache per context token
-    "weights_bytes", "kv_bytes_per_token",
-    "suite_id", "suite_sha256", "profile_name", "profile_sha256",
+    "weights_bytes",
+    "kv_bytes_per_token",
+    "suite_id",
+    "suite_sha256",
+    "profile_name",
+    "profile_sha256",
     # "suite", "sustained" or "quality"; elapsed_s: this generation's start within the sustained loop
-    "mode", "elapsed_s",
-    "prompt_id", "category", "kind", "warmup", "repeat", "max_new_tokens",
-    "prompt_tokens", "new_tokens", "stop_reason",
-    "load_ms", "setup_ms", "ttft_ms", "prefill_tok_s", "decode_tok_s",
+    "mode",
+    "elapsed_s",
+    "prompt_id",
+    "category",
+    "kind",
+    "warmup",
+    "repeat",
+    "max_new_tokens",
+    "prompt_tokens",
+    "new_tokens",
+    "stop_reason",
+    "load_ms",
+    "setup_ms",
+    "ttft_ms",
+    "prefill_tok_s",
+    "decode_tok_s",
     # itl_basis: "token" (one event per token) or "chunk" (the runtime streams text chunks)
-    "itl_basis", "itl_p50_ms", "itl_p90_ms", "itl_p99_ms", "e2e_ms", "decode_roofline_tok_s", "mbu",
-    "peak_rss_mb", "cpu_percent",
+    "itl_basis",
+    "itl_p50_ms",
+    "itl_p90_ms",
+    "itl_p99_ms",
+    "e2e_ms",
+    "decode_roofline_tok_s",
+    "mbu",
+    "peak_rss_mb",
+    "cpu_percent",
     # where the model ran: the accelerator asked for (cpu/gpu/npu/auto) and the one the runtime
     # reports it used, with its evidence (devices, offloaded layers, providers) in `placement`
-    "accelerator_requested", "accelerator", "placement", "accelerator_memory_mb",
+    "accelerator_requested",
+    "accelerator",
+    "placement",
+    "accelerator_memory_mb",
     # set when the run was driven from another machine over SSH (ssh://user@host:port)
     "remote_target",
     # mode "quality": the figures against the fp32 reference (details in quality_detail)
-    "tokens_scored", "perplexity", "reference_perplexity", "kld_mean", "kld_p99", "top1_agreement",
-    "greedy_agreement", "greedy_first_divergence", "quality_detail",
+    "tokens_scored",
+    "perplexity",
+    "reference_perplexity",
+    "kld_mean",
+    "kld_p99",
+    "top1_agreement",
+    "greedy_agreement",
+    "greedy_first_divergence",
+    "quality_detail",
     # status "skipped": why, and how long the generation was estimated to take
-    "skip_reason", "estimated_s",
-    "token_times_ns", "output_token_ids", "output_text", "native",
-    "status", "error",
+    "skip_reason",
+    "estimated_s",
+    "token_times_ns",
+    "output_token_ids",
+    "output_text",
+    "native",
+    "status",
+    "error",
 )
 # MIGRATIONS[n] upgrades a schema-n record to n + 1; readers apply them in turn, so every
 # old file reads as the current schema. Keep a fixture file of every old version in tests/.
-V2_FIELDS = ("device_max_freq_mhz", "device_board", "device_gpu", "device_npu", "device_profile", "device_class",
-             "tier", "bandwidth_gbs", "bandwidth_source", "temp_c_start", "cpu_freq_mhz_start", "cpu_freq_max_mhz",
-             "foreign_cpu_percent_start", "mode", "elapsed_s", "decode_roofline_tok_s", "mbu")
+V2_FIELDS = (
+    "device_max_freq_mhz",
+    "device_board",
+    "device_gpu",
+    "device_npu",
+    "device_profile",
+    "device_class",
+    "tier",
+    "bandwidth_gbs",
+    "bandwidth_source",
+    "temp_c_start",
+    "cpu_freq_mhz_start",
+    "cpu_freq_max_mhz",
+    "foreign_cpu_percent_start",
+    "mode",
+    "elapsed_s",
+    "decode_roofline_tok_s",
+    "mbu",
+)
 
 
 def _v1_to_v2(record: dict) -> dict:
@@ -67,8 +156,15 @@ def _v1_to_v2(record: dict) -> dict:
     return {**{name: None for name in V2_FIELDS}, **record, "mode": record.get("mode") or "suite"}
 
 
-V3_FIELDS = ("bandwidth_threads", "threads_requested", "context_tokens_requested", "weights_bytes",
-             "kv_bytes_per_token", "setup_ms", "itl_basis")
+V3_FIELDS = (
+    "bandwidth_threads",
+    "threads_requested",
+    "context_tokens_requested",
+    "weights_bytes",
+    "kv_bytes_per_token",
+    "setup_ms",
+    "itl_basis",
+)
 
 
 def _v2_to_v3(record: dict) -> dict:
@@ -76,13 +172,33 @@ def _v2_to_v3(record: dict) -> dict:
     really applied and the set-up time. A schema-2 roofline and MBU were computed from
     the artifact folder's size (every file, duplicates included): they are dropped, not
     carried into tables beside correct ones; `threads` there was the request."""
-    return {**{name: None for name in V3_FIELDS}, **record, "decode_roofline_tok_s": None, "mbu": None,
-            "threads_requested": record.get("threads")}
+    return {
+        **{name: None for name in V3_FIELDS},
+        **record,
+        "decode_roofline_tok_s": None,
+        "mbu": None,
+        "threads_requested": record.get("threads"),
+    }
 
 
-V4_FIELDS = ("accelerator_requested", "accelerator", "placement", "accelerator_memory_mb", "remote_target",
-             "tokens_scored", "perplexity", "reference_perplexity", "kld_mean", "kld_p99", "top1_agreement",
-             "greedy_agreement", "greedy_first_divergence", "quality_detail", "skip_reason", "estimated_s")
+V4_FIELDS = (
+    "accelerator_requested",
+    "accelerator",
+    "placement",
+    "accelerator_memory_mb",
+    "remote_target",
+    "tokens_scored",
+    "perplexity",
+    "reference_perplexity",
+    "kld_mean",
+    "kld_p99",
+    "top1_agreement",
+    "greedy_agreement",
+    "greedy_first_divergence",
+    "quality_detail",
+    "skip_reason",
+    "estimated_s",
+)
 
 
 def _v3_to_v4(record: dict) -> dict:
@@ -124,8 +240,9 @@ class ResultsWriter:
             _drop_truncated_tail(path, warn)
             self._file = path.open("a", encoding="utf-8")
         except OSError as exc:
-            raise BenchError(f"cannot write results to {path.parent}: {exc.strerror}",
-                             "choose a writable folder with --out") from None
+            raise BenchError(
+                f"cannot write results to {path.parent}: {exc.strerror}", "choose a writable folder with --out"
+            ) from None
         self.count = 0
 
     def append(self, record: dict) -> None:
@@ -175,15 +292,21 @@ def iter_records(path: Path, warn=lambda message: None) -> Iterator[dict]:
             if number - 1 == last and raw.startswith(b'{"schema_version"'):
                 warn(f"{path}:{number}: skipped a truncated last line (interrupted write)")
                 continue
-            raise BenchError(f"{path}:{number} is not a JSON record",
-                             "give edgebench results files (.jsonl written by `edgebench run`)") from None
+            raise BenchError(
+                f"{path}:{number} is not a JSON record",
+                "give edgebench results files (.jsonl written by `edgebench run`)",
+            ) from None
         if not isinstance(record, dict) or "schema_version" not in record:
-            raise BenchError(f"{path}:{number} is not an edgebench record (no schema_version)",
-                             "give edgebench results files (.jsonl written by `edgebench run`)")
+            raise BenchError(
+                f"{path}:{number} is not an edgebench record (no schema_version)",
+                "give edgebench results files (.jsonl written by `edgebench run`)",
+            )
         version = record["schema_version"]
         if not isinstance(version, int) or version > SCHEMA_VERSION:
-            raise BenchError(f"{path}:{number} has schema_version {version}, newer than this edgebench ({SCHEMA_VERSION})",
-                             "upgrade edgebench: pip install -U edgebench")
+            raise BenchError(
+                f"{path}:{number} has schema_version {version}, newer than this edgebench ({SCHEMA_VERSION})",
+                "upgrade edgebench: pip install -U edgebench",
+            )
         yield migrate(record)
 
 

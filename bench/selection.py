@@ -1,5 +1,6 @@
 """Which runners a command takes, and the settings each gets: `--runner`, `RUNNER=VALUE`
 pairs and `--setting RUNNER:KEY=VALUE` overrides, each checked with a one-line error."""
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,9 @@ def parse_settings(specs: tuple[str, ...]) -> dict[str, dict[str, str]]:
         name, colon, rest = spec.partition(":")
         key, equals, value = rest.partition("=")
         if not (colon and equals and name and key and value):
-            raise BenchError(f"--setting '{spec}' is not RUNNER:KEY=VALUE", "e.g. --setting llama.cpp:flash_attn=off",
-                             exit_code=2)
+            raise BenchError(
+                f"--setting '{spec}' is not RUNNER:KEY=VALUE", "e.g. --setting llama.cpp:flash_attn=off", exit_code=2
+            )
         parsed.setdefault(name, {})[key] = value
     return parsed
 
@@ -59,10 +61,16 @@ def runner_settings(name: str, defaults: dict, overrides: dict[str, str]) -> dic
             else:
                 value = text
         except ValueError:
-            wanted = "on or off" if isinstance(default, bool) else "a whole number" if isinstance(default, int) \
+            wanted = (
+                "on or off"
+                if isinstance(default, bool)
+                else "a whole number"
+                if isinstance(default, int)
                 else "a number"
-            raise BenchError(f"--setting {name}:{key}={text}: {key} takes {wanted}", f"the default is {default!r}",
-                             exit_code=2) from None
+            )
+            raise BenchError(
+                f"--setting {name}:{key}={text}: {key} takes {wanted}", f"the default is {default!r}", exit_code=2
+            ) from None
         settings[key] = value
     return settings
 
@@ -78,8 +86,10 @@ def select_runners(names: tuple[str, ...]) -> list[str]:
         for name in chosen:
             probe = load_class(regs[name].target).probe()
             if not probe.available:
-                raise BenchError(f"runner '{name}' is not available: {probe.reason}",
-                                 probe.reason if probe.reason.startswith("pip") else "see `edgebench runners`")
+                raise BenchError(
+                    f"runner '{name}' is not available: {probe.reason}",
+                    probe.reason if probe.reason.startswith("pip") else "see `edgebench runners`",
+                )
         return chosen
     chosen = [n for n, r in regs.items() if not r.hidden and load_class(r.target).probe().available]
     if not chosen:

@@ -4,6 +4,7 @@ Interleaves the commands (so a busy machine slows all of them alike), runs each 
 (default 10) and prints the medians, the difference and the ratio to Python's own start.
 Usage: python benchmarks/cli_start.py [N]
 """
+
 from __future__ import annotations
 
 import statistics
@@ -13,9 +14,11 @@ import time
 from pathlib import Path
 
 EDGEBENCH = str(Path(sys.executable).with_name("edgebench"))
-COMMANDS = {"python -c pass": [sys.executable, "-c", "pass"],
-            "edgebench --help": [EDGEBENCH, "--help"],
-            "edgebench runners": [EDGEBENCH, "runners"]}
+COMMANDS = {
+    "python -c pass": [sys.executable, "-c", "pass"],
+    "edgebench --help": [EDGEBENCH, "--help"],
+    "edgebench runners": [EDGEBENCH, "runners"],
+}
 
 
 def wall_time(argv: list[str]) -> float:
@@ -32,8 +35,10 @@ def main(repeats: int = 10) -> None:
     base = statistics.median(times["python -c pass"])
     for name, samples in times.items():
         median = statistics.median(samples)
-        print(f"{name:20} median {median:.3f} s (min {min(samples):.3f}, max {max(samples):.3f}); "
-              f"{median - base:+.3f} s, {median / base:.1f}x python -c pass")
+        print(
+            f"{name:20} median {median:.3f} s (min {min(samples):.3f}, max {max(samples):.3f}); "
+            f"{median - base:+.3f} s, {median / base:.1f}x python -c pass"
+        )
 
 
 if __name__ == "__main__":

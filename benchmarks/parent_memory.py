@@ -4,6 +4,7 @@ Runs the real supervisor in this process over thousands of FAKE-runner generatio
 (scripted, so they cost nothing but the worker round trip) and prints this process's RSS
 every 1,000 records. Usage: python benchmarks/parent_memory.py [GENERATIONS]
 """
+
 from __future__ import annotations
 
 import json
@@ -24,10 +25,16 @@ def main(generations: int = 6000) -> None:
         quick_prompts = 6
         (tmp / "many.toml").write_text(
             f'name = "many"\ndescription = ""\nwarmups = 0\nrepetitions = {generations // quick_prompts}\n'
-            'tags = ["short"]\n')
-        setup = run_setup.setup_run(run_setup.RunOptions(
-            runners=("fake",), artifacts=(f"fake={tmp / 'script.json'}",), profile=str(tmp / "many.toml"),
-            out=tmp / "out"))
+            'tags = ["short"]\n'
+        )
+        setup = run_setup.setup_run(
+            run_setup.RunOptions(
+                runners=("fake",),
+                artifacts=(f"fake={tmp / 'script.json'}",),
+                profile=str(tmp / "many.toml"),
+                out=tmp / "out",
+            )
+        )
         me = psutil.Process()
         samples = []
 
@@ -41,8 +48,10 @@ def main(generations: int = 6000) -> None:
 
         execute(setup, on_record=on_record)
         rss = [s for s in samples if s is not None]
-        print(f"growth from record 1,000 to {len(samples):,}: {rss[-1] - rss[1]:+.1f} MB "
-              f"({(rss[-1] - rss[1]) * 1024 / max(1, len(samples) - 1000):.2f} KB per record)")
+        print(
+            f"growth from record 1,000 to {len(samples):,}: {rss[-1] - rss[1]:+.1f} MB "
+            f"({(rss[-1] - rss[1]) * 1024 / max(1, len(samples) - 1000):.2f} KB per record)"
+        )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 Runners living in other packages register through the `edgebench.runners` entry-point
 group (name = "module:Class"); they are listed and loaded exactly like built-in ones.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -1,9 +1,10 @@
 """The runner contract: what every runtime adapter must do, and must not do.
 
 A runner drives one runtime on one artifact. It never owns a clock: the harness
-(bench.harness) timestamps every TokenEvent the runner yields. A runner module may
+(bench.run.harness) timestamps every TokenEvent the runner yields. A runner module may
 import its runtime at module level; `probe` must not, so listing runners stays cheap.
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -11,7 +12,10 @@ import importlib.util
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Sequence
+
+if TYPE_CHECKING:  # annotations only: the runtime's arrays, imported lazily where used
+    import numpy
 
 
 @dataclass(frozen=True)
@@ -197,7 +201,7 @@ class Runner(ABC):
         loaded directly, as tests do, gets its defaults)."""
         return {**self.defaults, **options.settings}
 
-    @classmethod
+    @classmethod  # noqa: B027 (optional: a runner checks what it can)
     def check_artifact(cls, path: Path) -> None:
         """A cheap look, before any model loads, that `path` is this runner's kind of
         artifact; raise ArtifactError if not. Must not import the runtime."""
@@ -242,7 +246,7 @@ class Runner(ABC):
         the runtime exposes none."""
         raise NoLogits(f"{self.name} exposes no logits to score a text with")
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional: most runtimes free on exit)
         """Free the model. Called once; the worker process exits afterwards anyway."""
 
     # The prompt as token ids, for runners that hand their runtime ids: `_fitting_prompt_ids`
@@ -255,8 +259,9 @@ class Runner(ABC):
         if not prompt:
             raise ValueError("the prompt tokenizes to nothing")
         if len(prompt) + request.max_new_tokens > context_tokens:
-            raise ValueError(f"prompt of {len(prompt)} tokens + {request.max_new_tokens} new exceeds the "
-                             f"context of {context_tokens}")
+            raise ValueError(
+                f"prompt of {len(prompt)} tokens + {request.max_new_tokens} new exceeds the context of {context_tokens}"
+            )
         return prompt
 
     def _prompt_ids(self, request: GenerationRequest) -> list[int]:
@@ -285,8 +290,9 @@ class Runner(ABC):
         raise NotImplementedError(f"{type(self).__name__} builds no prompt ids from chat messages")
 
 
-def scored_token_by_token(token_ids: Sequence[int], context_tokens: int, vocab: int,
-                          logits_after: Callable[[int, int], Any]) -> "numpy.ndarray":
+def scored_token_by_token(
+    token_ids: Sequence[int], context_tokens: int, vocab: int, logits_after: Callable[[int, int], Any]
+) -> "numpy.ndarray":
     """`Runner.score` for a runtime whose program returns the last position's logits only:
     each token through its decode path at its position from 0 (`logits_after(token,
     position)`), one row per token. Position 0 onwards overwrites the cache, so nothing of
@@ -296,8 +302,10 @@ def scored_token_by_token(token_ids: Sequence[int], context_tokens: int, vocab: 
     if not token_ids:
         raise ValueError("nothing to score: the token sequence is empty")
     if len(token_ids) > context_tokens:
-        raise ValueError(f"cannot score {len(token_ids)} tokens at once: the KV cache holds {context_tokens} "
-                         "(fixed at export); score the text in windows of at most that")
+        raise ValueError(
+            f"cannot score {len(token_ids)} tokens at once: the KV cache holds {context_tokens} "
+            "(fixed at export); score the text in windows of at most that"
+        )
     rows = np.empty((len(token_ids), vocab), np.float32)
     for position, token in enumerate(token_ids):
         rows[position] = logits_after(token, position)

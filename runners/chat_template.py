@@ -5,6 +5,7 @@ then what transformers' `apply_chat_template` gives.
 transformers also defines `strftime_now` (today's date); it is left out here, so a template
 that asks for it (Llama 3's) renders its own fallback date, as these runners always have.
 """
+
 from __future__ import annotations
 
 import json

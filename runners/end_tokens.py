@@ -3,10 +3,18 @@ llama.cpp's vocabulary loader marks them: a checkpoint converted from GGUF decla
 chat end-of-turn token, and a fixed-length generation must hold back every one of them.
 Both exporters that write end tokens into their artifact (ExecuTorch, LiteRT) read them here.
 """
+
 from __future__ import annotations
 
-END_OF_GENERATION_TEXTS = ("<|endoftext|>", "<|im_end|>", "</s>", "<|end_of_text|>", "<|eot_id|>", "<|end|>",
-                           "<end_of_turn>")
+END_OF_GENERATION_TEXTS = (
+    "<|endoftext|>",
+    "<|im_end|>",
+    "</s>",
+    "<|end_of_text|>",
+    "<|eot_id|>",
+    "<|end|>",
+    "<end_of_turn>",
+)
 
 
 def end_of_generation_ids(tokenizer) -> list[int]:

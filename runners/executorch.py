@@ -15,19 +15,32 @@ The runtime times nothing here unless its event tracer (ETDump) is on, which slo
 several-fold on small programs: so no runtime_* figures. The runner's own timings around the
 method calls are kept as `adapter_forward_*` (argmax included), never as the runtime's.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
-from runners.base import (ArtifactError, Exporter, GenerationInfo, GenerationRequest, LoadInfo, Runner,
-                          RunnerOptions, TokenEvent, scored_token_by_token)
+from runners.base import (
+    ArtifactError,
+    Exporter,
+    GenerationInfo,
+    GenerationRequest,
+    LoadInfo,
+    Runner,
+    RunnerOptions,
+    TokenEvent,
+    scored_token_by_token,
+)
 from runners.chat_template import compile_chat_template
 from runners.executorch_export import QUANTIZATIONS
 from runners.weights import Tensor, streamed_bytes
+
+if TYPE_CHECKING:  # annotations only: the runtime's arrays, imported lazily where used
+    import numpy
 
 PTE_MAGIC = b"ET"  # bytes 4..5 of a .pte: its flatbuffer identifier starts "ET"
 
@@ -60,16 +73,23 @@ class ExecuTorchRunner(Runner):
     package = "executorch"
     distribution = "executorch"
     extra = "executorch"
-    exporter = Exporter(tool="executorch export_llm (XNNPACK)", distribution="executorch",
-                        target="runners.executorch_export:export", quantizations=tuple(QUANTIZATIONS),
-                        default_quantization="8da4w", extra="prepare-executorch")
+    exporter = Exporter(
+        tool="executorch export_llm (XNNPACK)",
+        distribution="executorch",
+        target="runners.executorch_export:export",
+        quantizations=tuple(QUANTIZATIONS),
+        default_quantization="8da4w",
+        extra="prepare-executorch",
+    )
     # The backend is chosen at export: edgebench prepares XNNPACK programs, which run on the CPU.
     defaults = {"accelerator": "auto"}
 
     @classmethod
     def accelerators(cls) -> dict[str, str]:
-        return {"cpu": "XnnpackBackend (the backend edgebench prepare exports; a GPU or NPU needs a .pte exported "
-                       "for Vulkan, MPS, Core ML or QNN)"}
+        return {
+            "cpu": "XnnpackBackend (the backend edgebench prepare exports; a GPU or NPU needs a .pte exported "
+            "for Vulkan, MPS, Core ML or QNN)"
+        }
 
     @classmethod
     def check_artifact(cls, path: Path) -> None:
@@ -135,18 +155,32 @@ class ExecuTorchRunner(Runner):
         if threads != options.threads:
             not_applied["threads"] = f"ExecuTorch's threadpool runs {threads} thread(s)"
         if self.max_context != options.context_tokens:
-            not_applied["context_tokens"] = (f"fixed at export: the program's KV cache holds {self.max_context} "
-                                             f"tokens (prompts are held to {self.context_tokens})")
+            not_applied["context_tokens"] = (
+                f"fixed at export: the program's KV cache holds {self.max_context} "
+                f"tokens (prompts are held to {self.context_tokens})"
+            )
         plan = _forward_plan(pte)
         manifest = pte.parent / "manifest.json"
         quantization = json.loads(manifest.read_text()).get("quantization") if manifest.exists() else None
-        settings = {"threadpool_threads": threads, "program_max_context_len": self.max_context,
-                    "max_prefill_chunk": self.max_chunk, "eos_ids": sorted(self.eos_ids),
-                    "program_load_ms": round(load_ms, 3)}
-        return LoadInfo(__version__, "xnnpack", quantization, settings, threads=threads,
-                        context_tokens=self.max_context, not_applied=not_applied,
-                        weights_bytes=_weights_bytes(plan, self.vocab_size),
-                        kv_bytes_per_token=_kv_bytes_per_token(plan, self.max_context), **_placement(plan))
+        settings = {
+            "threadpool_threads": threads,
+            "program_max_context_len": self.max_context,
+            "max_prefill_chunk": self.max_chunk,
+            "eos_ids": sorted(self.eos_ids),
+            "program_load_ms": round(load_ms, 3),
+        }
+        return LoadInfo(
+            __version__,
+            "xnnpack",
+            quantization,
+            settings,
+            threads=threads,
+            context_tokens=self.max_context,
+            not_applied=not_applied,
+            weights_bytes=_weights_bytes(plan, self.vocab_size),
+            kv_bytes_per_token=_kv_bytes_per_token(plan, self.max_context),
+            **_placement(plan),
+        )
 
     def tokenize(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
@@ -163,8 +197,9 @@ class ExecuTorchRunner(Runner):
     def _step(self, tokens: list[int], position: int):
         """One forward call: the logits of the last token, after `tokens` at `position`."""
         torch = self.torch
-        return self.forward.execute([torch.tensor([tokens], dtype=torch.long),
-                                     torch.tensor([position], dtype=torch.long)])[0]
+        return self.forward.execute(
+            [torch.tensor([tokens], dtype=torch.long), torch.tensor([position], dtype=torch.long)]
+        )[0]
 
     def generate(self, request: GenerationRequest) -> Iterator[TokenEvent]:
         from tokenizers.decoders import DecodeStream
@@ -185,7 +220,7 @@ class ExecuTorchRunner(Runner):
         # Position 0 onwards: each call overwrites the cache from there and attends only up
         # to its own position, so nothing of a previous prompt is reused.
         for start in range(0, len(prompt), self.max_chunk):
-            logits = self._step(prompt[start:start + self.max_chunk], start)
+            logits = self._step(prompt[start : start + self.max_chunk], start)
         token = pick(logits)
         prefill_ns, decode_ns, decode_calls = clock() - t, 0, 0
         position, stop = len(prompt), "length"
@@ -200,16 +235,27 @@ class ExecuTorchRunner(Runner):
                 decode_ns += clock() - t
                 decode_calls += 1
                 position += 1
-        self._finished(GenerationInfo(len(prompt), stop, {
-            **_adapter_figures("prefill", -(-len(prompt) // self.max_chunk), len(prompt), prefill_ns),
-            **_adapter_figures("decode", decode_calls, decode_calls, decode_ns)}))
+        self._finished(
+            GenerationInfo(
+                len(prompt),
+                stop,
+                {
+                    **_adapter_figures("prefill", -(-len(prompt) // self.max_chunk), len(prompt), prefill_ns),
+                    **_adapter_figures("decode", decode_calls, decode_calls, decode_ns),
+                },
+            )
+        )
 
     def score(self, token_ids: Sequence[int]) -> "numpy.ndarray":
         """Teacher-forced logits token by token: the program returns the last position's
         logits only (exported without full logits)."""
         # .numpy() copies each row out: the output buffer is reused by the next call.
-        return scored_token_by_token(token_ids, self.max_context, self.vocab_size,
-                                     lambda token, position: self._step([token], position)[0].numpy())
+        return scored_token_by_token(
+            token_ids,
+            self.max_context,
+            self.vocab_size,
+            lambda token, position: self._step([token], position)[0].numpy(),
+        )
 
     def close(self) -> None:
         self.forward = self.program = None
@@ -218,13 +264,23 @@ class ExecuTorchRunner(Runner):
 def _adapter_figures(phase: str, calls: int, tokens: int, elapsed_ns: int) -> dict:
     """The runner's own clock around one phase's method calls (argmax included): never the
     runtime's timers, which ExecuTorch keeps only with its event tracer on."""
-    return {f"adapter_forward_{phase}_ms": elapsed_ns / 1e6, f"adapter_forward_{phase}_calls": calls,
-            f"adapter_forward_{phase}_tok_s": tokens / (elapsed_ns / 1e9) if elapsed_ns else None}
+    return {
+        f"adapter_forward_{phase}_ms": elapsed_ns / 1e6,
+        f"adapter_forward_{phase}_calls": calls,
+        f"adapter_forward_{phase}_tok_s": tokens / (elapsed_ns / 1e9) if elapsed_ns else None,
+    }
 
 
 # The accelerator each ExecuTorch backend delegates to (a program with none runs portable CPU kernels).
-BACKEND_KINDS = {"XnnpackBackend": "cpu", "VulkanBackend": "gpu", "MPSBackend": "gpu", "CoreMLBackend": "npu",
-                 "QnnBackend": "npu", "NeuronBackend": "npu", "EnnBackend": "npu"}
+BACKEND_KINDS = {
+    "XnnpackBackend": "cpu",
+    "VulkanBackend": "gpu",
+    "MPSBackend": "gpu",
+    "CoreMLBackend": "npu",
+    "QnnBackend": "npu",
+    "NeuronBackend": "npu",
+    "EnnBackend": "npu",
+}
 
 
 def _placement(plan) -> dict:
@@ -233,8 +289,10 @@ def _placement(plan) -> dict:
     _, forward = plan
     delegates = sorted({d.id for d in forward.delegates})
     kinds = {BACKEND_KINDS.get(d, "cpu") for d in delegates}
-    return {"accelerator": next((k for k in ("npu", "gpu") if k in kinds), "cpu"),
-            "placement": {"delegates": delegates}}
+    return {
+        "accelerator": next((k for k in ("npu", "gpu") if k in kinds), "cpu"),
+        "placement": {"delegates": delegates},
+    }
 
 
 def _forward_plan(pte: Path):
@@ -259,7 +317,7 @@ def _tensors_of(plan, op_word: str, arg: int | None = None) -> list:
             if op is None or op_word not in forward.operators[op].name:
                 continue
             args = instruction.instr_args.args
-            found += [forward.values[i].val for i in (args if arg is None else args[arg:arg + 1])]
+            found += [forward.values[i].val for i in (args if arg is None else args[arg : arg + 1])]
     return [t for t in found if hasattr(t, "sizes")]
 
 
@@ -271,8 +329,11 @@ def _weights_bytes(plan, vocab_size: int) -> int:
     offsets = program.constant_segment.offsets
     end = program.segments[program.constant_segment.segment_index].size if offsets else 0
     constants = {i: stop - start for i, (start, stop) in enumerate(zip(offsets, [*offsets[1:], end]))}
-    tables = {t.data_buffer_idx for t in _tensors_of(plan, "embedding")
-              if t.data_buffer_idx and t.sizes and t.sizes[0] == vocab_size}
+    tables = {
+        t.data_buffer_idx
+        for t in _tensors_of(plan, "embedding")
+        if t.data_buffer_idx and t.sizes and t.sizes[0] == vocab_size
+    }
     tensors = [Tensor(f"constant {i}", n) for i, n in constants.items()]
     tensors += [Tensor(f"named {d.key}", program.segments[d.segment_index].size) for d in program.named_data or []]
     return streamed_bytes(tensors, [f"constant {i}" for i in tables], vocab_size, tied=False)

@@ -1,6 +1,6 @@
 """`prepare` for ExecuTorch: the shared transformers checkpoint -> a .pte for XNNPACK.
 
-Two steps, both inside the export process (bench.export_worker):
+Two steps, both inside the export process (bench.artifacts.export_worker):
 1. The transformers llama checkpoint becomes ExecuTorch's Meta-format one (model.pth +
    params.json): keys renamed, and q/k rows permuted from transformers' rotate-half RoPE
    layout back to Meta's interleaved pairs.
@@ -11,6 +11,7 @@ Two steps, both inside the export process (bench.export_worker):
 The artifact is a folder: model.pte plus the tokenizer files and chat template, which the
 runner applies itself. Bos/eos ids are baked into the .pte as its metadata methods.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,17 +38,24 @@ MAX_SEQ_LENGTH = 1024
 GROUP_SIZE = 32  # 128 does not divide SmolLM2's 576-wide rows
 # The quantizations and export_llm's quantization options for each (fp32: none). 8da4w: linear
 # weights 4-bit in groups with 8-bit dynamic activations, the embedding 4-bit.
-QUANTIZATIONS = {"fp32": {}, "8da4w": {"qmode": "8da4w", "group_size": GROUP_SIZE,
-                                       "embedding_quantize": f"4,{GROUP_SIZE}"}}
-# Families (config.json model_type, see bench.models.FAMILIES): the quantizations this export
+QUANTIZATIONS = {
+    "fp32": {},
+    "8da4w": {"qmode": "8da4w", "group_size": GROUP_SIZE, "embedding_quantize": f"4,{GROUP_SIZE}"},
+}
+# Families (config.json model_type, see bench.data.models.FAMILIES): the quantizations this export
 # makes, or why it makes none. tests/test_families.py proves each supported one.
-_META_ONLY = ("edgebench converts only llama-layout checkpoints to ExecuTorch's Meta format; export_llm's "
-              "qwen2_5, qwen3 and phi_4_mini types need ExecuTorch's own HF-to-Meta weight converters, not wired here")
+_META_ONLY = (
+    "edgebench converts only llama-layout checkpoints to ExecuTorch's Meta format; export_llm's "
+    "qwen2_5, qwen3 and phi_4_mini types need ExecuTorch's own HF-to-Meta weight converters, not wired here"
+)
 FAMILY_SUPPORT = {
     "llama": tuple(QUANTIZATIONS),
     **dict.fromkeys(("qwen2", "qwen3", "phi3"), _META_ONLY),
-    **dict.fromkeys(("gemma2", "gemma3_text"), "ExecuTorch's export_llm has no Gemma model type (its Gemma 2 and "
-                                               "Gemma 3 are separate examples, outside export_llm)"),
+    **dict.fromkeys(
+        ("gemma2", "gemma3_text"),
+        "ExecuTorch's export_llm has no Gemma model type (its Gemma 2 and "
+        "Gemma 3 are separate examples, outside export_llm)",
+    ),
 }
 
 # transformers key (per layer where "{}" appears) -> Meta key.
@@ -83,13 +91,19 @@ def meta_params(config: dict) -> dict:
         raise ValueError(f"only llama checkpoints convert to ExecuTorch here, not {config.get('model_type')!r}")
     rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
     rope_theta = config.get("rope_theta", rope.get("rope_theta"))  # transformers 5 nests it
-    return {**_meta_rope_scaling(rope),"dim": config["hidden_size"], "hidden_dim": config["intermediate_size"],
-            "n_heads": config["num_attention_heads"],
-            "n_kv_heads": config.get("num_key_value_heads", config["num_attention_heads"]),
-            "head_dim": config.get("head_dim", config["hidden_size"] // config["num_attention_heads"]),
-            "n_layers": config["num_hidden_layers"], "norm_eps": config["rms_norm_eps"],
-            "rope_theta": rope_theta, "vocab_size": config["vocab_size"],
-            "use_hf_rope": False}
+    return {
+        **_meta_rope_scaling(rope),
+        "dim": config["hidden_size"],
+        "hidden_dim": config["intermediate_size"],
+        "n_heads": config["num_attention_heads"],
+        "n_kv_heads": config.get("num_key_value_heads", config["num_attention_heads"]),
+        "head_dim": config.get("head_dim", config["hidden_size"] // config["num_attention_heads"]),
+        "n_layers": config["num_hidden_layers"],
+        "norm_eps": config["rms_norm_eps"],
+        "rope_theta": rope_theta,
+        "vocab_size": config["vocab_size"],
+        "use_hf_rope": False,
+    }
 
 
 def _meta_rope_scaling(rope: dict) -> dict:
@@ -100,8 +114,10 @@ def _meta_rope_scaling(rope: dict) -> dict:
         return {"use_scaled_rope": False}
     llama32 = {"factor": 32.0, "low_freq_factor": 1.0, "original_max_position_embeddings": 8192}
     if kind != "llama3" or any(float(rope.get(k, -1)) != v for k, v in llama32.items()):
-        raise ValueError(f"RoPE scaling {rope} is not converted to ExecuTorch here; only the default RoPE and "
-                         f"Llama 3.2's llama3 scaling ({llama32}) are")
+        raise ValueError(
+            f"RoPE scaling {rope} is not converted to ExecuTorch here; only the default RoPE and "
+            f"Llama 3.2's llama3 scaling ({llama32}) are"
+        )
     return {"use_scaled_rope": True, "rope_scale_factor": 32, "high_freq_factor": int(rope["high_freq_factor"])}
 
 
@@ -165,8 +181,16 @@ def special_ids(checkpoint: Path) -> tuple[int, list[int]]:
     return int(bos), sorted(set(eos))
 
 
-def llm_config(pth: Path, params_json: Path, pte: Path, quantization: str, bos: int, eos: list[int],
-               max_seq_length: int, max_context_length: int):
+def llm_config(
+    pth: Path,
+    params_json: Path,
+    pte: Path,
+    quantization: str,
+    bos: int,
+    eos: list[int],
+    max_seq_length: int,
+    max_context_length: int,
+):
     """The export_llm configuration: XNNPACK, KV cache, custom SDPA, fp32 weights or 8da4w."""
     from executorch.extension.llm.export.config.llm_config import LlmConfig, ModelType
 
@@ -211,13 +235,23 @@ def shared_node_provenance() -> Iterator[None]:
 
 def export_steps(quantization: str) -> dict[str, str]:
     """export_llama's steps (LLMEdgeManager methods, in the order it calls them) -> stage."""
-    return {"source_transform": "quantization" if quantization != "fp32" else "source transforms",
-            "export": "export", "to_edge_transform_and_lower": "lowering", "to_executorch": "emitting",
-            "save_to_pte": "writing"}
+    return {
+        "source_transform": "quantization" if quantization != "fp32" else "source transforms",
+        "export": "export",
+        "to_edge_transform_and_lower": "lowering",
+        "to_executorch": "emitting",
+        "save_to_pte": "writing",
+    }
 
 
-def export_pte(checkpoint: Path, out: Path, quantization: str, max_seq_length: int = MAX_SEQ_LENGTH,
-               max_context_length: int = MAX_CONTEXT_LENGTH, stage: Callable[[str], None] = lambda name: None) -> dict:
+def export_pte(
+    checkpoint: Path,
+    out: Path,
+    quantization: str,
+    max_seq_length: int = MAX_SEQ_LENGTH,
+    max_context_length: int = MAX_CONTEXT_LENGTH,
+    stage: Callable[[str], None] = lambda name: None,
+) -> dict:
     import logging
 
     from executorch.examples.models.llama.export_llama_lib import export_llama
@@ -233,17 +267,26 @@ def export_pte(checkpoint: Path, out: Path, quantization: str, max_seq_length: i
         _log(f"exporting {quantization} with XNNPACK (this takes minutes on a real model)")
         stage("loading")
         with shared_node_provenance(), announce_calls(LLMEdgeManager, export_steps(quantization), stage):
-            export_llama(llm_config(pth, params_json, out / PTE_NAME, quantization, bos, eos,
-                                    max_seq_length, max_context_length))
+            export_llama(
+                llm_config(pth, params_json, out / PTE_NAME, quantization, bos, eos, max_seq_length, max_context_length)
+            )
         _log(f"exported in {time.monotonic() - started:.0f} s")
     if not (out / PTE_NAME).is_file():
         raise RuntimeError(f"export_llama wrote no {PTE_NAME}")
     for name in TOKENIZER_FILES:
         if (checkpoint / name).exists():
             shutil.copy(checkpoint / name, out / name)
-    options = {"backend": "xnnpack", "use_kv_cache": True, "use_sdpa_with_kv_cache": True,
-               "max_seq_length": max_seq_length, "max_context_length": max_context_length,
-               "bos_id": bos, "eos_ids": eos, "dtype": "fp32", **QUANTIZATIONS[quantization]}
+    options = {
+        "backend": "xnnpack",
+        "use_kv_cache": True,
+        "use_sdpa_with_kv_cache": True,
+        "max_seq_length": max_seq_length,
+        "max_context_length": max_context_length,
+        "bos_id": bos,
+        "eos_ids": eos,
+        "dtype": "fp32",
+        **QUANTIZATIONS[quantization],
+    }
     return {"artifact": ".", **options}
 
 

@@ -4,6 +4,7 @@ An exporter such as ExecuTorch's export_llama or litert-torch's export runs its 
 inside one call; `announce_calls` wraps the functions (or methods) that begin each step so
 that entering one names its stage, then puts the originals back.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -21,6 +22,7 @@ def announce_calls(owner: object, steps: dict[str, str], stage: Callable[[str], 
         def call(*args, **kwargs):
             stage(steps[name])
             return step(*args, **kwargs)
+
         return call
 
     for name, step in originals.items():

@@ -21,6 +21,7 @@ The artifact is a JSON script:
   first time), raise an error, or really allocate `grow_mb` MB (default 2048) of memory;
   the prompt of `score` is "score".
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,18 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from runners.base import (SETUP_DONE, ArtifactError, GenerationInfo, GenerationRequest, LoadInfo, Probe, Runner,
-                          NoLogits, RunnerOptions, TokenEvent)
+from runners.base import (
+    SETUP_DONE,
+    ArtifactError,
+    GenerationInfo,
+    GenerationRequest,
+    LoadInfo,
+    NoLogits,
+    Probe,
+    Runner,
+    RunnerOptions,
+    TokenEvent,
+)
 
 _now_ns = [0]
 
@@ -68,12 +79,18 @@ class FakeRunner(Runner):
             raise ArtifactError(f"{artifact} is not a fake-runner script (JSON): {exc}") from None
         _advance(self.script.get("load_ms", 0))
         self._generations = 0
-        return LoadInfo("fake", "FAKE (scripted clock)", "none", {},
-                        threads=self.script.get("applied_threads", options.threads),
-                        context_tokens=self.script.get("context_tokens", options.context_tokens),
-                        weights_bytes=self.script.get("weights_bytes"),
-                        kv_bytes_per_token=self.script.get("kv_bytes_per_token"),
-                        accelerator=self.script.get("runs_on", "cpu"), placement={"scripted": True})
+        return LoadInfo(
+            "fake",
+            "FAKE (scripted clock)",
+            "none",
+            {},
+            threads=self.script.get("applied_threads", options.threads),
+            context_tokens=self.script.get("context_tokens", options.context_tokens),
+            weights_bytes=self.script.get("weights_bytes"),
+            kv_bytes_per_token=self.script.get("kv_bytes_per_token"),
+            accelerator=self.script.get("runs_on", "cpu"),
+            placement={"scripted": True},
+        )
 
     def tokenize(self, text: str) -> list[int]:
         return [sum(map(ord, word)) % 1000 for word in text.split()]

@@ -11,6 +11,7 @@ The token sequence is the one LiteRT-LM builds from the same artifact: the bundl
 token, then the rendered chat template (its `bos_token` rendered empty, as LiteRT-LM does)
 or the raw text. Greedy: argmax of the logits; fixed-length mode suppresses the end tokens.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -18,12 +19,22 @@ import ctypes.util
 import importlib.metadata
 import sys
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 from runners import litert_artifact as layout
-from runners.base import (GenerationInfo, GenerationRequest, LoadInfo, Runner, RunnerOptions, TokenEvent,
-                          scored_token_by_token)
+from runners.base import (
+    GenerationInfo,
+    GenerationRequest,
+    LoadInfo,
+    Runner,
+    RunnerOptions,
+    TokenEvent,
+    scored_token_by_token,
+)
 from runners.chat_template import compile_chat_template
+
+if TYPE_CHECKING:  # annotations only: the runtime's arrays, imported lazily where used
+    import numpy as np
 
 MASKED = float("-inf")  # additive attention mask of a slot a row must not see
 
@@ -48,14 +59,17 @@ def npu_dispatch(package: Path) -> str | None:
     return None
 
 
-def compile_failure(exc: Exception, accelerator: str, available: dict[str, str],
-                    what: str = "LiteRT could not compile the model") -> str:
+def compile_failure(
+    exc: Exception, accelerator: str, available: dict[str, str], what: str = "LiteRT could not compile the model"
+) -> str:
     """One line for a model LiteRT could not compile for an accelerator: its own reason where
     the message holds one (not just a source location), and what it can use here."""
     last = str(exc).strip().splitlines()[-1].lstrip("└ ") if str(exc).strip() else ""
     why = "" if not last or last.startswith("ERROR: [") else f" ({last})"
-    return (f"{what} for the {accelerator}{why}: no {accelerator} it can use here; "
-            f"it can use: {', '.join(f'{kind} ({what})' for kind, what in available.items())}")
+    return (
+        f"{what} for the {accelerator}{why}: no {accelerator} it can use here; "
+        f"it can use: {', '.join(f'{kind} ({what})' for kind, what in available.items())}"
+    )
 
 
 def prefill_chunks(count: int, start: int, lengths: tuple[int, ...], cache: int) -> list[tuple[int, int]]:
@@ -107,14 +121,17 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
         self.tokenizer = Tokenizer.from_file(str(artifact / layout.TOKENIZER))
         template_path = artifact / layout.TEMPLATE
         self.template = compile_chat_template(template_path.read_text()) if template_path.is_file() else None
-        cpu = CpuOptions(num_threads=options.threads,
-                         xnnpack_weight_cache_path=str(layout.weight_cache_file(artifact / layout.TFLITE)))
+        cpu = CpuOptions(
+            num_threads=options.threads,
+            xnnpack_weight_cache_path=str(layout.weight_cache_file(artifact / layout.TFLITE)),
+        )
         asked = self.settings(options)["accelerator"]
         self.accelerator = "cpu" if asked == "auto" else asked
         hardware = HardwareAccelerator[self.accelerator.upper()]  # alone: an op it cannot run fails, never falls back
         try:
-            self.model = CompiledModel.from_file(str(artifact / layout.TFLITE),
-                                                 options=Options(hardware, cpu_options=cpu))
+            self.model = CompiledModel.from_file(
+                str(artifact / layout.TFLITE), options=Options(hardware, cpu_options=cpu)
+            )
         except RuntimeError as exc:
             if self.accelerator == "cpu":
                 raise
@@ -128,38 +145,54 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
         import numpy as np
 
         signatures = self.model.get_signature_list()
-        self.prefill_lengths = tuple(sorted(int(k.removeprefix("prefill_")) for k in signatures
-                                            if k.startswith("prefill_")))
+        self.prefill_lengths = tuple(
+            sorted(int(k.removeprefix("prefill_")) for k in signatures if k.startswith("prefill_"))
+        )
         decode_inputs = signatures["decode"]["inputs"]
         self.cache_length = self.model.get_input_tensor_details("decode")["mask"]["shape"][-1]
-        self.kv = {n: self.model.create_input_buffer_by_name("decode", n)
-                   for n in decode_inputs if n.startswith("kv_cache")}
+        self.kv = {
+            n: self.model.create_input_buffer_by_name("decode", n) for n in decode_inputs if n.startswith("kv_cache")
+        }
         for name, buffer in self.kv.items():  # new buffers hold garbage: inf there turns masked slots into NaN
             shape = self.model.get_input_tensor_details("decode")[name]["shape"]
             buffer.write(np.zeros(shape, np.float32))
-        self.io = {sig: {n: self.model.create_input_buffer_by_name(sig, n) for n in ("tokens", "input_pos", "mask")}
-                   for sig in ["decode", *(f"prefill_{t}" for t in self.prefill_lengths)]}
+        self.io = {
+            sig: {n: self.model.create_input_buffer_by_name(sig, n) for n in ("tokens", "input_pos", "mask")}
+            for sig in ["decode", *(f"prefill_{t}" for t in self.prefill_lengths)]
+        }
         self.logits = self.model.create_output_buffer_by_name("decode", "logits")
         self.vocab = self.model.get_output_tensor_details("decode")["logits"]["shape"][-1]
 
     def _load_info(self, artifact: Path, options: RunnerOptions) -> LoadInfo:
         # CompiledModel reports neither its threads nor anything else it was given.
-        settings = {"prefill_lengths": list(self.prefill_lengths), "kv_cache": "bound in place",
-                    "xnnpack_weight_cache": True}
+        settings = {
+            "prefill_lengths": list(self.prefill_lengths),
+            "kv_cache": "bound in place",
+            "xnnpack_weight_cache": True,
+        }
         # The decode signature's weights and kv_cache_* tensors, read as LiteRT-LM's are.
         graph = layout.read_decode_graph(artifact / layout.TFLITE)
-        return LoadInfo(importlib.metadata.version(self.distribution), "cpu", self.meta.quantization, settings,
-                        threads=None, context_tokens=self.cache_length,
-                        not_applied=layout.not_applied(options, self.cache_length, "CpuOptions num_threads"),
-                        weights_bytes=graph.weights_bytes, kv_bytes_per_token=graph.kv_bytes_per_token,
-                        **self._placement())
+        return LoadInfo(
+            importlib.metadata.version(self.distribution),
+            "cpu",
+            self.meta.quantization,
+            settings,
+            threads=None,
+            context_tokens=self.cache_length,
+            not_applied=layout.not_applied(options, self.cache_length, "CpuOptions num_threads"),
+            weights_bytes=graph.weights_bytes,
+            kv_bytes_per_token=graph.kv_bytes_per_token,
+            **self._placement(),
+        )
 
     def _placement(self) -> dict:
         """The accelerator the model was compiled for, and whether LiteRT reports every op on it
         (XNNPACK never takes every op: on the CPU the rest runs on LiteRT's own CPU kernels)."""
         fully = self.model.is_fully_accelerated()
-        return {"accelerator": self.accelerator if self.accelerator == "cpu" or fully else "cpu",
-                "placement": {"hardware_accelerator": self.accelerator.upper(), "fully_accelerated": fully}}
+        return {
+            "accelerator": self.accelerator if self.accelerator == "cpu" or fully else "cpu",
+            "placement": {"hardware_accelerator": self.accelerator.upper(), "fully_accelerated": fully},
+        }
 
     def tokenize(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False).ids
@@ -168,7 +201,7 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
 
     def _given_ids(self, token_ids: Sequence[int]) -> list[int]:
         start = list(self.meta.start_token_ids)  # it stands in for the first ids given: the length is kept
-        return start + list(token_ids)[len(start):]
+        return start + list(token_ids)[len(start) :]
 
     def _text_ids(self, text: str) -> list[int]:
         return list(self.meta.start_token_ids) + self.tokenize(text)
@@ -186,8 +219,9 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
         io["tokens"].write(tokens.astype(np.int32))
         io["input_pos"].write(positions.astype(np.int32))
         # Row i sees every cache slot up to its own position (additive mask: 0 or MASKED).
-        io["mask"].write(np.where(np.arange(self.cache_length)[None, :] <= positions[:, None], 0.0, MASKED)
-                         .astype(np.float32))
+        io["mask"].write(
+            np.where(np.arange(self.cache_length)[None, :] <= positions[:, None], 0.0, MASKED).astype(np.float32)
+        )
         outputs = dict(self.kv, logits=self.logits) if with_logits else self.kv
         self.model.run_by_name(signature, {**io, **self.kv}, outputs)
 
@@ -197,7 +231,7 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
         position = 0
         for length, used in prefill_chunks(len(ids), 0, self.prefill_lengths, self.cache_length):
             tokens = np.zeros(length, np.int32)
-            tokens[:used] = ids[position:position + used]
+            tokens[:used] = ids[position : position + used]
             # Padding continues the positions: it lands in cache slots the decode overwrites.
             self._run(f"prefill_{length}", tokens[None, :], np.arange(position, position + length), False)
             position += used
@@ -227,7 +261,7 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
                 break
             generated.append(token)
             text = self.tokenizer.decode(generated, skip_special_tokens=False)
-            piece = "" if text.endswith("\ufffd") else text[len(shown):]  # wait for a split character
+            piece = "" if text.endswith("\ufffd") else text[len(shown) :]  # wait for a split character
             shown += piece
             yield TokenEvent(token, piece)
         self._finished(GenerationInfo(len(prompt), stop))

@@ -11,6 +11,7 @@ one decoded token streams from memory (the decode signature's weights and KV cac
 minimal flatbuffer reader: `litert-lm-api` ships no flatbuffer library, and the two runners
 must count the same way.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,13 +26,24 @@ from runners.base import ArtifactError, Exporter, RunnerOptions
 from runners.litert_export import QUANTIZATIONS
 from runners.weights import Tensor, streamed_bytes
 
-TFLITE, BUNDLE, TOKENIZER, TEMPLATE, METADATA = ("model.tflite", "model.litertlm", "tokenizer.json",
-                                                  "chat_template.jinja", "litert.json")
+TFLITE, BUNDLE, TOKENIZER, TEMPLATE, METADATA = (
+    "model.tflite",
+    "model.litertlm",
+    "tokenizer.json",
+    "chat_template.jinja",
+    "litert.json",
+)
 
 # One conversion serves both runners: they share this exporter and its cached artifact.
-EXPORTER = Exporter(tool="litert-torch", distribution="litert-torch", target="runners.litert_export:export",
-                    quantizations=tuple(QUANTIZATIONS), default_quantization="int8", extra="prepare-litert",
-                    artifact_group="litert")
+EXPORTER = Exporter(
+    tool="litert-torch",
+    distribution="litert-torch",
+    target="runners.litert_export:export",
+    quantizations=tuple(QUANTIZATIONS),
+    default_quantization="int8",
+    extra="prepare-litert",
+    artifact_group="litert",
+)
 
 
 @dataclass(frozen=True)
@@ -63,8 +75,13 @@ class SharedArtifact:
 def read_metadata(path: Path) -> Metadata:
     try:
         raw = json.loads((path / METADATA).read_text())
-        return Metadata(raw.get("quantization"), tuple(raw["prefill_lengths"]),
-                        tuple(raw["start_token_ids"]), frozenset(raw["stop_token_ids"]), tuple(raw["end_token_ids"]))
+        return Metadata(
+            raw.get("quantization"),
+            tuple(raw["prefill_lengths"]),
+            tuple(raw["start_token_ids"]),
+            frozenset(raw["stop_token_ids"]),
+            tuple(raw["end_token_ids"]),
+        )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ArtifactError(f"{path / METADATA} is unreadable: {exc}") from None
 
@@ -72,11 +89,13 @@ def read_metadata(path: Path) -> Metadata:
 def not_applied(options: RunnerOptions, cache_length: int, thread_option: str) -> dict[str, str]:
     """Why threads and context are not what was asked: neither runtime reports the threads
     it runs on, and the KV cache's capacity was fixed at export."""
-    reasons = {"threads": f"{thread_option}={options.threads} was passed; the runtime cannot report the threads "
-                          "it runs on"}
+    reasons = {
+        "threads": f"{thread_option}={options.threads} was passed; the runtime cannot report the threads it runs on"
+    }
     if options.context_tokens != cache_length:
-        reasons["context_tokens"] = (f"the KV cache holds {cache_length} tokens, fixed at export; "
-                                     f"{options.context_tokens} was asked")
+        reasons["context_tokens"] = (
+            f"the KV cache holds {cache_length} tokens, fixed at export; {options.context_tokens} was asked"
+        )
     return reasons
 
 
@@ -134,7 +153,7 @@ class _Table:
 
     def string(self, field: int) -> str:
         start, n = self._vector(field)
-        return bytes(self.data[start:start + n]).decode()
+        return bytes(self.data[start : start + n]).decode()
 
     def table(self, field: int) -> _Table | None:
         at = self._at(field)
@@ -202,14 +221,22 @@ def _decode_graph(model: _Table) -> DecodeGraph:
             weights.setdefault(f"buffer {index}", buffer_bytes[index] + scales)
     embedding, rows, tied = _embedding(model, graph, tensors, buffer_bytes)
     inputs = {m.string(0): tensors[m.scalar(1, "I")] for m in signature.tables(0)}
-    kv = sum(_elements(t) * ITEM_BYTES[t.scalar(TENSOR_TYPE, "b")] for n, t in inputs.items()
-             if n.startswith("kv_cache"))
-    return DecodeGraph(tuple(Tensor(k, v) for k, v in weights.items()), embedding, rows, tied, kv,
-                       inputs["mask"].scalars(TENSOR_SHAPE, "i")[-1])
+    kv = sum(
+        _elements(t) * ITEM_BYTES[t.scalar(TENSOR_TYPE, "b")] for n, t in inputs.items() if n.startswith("kv_cache")
+    )
+    return DecodeGraph(
+        tuple(Tensor(k, v) for k, v in weights.items()),
+        embedding,
+        rows,
+        tied,
+        kv,
+        inputs["mask"].scalars(TENSOR_SHAPE, "i")[-1],
+    )
 
 
-def _embedding(model: _Table, graph: _Table, tensors: list[_Table],
-               buffer_bytes: list[int]) -> tuple[str | None, int | None, bool]:
+def _embedding(
+    model: _Table, graph: _Table, tensors: list[_Table], buffer_bytes: list[int]
+) -> tuple[str | None, int | None, bool]:
     """The buffer the embedding lookup reads, its row count, and whether another operator
     (a head tied to it) reads the same buffer."""
     opcodes = [max(c.scalar(0, "b"), c.scalar(3, "i")) for c in model.tables(MODEL_OPCODES)]

@@ -6,6 +6,7 @@ Beside the models it writes what the raw runtime needs: tokenizer.json, the chat
 the bundle carries, and litert.json (the start and stop tokens the bundle gives LiteRT-LM,
 so the raw runner builds the same token sequence).
 """
+
 from __future__ import annotations
 
 import json
@@ -20,13 +21,13 @@ from runners.export_stages import announce_calls
 
 # The quantizations (runners.litert_artifact's Exporter reads them here), each -> litert-torch's recipe.
 QUANTIZATIONS = {"fp32": "none", "int8": "dynamic_wi8_afp32"}
-# Families (config.json model_type, see bench.models.FAMILIES): litert-torch's export_hf
+# Families (config.json model_type, see bench.data.models.FAMILIES): litert-torch's export_hf
 # converts the transformers model itself. tests/test_families.py proves every one
 # (with --families-slow: LiteRT exports take tens of seconds each).
 FAMILY_SUPPORT = {
     **dict.fromkeys(("llama", "qwen2", "qwen3", "gemma2", "gemma3_text"), tuple(QUANTIZATIONS)),
     "phi3": "litert-torch 0.10's export_hf fails to lower Phi-3's LongRoPE (rotary_emb.long_inv_freq: "
-            "\"Cannot access data pointer of Tensor\")",
+    '"Cannot access data pointer of Tensor")',
 }
 # Prefill signatures: short chat prompts, the fixed 128/512-token probes, and a long
 # document (~1,100 tokens, prefilled as 1024 + 128). Longer prompts are chunked.
@@ -47,13 +48,19 @@ def part_aware_template(template: str, bos_token: str | None) -> str:
     output begins with the BOS text starts with `{{ bos_token }}` instead: with ordinary
     jinja (bos_token = its text) the output is exactly the original template's.
     """
-    body = _CONTENT.sub(lambda m: f"({m[1]}['content'] if {m[1]}['content'] is string "
-                                  f"else {m[1]}['content'] | map(attribute='text') | join)", template)
+    body = _CONTENT.sub(
+        lambda m: (
+            f"({m[1]}['content'] if {m[1]}['content'] is string else {m[1]}['content'] | map(attribute='text') | join)"
+        ),
+        template,
+    )
     if not bos_token:
         return body
     n = len(bos_token)
-    return ("{%- set rendered -%}" + body + "{%- endset -%}{{ bos_token }}"
-            f"{{{{ rendered[{n}:] if rendered[:{n}] == {bos_token!r} else rendered }}}}")
+    return (
+        "{%- set rendered -%}" + body + "{%- endset -%}{{ bos_token }}"
+        f"{{{{ rendered[{n}:] if rendered[:{n}] == {bos_token!r} else rendered }}}}"
+    )
 
 
 def _alias_tensorflow_schema() -> None:
@@ -99,8 +106,11 @@ def _bundle_tokens(metadata_pb: Path, tokenizer) -> dict:
 
 
 # litert-torch's steps (functions its export calls) -> stage: export_lib's, then the bundler's.
-EXPORT_STEPS = {"load_model": "loading", "export_text_prefill_decode_model": "export and lowering",
-                "quantize_model": "quantization"}
+EXPORT_STEPS = {
+    "load_model": "loading",
+    "export_text_prefill_decode_model": "export and lowering",
+    "quantize_model": "quantization",
+}
 BUNDLE_STEPS = {"package_model": "writing"}
 
 
@@ -108,8 +118,9 @@ def export(checkpoint: Path, out: Path, quantization: str, stage: Callable[[str]
     """Convert `checkpoint` with litert-torch into `out`: model.tflite, model.litertlm,
     tokenizer.json, chat_template.jinja and litert.json."""
     # The folder's layout; imported here, as runners.litert_artifact imports this module's QUANTIZATIONS.
-    from runners.litert_artifact import BUNDLE, METADATA, TEMPLATE, TFLITE, TOKENIZER
     from tokenizers import Tokenizer
+
+    from runners.litert_artifact import BUNDLE, METADATA, TEMPLATE, TFLITE, TOKENIZER
 
     recipe = QUANTIZATIONS[quantization]
     work = out / "work"
@@ -120,10 +131,15 @@ def export(checkpoint: Path, out: Path, quantization: str, stage: Callable[[str]
     shutil.copy(checkpoint / TOKENIZER, out / TOKENIZER)
     tokens = _bundle_tokens(work / "llm_metadata.pb", Tokenizer.from_file(str(out / TOKENIZER)))
     shutil.rmtree(work)
-    options = {"quantization_recipe": recipe, "prefill_lengths": list(PREFILL_LENGTHS),
-               "cache_length": CACHE_LENGTH, **tokens}
-    (out / METADATA).write_text(json.dumps({"quantization": quantization, "tflite": TFLITE, "bundle": BUNDLE,
-                                            **options}, indent=2))
+    options = {
+        "quantization_recipe": recipe,
+        "prefill_lengths": list(PREFILL_LENGTHS),
+        "cache_length": CACHE_LENGTH,
+        **tokens,
+    }
+    (out / METADATA).write_text(
+        json.dumps({"quantization": quantization, "tflite": TFLITE, "bundle": BUNDLE, **options}, indent=2)
+    )
     return {**options, "artifact": "."}
 
 
@@ -147,6 +163,13 @@ def _convert(checkpoint: Path, work: Path, template: Path, recipe: str, stage: C
         template.write_text(part_aware_template(hf_tokenizer.chat_template, hf_tokenizer.bos_token))
         override = str(template)
     with announce_calls(export_lib, EXPORT_STEPS, stage), announce_calls(litert_lm_builder, BUNDLE_STEPS, stage):
-        litert_export(model=str(checkpoint), output_dir=str(work), prefill_lengths=list(PREFILL_LENGTHS),
-                      cache_length=CACHE_LENGTH, quantization_recipe=recipe, bundle_litert_lm=True,
-                      keep_temporary_files=True, jinja_chat_template_override=override)
+        litert_export(
+            model=str(checkpoint),
+            output_dir=str(work),
+            prefill_lengths=list(PREFILL_LENGTHS),
+            cache_length=CACHE_LENGTH,
+            quantization_recipe=recipe,
+            bundle_litert_lm=True,
+            keep_temporary_files=True,
+            jinja_chat_template_override=override,
+        )

@@ -16,6 +16,7 @@ not one decode step each says so (`chunked`). The engine runs with LiteRT-LM's o
 (`defaults`; its CLI and benchmark leave the activation type unset, which the runtime logs
 as "default activation type for Text decoder is fp16").
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -23,13 +24,23 @@ from pathlib import Path
 from typing import Iterator
 
 from runners import litert_artifact as layout
+from runners.base import (
+    SETUP_DONE,
+    GenerationInfo,
+    GenerationRequest,
+    LoadInfo,
+    Runner,
+    RunnerOptions,
+    SetupDone,
+    TokenEvent,
+)
 from runners.litert import compile_failure, webgpu_api
-from runners.base import (SETUP_DONE, GenerationInfo, GenerationRequest, LoadInfo, Runner, RunnerOptions, SetupDone,
-                          TokenEvent)
 
 # The whole message, as sent: no turn markers (LiteRT-LM renders bos_token as "").
-PASS_THROUGH_TEMPLATE = ("{{ bos_token }}{% for message in messages %}{{ message['content'] if message['content'] "
-                         "is string else message['content'] | map(attribute='text') | join }}{% endfor %}")
+PASS_THROUGH_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}{{ message['content'] if message['content'] "
+    "is string else message['content'] | map(attribute='text') | join }}{% endfor %}"
+)
 ACTIVATION_TYPES = ("FLOAT32", "FLOAT16", "INT16", "INT8")
 
 
@@ -71,27 +82,47 @@ class LiteRTLMRunner(layout.SharedArtifact, Runner):
         asked = self.settings(options)["accelerator"]
         accelerator = "cpu" if asked == "auto" else asked
         try:
-            backend = litert_lm.Backend.CPU(thread_count=options.threads) if accelerator == "cpu" \
+            backend = (
+                litert_lm.Backend.CPU(thread_count=options.threads)
+                if accelerator == "cpu"
                 else getattr(litert_lm.Backend, accelerator.upper())()
-            self.engine = litert_lm.Engine(str(artifact / layout.BUNDLE), backend=backend,
-                                           max_num_tokens=graph.cache_length, cache_dir=str(layout.weight_cache_dir()),
-                                           activation_data_type=litert_lm.ActivationDataType[activation],
-                                           enable_benchmark=True)
+            )
+            self.engine = litert_lm.Engine(
+                str(artifact / layout.BUNDLE),
+                backend=backend,
+                max_num_tokens=graph.cache_length,
+                cache_dir=str(layout.weight_cache_dir()),
+                activation_data_type=litert_lm.ActivationDataType[activation],
+                enable_benchmark=True,
+            )
         except RuntimeError as exc:
             if accelerator == "cpu":
                 raise
-            raise RuntimeError(compile_failure(exc, accelerator, self.accelerators(),
-                                               "LiteRT-LM could not create its engine")) from None
+            raise RuntimeError(
+                compile_failure(exc, accelerator, self.accelerators(), "LiteRT-LM could not create its engine")
+            ) from None
         # LiteRT-LM reads no setting back: these are what the engine was given.
-        settings = {"activation_data_type": activation, "max_num_tokens": graph.cache_length, "sampler": "top_k=1",
-                    "xnnpack_weight_cache": True}
-        return LoadInfo(importlib.metadata.version(self.distribution), "cpu", self.meta.quantization, settings,
-                        threads=None, context_tokens=graph.cache_length,
-                        not_applied=layout.not_applied(options, graph.cache_length, "Backend.CPU thread_count"),
-                        weights_bytes=graph.weights_bytes, kv_bytes_per_token=graph.kv_bytes_per_token,
-                        # LiteRT-LM reports no placement: the backend its engine was built on (it
-                        # fails rather than fall back, as its GPU backend does here without a GPU)
-                        accelerator=accelerator, placement={"engine_backend": backend.get_name()})
+        settings = {
+            "activation_data_type": activation,
+            "max_num_tokens": graph.cache_length,
+            "sampler": "top_k=1",
+            "xnnpack_weight_cache": True,
+        }
+        return LoadInfo(
+            importlib.metadata.version(self.distribution),
+            "cpu",
+            self.meta.quantization,
+            settings,
+            threads=None,
+            context_tokens=graph.cache_length,
+            not_applied=layout.not_applied(options, graph.cache_length, "Backend.CPU thread_count"),
+            weights_bytes=graph.weights_bytes,
+            kv_bytes_per_token=graph.kv_bytes_per_token,
+            # LiteRT-LM reports no placement: the backend its engine was built on (it
+            # fails rather than fall back, as its GPU backend does here without a GPU)
+            accelerator=accelerator,
+            placement={"engine_backend": backend.get_name()},
+        )
 
     def tokenize(self, text: str) -> list[int]:
         return self.engine.tokenize(text)
@@ -104,7 +135,7 @@ class LiteRTLMRunner(layout.SharedArtifact, Runner):
         if request.text is not None:
             text = request.text
         else:
-            text = self.engine.detokenize(list(request.token_ids)[len(self.meta.start_token_ids):])
+            text = self.engine.detokenize(list(request.token_ids)[len(self.meta.start_token_ids) :])
         conversation = self.engine.create_conversation(sampler_config=self.greedy, chat_template=PASS_THROUGH_TEMPLATE)
         return conversation, {"role": "user", "content": text}
 
@@ -114,8 +145,9 @@ class LiteRTLMRunner(layout.SharedArtifact, Runner):
         chunk_ids: list[list[int]] = []
         try:
             yield SETUP_DONE
-            for chunk in conversation.send_message_async(message, max_output_tokens=request.max_new_tokens,
-                                                         suppress_tokens_config=suppress):
+            for chunk in conversation.send_message_async(
+                message, max_output_tokens=request.max_new_tokens, suppress_tokens_config=suppress
+            ):
                 text = str(chunk.contents)
                 chunk_ids.append(self.engine.tokenize(text))
                 yield TokenEvent(chunk_ids[-1][0] if len(chunk_ids[-1]) == 1 else -1, text)
@@ -133,16 +165,25 @@ class LiteRTLMRunner(layout.SharedArtifact, Runner):
         # decoded ones, but does not stream it.
         stopped_early = decoded < request.max_new_tokens
         new_tokens = decoded - 1 if stopped_early else decoded
-        native = {"init_s": bench.init_time_in_second, "ttft_s": bench.time_to_first_token_in_second,
-                  "prefill_tokens": bench.last_prefill_token_count,
-                  "prefill_tok_s": bench.last_prefill_tokens_per_second,
-                  "decode_tokens": decoded, "decode_tok_s": bench.last_decode_tokens_per_second,
-                  "runtime_prefill_tok_s": bench.last_prefill_tokens_per_second,
-                  "runtime_decode_tok_s": bench.last_decode_tokens_per_second,
-                  "runtime_ttft_ms": bench.time_to_first_token_in_second * 1000}
+        native = {
+            "init_s": bench.init_time_in_second,
+            "ttft_s": bench.time_to_first_token_in_second,
+            "prefill_tokens": bench.last_prefill_token_count,
+            "prefill_tok_s": bench.last_prefill_tokens_per_second,
+            "decode_tokens": decoded,
+            "decode_tok_s": bench.last_decode_tokens_per_second,
+            "runtime_prefill_tok_s": bench.last_prefill_tokens_per_second,
+            "runtime_decode_tok_s": bench.last_decode_tokens_per_second,
+            "runtime_ttft_ms": bench.time_to_first_token_in_second * 1000,
+        }
         one_token_each = len(chunk_ids) == new_tokens and all(len(ids) == 1 for ids in chunk_ids)
-        return GenerationInfo(bench.last_prefill_token_count, "eos" if stopped_early else "length", native,
-                              runtime_new_tokens=new_tokens, chunked=not one_token_each)
+        return GenerationInfo(
+            bench.last_prefill_token_count,
+            "eos" if stopped_early else "length",
+            native,
+            runtime_new_tokens=new_tokens,
+            chunked=not one_token_each,
+        )
 
     def close(self) -> None:
         self.engine.close()

@@ -12,6 +12,7 @@ n_ubatch 512, f16 K/V cache, memory-mapped weights), and what the context really
 back: threads, context and batch sizes from the C API, flash attention's resolution and the
 K/V cache types from llama.cpp's own log of the context it built (the API exposes neither).
 """
+
 from __future__ import annotations
 
 import codecs
@@ -20,17 +21,35 @@ import ctypes
 import functools
 import re
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
-from runners.base import (ArtifactError, GenerationInfo, GenerationRequest, LoadInfo, Runner, RunnerOptions,
-                          TokenEvent)
+from runners.base import ArtifactError, GenerationInfo, GenerationRequest, LoadInfo, Runner, RunnerOptions, TokenEvent
 from runners.weights import Tensor, streamed_bytes
+
+if TYPE_CHECKING:  # annotations only: the runtime's arrays, imported lazily where used
+    import numpy
 
 GGUF_MAGIC = b"GGUF"
 # GGUF general.file_type values (llama_ftype) of the common quantizations.
-FILE_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
-              11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S",
-              17: "Q5_K_M", 18: "Q6_K", 32: "BF16"}
+FILE_TYPES = {
+    0: "F32",
+    1: "F16",
+    2: "Q4_0",
+    3: "Q4_1",
+    7: "Q8_0",
+    8: "Q5_0",
+    9: "Q5_1",
+    10: "Q2_K",
+    11: "Q3_K_S",
+    12: "Q3_K_M",
+    13: "Q3_K_L",
+    14: "Q4_K_S",
+    15: "Q4_K_M",
+    16: "Q5_K_S",
+    17: "Q5_K_M",
+    18: "Q6_K",
+    32: "BF16",
+}
 EMBEDDING, OUTPUT_HEAD = "token_embd.weight", "output.weight"
 FLASH_ATTN = ("auto", "on", "off")
 # llama.cpp's log of the context it built: how flash attention `auto` resolved, and the
@@ -51,8 +70,15 @@ class LlamaCppRunner(Runner):
     # (load mode auto = mmap on the CPU). Named after llama-cpp-python's Llama() parameters.
     # Accelerator auto: llama-bench's -ngl 99, every layer offloaded to a GPU device where
     # llama.cpp has one (none in a CPU build: the layers stay on the CPU).
-    defaults = {"flash_attn": "auto", "n_batch": 2048, "n_ubatch": 512, "type_k": "f16", "type_v": "f16",
-                "use_mmap": True, "accelerator": "auto"}
+    defaults = {
+        "flash_attn": "auto",
+        "n_batch": 2048,
+        "n_ubatch": 512,
+        "type_k": "f16",
+        "type_v": "f16",
+        "use_mmap": True,
+        "accelerator": "auto",
+    }
 
     @classmethod
     def accelerators(cls) -> dict[str, str]:
@@ -87,17 +113,25 @@ class LlamaCppRunner(Runner):
         self.eog_ids = frozenset(t for t in range(self.n_vocab) if llama_cpp.llama_vocab_is_eog(model.vocab, t))
         self.formatter = _chat_formatter(self.llm)
         applied = self._applied(log, flash_attn)
-        asked = {"n_threads": options.threads, "n_threads_batch": options.threads, "n_ctx": options.context_tokens,
-                 **settings}
+        asked = {
+            "n_threads": options.threads,
+            "n_threads_batch": options.threads,
+            "n_ctx": options.context_tokens,
+            **settings,
+        }
         file_type = self.llm.metadata.get("general.file_type")
         return LoadInfo(
-            llama_cpp.__version__, "cpu", FILE_TYPES.get(int(file_type)) if file_type else None,
+            llama_cpp.__version__,
+            "cpu",
+            FILE_TYPES.get(int(file_type)) if file_type else None,
             {**applied, "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip()},
-            threads=applied["n_threads"], context_tokens=applied["n_ctx"],
+            threads=applied["n_threads"],
+            context_tokens=applied["n_ctx"],
             not_applied=_not_applied(asked, applied),
             weights_bytes=weights_bytes(gguf_tensors(llama_cpp, artifact), self.n_vocab),
             kv_bytes_per_token=self._kv_bytes_per_token(applied),
-            **_placement(log, backend_devices(llama_cpp), settings["accelerator"]))
+            **_placement(log, backend_devices(llama_cpp), settings["accelerator"]),
+        )
 
     def _create(self, lib, artifact: Path, options: RunnerOptions, settings: dict, flash_attn: str) -> str:
         """Load the model and create its context with the run's settings; llama.cpp's log of it."""
@@ -105,11 +139,21 @@ class LlamaCppRunner(Runner):
         with _llama_log(lib) as log_lines, _flash_attn_type(lib, flash_attn):
             try:
                 self.llm = lib.Llama(
-                    model_path=str(artifact), n_ctx=options.context_tokens, n_batch=settings["n_batch"],
-                    n_ubatch=settings["n_ubatch"], type_k=type_k, type_v=type_v, use_mmap=settings["use_mmap"],
-                    n_threads=options.threads, n_threads_batch=options.threads, seed=options.seed, verbose=False,
+                    model_path=str(artifact),
+                    n_ctx=options.context_tokens,
+                    n_batch=settings["n_batch"],
+                    n_ubatch=settings["n_ubatch"],
+                    type_k=type_k,
+                    type_v=type_v,
+                    use_mmap=settings["use_mmap"],
+                    n_threads=options.threads,
+                    n_threads_batch=options.threads,
+                    seed=options.seed,
+                    verbose=False,
                     # on the CPU, llama.cpp must not offload host operations (big prompt batches) either
-                    n_gpu_layers=_gpu_layers(settings["accelerator"]), op_offload=settings["accelerator"] != "cpu")
+                    n_gpu_layers=_gpu_layers(settings["accelerator"]),
+                    op_offload=settings["accelerator"] != "cpu",
+                )
             except ValueError as exc:  # llama-cpp-python's word for "could not load the model"
                 raise ArtifactError(f"llama.cpp could not load {artifact}: {exc}") from None
         return "".join(log_lines)
@@ -121,10 +165,14 @@ class LlamaCppRunner(Runner):
         kv = KV_CACHE_LOG.search(log)
         load_mode = LOAD_MODE_LOG.search(log)
         return {
-            "n_threads": lib.llama_n_threads(ctx), "n_threads_batch": lib.llama_n_threads_batch(ctx),
-            "n_ctx": lib.llama_n_ctx(ctx), "n_batch": lib.llama_n_batch(ctx), "n_ubatch": lib.llama_n_ubatch(ctx),
+            "n_threads": lib.llama_n_threads(ctx),
+            "n_threads_batch": lib.llama_n_threads_batch(ctx),
+            "n_ctx": lib.llama_n_ctx(ctx),
+            "n_batch": lib.llama_n_batch(ctx),
+            "n_ubatch": lib.llama_n_ubatch(ctx),
             "flash_attn": _flash_attn_resolved(log, flash_attn),
-            "type_k": kv.group(2) if kv else None, "type_v": kv.group(3) if kv else None,
+            "type_k": kv.group(2) if kv else None,
+            "type_v": kv.group(3) if kv else None,
             "kv_cells": int(kv.group(1)) if kv else None,
             "use_mmap": load_mode.group(1).startswith("mmap") if load_mode else None,
         }
@@ -195,11 +243,12 @@ class LlamaCppRunner(Runner):
         llm._ctx.kv_cache_clear()
         try:
             for start in range(0, len(token_ids), llm.n_batch):
-                chunk = list(token_ids[start:start + llm.n_batch])
+                chunk = list(token_ids[start : start + llm.n_batch])
                 batch.set_batch(chunk, n_past=start, logits_all=True)
                 llm._ctx.decode(batch)
-                logits[start:start + len(chunk)] = np.ctypeslib.as_array(
-                    self.lib.llama_get_logits(self.ctx), shape=(len(chunk), self.n_vocab))
+                logits[start : start + len(chunk)] = np.ctypeslib.as_array(
+                    self.lib.llama_get_logits(self.ctx), shape=(len(chunk), self.n_vocab)
+                )
         finally:
             llm._ctx.kv_cache_clear()
         return logits
@@ -211,8 +260,10 @@ class LlamaCppRunner(Runner):
 def perf_figures(perf) -> dict:
     """llama.cpp's perf-context counters of the last generation, raw and in the common keys."""
     return {
-        "t_p_eval_ms": perf.t_p_eval_ms, "n_p_eval": perf.n_p_eval,
-        "t_eval_ms": perf.t_eval_ms, "n_eval": perf.n_eval,
+        "t_p_eval_ms": perf.t_p_eval_ms,
+        "n_p_eval": perf.n_p_eval,
+        "t_eval_ms": perf.t_eval_ms,
+        "n_eval": perf.n_eval,
         "runtime_prefill_tok_s": 1000 * perf.n_p_eval / perf.t_p_eval_ms if perf.t_p_eval_ms else None,
         "runtime_decode_tok_s": 1000 * perf.n_eval / perf.t_eval_ms if perf.t_eval_ms else None,
         # llama.cpp's time to the first token's logits: its prompt eval (sampling excluded)
@@ -227,8 +278,11 @@ def _chat_formatter(llm):
     model, meta = llm._model, llm.metadata
     if "tokenizer.chat_template" not in meta:
         return None
-    return Jinja2ChatFormatter(meta["tokenizer.chat_template"], eos_token=model.token_get_text(model.token_eos()),
-                               bos_token=model.token_get_text(model.token_bos()))
+    return Jinja2ChatFormatter(
+        meta["tokenizer.chat_template"],
+        eos_token=model.token_get_text(model.token_eos()),
+        bos_token=model.token_get_text(model.token_bos()),
+    )
 
 
 def weights_bytes(tensors: list[Tensor], n_vocab: int) -> int:
@@ -246,8 +300,10 @@ def gguf_tensors(lib, path: Path) -> list[Tensor]:
     if not gguf:
         raise ArtifactError(f"llama.cpp could not read the GGUF header of {path}")
     try:
-        return [Tensor(ggml.gguf_get_tensor_name(gguf, i).decode(), ggml.gguf_get_tensor_size(gguf, i))
-                for i in range(ggml.gguf_get_n_tensors(gguf))]
+        return [
+            Tensor(ggml.gguf_get_tensor_name(gguf, i).decode(), ggml.gguf_get_tensor_size(gguf, i))
+            for i in range(ggml.gguf_get_n_tensors(gguf))
+        ]
     finally:
         ggml.gguf_free(gguf)
 
@@ -270,8 +326,13 @@ def backend_devices(lib) -> dict[str, tuple[str, str]]:
         read.argtypes, read.restype = [ctypes.c_void_p], ctypes.c_char_p
     base.ggml_backend_dev_type.argtypes, base.ggml_backend_dev_type.restype = [ctypes.c_void_p], ctypes.c_int
     devices = [registry.ggml_backend_dev_get(i) for i in range(registry.ggml_backend_dev_count())]
-    return {base.ggml_backend_dev_name(d).decode(): (DEVICE_KINDS.get(base.ggml_backend_dev_type(d), "other"),
-                                                     base.ggml_backend_dev_description(d).decode()) for d in devices}
+    return {
+        base.ggml_backend_dev_name(d).decode(): (
+            DEVICE_KINDS.get(base.ggml_backend_dev_type(d), "other"),
+            base.ggml_backend_dev_description(d).decode(),
+        )
+        for d in devices
+    }
 
 
 def _gpu_layers(accelerator: str) -> int:
@@ -291,10 +352,16 @@ def _placement(log: str, devices: dict[str, tuple[str, str]], asked: str) -> dic
     # A GPU's own memory; CPU_* buffers and pinned host buffers (CUDA_Host, ...) are RAM.
     on_device = [mib for key, mib in buffers.items() if not key.startswith("CPU") and "_Host " not in key]
     on_gpu = any(devices.get(d, ("cpu",))[0] == "gpu" for d in layers)
-    return {"accelerator": ("gpu" if on_gpu else "cpu") if layers else None,
-            "placement": {"n_gpu_layers": _gpu_layers(asked), "layers_by_device": layers, "buffers_mib": buffers,
-                          "devices": {name: f"{kind}: {description}" for name, (kind, description) in devices.items()}},
-            "accelerator_memory_mb": round(sum(on_device), 2) if on_device else None}  # MiB, as peak_rss_mb
+    return {
+        "accelerator": ("gpu" if on_gpu else "cpu") if layers else None,
+        "placement": {
+            "n_gpu_layers": _gpu_layers(asked),
+            "layers_by_device": layers,
+            "buffers_mib": buffers,
+            "devices": {name: f"{kind}: {description}" for name, (kind, description) in devices.items()},
+        },
+        "accelerator_memory_mb": round(sum(on_device), 2) if on_device else None,
+    }  # MiB, as peak_rss_mb
 
 
 class _GgufInitParams(ctypes.Structure):
@@ -308,14 +375,20 @@ def _ggml_base(lib):
     from llama_cpp._ctypes_extensions import load_shared_library
 
     ggml = load_shared_library("ggml-base", Path(lib.__file__).parent / "lib")
-    ggml.gguf_init_from_file.argtypes, ggml.gguf_init_from_file.restype = [ctypes.c_char_p, _GgufInitParams], \
-        ctypes.c_void_p
+    ggml.gguf_init_from_file.argtypes, ggml.gguf_init_from_file.restype = (
+        [ctypes.c_char_p, _GgufInitParams],
+        ctypes.c_void_p,
+    )
     ggml.gguf_free.argtypes, ggml.gguf_free.restype = [ctypes.c_void_p], None
     ggml.gguf_get_n_tensors.argtypes, ggml.gguf_get_n_tensors.restype = [ctypes.c_void_p], ctypes.c_int64
-    ggml.gguf_get_tensor_name.argtypes, ggml.gguf_get_tensor_name.restype = [ctypes.c_void_p, ctypes.c_int64], \
-        ctypes.c_char_p
-    ggml.gguf_get_tensor_size.argtypes, ggml.gguf_get_tensor_size.restype = [ctypes.c_void_p, ctypes.c_int64], \
-        ctypes.c_size_t
+    ggml.gguf_get_tensor_name.argtypes, ggml.gguf_get_tensor_name.restype = (
+        [ctypes.c_void_p, ctypes.c_int64],
+        ctypes.c_char_p,
+    )
+    ggml.gguf_get_tensor_size.argtypes, ggml.gguf_get_tensor_size.restype = (
+        [ctypes.c_void_p, ctypes.c_int64],
+        ctypes.c_size_t,
+    )
     ggml.ggml_row_size.argtypes, ggml.ggml_row_size.restype = [ctypes.c_int, ctypes.c_int64], ctypes.c_size_t
     return ggml
 
@@ -355,8 +428,10 @@ def _not_applied(asked: dict, applied: dict) -> dict[str, str]:
         if got is None:
             reasons[key] = "llama.cpp did not report it"
         elif key == "n_ctx":
-            reasons[key] = (f"llama.cpp pads the context to a multiple of 256 ({got} allocated); "
-                            f"generations are still held to the {value} asked")
+            reasons[key] = (
+                f"llama.cpp pads the context to a multiple of 256 ({got} allocated); "
+                f"generations are still held to the {value} asked"
+            )
         elif key == "n_batch":
             reasons[key] = f"asked {value}; llama.cpp holds a batch to the context, {got}"
         else:
@@ -390,8 +465,11 @@ def _flash_attn_type(lib, flash_attn: str) -> Iterator[None]:
     takes flash attention as a bool and cannot ask for `auto`, llama.cpp's own default."""
     from llama_cpp import llama_cpp as api
 
-    value = {"auto": lib.LLAMA_FLASH_ATTN_TYPE_AUTO, "on": lib.LLAMA_FLASH_ATTN_TYPE_ENABLED,
-             "off": lib.LLAMA_FLASH_ATTN_TYPE_DISABLED}[flash_attn]
+    value = {
+        "auto": lib.LLAMA_FLASH_ATTN_TYPE_AUTO,
+        "on": lib.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+        "off": lib.LLAMA_FLASH_ATTN_TYPE_DISABLED,
+    }[flash_attn]
     create = api.llama_init_from_model
 
     def init_from_model(model, params):

@@ -14,6 +14,7 @@ has stopped its clock) waits for it, so it never runs into the next prompt's TTF
 On Linux, OpenBLAS is preloaded before mlx is imported when it is installed
 (runners.mlx_blas); the record says which BLAS served the run.
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -21,13 +22,25 @@ import json
 import struct
 import sys
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
-from runners.base import (ArtifactError, Exporter, GenerationInfo, GenerationRequest, LoadInfo, Probe, Runner,
-                          RunnerOptions, TokenEvent)
+from runners.base import (
+    ArtifactError,
+    Exporter,
+    GenerationInfo,
+    GenerationRequest,
+    LoadInfo,
+    Probe,
+    Runner,
+    RunnerOptions,
+    TokenEvent,
+)
 from runners.mlx_blas import global_sgemm_library, use_openblas
 from runners.mlx_export import CONVERT_OPTIONS
 from runners.weights import Tensor, streamed_bytes
+
+if TYPE_CHECKING:  # annotations only: the runtime's arrays, imported lazily where used
+    import numpy
 
 DTYPE_NAMES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 
@@ -45,21 +58,33 @@ class MlxRunner(Runner):
     package = "mlx_lm"
     distribution = "mlx-lm"
     extra = "mlx"
-    exporter = Exporter(tool="mlx_lm.convert", distribution="mlx-lm", target="runners.mlx_export:export",
-                        quantizations=tuple(CONVERT_OPTIONS), default_quantization="4bit", extra="prepare-mlx")
+    exporter = Exporter(
+        tool="mlx_lm.convert",
+        distribution="mlx-lm",
+        target="runners.mlx_export:export",
+        quantizations=tuple(CONVERT_OPTIONS),
+        default_quantization="4bit",
+        extra="prepare-mlx",
+    )
     # mlx_lm.generate's own defaults (its DEFAULT_PREFILL_STEP_SIZE, --kv-bits None, --kv-group-size,
     # DEFAULT_QUANTIZED_KV_START); mlx_lm.benchmark uses the same through stream_generate.
     # kv_bits 0: no KV quantization.
     # Accelerator auto: MLX's own default device, the GPU where MLX has one (Metal, CUDA), else the CPU.
-    defaults = {"prefill_step_size": 2048, "kv_bits": 0, "kv_group_size": 64, "quantized_kv_start": 5000,
-                "accelerator": "auto"}
+    defaults = {
+        "prefill_step_size": 2048,
+        "kv_bits": 0,
+        "kv_group_size": 64,
+        "quantized_kv_start": 5000,
+        "accelerator": "auto",
+    }
 
     @classmethod
     def accelerators(cls) -> dict[str, str]:
         import mlx.core as mx
 
-        return {kind: f"MLX {mx.__version__} {kind} device" for kind in ("cpu", "gpu")
-                if mx.is_available(getattr(mx, kind))}
+        return {
+            kind: f"MLX {mx.__version__} {kind} device" for kind in ("cpu", "gpu") if mx.is_available(getattr(mx, kind))
+        }
 
     @classmethod
     def probe(cls) -> Probe:
@@ -79,6 +104,7 @@ class MlxRunner(Runner):
         blas = use_openblas(options.threads)  # before mlx is imported: it binds its BLAS then
         # Imported here, not at module level: listing runners must not load runtimes.
         import mlx.core as mx
+
         use_device(mx, self.settings(options)["accelerator"])  # before mlx-lm makes its stream on the default device
         import mlx_lm
         from mlx_lm import stream_generate
@@ -102,8 +128,9 @@ class MlxRunner(Runner):
         self.generate_settings = generate_settings(self.settings(options))
         return self._load_info(artifact, options, config, blas, rope_given=bool(model_config))
 
-    def _load_info(self, artifact: Path, options: RunnerOptions, config: dict, blas: dict,
-                   rope_given: bool) -> LoadInfo:
+    def _load_info(
+        self, artifact: Path, options: RunnerOptions, config: dict, blas: dict, rope_given: bool
+    ) -> LoadInfo:
         """What the loaded model runs with, as MLX and mlx-lm report it."""
         import mlx_lm
         from mlx.utils import tree_flatten
@@ -112,16 +139,31 @@ class MlxRunner(Runner):
         quant = config.get("quantization")
         dtype = str(tree_flatten(self.model.parameters())[0][1].dtype).removeprefix("mlx.core.")
         quantization = f"{quant['bits']}bit-g{quant['group_size']}" if quant else DTYPE_NAMES.get(dtype, dtype)
-        settings = {"mlx_version": mx.__version__, "device": mx.default_device().type.name,
-                    **self.settings(options), "kv_cache": KV_CACHE_NOTE,
-                    "eos_token_ids": sorted(self.tokenizer.eos_token_ids), "rope_theta": source_rope_theta(config),
-                    "rope_theta_given_at_load": rope_given, **blas, "accelerator": stream.device.type.name}
+        settings = {
+            "mlx_version": mx.__version__,
+            "device": mx.default_device().type.name,
+            **self.settings(options),
+            "kv_cache": KV_CACHE_NOTE,
+            "eos_token_ids": sorted(self.tokenizer.eos_token_ids),
+            "rope_theta": source_rope_theta(config),
+            "rope_theta_given_at_load": rope_given,
+            **blas,
+            "accelerator": stream.device.type.name,
+        }
         if sys.platform == "linux":
             settings["cblas_sgemm_from"] = global_sgemm_library() or "the bundled BLAS"
-        return LoadInfo(mlx_lm.__version__, settings["device"], quantization, settings, threads=None,
-                        context_tokens=options.context_tokens, not_applied={"threads": threads_note(blas)},
-                        weights_bytes=weights_bytes(artifact, config), kv_bytes_per_token=self._kv_bytes_per_token(),
-                        **placement(mx, stream))
+        return LoadInfo(
+            mlx_lm.__version__,
+            settings["device"],
+            quantization,
+            settings,
+            threads=None,
+            context_tokens=options.context_tokens,
+            not_applied={"threads": threads_note(blas)},
+            weights_bytes=weights_bytes(artifact, config),
+            kv_bytes_per_token=self._kv_bytes_per_token(),
+            **placement(mx, stream),
+        )
 
     def _kv_bytes_per_token(self) -> int:
         """KV-cache bytes per context token, read from the cache mlx-lm builds for this model
@@ -151,8 +193,14 @@ class MlxRunner(Runner):
         self.mx.reset_peak_memory()
         stop, last = "length", None
         try:
-            for last in self.stream_generate(self.model, tokenizer, prompt, max_tokens=request.max_new_tokens,
-                                             sampler=self.sampler, **self.generate_settings):
+            for last in self.stream_generate(
+                self.model,
+                tokenizer,
+                prompt,
+                max_tokens=request.max_new_tokens,
+                sampler=self.sampler,
+                **self.generate_settings,
+            ):
                 if last.finish_reason == "stop":
                     # The end-of-turn token: not yielded. Text the detokenizer still held
                     # back (at most a lone space or an unfinished UTF-8 byte) ends with it.
@@ -161,8 +209,14 @@ class MlxRunner(Runner):
                 yield TokenEvent(last.token, last.text)
         finally:
             tokenizer.eos_token_ids = end_of_turn
-        self._finished(GenerationInfo(len(prompt), stop, native_figures(last) if last else {},
-                                      runtime_new_tokens=runtime_new_tokens(last, stop)))
+        self._finished(
+            GenerationInfo(
+                len(prompt),
+                stop,
+                native_figures(last) if last else {},
+                runtime_new_tokens=runtime_new_tokens(last, stop),
+            )
+        )
 
     def score(self, token_ids: Sequence[int]) -> "numpy.ndarray":
         """Teacher-forced logits as mlx_lm.perplexity gets them: one forward pass of the model
@@ -184,8 +238,10 @@ class MlxRunner(Runner):
         self.mx.clear_cache()
 
 
-KV_CACHE_NOTE = ("mlx-lm's KVCache: no capacity allocated up front, it grows in steps of 256 tokens; "
-                 "context_tokens is the limit edgebench enforces (prompt + new tokens)")
+KV_CACHE_NOTE = (
+    "mlx-lm's KVCache: no capacity allocated up front, it grows in steps of 256 tokens; "
+    "context_tokens is the limit edgebench enforces (prompt + new tokens)"
+)
 
 
 def generate_settings(settings: dict) -> dict:
@@ -202,8 +258,10 @@ def use_device(mx, accelerator: str) -> None:
     if accelerator not in ("cpu", "gpu"):
         raise ValueError(f"--accelerator mlx={accelerator}: MLX runs on cpu or gpu")
     if not mx.is_available(device := getattr(mx, accelerator)):
-        raise ValueError(f"MLX {mx.__version__} has no {accelerator} backend here (pip install 'mlx[cuda]' on Linux, "
-                         "Metal on Apple silicon)")
+        raise ValueError(
+            f"MLX {mx.__version__} has no {accelerator} backend here (pip install 'mlx[cuda]' on Linux, "
+            "Metal on Apple silicon)"
+        )
     mx.set_default_device(device)
 
 
@@ -211,25 +269,34 @@ def placement(mx, stream) -> dict:
     """Where MLX runs the model: the device of the stream mlx-lm generates on, read back, and on
     a GPU the peak memory MLX's allocator reports (unified memory on Apple silicon)."""
     used = stream.device.type.name
-    return {"accelerator": used,
-            "placement": {"generation_stream": str(stream), "default_device": str(mx.default_device())},
-            "accelerator_memory_mb": round(mx.get_peak_memory() / 2**20, 1) if used == "gpu" else None}
+    return {
+        "accelerator": used,
+        "placement": {"generation_stream": str(stream), "default_device": str(mx.default_device())},
+        "accelerator_memory_mb": round(mx.get_peak_memory() / 2**20, 1) if used == "gpu" else None,
+    }
 
 
 def threads_note(blas: dict) -> str:
     """Why LoadInfo.threads is None, and what --threads does instead."""
     if blas.get("blas") == "OpenBLAS":
-        return (f"MLX has no thread-count setting; --threads set OpenBLAS's threads ({blas['blas_threads']}), "
-                "which serve unquantized (fp32) matrix products only")
+        return (
+            f"MLX has no thread-count setting; --threads set OpenBLAS's threads ({blas['blas_threads']}), "
+            "which serve unquantized (fp32) matrix products only"
+        )
     return f"MLX has no thread-count setting: --threads changes nothing here (BLAS: {blas['blas']})"
 
 
 def native_figures(last) -> dict:
     """mlx-lm's own figures from its last GenerationResponse, raw and in the common keys."""
-    return {"prompt_tokens": last.prompt_tokens, "prompt_tps": last.prompt_tps,
-            "generation_tokens": last.generation_tokens, "generation_tps": last.generation_tps,
-            "peak_memory_gb": last.peak_memory,
-            "runtime_prefill_tok_s": last.prompt_tps, "runtime_decode_tok_s": last.generation_tps}
+    return {
+        "prompt_tokens": last.prompt_tokens,
+        "prompt_tps": last.prompt_tps,
+        "generation_tokens": last.generation_tokens,
+        "generation_tps": last.generation_tps,
+        "peak_memory_gb": last.peak_memory,
+        "runtime_prefill_tok_s": last.prompt_tps,
+        "runtime_decode_tok_s": last.generation_tps,
+    }
 
 
 def runtime_new_tokens(last, stop: str) -> int:
@@ -250,8 +317,11 @@ def safetensors_tensors(path: Path) -> list[tuple[str, list[int], int]]:
     """(name, shape, bytes as stored) of every tensor in a safetensors file, from its header."""
     with path.open("rb") as f:
         header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
-    return [(name, t["shape"], t["data_offsets"][1] - t["data_offsets"][0])
-            for name, t in header.items() if name != "__metadata__"]
+    return [
+        (name, t["shape"], t["data_offsets"][1] - t["data_offsets"][0])
+        for name, t in header.items()
+        if name != "__metadata__"
+    ]
 
 
 def weights_bytes(artifact: Path, config: dict) -> int:

@@ -7,6 +7,7 @@ mlx is imported serves every fp32 matrix product. Call `use_openblas` in the pro
 will run MLX, before it imports mlx; `EDGEBENCH_MLX_BLAS=bundled` keeps the bundled one
 (to measure the difference). Elsewhere (macOS: Accelerate) nothing changes.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -42,8 +43,11 @@ def use_openblas(threads: int) -> dict:
         return {"blas": BUNDLED, "blas_reason": f"OpenBLAS would not load: {exc}"}
     lib.openblas_set_num_threads(threads)
     lib.openblas_get_config.restype = ctypes.c_char_p
-    return {"blas": "OpenBLAS", "blas_config": lib.openblas_get_config().decode(),
-            "blas_threads": lib.openblas_get_num_threads()}
+    return {
+        "blas": "OpenBLAS",
+        "blas_config": lib.openblas_get_config().decode(),
+        "blas_threads": lib.openblas_get_num_threads(),
+    }
 
 
 # One small sgemm in a child process: the library may not load (a missing dependency such
@@ -68,8 +72,9 @@ def probe_problem(path: Path, threads: int) -> str | None:
     """None when OpenBLAS loads and multiplies correctly in a child process; else what went
     wrong, in the child's own words (its last line of stderr) where it printed any."""
     try:
-        done = subprocess.run([sys.executable, "-c", _PROBE, str(path), str(threads)], capture_output=True,
-                              text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-c", _PROBE, str(path), str(threads)], capture_output=True, text=True, timeout=60
+        )
     except subprocess.TimeoutExpired:
         return "hung in a probe on this CPU"
     if done.returncode < 0:
@@ -90,8 +95,12 @@ def openblas_path() -> Path | None:
 
 
 class _DlInfo(ctypes.Structure):
-    _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
-                ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
+    _fields_ = [
+        ("dli_fname", ctypes.c_char_p),
+        ("dli_fbase", ctypes.c_void_p),
+        ("dli_sname", ctypes.c_char_p),
+        ("dli_saddr", ctypes.c_void_p),
+    ]
 
 
 def global_sgemm_library() -> str | None:

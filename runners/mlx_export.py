@@ -8,25 +8,25 @@ pattern), which gives fluent but wrong text. The export writes those keys from t
 own (mlx_keys), then reads back the base mlx-lm's model class actually gets from the
 converted config, and fails if it differs.
 """
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
-
 
 # 4-bit with group size 32: re-quantizing the Q4_1 source at group 64 breaks the answers.
 CONVERT_OPTIONS = {
     "fp32": {"dtype": "float32"},
     "4bit": {"quantize": True, "q_bits": 4, "q_group_size": 32},
 }
-# Families (config.json model_type, see bench.models.FAMILIES): mlx-lm has a model class for
+# Families (config.json model_type, see bench.data.models.FAMILIES): mlx-lm has a model class for
 # each. tests/test_families.py proves every one.
 FAMILY_SUPPORT = {
     **dict.fromkeys(("llama", "qwen2", "qwen3", "gemma3_text"), tuple(CONVERT_OPTIONS)),
     "phi3": "mlx-lm 0.32's SuScaledRoPE applies LongRoPE's long factors at every length; the model uses its "
-            "short factors up to original_max_position_embeddings, so its tokens differ",
+    "short factors up to original_max_position_embeddings, so its tokens differ",
     "gemma2": "mlx-lm 0.32's gemma2 attends globally in every layer (no sliding window): past the window "
-              "(4096 tokens in Gemma 2) its tokens differ from the model's",
+    "(4096 tokens in Gemma 2) its tokens differ from the model's",
 }
 
 
@@ -90,4 +90,5 @@ def check_rope_base(model_dir: Path, expected: float) -> None:
     if used is None or float(used) != float(expected):
         raise RopeBaseMismatch(
             f"RoPE base mismatch: the source checkpoint uses rope_theta={expected}, but mlx-lm builds the "
-            f"converted model in {model_dir} with {used}. Its text would be wrong; not caching it.")
+            f"converted model in {model_dir} with {used}. Its text would be wrong; not caching it."
+        )

@@ -11,6 +11,7 @@ Fixed-length mode sets min_length = max_length = prompt + N, which keeps end-of-
 out until N tokens are made. onnxruntime-genai measures nothing itself: no runtime_*
 figures; its own sequence length is kept as a cross-check.
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -20,12 +21,25 @@ import re
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
-from runners.base import (SETUP_DONE, ArtifactError, Exporter, GenerationInfo, GenerationRequest, LoadInfo, Runner,
-                          RunnerOptions, SetupDone, TokenEvent)
+from runners.base import (
+    SETUP_DONE,
+    ArtifactError,
+    Exporter,
+    GenerationInfo,
+    GenerationRequest,
+    LoadInfo,
+    Runner,
+    RunnerOptions,
+    SetupDone,
+    TokenEvent,
+)
 from runners.onnxruntime_export import QUANTIZATIONS
 from runners.weights import Tensor, streamed_bytes
+
+if TYPE_CHECKING:  # annotations only: the runtime's arrays, imported lazily where used
+    import numpy
 
 CONFIG = "genai_config.json"
 MANIFEST = "manifest.json"  # written by `edgebench prepare` beside the artifact's files
@@ -42,9 +56,14 @@ class OnnxRuntimeRunner(Runner):
     package = "onnxruntime_genai"
     distribution = "onnxruntime-genai"
     extra = "onnxruntime"
-    exporter = Exporter(tool="onnxruntime-genai model builder", distribution="onnxruntime-genai",
-                        target="runners.onnxruntime_export:export", quantizations=tuple(QUANTIZATIONS),
-                        default_quantization="int4", extra="prepare-onnx")
+    exporter = Exporter(
+        tool="onnxruntime-genai model builder",
+        distribution="onnxruntime-genai",
+        target="runners.onnxruntime_export:export",
+        quantizations=tuple(QUANTIZATIONS),
+        default_quantization="int4",
+        extra="prepare-onnx",
+    )
     # What the builder writes into genai_config.json for its CPU (GroupQueryAttention)
     # models and the examples run with: one KV buffer of max_length, past and present shared.
     # Accelerator auto: the examples' default (follow_config), the providers genai_config.json names
@@ -86,10 +105,18 @@ class OnnxRuntimeRunner(Runner):
         provider = _provider(self.settings(options)["accelerator"])
         try:
             config = og.Config(str(artifact))
-            config.overlay(json.dumps({
-                "model": {"decoder": {"session_options": {"intra_op_num_threads": options.threads,
-                                                          "log_severity_level": INFO}}},
-                "search": search}))
+            config.overlay(
+                json.dumps(
+                    {
+                        "model": {
+                            "decoder": {
+                                "session_options": {"intra_op_num_threads": options.threads, "log_severity_level": INFO}
+                            }
+                        },
+                        "search": search,
+                    }
+                )
+            )
             _use_provider(config, provider)
             self.model, trace = _with_native_stderr(lambda: og.Model(config))
         except Exception as exc:  # onnxruntime-genai raises plain RuntimeErrors
@@ -102,8 +129,11 @@ class OnnxRuntimeRunner(Runner):
         threads = _pool_size(trace)
         not_applied = {}
         if threads != options.threads:
-            not_applied["threads"] = (f"ONNX Runtime built an intra-op pool of {threads} thread(s)" if threads
-                                      else "ONNX Runtime's session trace did not state its intra-op pool size")
+            not_applied["threads"] = (
+                f"ONNX Runtime built an intra-op pool of {threads} thread(s)"
+                if threads
+                else "ONNX Runtime's session trace did not state its intra-op pool size"
+            )
         if self.context_tokens != options.context_tokens:
             not_applied["context_tokens"] = f"the model's context_length is {genai['model'].get('context_length')}"
         graph = _graph(artifact / genai["model"]["decoder"]["filename"])
@@ -116,11 +146,18 @@ class OnnxRuntimeRunner(Runner):
             "model_context_length": genai["model"].get("context_length"),
             "onnxruntime_version": _version("onnxruntime"),
         }
-        return LoadInfo(_version(self.distribution), self.model.device_type.lower(), _quantization(artifact), settings,
-                        threads=threads, context_tokens=self.context_tokens, not_applied=not_applied,
-                        weights_bytes=_weights_bytes(graph, genai["model"]["vocab_size"]),
-                        kv_bytes_per_token=_kv_bytes_per_token(graph, genai["model"]["decoder"]),
-                        **_placement(self.model.device_type, trace))
+        return LoadInfo(
+            _version(self.distribution),
+            self.model.device_type.lower(),
+            _quantization(artifact),
+            settings,
+            threads=threads,
+            context_tokens=self.context_tokens,
+            not_applied=not_applied,
+            weights_bytes=_weights_bytes(graph, genai["model"]["vocab_size"]),
+            kv_bytes_per_token=_kv_bytes_per_token(graph, genai["model"]["decoder"]),
+            **_placement(self.model.device_type, trace),
+        )
 
     def tokenize(self, text: str) -> list[int]:
         return [int(t) for t in self.tokenizer.encode(text)]
@@ -136,8 +173,7 @@ class OnnxRuntimeRunner(Runner):
         prompt = self._fitting_prompt_ids(request, self.context_tokens)
         total = len(prompt) + request.max_new_tokens
         params = og.GeneratorParams(self.model)
-        params.set_search_options(do_sample=False, max_length=total,
-                                  min_length=total if request.ignore_eos else 0)
+        params.set_search_options(do_sample=False, max_length=total, min_length=total if request.ignore_eos else 0)
         generator = og.Generator(self.model, params)  # a fresh one: no cache from an earlier prompt
         yield SETUP_DONE
         stream = self.tokenizer.create_stream()
@@ -155,8 +191,9 @@ class OnnxRuntimeRunner(Runner):
         sequence = generator.token_count()
         # The runtime's sequence holds the prompt and the tokens made; an end of turn it
         # picked is not appended to it (seen on the builder's int4 and fp32 models).
-        self._finished(GenerationInfo(len(prompt), stop, {"sequence_length": sequence},
-                                      runtime_new_tokens=sequence - len(prompt)))
+        self._finished(
+            GenerationInfo(len(prompt), stop, {"sequence_length": sequence}, runtime_new_tokens=sequence - len(prompt))
+        )
 
     def score(self, token_ids: Sequence[int]) -> "numpy.ndarray":
         """Teacher-forced logits: a fresh Generator holding exactly the sequence, one
@@ -198,9 +235,15 @@ def _with_native_stderr(create: Callable):
 
 # ONNX Runtime's execution providers by accelerator, each with the name onnxruntime-genai's
 # Config.append_provider takes (its examples' -e choices), in order of preference.
-PROVIDERS = {"gpu": {"CUDAExecutionProvider": "cuda", "NvTensorRTRTXExecutionProvider": "NvTensorRtRtx",
-                     "DmlExecutionProvider": "dml", "WebGpuExecutionProvider": "webgpu"},
-             "npu": {"QNNExecutionProvider": "qnn"}}
+PROVIDERS = {
+    "gpu": {
+        "CUDAExecutionProvider": "cuda",
+        "NvTensorRTRTXExecutionProvider": "NvTensorRtRtx",
+        "DmlExecutionProvider": "dml",
+        "WebGpuExecutionProvider": "webgpu",
+    },
+    "npu": {"QNNExecutionProvider": "qnn"},
+}
 # onnxruntime-genai's Model.device_type -> the accelerator it runs on
 DEVICE_KINDS = {"CPU": "cpu", "CUDA": "gpu", "NvTensorRtRtx": "gpu", "DML": "gpu", "WebGPU": "gpu", "QNN": "npu"}
 
@@ -230,8 +273,10 @@ def _placement(device_type: str, trace: str) -> dict:
     """Where ONNX Runtime runs the model: onnxruntime-genai's device for it, and the session's own
     trace of the execution providers it added."""
     lines = [line.split("] ", 1)[-1] for line in trace.splitlines() if "execution provider" in line.lower()]
-    return {"accelerator": DEVICE_KINDS.get(device_type),
-            "placement": {"device_type": device_type, "session_trace": lines}}
+    return {
+        "accelerator": DEVICE_KINDS.get(device_type),
+        "placement": {"device_type": device_type, "session_trace": lines},
+    }
 
 
 def _pool_size(trace: str) -> int | None:
@@ -296,8 +341,11 @@ def _kv_bytes_per_token(graph, decoder: dict) -> int:
         kind = value.type.tensor_type
         _, heads, _, head_size = kind.shape.dim  # batch, kv heads, past sequence, head size
         heads_count = heads.dim_value or decoder["num_key_value_heads"]
-        total += tensor_dtype_to_np_dtype(kind.elem_type).itemsize * heads_count * (head_size.dim_value
-                                                                                   or decoder["head_size"])
+        total += (
+            tensor_dtype_to_np_dtype(kind.elem_type).itemsize
+            * heads_count
+            * (head_size.dim_value or decoder["head_size"])
+        )
     return total
 
 

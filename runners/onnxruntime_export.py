@@ -3,8 +3,9 @@ checkpoint (`python -m onnxruntime_genai.models.builder -i CKPT -o OUT -p Q -e c
 its Python entry). The output folder holds model.onnx, its external weights,
 genai_config.json and the tokenizer files: the folder is the artifact.
 
-Runs inside an export process (bench.export_worker): the builder imports torch.
+Runs inside an export process (bench.artifacts.export_worker): the builder imports torch.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -17,13 +18,13 @@ EXECUTION_PROVIDER = "cpu"
 # weight-only MatMulNBits, the builder's CPU defaults written out so the manifest says what was
 # used (block size 32; accuracy level 4 = int8 activations in the matmul).
 QUANTIZATIONS = {"fp32": {}, "int4": {"block_size": "32", "accuracy_level": "4"}}
-# Families (config.json model_type, see bench.models.FAMILIES): the builder has a model class
+# Families (config.json model_type, see bench.data.models.FAMILIES): the builder has a model class
 # for each architecture. tests/test_families.py proves every supported one.
 FAMILY_SUPPORT = {
     # phi3: see rope_type_also_as_type
     **dict.fromkeys(("llama", "qwen2", "qwen3", "gemma2", "phi3"), tuple(QUANTIZATIONS)),
     "gemma3_text": "onnxruntime-genai 0.18's builder reads one rope_parameters['rope_type']; transformers 5 gives "
-                   "Gemma 3 one per layer type (the builder fails with KeyError 'rope_type')",
+    "Gemma 3 one per layer type (the builder fails with KeyError 'rope_type')",
 }
 
 
@@ -33,11 +34,22 @@ def export(checkpoint: Path, out: Path, quantization: str) -> dict:
     extra = QUANTIZATIONS[quantization]
     # The builder's scratch folder (hub downloads, temporary external data): never kept.
     with tempfile.TemporaryDirectory(prefix="ort-builder-") as cache, rope_type_also_as_type():
-        options = parse_extra_options(None, str(checkpoint), str(out), quantization, EXECUTION_PROVIDER, cache,
-                                      [f"{k}={v}" for k, v in extra.items()])
+        options = parse_extra_options(
+            None,
+            str(checkpoint),
+            str(out),
+            quantization,
+            EXECUTION_PROVIDER,
+            cache,
+            [f"{k}={v}" for k, v in extra.items()],
+        )
         create_model(None, str(checkpoint), str(out), quantization, EXECUTION_PROVIDER, cache, **options)
-    return {"artifact": ".", "precision": quantization, "execution_provider": EXECUTION_PROVIDER,
-            "extra_options": extra}
+    return {
+        "artifact": ".",
+        "precision": quantization,
+        "execution_provider": EXECUTION_PROVIDER,
+        "extra_options": extra,
+    }
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ so it counts in full, once. Files beside the model (tokenizer, a second copy of 
 weights in another format) are never counted: each runner passes the tensors of the one
 file its runtime loads.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,8 +20,7 @@ class Tensor:
     nbytes: int  # as stored in the loaded file (quantized blocks and scales included)
 
 
-def streamed_bytes(tensors: Iterable[Tensor], embedding: Collection[str], vocab_rows: int | None,
-                   tied: bool) -> int:
+def streamed_bytes(tensors: Iterable[Tensor], embedding: Collection[str], vocab_rows: int | None, tied: bool) -> int:
     """Per-token weight bytes: every tensor once (each name once: a tensor shared by two
     uses is stored, and read, once), the embedding as one row unless the head is tied to it.
     `embedding` names the tensors the table is stored in (a quantized table keeps its scales

@@ -1,4 +1,5 @@
 """Fixtures the tests share (helpers they import are in tests/helpers.py)."""
+
 from __future__ import annotations
 
 import json
@@ -13,10 +14,12 @@ from tests.helpers import ROOT, SCRIPTED_EXPORT_PLUGIN, edgebench, install_plugi
 @pytest.fixture
 def fake_script(tmp_path):
     """Write a FAKE-runner script (see runners/fake.py) and return its path."""
+
     def write(**script) -> Path:
         path = tmp_path / f"fake-{len(list(tmp_path.glob('fake-*.json')))}.json"
         path.write_text(json.dumps(script))
         return path
+
     return write
 
 
@@ -49,7 +52,9 @@ def tiny_checkpoint(tmp_path_factory, default_checkpoint) -> Path:
 
 @pytest.fixture(scope="module")
 def plugin_path(tmp_path_factory):
-    return install_plugin(tmp_path_factory.mktemp("scripted-plugin"), "scripted", SCRIPTED_EXPORT_PLUGIN, "ScriptedExportRunner")
+    return install_plugin(
+        tmp_path_factory.mktemp("scripted-plugin"), "scripted", SCRIPTED_EXPORT_PLUGIN, "ScriptedExportRunner"
+    )
 
 
 @pytest.fixture
@@ -59,6 +64,7 @@ def prep(plugin_path, tiny_checkpoint, tmp_path):
 
     def call(*args, mode="ok"):
         return edgebench(*args, *call.args, env=call.env(mode))
+
     call.args = ("--model", str(tiny_checkpoint), "--cache", str(cache))
     call.env = lambda mode: {"PYTHONPATH": os.pathsep.join([str(plugin_path), str(ROOT)]), "SCRIPTED_EXPORT": mode}
     call.folders = lambda: sorted((cache / tiny_checkpoint.name / "scripted").glob("*"))

@@ -1,5 +1,6 @@
 """Helpers the tests share: run the CLI as a user would, read results, install a plugin,
 lay out a fake /sys or /proc tree."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,14 @@ ROOT = Path(__file__).resolve().parent.parent
 def edgebench(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600):
     """Run `edgebench ARGS` as a user would: a fresh process, real exit code and streams."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-c", "from bench.cli import main; main()", *args],
-                          capture_output=True, text=True, cwd=cwd or ROOT, env=full_env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", "from bench.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        env=full_env,
+        timeout=timeout,
+    )
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -1,5 +1,6 @@
 """The transformers checkpoint's own logits for a token sequence: what every runner's
 teacher-forced `score` is checked against."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,9 +24,11 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 # A ~60-token sequence every runner scores in the scoring tests.
-PROSE = ("The pump at the north well stopped twice this morning, so the technician replaced the pressure switch "
-         "and checked the wiring again. By noon the tank was full, and the irrigation ran on schedule through the "
-         "afternoon while the crew mended the fence along the eastern field before the rain came.")
+PROSE = (
+    "The pump at the north well stopped twice this morning, so the technician replaced the pressure switch "
+    "and checked the wiring again. By noon the tank was full, and the irrigation ran on schedule through the "
+    "afternoon while the crew mended the fence along the eastern field before the rain came."
+)
 # An fp32 artifact vs transformers, max |delta log p| over every position and vocabulary entry:
 # float rounding only (observed 1.9e-6 on the tiny model and up to 8.4e-5 on the default one,
 # in every runtime that exposes logits).
@@ -73,9 +76,10 @@ def transformers_greedy(checkpoint, n, messages=None, text=None):
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
     if messages is not None:
-        ids = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, return_tensors="pt",
-                                            return_dict=True)["input_ids"]
+        ids = tokenizer.apply_chat_template(
+            list(messages), add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )["input_ids"]
     else:
         ids = tokenizer(text, return_tensors="pt")["input_ids"]
     out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, do_sample=False)
-    return ids[0].tolist(), out[0, ids.shape[1]:].tolist()
+    return ids[0].tolist(), out[0, ids.shape[1] :].tolist()

@@ -6,6 +6,7 @@ ONNX Runtime's providers, LiteRT's compiled accelerator, MLX's generation stream
 delegates), and asking for a GPU is refused cleanly. The FAKE runner (scripted, labelled as
 such) only serves the harness's part: a fallback the parent turns into error records.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,17 +53,29 @@ def one_run(tmp_path):
 
     def run(*args: str):
         out = Path(tempfile.mkdtemp(dir=tmp_path))  # each run its own results folder
-        result = edgebench("run", "--suite", str(tmp_path / "suite.toml"), "--profile", str(tmp_path / "once.toml"),
-                           "--threads", "2", "--out", str(out), *args)
+        result = edgebench(
+            "run",
+            "--suite",
+            str(tmp_path / "suite.toml"),
+            "--profile",
+            str(tmp_path / "once.toml"),
+            "--threads",
+            "2",
+            "--out",
+            str(out),
+            *args,
+        )
         files = list(out.glob("*.jsonl"))
         return result, read_jsonl(files[0]) if files else []
+
     return run
 
 
 def _load(cls, artifact: Path, accelerator: str):
     runner = cls()
-    info = runner.load(artifact, RunnerOptions(threads=2, context_tokens=512,
-                                               settings={**cls.defaults, "accelerator": accelerator}))
+    info = runner.load(
+        artifact, RunnerOptions(threads=2, context_tokens=512, settings={**cls.defaults, "accelerator": accelerator})
+    )
     return runner, info
 
 
@@ -78,6 +91,7 @@ def _one_line(message: str) -> bool:
 
 
 # llama.cpp ----------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def gguf() -> Path:
@@ -141,13 +155,16 @@ def test_auto_is_llama_benchs_offload_of_every_layer_and_records_say_auto(one_ru
 
 
 def test_a_value_that_is_not_an_accelerator_is_refused_in_one_line(one_run):
-    for args, expected in ((("--accelerator", "llama.cpp=tpu"), "--accelerator llama.cpp=tpu: not an accelerator"),
-                           (("--accelerator", "llama.cpp"), "--accelerator 'llama.cpp' is not RUNNER=VALUE")):
+    for args, expected in (
+        (("--accelerator", "llama.cpp=tpu"), "--accelerator llama.cpp=tpu: not an accelerator"),
+        (("--accelerator", "llama.cpp"), "--accelerator 'llama.cpp' is not RUNNER=VALUE"),
+    ):
         result, records = one_run("--runner", "llama.cpp", *args)
         assert result.returncode == 2 and expected in result.stderr and records == []
 
 
 # The harness: fallback is an error unless allowed (FAKE runner, scripted placement) ----------
+
 
 def test_a_run_that_fell_back_is_an_error_unless_fallback_is_allowed(one_run, fake_script):
     script = f"fake={fake_script(runs_on='cpu')}"
@@ -165,13 +182,15 @@ def test_a_run_that_fell_back_is_an_error_unless_fallback_is_allowed(one_run, fa
 
 
 def test_a_run_where_the_runtime_reports_the_accelerator_asked_is_ok(one_run, fake_script):
-    result, records = one_run("--runner", "fake", "--artifact", f"fake={fake_script(runs_on='gpu')}",
-                              "--accelerator", "fake=gpu")
+    result, records = one_run(
+        "--runner", "fake", "--artifact", f"fake={fake_script(runs_on='gpu')}", "--accelerator", "fake=gpu"
+    )
     assert result.returncode == 0, result.stderr
     assert [(r["status"], r["accelerator"], r["placement"]) for r in records] == [("ok", "gpu", {"scripted": True})]
 
 
 # ONNX Runtime GenAI ---------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def tiny_onnx(tiny_checkpoint, artifact_cache) -> Path:
@@ -185,15 +204,21 @@ def test_onnxruntime_asked_for_a_gpu_names_the_providers_it_has(tiny_onnx, one_r
 
     with pytest.raises(ValueError) as refused:
         _load(OnnxRuntimeRunner, tiny_onnx, "gpu")
-    assert str(refused.value) == ("ONNX Runtime has no gpu execution provider here; it has: "
-                                  + ", ".join(onnxruntime.get_available_providers()))
-    result, records = one_run("--runner", "onnxruntime", "--artifact", f"onnxruntime={tiny_onnx}",
-                              "--accelerator", "onnxruntime=cuda")
+    assert str(refused.value) == (
+        "ONNX Runtime has no gpu execution provider here; it has: " + ", ".join(onnxruntime.get_available_providers())
+    )
+    result, records = one_run(
+        "--runner", "onnxruntime", "--artifact", f"onnxruntime={tiny_onnx}", "--accelerator", "onnxruntime=cuda"
+    )
     assert result.returncode == 2 and "--accelerator onnxruntime=cuda: not an accelerator" in result.stderr
-    result, records = one_run("--runner", "onnxruntime", "--artifact", f"onnxruntime={tiny_onnx}",
-                              "--accelerator", "onnxruntime=gpu")
-    assert result.returncode == 1 and "onnxruntime finds no gpu it can use here; it sees: cpu (CPUExecutionProvider)" \
-        in result.stderr and records == []
+    result, records = one_run(
+        "--runner", "onnxruntime", "--artifact", f"onnxruntime={tiny_onnx}", "--accelerator", "onnxruntime=gpu"
+    )
+    assert (
+        result.returncode == 1
+        and "onnxruntime finds no gpu it can use here; it sees: cpu (CPUExecutionProvider)" in result.stderr
+        and records == []
+    )
 
 
 def test_onnxruntime_cpu_replaces_the_provider_the_model_config_names(tiny_onnx, tmp_path):
@@ -216,6 +241,7 @@ def test_onnxruntime_cpu_replaces_the_provider_the_model_config_names(tiny_onnx,
 
 
 # LiteRT and LiteRT-LM -------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def tiny_litert(tiny_checkpoint, artifact_cache) -> Path:
@@ -243,11 +269,13 @@ def test_litert_asked_for_a_gpu_here_is_one_clean_line_naming_the_cpu(tiny_liter
         _load(cls, tiny_litert, "gpu")
     message = str(refused.value)
     assert _one_line(message) and "No adapters found" not in message and "ERROR: [" not in message
-    assert message.endswith("no gpu it can use here; it can use: " +
-                            ", ".join(f"{k} ({v})" for k, v in cls.accelerators().items()))
+    assert message.endswith(
+        "no gpu it can use here; it can use: " + ", ".join(f"{k} ({v})" for k, v in cls.accelerators().items())
+    )
 
 
 # MLX ------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def tiny_mlx(tiny_checkpoint, artifact_cache) -> Path:
@@ -274,6 +302,7 @@ def test_mlx_asked_for_a_gpu_its_build_lacks_says_so(tiny_mlx):
 
 # ExecuTorch -----------------------------------------------------------------------------------
 
+
 def test_executorch_placement_is_the_backends_the_program_delegates_to(tiny_checkpoint, artifact_cache):
     from runners.executorch import _forward_plan, _placement
 
@@ -292,12 +321,16 @@ def test_executorch_refuses_a_gpu_naming_the_backend_it_was_exported_for(one_run
 
 # The matrix -----------------------------------------------------------------------------------
 
+
 def test_the_matrix_keeps_cpu_and_gpu_results_of_one_runtime_apart(tmp_path):
     from bench.views import matrix
     from tests import simulated_devices as sim
 
-    sim.write(tmp_path / "run.jsonl", sim.records("pixel-8-pro", decode=20, ttft=300),
-              [r | {"accelerator": "gpu"} for r in sim.records("pixel-8-pro", decode=80, ttft=60, run="2")])
+    sim.write(
+        tmp_path / "run.jsonl",
+        sim.records("pixel-8-pro", decode=20, ttft=300),
+        [r | {"accelerator": "gpu"} for r in sim.records("pixel-8-pro", decode=80, ttft=60, run="2")],
+    )
     frame, files = matrix.load([str(tmp_path)])
     rows = {r.runner: r.decode_tok_s for r in matrix.build(frame, files).rows}
     assert rows == {"llama.cpp": pytest.approx(20), "llama.cpp on gpu": pytest.approx(80)}
@@ -308,8 +341,10 @@ def test_compare_never_weighs_a_gpu_run_against_a_cpu_baseline(tmp_path):
     from tests import simulated_devices as sim
 
     sim.write(tmp_path / "base.jsonl", sim.records("pixel-8-pro", decode=20, ttft=300))
-    sim.write(tmp_path / "cand.jsonl", [r | {"accelerator": "gpu"} for r in sim.records("pixel-8-pro", decode=80, ttft=60,
-                                                                                         run="2")])
+    sim.write(
+        tmp_path / "cand.jsonl",
+        [r | {"accelerator": "gpu"} for r in sim.records("pixel-8-pro", decode=80, ttft=60, run="2")],
+    )
     deltas = compare.compare(str(tmp_path / "base.jsonl"), str(tmp_path / "cand.jsonl"), 5.0)
     assert {d.runner for d in deltas} == {"llama.cpp", "llama.cpp on gpu"}
     assert {d.status for d in deltas if d.runner == "llama.cpp"} == {"missing"}

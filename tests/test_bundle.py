@@ -4,6 +4,7 @@ The bundled artifact is a FAKE-runner script (small, so the tests are quick); th
 verification and safety checks are the same for any unit. What is checked is what lands in
 the cache (or does not), and what the CLI says.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -63,8 +64,19 @@ def test_unbundle_installs_each_file_with_its_manifest(bundled, tmp_path):
 
 def test_run_with_a_bundle_runs_its_artifact(bundled, tmp_path):
     path, script = bundled
-    result = edgebench("run", "--artifacts", str(path), "--cache", str(tmp_path / "cache"), "--profile", "quick",
-                       "--out", str(tmp_path / "out"), "--threads", "1")
+    result = edgebench(
+        "run",
+        "--artifacts",
+        str(path),
+        "--cache",
+        str(tmp_path / "cache"),
+        "--profile",
+        "quick",
+        "--out",
+        str(tmp_path / "out"),
+        "--threads",
+        "1",
+    )
     assert result.returncode == 0, result.stderr
     records = read_jsonl(next((tmp_path / "out").glob("*[0-9a-f].jsonl")))
     assert {r["runner"] for r in records} == {"fake"}

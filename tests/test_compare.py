@@ -1,5 +1,6 @@
 """The CI gate: `edgebench compare` on results of several simulated farm devices
 (tests/simulated_devices.py), and the farm workflow's merge-then-gate steps."""
+
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
@@ -19,8 +20,10 @@ def _farm(root, slower: dict[str, float] | None = None, spread: float = 0.05, ru
     """One folder per device, as the farm's upload step leaves them."""
     for device, (decode, ttft) in DEVICES.items():
         factor = (slower or {}).get(device, 1.0)
-        sim.write(root / device / "results.jsonl",
-                  sim.records(device, decode=decode / factor, ttft=ttft * factor, spread=spread, run=run, **extra))
+        sim.write(
+            root / device / "results.jsonl",
+            sim.records(device, decode=decode / factor, ttft=ttft * factor, spread=spread, run=run, **extra),
+        )
     return root
 
 
@@ -33,8 +36,15 @@ def test_identical_results_pass_the_gate(tmp_path):
 
 def test_a_slowdown_on_one_device_fails_the_gate_and_names_it(tmp_path):
     _farm(tmp_path / "base"), _farm(tmp_path / "cand", slower={"galaxy-a54": 1.25}, run="2")
-    result = edgebench("compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--threshold", "5%",
-                       "--junit", str(tmp_path / "compare.xml"))
+    result = edgebench(
+        "compare",
+        str(tmp_path / "base"),
+        str(tmp_path / "cand"),
+        "--threshold",
+        "5%",
+        "--junit",
+        str(tmp_path / "compare.xml"),
+    )
     assert result.returncode == 1
     regression_lines = [line for line in result.stdout.splitlines() if line.startswith("| regression")]
     assert regression_lines and all("galaxy-a54" in line for line in regression_lines)
@@ -73,8 +83,18 @@ def test_a_device_missing_from_the_candidate_is_reported(tmp_path):
 
 def _crashed(records: list[dict]) -> list[dict]:
     """The same generations, each one crashed: no figure, an error."""
-    return [r | {"status": "crashed", "error": "worker killed by SIGSEGV", "ttft_ms": None, "decode_tok_s": None,
-                 "e2e_ms": None, "prefill_tok_s": None} for r in records]
+    return [
+        r
+        | {
+            "status": "crashed",
+            "error": "worker killed by SIGSEGV",
+            "ttft_ms": None,
+            "decode_tok_s": None,
+            "e2e_ms": None,
+            "prefill_tok_s": None,
+        }
+        for r in records
+    ]
 
 
 def test_a_device_absent_from_the_candidate_fails_the_gate_unless_allowed(tmp_path):
@@ -101,15 +121,23 @@ def test_a_runtime_that_crashed_on_every_prompt_fails_the_gate(tmp_path):
     assert all("only 3 crashed" in line for line in missing)  # the measured repetitions, warm-ups aside
     root = ET.parse(tmp_path / "c.xml").getroot()
     assert int(root.get("failures")) == len(missing)
-    allowed = edgebench("compare", str(tmp_path / "base"), str(tmp_path / "cand"), "--allow-missing",
-                        "--junit", str(tmp_path / "allowed.xml"))
+    allowed = edgebench(
+        "compare",
+        str(tmp_path / "base"),
+        str(tmp_path / "cand"),
+        "--allow-missing",
+        "--junit",
+        str(tmp_path / "allowed.xml"),
+    )
     assert allowed.returncode == 0 and int(ET.parse(tmp_path / "allowed.xml").getroot().get("failures")) == 0
 
 
 def test_a_candidate_whose_every_generation_failed_gets_the_gate_failure(tmp_path):
     _farm(tmp_path / "base")
-    sim.write(tmp_path / "cand" / "all.jsonl",
-              *(_crashed(sim.records(d, decode=decode, ttft=ttft, run="2")) for d, (decode, ttft) in DEVICES.items()))
+    sim.write(
+        tmp_path / "cand" / "all.jsonl",
+        *(_crashed(sim.records(d, decode=decode, ttft=ttft, run="2")) for d, (decode, ttft) in DEVICES.items()),
+    )
     gate = edgebench("compare", str(tmp_path / "base"), str(tmp_path / "cand"))
     assert gate.returncode == 1 and "Error" not in gate.stderr and "Traceback" not in gate.stderr
     assert gate.stdout.count("| missing") == len(DEVICES) * len(sim.SUITE.prompts)
@@ -126,13 +154,20 @@ def test_a_bad_threshold_is_a_usage_error(text):
 def test_the_farm_workflow_merge_and_gate_steps(tmp_path):
     """What ci-examples/device-farm.yml's final job runs, on uploaded per-device artifacts."""
     _farm(tmp_path / "baseline"), _farm(tmp_path / "artifacts", slower={"raspberry-pi-5": 1.3}, run="2")
-    merged = edgebench("matrix", str(tmp_path / "artifacts" / "*" / "*.jsonl"), "--out", str(tmp_path / "matrix"),
-                       "--junit", str(tmp_path / "matrix" / "verdicts.xml"))
+    merged = edgebench(
+        "matrix",
+        str(tmp_path / "artifacts" / "*" / "*.jsonl"),
+        "--out",
+        str(tmp_path / "matrix"),
+        "--junit",
+        str(tmp_path / "matrix" / "verdicts.xml"),
+    )
     assert merged.returncode == 0, merged.stderr
     md = (tmp_path / "matrix" / "matrix.md").read_text()
     assert all(f"### {d}" in md for d in DEVICES)
-    gate = edgebench("compare", str(tmp_path / "baseline"), str(tmp_path / "artifacts"),
-                     "--out", str(tmp_path / "comment.md"))
+    gate = edgebench(
+        "compare", str(tmp_path / "baseline"), str(tmp_path / "artifacts"), "--out", str(tmp_path / "comment.md")
+    )
     assert gate.returncode == 1
     assert "raspberry-pi-5" in (tmp_path / "comment.md").read_text()
 
@@ -150,7 +185,9 @@ def test_the_example_farm_workflow_uses_real_commands_and_options():
     assert jobs["matrix"]["needs"] == ["bench", "bench-over-ssh"]
     assert "matrix.device" in str(workflow["jobs"]["bench"]["runs-on"])
     commands = get_command(app).commands
-    used = [step["run"] for job in workflow["jobs"].values() for step in job["steps"] if "edgebench " in step.get("run", "")]
+    used = [
+        step["run"] for job in workflow["jobs"].values() for step in job["steps"] if "edgebench " in step.get("run", "")
+    ]
     assert len(used) == 6  # prepare, bundle, run on a device, run over SSH, matrix, compare
     for line in used:
         words = line.replace("\n", " ").split()

@@ -1,5 +1,6 @@
 """Device facts from fixture OS trees, the bandwidth benchmark, and a run labelled with a
 farm device's profile: tier, bandwidth, decode roofline and MBU in every record."""
+
 from __future__ import annotations
 
 import threading
@@ -23,13 +24,16 @@ def _tree(root, files: dict[str, str]):
 
 
 def test_a_raspberry_pi_tree(tmp_path):
-    root = _tree(tmp_path, {
-        "proc/device-tree/model": "Raspberry Pi 5 Model B Rev 1.0\x00",
-        "proc/cpuinfo": "processor\t: 0\nBogoMIPS\t: 108.00\nModel\t\t: Raspberry Pi 5 Model B Rev 1.0\n",
-        "sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq": "2400000\n",
-        "sys/devices/system/cpu/cpu1/cpufreq/cpuinfo_max_freq": "1800000\n",
-        "dev/dri/renderD128": "",
-    })
+    root = _tree(
+        tmp_path,
+        {
+            "proc/device-tree/model": "Raspberry Pi 5 Model B Rev 1.0\x00",
+            "proc/cpuinfo": "processor\t: 0\nBogoMIPS\t: 108.00\nModel\t\t: Raspberry Pi 5 Model B Rev 1.0\n",
+            "sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq": "2400000\n",
+            "sys/devices/system/cpu/cpu1/cpufreq/cpuinfo_max_freq": "1800000\n",
+            "dev/dri/renderD128": "",
+        },
+    )
     assert device.board(root) == "Raspberry Pi 5 Model B Rev 1.0"
     assert device.cpu_model(root) == "Raspberry Pi 5 Model B Rev 1.0"
     assert device.max_freq_mhz(root) == 2400
@@ -43,11 +47,14 @@ def test_a_jetson_tree(tmp_path):
 
 
 def test_an_android_tree(tmp_path):
-    root = _tree(tmp_path, {
-        "system/build.prop": "# build\nro.product.manufacturer=Google\nro.product.model=Pixel 8 Pro\n",
-        "vendor/build.prop": "ro.soc.model=Tensor G3\n",
-        "dev/mali0": "",
-    })
+    root = _tree(
+        tmp_path,
+        {
+            "system/build.prop": "# build\nro.product.manufacturer=Google\nro.product.model=Pixel 8 Pro\n",
+            "vendor/build.prop": "ro.soc.model=Tensor G3\n",
+            "dev/mali0": "",
+        },
+    )
     assert device.board(root) == "Google Pixel 8 Pro, Tensor G3"
     assert device.accelerators(root)["gpu"] == "mali"
 
@@ -86,8 +93,15 @@ def test_the_bandwidth_copy_is_shared_by_as_many_threads_as_asked():
 
 def test_the_roofline_reads_the_bytes_a_token_streams_not_the_artifact_folders_size():
     # LiteRT's folder holds the same weights twice (.tflite and .litertlm): its size is no roofline.
-    record = {"bandwidth_gbs": 10.0, "weights_bytes": 100_000_000, "kv_bytes_per_token": 0,
-              "artifact_bytes": 200_000_000, "prompt_tokens": 100, "new_tokens": 100, "decode_tok_s": 50.0}
+    record = {
+        "bandwidth_gbs": 10.0,
+        "weights_bytes": 100_000_000,
+        "kv_bytes_per_token": 0,
+        "artifact_bytes": 200_000_000,
+        "prompt_tokens": 100,
+        "new_tokens": 100,
+        "decode_tok_s": 50.0,
+    }
     assert roofline.roofline_fields(record) == {"decode_roofline_tok_s": 100.0, "mbu": 0.5}
     with_kv = roofline.roofline_fields({**record, "kv_bytes_per_token": 1_000_000})  # 150 tokens of context
     assert with_kv["decode_roofline_tok_s"] == 40.0
@@ -95,11 +109,32 @@ def test_the_roofline_reads_the_bytes_a_token_streams_not_the_artifact_folders_s
 
 
 def test_a_run_with_a_device_profile_labels_every_record(tmp_path, fake_script):
-    script = fake_script(load_ms=5, prefill_ms_per_token=1, first_token_ms=4, decode_ms=8, eos_after=5,
-                         weights_bytes=50_000_000, kv_bytes_per_token=23040)
-    result = edgebench("run", "--runner", "fake", "--artifact", f"fake={script}", "--profile", "quick",
-                       "--out", str(tmp_path / "out"), "--threads", "1", "--device-profile", "raspberry-pi-5",
-                       "--junit", str(tmp_path / "verdicts.xml"))
+    script = fake_script(
+        load_ms=5,
+        prefill_ms_per_token=1,
+        first_token_ms=4,
+        decode_ms=8,
+        eos_after=5,
+        weights_bytes=50_000_000,
+        kv_bytes_per_token=23040,
+    )
+    result = edgebench(
+        "run",
+        "--runner",
+        "fake",
+        "--artifact",
+        f"fake={script}",
+        "--profile",
+        "quick",
+        "--out",
+        str(tmp_path / "out"),
+        "--threads",
+        "1",
+        "--device-profile",
+        "raspberry-pi-5",
+        "--junit",
+        str(tmp_path / "verdicts.xml"),
+    )
     assert result.returncode == 0, result.stderr
     suites = ET.parse(tmp_path / "verdicts.xml").getroot()
     assert suites.find("testsuite").get("name") == "entry.raspberry-pi-5" and int(suites.get("tests")) == 6
@@ -121,7 +156,9 @@ def test_a_run_with_a_device_profile_labels_every_record(tmp_path, fake_script):
 
 
 def test_an_unknown_device_profile_is_one_line_error(tmp_path):
-    result = edgebench("run", "--runner", "fake", "--profile", "quick", "--out", str(tmp_path), "--device-profile", "nokia-3310")
+    result = edgebench(
+        "run", "--runner", "fake", "--profile", "quick", "--out", str(tmp_path), "--device-profile", "nokia-3310"
+    )
     assert result.returncode != 0 and "Error:" in result.stderr and "Traceback" not in result.stderr
     assert "pixel-8-pro" in result.stderr  # the hint lists the known profiles
 

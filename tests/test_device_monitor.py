@@ -1,4 +1,5 @@
 """DeviceMonitor samples a fixture device at ≥ 1 Hz, naming sources; power only from RAPL."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Durations with units, and the sustained settings of run profiles."""
+
 from __future__ import annotations
 
 import pytest
@@ -13,8 +14,15 @@ def test_durations_with_units(text, seconds):
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text, message", [("10d", "unknown unit 'd'"), ("0m", "must be positive"),
-                                           ("-3s", "must be positive"), ("soon", "is not a duration")])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("10d", "unknown unit 'd'"),
+        ("0m", "must be positive"),
+        ("-3s", "must be positive"),
+        ("soon", "is not a duration"),
+    ],
+)
 def test_bad_durations_say_what_is_wrong(text, message):
     with pytest.raises(BenchError, match=message):
         parse_duration(text, "--duration")
@@ -29,8 +37,10 @@ def test_packaged_sustained_profiles():
 
 def test_a_profile_with_a_bad_sustained_table_is_refused(tmp_path):
     path = tmp_path / "hot.toml"
-    path.write_text('name = "hot"\ndescription = "x"\nwarmups = 1\nrepetitions = 1\n'
-                    '[sustained]\nprompt = "pp128-tg64"\nduration = "10 minutes"\nwindow = "30s"\n')
+    path.write_text(
+        'name = "hot"\ndescription = "x"\nwarmups = 1\nrepetitions = 1\n'
+        '[sustained]\nprompt = "pp128-tg64"\nduration = "10 minutes"\nwindow = "30s"\n'
+    )
     with pytest.raises(BenchError, match="sustained duration '10 minutes' has unknown unit"):
         load_profile(str(path))
     path.write_text(path.read_text().replace('"10 minutes"', '"10m"\nrepeat = 3'))
@@ -44,8 +54,9 @@ def test_the_main_jobs_profiles_carry_a_time_budget_and_full_measures_everything
     assert load_profile("full").generation_budget_s is None
 
 
-@pytest.mark.parametrize("budget, message", [('"0s"', "must be positive"), ('"90 seconds"', "unknown unit"),
-                                             ("90", "generation_budget")])
+@pytest.mark.parametrize(
+    "budget, message", [('"0s"', "must be positive"), ('"90 seconds"', "unknown unit"), ("90", "generation_budget")]
+)
 def test_a_bad_generation_budget_is_refused(tmp_path, budget, message):
     path = tmp_path / "budget.toml"
     path.write_text(f'name = "b"\ndescription = "x"\nwarmups = 1\nrepetitions = 1\ngeneration_budget = {budget}\n')

@@ -3,6 +3,7 @@
 Fast tests export a tiny llama (seconds to a minute); the real default model is checked
 against transformers when its fp32 export is in the artifact cache (the main job makes it).
 """
+
 import importlib.util
 import json
 import shutil
@@ -19,8 +20,9 @@ from tests.reference_logits import (
     transformers_greedy,
 )
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("executorch") is None,
-                                reason="pip install 'edgebench[executorch,prepare-executorch]'")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("executorch") is None, reason="pip install 'edgebench[executorch,prepare-executorch]'"
+)
 
 CAPITAL = ({"role": "user", "content": "What is the capital of France?"},)
 SHARPEN = 10.0
@@ -36,8 +38,11 @@ def sharp_tiny(tiny_checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("sharp") / "tiny-llama-sharp"
     shutil.copytree(tiny_checkpoint, out, ignore=shutil.ignore_patterns("*.safetensors"))
     tensors = load_file(tiny_checkpoint / "model.safetensors")
-    save_file({k: v * SHARPEN if k.endswith("proj.weight") else v for k, v in tensors.items()},
-              out / "model.safetensors", metadata={"format": "pt"})
+    save_file(
+        {k: v * SHARPEN if k.endswith("proj.weight") else v for k, v in tensors.items()},
+        out / "model.safetensors",
+        metadata={"format": "pt"},
+    )
     return out
 
 
@@ -45,8 +50,9 @@ def prepared(model, quantization, cache):
     from bench.artifacts import prepare as stages
     from bench.data import models
 
-    result = edgebench("prepare", "--model", str(model), "--runner", "executorch", "--quant", quantization,
-                       "--cache", str(cache))
+    result = edgebench(
+        "prepare", "--model", str(model), "--runner", "executorch", "--quant", quantization, "--cache", str(cache)
+    )
     assert result.returncode == 0, result.stderr
     return stages.find_artifact(models.get_model(str(model)), "executorch", quantization, cache)
 
@@ -86,6 +92,7 @@ def run(runner, **request):
 
 # The conversion to ExecuTorch's Meta checkpoint format.
 
+
 def test_q_and_k_rows_go_back_to_metas_interleaved_layout():
     import torch
 
@@ -121,6 +128,7 @@ def test_generation_ends_at_the_declared_eos_and_the_vocabularys_end_tokens(defa
 
 
 # prepare -> .pte -> runner, on the tiny llama.
+
 
 def test_prepare_writes_the_program_the_tokenizer_and_its_options(tiny_fp32):
     names = {f["path"] for f in tiny_fp32.manifest["files"]}
@@ -163,8 +171,12 @@ def test_chat_stops_at_end_of_turn_and_fixed_length_never_produces_it(runner, mo
 
 def test_a_new_prompt_does_not_see_the_previous_ones_cache(runner):
     first, _ = run(runner, max_new_tokens=10, messages=CAPITAL, ignore_eos=True)
-    run(runner, max_new_tokens=30, text="Something else entirely, and longer than the first prompt was.",
-        ignore_eos=True)
+    run(
+        runner,
+        max_new_tokens=30,
+        text="Something else entirely, and longer than the first prompt was.",
+        ignore_eos=True,
+    )
     again, _ = run(runner, max_new_tokens=10, messages=CAPITAL, ignore_eos=True)
     assert again == first
 
@@ -226,6 +238,7 @@ def test_the_8da4w_program_streams_far_fewer_bytes(tiny_8da4w, runner):
 
 # Teacher-forced scoring (edgebench quality), checked against transformers' own logits.
 
+
 def test_scoring_gives_transformers_log_probs_at_every_position(runner, sharp_tiny):
     assert_scores_like_transformers(runner, sharp_tiny)
 
@@ -245,8 +258,12 @@ def test_scoring_is_deterministic_and_never_sees_an_earlier_generation(runner):
 
     ids = runner.tokenize(PROSE)
     first = runner.score(ids)
-    run(runner, max_new_tokens=30, text="Something else entirely, and longer than the first prompt was.",
-        ignore_eos=True)
+    run(
+        runner,
+        max_new_tokens=30,
+        text="Something else entirely, and longer than the first prompt was.",
+        ignore_eos=True,
+    )
     assert np.array_equal(runner.score(ids), first)
 
 
@@ -294,17 +311,35 @@ def test_the_artifact_check_names_what_is_wrong(tmp_path, tiny_fp32):
     ExecuTorchRunner.check_artifact(tiny_fp32.path)
 
 
-def test_a_quick_run_through_the_cli_records_both_quantizations(sharp_tiny, tiny_fp32, tiny_8da4w,
-                                                                 artifact_cache, tmp_path):
-    result = edgebench("run", "--model", str(sharp_tiny), "--runner", "executorch", "--quant", "executorch=fp32",
-                       "--quant", "executorch=8da4w", "--profile", "quick", "--cache", str(artifact_cache),
-                       "--threads", "2", "--out", str(tmp_path))
+def test_a_quick_run_through_the_cli_records_both_quantizations(
+    sharp_tiny, tiny_fp32, tiny_8da4w, artifact_cache, tmp_path
+):
+    result = edgebench(
+        "run",
+        "--model",
+        str(sharp_tiny),
+        "--runner",
+        "executorch",
+        "--quant",
+        "executorch=fp32",
+        "--quant",
+        "executorch=8da4w",
+        "--profile",
+        "quick",
+        "--cache",
+        str(artifact_cache),
+        "--threads",
+        "2",
+        "--out",
+        str(tmp_path),
+    )
     assert result.returncode == 0, result.stderr
     records = read_jsonl(next(tmp_path.glob("*.jsonl")))
     assert records and all(r["status"] == "ok" for r in records)
     assert {r["quantization"] for r in records} == {"fp32", "8da4w"}
-    assert all(r["backend"] == "xnnpack" and r["threads"] == r["runner_settings"]["threadpool_threads"] == 2
-               for r in records)
+    assert all(
+        r["backend"] == "xnnpack" and r["threads"] == r["runner_settings"]["threadpool_threads"] == 2 for r in records
+    )
     # The KV cache is the program's, fixed at export: the record says so beside the request.
     assert all((r["context_tokens"], r["context_tokens_requested"]) == (2048, 1024) for r in records)
     assert all("fixed at export" in r["runner_settings"]["not_applied"]["context_tokens"] for r in records)
@@ -321,6 +356,7 @@ def test_a_quick_run_through_the_cli_records_both_quantizations(sharp_tiny, tiny
 
 
 # The real default model, when its fp32 export is in the artifact cache.
+
 
 @pytest.fixture(scope="module")
 def real_fp32():

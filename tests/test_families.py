@@ -12,6 +12,7 @@ llama.cpp's own convert_hf_to_gguf.py when the llama-cpp-python sdist is cached)
 ExecuTorch exports take tens of seconds to minutes each: their cells run with
 EDGEBENCH_SLOW_FAMILIES=1.
 """
+
 import os
 import subprocess
 import sys
@@ -52,15 +53,24 @@ UNCONVERTIBLE = {
 
 def _declared() -> list[tuple[str, str, tuple[str, ...]]]:
     """(family, runner, quantizations) for every cell some runner declares supported."""
-    return [(family, runner, cell) for family in models.FAMILIES
-            for runner, cell in families.support_cells(family).items() if isinstance(cell, tuple)]
+    return [
+        (family, runner, cell)
+        for family in models.FAMILIES
+        for runner, cell in families.support_cells(family).items()
+        if isinstance(cell, tuple)
+    ]
 
 
 def _param(family: str, runner: str, *rest):
-    marks = [pytest.mark.skipif(runner in SLOW_RUNNERS and not SLOW,
-                                reason=f"{runner} exports are slow: EDGEBENCH_SLOW_FAMILIES=1 runs them"),
-             pytest.mark.skipif(runner == "llama.cpp" and family in UNCONVERTIBLE,
-                                reason=f"not proven here: {UNCONVERTIBLE.get(family)}")]
+    marks = [
+        pytest.mark.skipif(
+            runner in SLOW_RUNNERS and not SLOW,
+            reason=f"{runner} exports are slow: EDGEBENCH_SLOW_FAMILIES=1 runs them",
+        ),
+        pytest.mark.skipif(
+            runner == "llama.cpp" and family in UNCONVERTIBLE, reason=f"not proven here: {UNCONVERTIBLE.get(family)}"
+        ),
+    ]
     return pytest.param(family, runner, *rest, marks=marks, id="-".join((family, runner, *rest)))
 
 
@@ -72,10 +82,18 @@ def _runner_class(runner: str):
     return cls
 
 
-GREEDY_CELLS = [_param(f, r) for f, r, quants in _declared()
-                if "fp32" in quants or load_class(registrations()[r].target).exporter is None]
-QUANTIZED_CELLS = [_param(f, r, q) for f, r, quants in _declared()
-                   if load_class(registrations()[r].target).exporter is not None for q in quants if q != "fp32"]
+GREEDY_CELLS = [
+    _param(f, r)
+    for f, r, quants in _declared()
+    if "fp32" in quants or load_class(registrations()[r].target).exporter is None
+]
+QUANTIZED_CELLS = [
+    _param(f, r, q)
+    for f, r, quants in _declared()
+    if load_class(registrations()[r].target).exporter is not None
+    for q in quants
+    if q != "fp32"
+]
 
 
 @pytest.fixture(scope="session")
@@ -90,6 +108,7 @@ def family_checkpoint(tmp_path_factory, default_checkpoint):
             out = tmp_path_factory.mktemp("families") / f"tiny-{family}"
             built[family] = build_family_checkpoint(family, out, default_checkpoint)
         return built[family]
+
     return get
 
 
@@ -109,6 +128,7 @@ def reference(family_checkpoint):
                 prompt = {"messages": CHAT} if kind == "chat" else {"text": TEXT}
                 seen[family, kind] = transformers_greedy(checkpoint, NEW_TOKENS, **prompt)
         return seen[family, kind]
+
     return get
 
 
@@ -120,7 +140,7 @@ def _greedy_after_bos(checkpoint: Path, text: str) -> tuple[list[int], list[int]
     ids = torch.tensor([[tokenizer.bos_token_id, *tokenizer(text)["input_ids"]]])
     model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
     out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS, do_sample=False)
-    return ids[0].tolist(), out[0, ids.shape[1]:].tolist()
+    return ids[0].tolist(), out[0, ids.shape[1] :].tolist()
 
 
 @pytest.fixture(scope="session")
@@ -129,12 +149,18 @@ def gguf_converter(tmp_path_factory) -> Path:
     set-up caches (the same llama.cpp the wheel was built from)."""
     sdists = sorted(SDISTS.glob("llama_cpp_python-*.tar.gz"))
     if not sdists:
-        pytest.skip(f"not proven here: no HF->GGUF converter (no llama-cpp-python sdist in {SDISTS}; "
-                    "scripts/build-llama-bench.sh downloads it)")
+        pytest.skip(
+            f"not proven here: no HF->GGUF converter (no llama-cpp-python sdist in {SDISTS}; "
+            "scripts/build-llama-bench.sh downloads it)"
+        )
     out = tmp_path_factory.mktemp("gguf-converter")
     with tarfile.open(sdists[-1]) as tar:
-        wanted = [m for m in tar.getmembers() if "/vendor/llama.cpp/" in m.name and
-                  any(part in m.name for part in ("/convert_hf_to_gguf.py", "/conversion/", "/gguf-py/"))]
+        wanted = [
+            m
+            for m in tar.getmembers()
+            if "/vendor/llama.cpp/" in m.name
+            and any(part in m.name for part in ("/convert_hf_to_gguf.py", "/conversion/", "/gguf-py/"))
+        ]
         tar.extractall(out, members=wanted, filter="data")
     return next(out.glob("*/vendor/llama.cpp"))
 
@@ -145,9 +171,20 @@ def _gguf(checkpoint: Path, converter: Path, cache: Path) -> Path:
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "PYTHONPATH": str(converter / "gguf-py"), "HF_HUB_OFFLINE": "1"}
-        done = subprocess.run([sys.executable, str(converter / "convert_hf_to_gguf.py"), str(checkpoint),
-                               "--outfile", f"{path}.partial", "--outtype", "f32"],
-                              capture_output=True, text=True, env=env)
+        done = subprocess.run(
+            [
+                sys.executable,
+                str(converter / "convert_hf_to_gguf.py"),
+                str(checkpoint),
+                "--outfile",
+                f"{path}.partial",
+                "--outtype",
+                "f32",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         Path(f"{path}.partial").rename(path)
     return path
@@ -159,8 +196,9 @@ def _artifact(family: str, runner: str, quantization: str, family_checkpoint, ar
     if cls.exporter is None:
         return _gguf(checkpoint, request.getfixturevalue("gguf_converter"), artifact_cache)
     model = models.get_model(str(checkpoint))
-    return prepare.prepare_artifact(model, runner, cls.exporter, quantization, artifact_cache,
-                                    progress=lambda progress: None).path
+    return prepare.prepare_artifact(
+        model, runner, cls.exporter, quantization, artifact_cache, progress=lambda progress: None
+    ).path
 
 
 def _generate(runner: str, artifact: Path, requests):
@@ -176,22 +214,28 @@ def _generate(runner: str, artifact: Path, requests):
         for request in requests:
             events = [e for e in loaded.generate(request) if isinstance(e, TokenEvent)]
             info = loaded.generation_info()
-            results.append(([e.token_id for e in events], "".join(e.text for e in events), info.prompt_tokens,
-                            info.chunked))
+            results.append(
+                ([e.token_id for e in events], "".join(e.text for e in events), info.prompt_tokens, info.chunked)
+            )
         return results
     finally:
         loaded.close()
 
 
 @pytest.mark.parametrize("family,runner", GREEDY_CELLS)
-def test_fp32_greedy_tokens_equal_transformers(family, runner, family_checkpoint, reference, artifact_cache,
-                                               request):
+def test_fp32_greedy_tokens_equal_transformers(family, runner, family_checkpoint, reference, artifact_cache, request):
     from runners.base import GenerationRequest
 
     artifact = _artifact(family, runner, "fp32", family_checkpoint, artifact_cache, request)
     # ignore_eos: a random model may pick an end token early, where transformers stops.
-    chat, text = _generate(runner, artifact, [GenerationRequest(NEW_TOKENS, messages=CHAT, ignore_eos=True),
-                                              GenerationRequest(NEW_TOKENS, text=TEXT, ignore_eos=True)])
+    chat, text = _generate(
+        runner,
+        artifact,
+        [
+            GenerationRequest(NEW_TOKENS, messages=CHAT, ignore_eos=True),
+            GenerationRequest(NEW_TOKENS, text=TEXT, ignore_eos=True),
+        ],
+    )
     text_kind = "bos+text" if runner in TEXT_AFTER_BOS else "text"
     for kind, (tokens, streamed, prompt_tokens, chunked) in (("chat", chat), (text_kind, text)):
         prompt, expected = reference(family, kind)
@@ -200,7 +244,7 @@ def test_fp32_greedy_tokens_equal_transformers(family, runner, family_checkpoint
         if chunked or runner in IDS_FROM_TEXT:  # ids re-read from streamed text: compare the text
             assert streamed.startswith(_decode(family_checkpoint(family), expected)), f"{kind}: {streamed!r}"
         else:
-            assert tokens[:len(expected)] == expected, f"{kind}: {runner} {tokens} vs transformers {expected}"
+            assert tokens[: len(expected)] == expected, f"{kind}: {runner} {tokens} vs transformers {expected}"
 
 
 def _decode(checkpoint: Path, ids: list[int]) -> str:
@@ -210,33 +254,63 @@ def _decode(checkpoint: Path, ids: list[int]) -> str:
 
 
 @pytest.mark.parametrize("family,runner,quantization", QUANTIZED_CELLS)
-def test_each_declared_quantization_exports_and_decodes_the_tokens_asked(family, runner, quantization,
-                                                                        family_checkpoint, artifact_cache, request):
+def test_each_declared_quantization_exports_and_decodes_the_tokens_asked(
+    family, runner, quantization, family_checkpoint, artifact_cache, request
+):
     from runners.base import GenerationRequest
 
     artifact = _artifact(family, runner, quantization, family_checkpoint, artifact_cache, request)
-    [(tokens, _, prompt_tokens, chunked)] = _generate(runner, artifact,
-                                                      [GenerationRequest(16, messages=CHAT, ignore_eos=True)])
+    [(tokens, _, prompt_tokens, chunked)] = _generate(
+        runner, artifact, [GenerationRequest(16, messages=CHAT, ignore_eos=True)]
+    )
     assert (len(tokens) == 16 or chunked) and prompt_tokens == 37
 
 
 # An unsupported pair: a one-line error before any exporter runs; in a run, a record says why.
 
+
 def test_prepare_refuses_an_unsupported_family_before_its_exporter_runs(family_checkpoint, tmp_path):
-    result = edgebench("prepare", "--model", str(family_checkpoint("qwen3")), "--runner", "executorch",
-                       "--quant", "fp32", "--cache", str(tmp_path))
+    result = edgebench(
+        "prepare",
+        "--model",
+        str(family_checkpoint("qwen3")),
+        "--runner",
+        "executorch",
+        "--quant",
+        "fp32",
+        "--cache",
+        str(tmp_path),
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "executorch cannot take Qwen3 (qwen3) at fp32" in result.stderr
     assert "onnxruntime (fp32, int4)" in result.stderr and "mlx (fp32, 4bit)" in result.stderr
     assert not list(tmp_path.glob("*/executorch"))  # nothing exported, nothing half-made
 
 
-def test_a_run_gives_the_unsupported_runner_an_error_record_and_runs_the_others(family_checkpoint, artifact_cache,
-                                                                              tmp_path):
+def test_a_run_gives_the_unsupported_runner_an_error_record_and_runs_the_others(
+    family_checkpoint, artifact_cache, tmp_path
+):
     _runner_class("onnxruntime")
-    result = edgebench("run", "--model", str(family_checkpoint("qwen2")), "--runner", "executorch",
-                       "--runner", "onnxruntime", "--quant", "onnxruntime=fp32", "--prepare", "--profile", "quick",
-                       "--cache", str(artifact_cache), "--threads", "2", "--out", str(tmp_path))
+    result = edgebench(
+        "run",
+        "--model",
+        str(family_checkpoint("qwen2")),
+        "--runner",
+        "executorch",
+        "--runner",
+        "onnxruntime",
+        "--quant",
+        "onnxruntime=fp32",
+        "--prepare",
+        "--profile",
+        "quick",
+        "--cache",
+        str(artifact_cache),
+        "--threads",
+        "2",
+        "--out",
+        str(tmp_path),
+    )
     # executorch was asked for by name and could not run: the run fails, after running the others.
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     records = read_jsonl(next(tmp_path.glob("*.jsonl")))

@@ -1,4 +1,5 @@
 """A worker that crashes, hangs or fails becomes a record, and the run goes on."""
+
 import pytest
 
 from tests.helpers import edgebench, read_jsonl
@@ -21,9 +22,19 @@ def run_fake(tmp_path, fake_script):
 
     def run(**script):
         out = tmp_path / "out"
-        result = edgebench("run", "--runner", "fake", "--artifact", f"fake={fake_script(**script)}",
-                           "--profile", str(profile), "--out", str(out))
+        result = edgebench(
+            "run",
+            "--runner",
+            "fake",
+            "--artifact",
+            f"fake={fake_script(**script)}",
+            "--profile",
+            str(profile),
+            "--out",
+            str(out),
+        )
         return result, {r["prompt_id"]: r for r in read_jsonl(next(out.glob("*.jsonl")))}
+
     return run
 
 

@@ -3,6 +3,7 @@ budget that keeps slow runtimes from holding the job, results early, and a compa
 
 Runs use the FAKE runner (scripted clock: its rates are exact and cost no time) in real
 worker processes, with output sent to pipes as a CI log would get it."""
+
 import json
 import subprocess
 import sys
@@ -12,7 +13,15 @@ import pytest
 from bench.data.suite import load_suite
 from tests.helpers import ROOT, edgebench, read_jsonl
 
-HEAVY = ("pandas", "numpy", "bench.views.report", "bench.artifacts.prepare", "bench.run.setup", "bench.run.supervisor", "bench.views.matrix")
+HEAVY = (
+    "pandas",
+    "numpy",
+    "bench.views.report",
+    "bench.artifacts.prepare",
+    "bench.run.setup",
+    "bench.run.supervisor",
+    "bench.views.matrix",
+)
 # Paced like MLX on this machine's CPU: prefill 10 tok/s, decode 8 tok/s (scripted, so instant).
 SLOW = dict(load_ms=50, prefill_ms_per_token=100, first_token_ms=0, decode_ms=125, eos_after=10_000)
 
@@ -28,8 +37,9 @@ def test_the_cli_imports_no_command_modules_up_front():
 
 
 def test_help_answers_without_the_command_modules():
-    code = ("sys.argv = ['edgebench', '--help']\nfrom bench.cli import main\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass")
+    code = (
+        "sys.argv = ['edgebench', '--help']\nfrom bench.cli import main\ntry:\n    main()\nexcept SystemExit:\n    pass"
+    )
     assert loaded_after(code) == []
 
 
@@ -38,10 +48,21 @@ def test_a_log_gets_a_heartbeat_while_a_generation_runs_long(tmp_path, fake_scri
     0.5 s heartbeat the log must say what runs, and for how long, several times meanwhile."""
     script = fake_script(decode_ms=1, hang_on="charged twice")
     profile = tmp_path / "slow.toml"
-    profile.write_text('name = "slow"\ndescription = ""\nwarmups = 1\nrepetitions = 1\ntags = ["short"]\n'
-                       "generation_timeout_s = 4\n")
-    result = edgebench("run", "--runner", "fake", "--artifact", f"fake={script}", "--profile", str(profile),
-                       "--out", str(tmp_path / "out"), env={"EDGEBENCH_HEARTBEAT_S": "0.5"})
+    profile.write_text(
+        'name = "slow"\ndescription = ""\nwarmups = 1\nrepetitions = 1\ntags = ["short"]\ngeneration_timeout_s = 4\n'
+    )
+    result = edgebench(
+        "run",
+        "--runner",
+        "fake",
+        "--artifact",
+        f"fake={script}",
+        "--profile",
+        str(profile),
+        "--out",
+        str(tmp_path / "out"),
+        env={"EDGEBENCH_HEARTBEAT_S": "0.5"},
+    )
     lines = result.stderr.splitlines()
     beats = [line for line in lines if line.startswith("... fake: classify-ticket warm-up: running for")]
     assert len(beats) >= 3, result.stderr
@@ -99,8 +120,9 @@ def test_views_and_resume_take_skipped_records(budget_run):
 
 def test_no_budget_measures_everything(tmp_path, fake_script):
     script = fake_script(**SLOW)
-    result = edgebench("run", "--runner", "fake", "--artifact", f"fake={script}", "--no-budget",
-                       "--out", str(tmp_path / "out"))
+    result = edgebench(
+        "run", "--runner", "fake", "--artifact", f"fake={script}", "--no-budget", "--out", str(tmp_path / "out")
+    )
     assert result.returncode == 0, result.stderr
     records = read_jsonl(next((tmp_path / "out").glob("*.jsonl")))
     assert not [r for r in records if r["status"] != "ok"]
@@ -111,8 +133,20 @@ def test_run_prepare_exports_only_when_the_runners_turn_comes(prep, tmp_path, fa
     """fake (ready) runs first; scripted's export starts only after fake's last generation.
     A failed export is reported and the others' results are still kept and summarized."""
     script = fake_script(decode_ms=5, eos_after=3)
-    run = prep("run", "--runner", "fake", "--artifact", f"fake={script}", "--runner", "scripted", "--prepare",
-               "--profile", "quick", "--out", str(tmp_path / "out"))
+    run = prep(
+        "run",
+        "--runner",
+        "fake",
+        "--artifact",
+        f"fake={script}",
+        "--runner",
+        "scripted",
+        "--prepare",
+        "--profile",
+        "quick",
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert run.returncode == 0, run.stderr
     lines = run.stderr.splitlines()
     first_export = next(i for i, line in enumerate(lines) if line.startswith("preparing scripted"))
@@ -121,8 +155,23 @@ def test_run_prepare_exports_only_when_the_runners_turn_comes(prep, tmp_path, fa
     assert fake_lines and scripted_lines
     assert max(fake_lines) < first_export < min(scripted_lines)
 
-    failed = prep("run", "--runner", "fake", "--artifact", f"fake={script}", "--runner", "scripted", "--quant",
-                  "scripted=q4", "--prepare", "--profile", "quick", "--out", str(tmp_path / "out2"), mode="fail")
+    failed = prep(
+        "run",
+        "--runner",
+        "fake",
+        "--artifact",
+        f"fake={script}",
+        "--runner",
+        "scripted",
+        "--quant",
+        "scripted=q4",
+        "--prepare",
+        "--profile",
+        "quick",
+        "--out",
+        str(tmp_path / "out2"),
+        mode="fail",
+    )
     assert failed.returncode == 1, failed.stderr  # asked for by name: its missing results fail the run
     assert "not run, export failed: scripted q4" in failed.stdout
     records = read_jsonl(next((tmp_path / "out2").glob("*.jsonl")))

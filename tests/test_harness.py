@@ -1,4 +1,5 @@
 """The harness arithmetic, exact to the nanosecond on the FAKE runner's scripted clock."""
+
 from pathlib import Path
 
 import pytest

@@ -1,5 +1,6 @@
 """Bad input: a one-line `Error:` with a hint and the right exit code, never a traceback,
 and nothing loaded or written before the input is known to be good."""
+
 import pytest
 
 from tests.helpers import edgebench
@@ -20,7 +21,8 @@ def files(tmp_path, fake_script):
     (tmp_path / "latin1.toml").write_bytes("id = 'caf\xe9'".encode("latin-1"))
     (tmp_path / "unknown-key.toml").write_text(
         'id = "s"\ndescription = ""\ncolour = "red"\n[[prompt]]\nid = "a"\ncategory = "chat"\nkind = "chat"\n'
-        'user = "hi"\nmax_new_tokens = 4\n')
+        'user = "hi"\nmax_new_tokens = 4\n'
+    )
     (tmp_path / "zero-reps.toml").write_text('name = "z"\ndescription = ""\nwarmups = 0\nrepetitions = 0\n')
     (tmp_path / "empty.toml").write_text("")
     (tmp_path / "future.jsonl").write_text('{"schema_version": 99}\n')
@@ -39,9 +41,12 @@ CASES = [
     (["run", "--runner", "llama.cpp", "--artifact", "llama.cpp={tmp}/notgguf.gguf"], 1, "not a GGUF file"),
     (["run", "--runner", "llama.cpp", "--artifact", "llama.cpp"], 2, "is not RUNNER=VALUE"),
     (["run", "--runner", "llama.cpp", "--setting", "llama.cpp=flash_attn=off"], 2, "is not RUNNER:KEY=VALUE"),
-    (["run", "--runner", "llama.cpp", "--setting", "llama.cpp:flash=off"], 2,
-     "llama.cpp has no setting 'flash'"),
-    (["run", "--runner", "llama.cpp", "--setting", "llama.cpp:n_batch=big"], 2, "n_batch=big: n_batch takes a whole number"),
+    (["run", "--runner", "llama.cpp", "--setting", "llama.cpp:flash=off"], 2, "llama.cpp has no setting 'flash'"),
+    (
+        ["run", "--runner", "llama.cpp", "--setting", "llama.cpp:n_batch=big"],
+        2,
+        "n_batch=big: n_batch takes a whole number",
+    ),
     (["run", "--runner", "llama.cpp", "--setting", "mlx:kv_bits=4"], 2, "--setting names runner 'mlx'"),
     (["run", "--runner", "llama.cpp", "--artifact", "onnx=x"], 2, "which this run does not use"),
     (["run", "--suite", "{tmp}/bad.toml"], 1, "is not valid TOML"),

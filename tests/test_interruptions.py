@@ -1,4 +1,5 @@
 """Interrupted runs keep what they measured, and can be finished later."""
+
 import signal
 import subprocess
 import sys
@@ -14,10 +15,28 @@ SLOW = dict(decode_ms=1, hang_on="charged twice")  # classify-ticket sleeps for 
 
 
 def start_run(tmp_path, script, *extra):
-    return subprocess.Popen([sys.executable, "-c", "from bench.cli import main; main()", "run", "--runner", "fake",
-                             "--artifact", f"fake={script}", "--profile", "quick", "--out", str(tmp_path / "out"),
-                             *extra], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=like_a_foreground_job)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from bench.cli import main; main()",
+            "run",
+            "--runner",
+            "fake",
+            "--artifact",
+            f"fake={script}",
+            "--profile",
+            "quick",
+            "--out",
+            str(tmp_path / "out"),
+            *extra,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=like_a_foreground_job,
+    )
 
 
 def like_a_foreground_job():
@@ -69,8 +88,19 @@ def tight_profile(tmp_path):
 
 def test_a_worker_over_its_memory_limit_is_recorded_as_oom(tmp_path, fake_script):
     script = fake_script(grow_on="capital of France", grow_mb=600)
-    result = edgebench("run", "--runner", "fake", "--artifact", f"fake={script}", "--profile",
-                       str(tight_profile(tmp_path)), "--out", str(tmp_path), "--memory-limit-mb", "300")
+    result = edgebench(
+        "run",
+        "--runner",
+        "fake",
+        "--artifact",
+        f"fake={script}",
+        "--profile",
+        str(tight_profile(tmp_path)),
+        "--out",
+        str(tmp_path),
+        "--memory-limit-mb",
+        "300",
+    )
     records = {r["prompt_id"]: r for r in read_jsonl(next(tmp_path.glob("*.jsonl")))}
     assert records["chat-capital"]["status"] == "oom" and "limit of 300 MB" in records["chat-capital"]["error"]
     assert records["pp128-tg64"]["status"] == "ok" and result.returncode == 1
@@ -85,10 +115,20 @@ def test_a_resumed_run_finishes_with_the_same_measurements_as_an_uninterrupted_o
     resumed = edgebench("run", "--resume", results.stem, "--out", str(tmp_path / "out"))
     assert resumed.returncode == 0, resumed.stderr
     measured = [(r["prompt_id"], r["repeat"]) for r in read_jsonl(results) if not r["warmup"] and r["status"] == "ok"]
-    full = edgebench("run", "--runner", "fake", "--artifact", f"fake={script}", "--profile", "quick",  # hangs no more
-                     "--out", str(tmp_path / "full"))
-    expected = [(r["prompt_id"], r["repeat"]) for r in read_jsonl(next((tmp_path / "full").glob("*.jsonl")))
-                if not r["warmup"]]
+    full = edgebench(
+        "run",
+        "--runner",
+        "fake",
+        "--artifact",
+        f"fake={script}",
+        "--profile",
+        "quick",  # hangs no more
+        "--out",
+        str(tmp_path / "full"),
+    )
+    expected = [
+        (r["prompt_id"], r["repeat"]) for r in read_jsonl(next((tmp_path / "full").glob("*.jsonl"))) if not r["warmup"]
+    ]
     assert sorted(measured) == sorted(expected) and full.returncode == 0
     assert len({r["run_id"] for r in read_jsonl(results)}) == 1
 

@@ -1,5 +1,6 @@
 """The folder listing of bench/ is the architecture: each layer imports only from the layers
 before it (README, Layout), so a reader can take the layers in order."""
+
 from __future__ import annotations
 
 import ast

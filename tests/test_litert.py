@@ -1,6 +1,7 @@
 """The LiteRT runners: one litert-torch conversion, run raw (`litert`) and through LiteRT-LM
 (`litert-lm`). The tiny random model goes through the real converter and both runtimes;
 the default model's fp32 conversion checks that both runners produce the same text."""
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,10 @@ from runners.litert_lm import LiteRTLMRunner  # noqa: E402
 RUNNERS = (LiteRTRunner, LiteRTLMRunner)
 # The raw runner's activations: LiteRT-LM's default on CPU is fp16 (emulated on x86).
 FP32_ACTIVATIONS = {"activation_data_type": "FLOAT32"}
-CHAT = ({"role": "system", "content": "You answer in one sentence."},
-        {"role": "user", "content": "What is the capital of France?"})
+CHAT = (
+    {"role": "system", "content": "You answer in one sentence."},
+    {"role": "user", "content": "What is the capital of France?"},
+)
 
 
 def test_prefill_uses_the_smallest_signature_that_holds_the_prompt():
@@ -58,9 +61,13 @@ def test_the_part_aware_template_renders_like_the_original(default_checkpoint):
     stock = (default_checkpoint / "chat_template.jinja").read_text()
     rewritten = part_aware_template(stock, "<|im_start|>")
     for messages in (list(CHAT), list(CHAT[1:])):
-        expected = env.from_string(stock).render(messages=messages, bos_token="<|im_start|>", add_generation_prompt=True)
-        assert env.from_string(rewritten).render(messages=messages, bos_token="<|im_start|>",
-                                                 add_generation_prompt=True) == expected
+        expected = env.from_string(stock).render(
+            messages=messages, bos_token="<|im_start|>", add_generation_prompt=True
+        )
+        assert (
+            env.from_string(rewritten).render(messages=messages, bos_token="<|im_start|>", add_generation_prompt=True)
+            == expected
+        )
         # LiteRT-LM's way: content as parts, bos_token empty, the start token added as an id.
         parts = [{**m, "content": [{"type": "text", "text": m["content"]}]} for m in messages]
         as_litert_lm = env.from_string(rewritten).render(messages=parts, bos_token="", add_generation_prompt=True)
@@ -86,8 +93,9 @@ def tiny_litert(tiny_checkpoint, artifact_cache) -> dict[str, Path]:
 
 def test_the_artifact_holds_both_models_the_tokenizer_and_a_template(tiny_litert):
     for folder in tiny_litert.values():
-        assert {"model.tflite", "model.litertlm", "tokenizer.json", "chat_template.jinja", "litert.json"} <= \
-            {p.name for p in folder.iterdir()}
+        assert {"model.tflite", "model.litertlm", "tokenizer.json", "chat_template.jinja", "litert.json"} <= {
+            p.name for p in folder.iterdir()
+        }
         meta = json.loads((folder / "litert.json").read_text())
         assert meta["cache_length"] >= 1024 and max(meta["prefill_lengths"]) >= 1024
         assert meta["start_token_ids"] == [1] and meta["stop_token_ids"] == [2]
@@ -111,8 +119,13 @@ def _generate(cls, artifact: Path, requests, settings=None) -> list[tuple[list[i
 @pytest.mark.parametrize("quant", ["fp32", "int8"])
 def test_fixed_length_mode_gives_exactly_n_tokens_on_both_runners(tiny_litert, quant):
     tokenizer = Tokenizer.from_file(str(tiny_litert[quant] / "tokenizer.json"))
-    fill = tuple(tokenizer.encode("The pump at the north well stopped twice. " * 40, add_special_tokens=False).ids[:300])
-    requests = [GenerationRequest(24, token_ids=fill, ignore_eos=True), GenerationRequest(5, text="Hello", ignore_eos=True)]
+    fill = tuple(
+        tokenizer.encode("The pump at the north well stopped twice. " * 40, add_special_tokens=False).ids[:300]
+    )
+    requests = [
+        GenerationRequest(24, token_ids=fill, ignore_eos=True),
+        GenerationRequest(5, text="Hello", ignore_eos=True),
+    ]
     raw, lm = (_generate(cls, tiny_litert[quant], requests) for cls in RUNNERS)
     for (ids, _prompt_tokens, stop), request in zip(raw + lm, requests * 2):
         assert len(ids) == request.max_new_tokens and stop == "length"
@@ -120,8 +133,11 @@ def test_fixed_length_mode_gives_exactly_n_tokens_on_both_runners(tiny_litert, q
 
 
 def test_both_runners_agree_on_prompt_tokens_and_greedy_tokens_of_fp32(tiny_litert):
-    requests = [GenerationRequest(12, messages=CHAT), GenerationRequest(12, messages=CHAT[1:]),
-                GenerationRequest(12, text="The capital of France is")]
+    requests = [
+        GenerationRequest(12, messages=CHAT),
+        GenerationRequest(12, messages=CHAT[1:]),
+        GenerationRequest(12, text="The capital of France is"),
+    ]
     raw = _generate(LiteRTRunner, tiny_litert["fp32"], requests)
     lm = _generate(LiteRTLMRunner, tiny_litert["fp32"], requests, FP32_ACTIVATIONS)
     assert raw == lm
@@ -142,8 +158,11 @@ def test_weights_bytes_are_the_checkpoints_weights_once_not_the_folder(tiny_lite
         runner.close()
         assert abs(info.weights_bytes - checkpoint_bytes) < 0.01 * checkpoint_bytes, cls.name
         # One model's weights: nearly all of the .tflite, not the folder with its second copy.
-        assert info.weights_bytes < (folder / "model.tflite").stat().st_size < 0.55 * sum(
-            f.stat().st_size for f in folder.iterdir())
+        assert (
+            info.weights_bytes
+            < (folder / "model.tflite").stat().st_size
+            < 0.55 * sum(f.stat().st_size for f in folder.iterdir())
+        )
     int8 = read_decode_graph(tiny_litert["int8"] / "model.tflite")
     assert 0.25 * checkpoint_bytes < int8.weights_bytes < 0.3 * checkpoint_bytes  # a byte a weight, plus scales
 
@@ -156,13 +175,17 @@ def test_the_bundle_counts_its_tflite_model_only_and_a_shared_buffer_once(tiny_l
         assert bundle == tflite  # the tokenizer and metadata sections are not weights
         # LiteRT's own flatbuffer reader: the decode graph's buffers, each once.
         model = schema.Model.GetRootAs((folder / "model.tflite").read_bytes(), 0)
-        graph = model.Subgraphs(next(i for i in range(model.SignatureDefsLength())
-                                     if model.SignatureDefs(i).SignatureKey() == b"decode"))
+        graph = model.Subgraphs(
+            next(i for i in range(model.SignatureDefsLength()) if model.SignatureDefs(i).SignatureKey() == b"decode")
+        )
         buffers = {graph.Tensors(t).Buffer() for t in range(graph.TensorsLength())}
         stored = sum(model.Buffers(b).DataLength() or model.Buffers(b).Size() for b in buffers)
-        scales = sum(graph.Tensors(t).Quantization().ScaleLength() * 4 for t in range(graph.TensorsLength())
-                     if graph.Tensors(t).Quantization() and model.Buffers(graph.Tensors(t).Buffer()).Size()
-                     + model.Buffers(graph.Tensors(t).Buffer()).DataLength())
+        scales = sum(
+            graph.Tensors(t).Quantization().ScaleLength() * 4
+            for t in range(graph.TensorsLength())
+            if graph.Tensors(t).Quantization()
+            and model.Buffers(graph.Tensors(t).Buffer()).Size() + model.Buffers(graph.Tensors(t).Buffer()).DataLength()
+        )
         assert tflite.weights_bytes == stored + scales
         assert tflite.tied and tflite.vocab_rows == 49152
 
@@ -223,28 +246,55 @@ def test_litert_lm_runs_with_its_own_fp16_activations_by_default_and_takes_an_ov
 
 
 def test_run_time_imports_neither_torch_nor_tensorflow(tiny_litert):
-    code = ("import sys; from pathlib import Path\n"
-            "from runners.base import GenerationRequest, RunnerOptions\n"
-            "from runners.litert import LiteRTRunner\nfrom runners.litert_lm import LiteRTLMRunner\n"
-            "for cls in (LiteRTRunner, LiteRTLMRunner):\n"
-            "    r = cls(); r.load(Path(sys.argv[1]), RunnerOptions(threads=1, context_tokens=256))\n"
-            "    list(r.generate(GenerationRequest(3, text='Hi'))); r.close()\n"
-            "print(sorted(m for m in ('torch', 'tensorflow', 'transformers') if m in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", code, str(tiny_litert["int8"])], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parent.parent, timeout=300)
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from runners.base import GenerationRequest, RunnerOptions\n"
+        "from runners.litert import LiteRTRunner\nfrom runners.litert_lm import LiteRTLMRunner\n"
+        "for cls in (LiteRTRunner, LiteRTLMRunner):\n"
+        "    r = cls(); r.load(Path(sys.argv[1]), RunnerOptions(threads=1, context_tokens=256))\n"
+        "    list(r.generate(GenerationRequest(3, text='Hi'))); r.close()\n"
+        "print(sorted(m for m in ('torch', 'tensorflow', 'transformers') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tiny_litert["int8"])],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_one_prepare_serves_both_runners_in_a_run(tiny_checkpoint, tiny_litert, artifact_cache, tmp_path):
-    done = edgebench("run", "--model", str(tiny_checkpoint), "--runner", "litert", "--runner", "litert-lm",
-                     "--quant", "litert=int8", "--quant", "litert-lm=int8", "--profile", "quick",
-                     "--threads", "2", "--cache", str(artifact_cache), "--out", str(tmp_path))
+    done = edgebench(
+        "run",
+        "--model",
+        str(tiny_checkpoint),
+        "--runner",
+        "litert",
+        "--runner",
+        "litert-lm",
+        "--quant",
+        "litert=int8",
+        "--quant",
+        "litert-lm=int8",
+        "--profile",
+        "quick",
+        "--threads",
+        "2",
+        "--cache",
+        str(artifact_cache),
+        "--out",
+        str(tmp_path),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     records = [r for r in read_jsonl(next(tmp_path.glob("*.jsonl"))) if not r["warmup"]]
     assert {r["status"] for r in records} == {"ok"}
-    by_runner = {name: {(r["prompt_id"], r["repeat"]): r for r in records if r["runner"] == name}
-                 for name in ("litert", "litert-lm")}
+    by_runner = {
+        name: {(r["prompt_id"], r["repeat"]): r for r in records if r["runner"] == name}
+        for name in ("litert", "litert-lm")
+    }
     assert by_runner["litert"].keys() == by_runner["litert-lm"].keys()
     assert {r["artifact_path"] for r in records} == {str(tiny_litert["int8"])}
     for key, raw in by_runner["litert"].items():
@@ -266,6 +316,7 @@ def test_one_prepare_serves_both_runners_in_a_run(tiny_checkpoint, tiny_litert, 
 
 
 # Teacher-forced scoring (edgebench quality) by the raw runner, against transformers' own logits.
+
 
 def _scoring_of(artifact: Path, check, checkpoint: Path):
     """check(runner, checkpoint) on the raw runner loaded from `artifact`."""
@@ -336,8 +387,9 @@ def test_default_model_fp32_both_runners_write_the_same_answer(artifact_cache, d
     from bench.artifacts import prepare
     from bench.data import models
 
-    artifact = prepare.prepare_artifact(models.get_model("smollm2-135m"), "litert", EXPORTER, "fp32",
-                                        artifact_cache).path
+    artifact = prepare.prepare_artifact(
+        models.get_model("smollm2-135m"), "litert", EXPORTER, "fp32", artifact_cache
+    ).path
     checkpoint_bytes = (default_checkpoint / "model.safetensors").stat().st_size  # tied: every weight once
     for name in ("model.tflite", "model.litertlm"):
         assert abs(read_decode_graph(artifact / name).weights_bytes - checkpoint_bytes) < 0.01 * checkpoint_bytes
@@ -355,8 +407,9 @@ def test_default_model_litert_lm_counts_a_chat_answer_without_its_end_of_turn(ar
     from bench.artifacts import prepare
     from bench.data import models
 
-    artifact = prepare.prepare_artifact(models.get_model("smollm2-135m"), "litert", EXPORTER, "fp32",
-                                        artifact_cache).path
+    artifact = prepare.prepare_artifact(
+        models.get_model("smollm2-135m"), "litert", EXPORTER, "fp32", artifact_cache
+    ).path
     runner, _ = _load(LiteRTLMRunner, artifact)
     try:
         request = GenerationRequest(48, messages=CHAT)

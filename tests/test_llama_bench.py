@@ -1,4 +1,5 @@
 """edgebench's llama.cpp runner against llama-bench built from the same vendored llama.cpp."""
+
 import json
 import os
 import stat
@@ -11,21 +12,53 @@ from bench.run import llama_bench
 # The JSON of a real `llama-bench -m SmolLM2-135M-Instruct.Q4_1.gguf -p 16 -n 4 -r 2 -t 2 -o json`
 # (built by scripts/build-llama-bench.sh), cut to the fields edgebench reads and a few others.
 REAL_OUTPUT = [
-    {"build_commit": "0c1e570", "model_type": "llama 256M Q4_1", "model_size": 96576768, "n_batch": 2048,
-     "n_ubatch": 512, "n_threads": 2, "type_k": "f16", "type_v": "f16", "flash_attn": -1, "load_mode": "auto",
-     "repack": True, "n_prompt": 16, "n_gen": 0, "n_depth": 0, "avg_ts": 8.926884,
-     "samples_ns": [1239621901, 3234541297], "samples_ts": [12.9072, 4.94661]},
-    {"build_commit": "0c1e570", "model_type": "llama 256M Q4_1", "model_size": 96576768, "n_batch": 2048,
-     "n_ubatch": 512, "n_threads": 2, "type_k": "f16", "type_v": "f16", "flash_attn": -1, "load_mode": "auto",
-     "repack": True, "n_prompt": 0, "n_gen": 4, "n_depth": 0, "avg_ts": 3.197865,
-     "samples_ns": [3368587785, 768006488], "samples_ts": [1.18744, 5.20829]},
+    {
+        "build_commit": "0c1e570",
+        "model_type": "llama 256M Q4_1",
+        "model_size": 96576768,
+        "n_batch": 2048,
+        "n_ubatch": 512,
+        "n_threads": 2,
+        "type_k": "f16",
+        "type_v": "f16",
+        "flash_attn": -1,
+        "load_mode": "auto",
+        "repack": True,
+        "n_prompt": 16,
+        "n_gen": 0,
+        "n_depth": 0,
+        "avg_ts": 8.926884,
+        "samples_ns": [1239621901, 3234541297],
+        "samples_ts": [12.9072, 4.94661],
+    },
+    {
+        "build_commit": "0c1e570",
+        "model_type": "llama 256M Q4_1",
+        "model_size": 96576768,
+        "n_batch": 2048,
+        "n_ubatch": 512,
+        "n_threads": 2,
+        "type_k": "f16",
+        "type_v": "f16",
+        "flash_attn": -1,
+        "load_mode": "auto",
+        "repack": True,
+        "n_prompt": 0,
+        "n_gen": 4,
+        "n_depth": 0,
+        "avg_ts": 3.197865,
+        "samples_ns": [3368587785, 768006488],
+        "samples_ts": [1.18744, 5.20829],
+    },
 ]
 
 
 def test_llama_bench_json_gives_each_tests_repetitions():
     expected = llama_bench.reported_fields(llama_bench.runner_settings(), threads=2)
     assert llama_bench.parse_results(json.dumps(REAL_OUTPUT), expected) == {
-        "pp16": [12.9072, 4.94661], "tg4": [1.18744, 5.20829]}
+        "pp16": [12.9072, 4.94661],
+        "tg4": [1.18744, 5.20829],
+    }
 
 
 def test_a_llama_bench_run_with_other_settings_is_refused():
@@ -64,5 +97,6 @@ def test_edgebench_and_llama_bench_measure_the_same_shapes_interleaved():
         # Two rounds of two repetitions on each side; both sides measured something real.
         assert len(row["edgebench_samples"]) == len(row["llama_bench_samples"]) == 4
         assert row["ratio"] == row["edgebench_tok_s"] / row["llama_bench_tok_s"] > 0
-    print(json.dumps([{k: v for k, v in r.items() if not k.endswith("samples")} for r in rows]),
-          "load:", os.getloadavg())
+    print(
+        json.dumps([{k: v for k, v in r.items() if not k.endswith("samples")} for r in rows]), "load:", os.getloadavg()
+    )

@@ -1,4 +1,5 @@
 """llama.cpp end to end on the real default model (SmolLM2-135M-Instruct Q4_1)."""
+
 import pytest
 
 from tests.helpers import edgebench, read_jsonl
@@ -65,8 +66,9 @@ def test_greedy_output_repeats_exactly(quick_run):
 
 def test_a_prompt_beyond_the_context_is_an_error_record_not_a_crash(tmp_path):
     profile = tmp_path / "small-context.toml"
-    profile.write_text('name = "small"\ndescription = ""\nwarmups = 0\nrepetitions = 1\ntags = ["short"]\n'
-                       'context_tokens = 96\n')
+    profile.write_text(
+        'name = "small"\ndescription = ""\nwarmups = 0\nrepetitions = 1\ntags = ["short"]\ncontext_tokens = 96\n'
+    )
     result = edgebench("run", "--runner", "llama.cpp", "--profile", str(profile), "--out", str(tmp_path))
     records = {r["prompt_id"]: r for r in read_jsonl(next(tmp_path.glob("*.jsonl")))}
     assert records["pp128-tg64"]["status"] == "error" and "exceeds the context of 96" in records["pp128-tg64"]["error"]
@@ -94,8 +96,9 @@ def load_runner(gguf, context_tokens=1024, **settings):
     from runners.llamacpp import LlamaCppRunner
 
     runner = LlamaCppRunner()
-    info = runner.load(gguf, RunnerOptions(threads=2, context_tokens=context_tokens,
-                                           settings={**LlamaCppRunner.defaults, **settings}))
+    info = runner.load(
+        gguf, RunnerOptions(threads=2, context_tokens=context_tokens, settings={**LlamaCppRunner.defaults, **settings})
+    )
     return runner, info
 
 
@@ -113,8 +116,21 @@ def test_records_carry_llama_benchs_settings_as_the_context_got_them(quick_run):
 
 
 def test_a_setting_override_reaches_llama_cpp(tmp_path):
-    result = edgebench("run", "--runner", "llama.cpp", "--profile", "quick", "--out", str(tmp_path), "--threads", "2",
-                       "--setting", "llama.cpp:flash_attn=off", "--setting", "llama.cpp:n_ubatch=256")
+    result = edgebench(
+        "run",
+        "--runner",
+        "llama.cpp",
+        "--profile",
+        "quick",
+        "--out",
+        str(tmp_path),
+        "--threads",
+        "2",
+        "--setting",
+        "llama.cpp:flash_attn=off",
+        "--setting",
+        "llama.cpp:n_ubatch=256",
+    )
     assert result.returncode == 0, result.stderr
     applied = read_jsonl(next(tmp_path.glob("*.jsonl")))[0]["runner_settings"]
     assert (applied["flash_attn"], applied["n_ubatch"]) == ("off", 256)
@@ -163,8 +179,9 @@ def write_with_output_head(gguf, source, target):
         if field.name == "general.architecture" or field.name.startswith("GGUF."):
             continue
         kind = field.types[0]
-        writer.add_key_value(field.name, field.contents(), kind,
-                             sub_type=field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None)
+        writer.add_key_value(
+            field.name, field.contents(), kind, sub_type=field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
+        )
     embedding = next(t for t in reader.tensors if t.name == "token_embd.weight")
     tensors = [(t.name, t) for t in reader.tensors] + [("output.weight", embedding)]
     for name, t in tensors:
@@ -225,9 +242,19 @@ def tiny_f32_gguf(tiny_checkpoint, tmp_path_factory):
         tar.extractall(work, members=[m for m in tar.getmembers() if m.name.startswith(wanted)], filter="data")
     out = work / "tiny-f32.gguf"
     converted = subprocess.run(
-        [sys.executable, str(work / source / "convert_hf_to_gguf.py"), str(tiny_checkpoint), "--outtype", "f32",
-         "--outfile", str(out)], capture_output=True, text=True,
-        env={**os.environ, "PYTHONPATH": str(work / source / "gguf-py")})
+        [
+            sys.executable,
+            str(work / source / "convert_hf_to_gguf.py"),
+            str(tiny_checkpoint),
+            "--outtype",
+            "f32",
+            "--outfile",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(work / source / "gguf-py")},
+    )
     assert converted.returncode == 0, converted.stderr[-2000:]
     return out
 

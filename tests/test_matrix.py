@@ -1,5 +1,6 @@
 """The tiered device matrix over result files of several simulated devices (see
 tests/simulated_devices.py): tiers, verdicts, comparability, outputs, fast reading."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,11 +25,17 @@ from tests.helpers import ROOT, edgebench
 def farm(tmp_path):
     """Three devices' results as a CI device farm would upload them."""
     root = tmp_path / "farm"
-    sim.write(root / "pixel-8-pro" / "run.jsonl", sim.records("pixel-8-pro", decode=60, ttft=40),
-              sim.records("pixel-8-pro", quant="Q8_0", decode=35, ttft=48, artifact_sha256="b" * 64))
+    sim.write(
+        root / "pixel-8-pro" / "run.jsonl",
+        sim.records("pixel-8-pro", decode=60, ttft=40),
+        sim.records("pixel-8-pro", quant="Q8_0", decode=35, ttft=48, artifact_sha256="b" * 64),
+    )
     sim.write(root / "galaxy-a54" / "run.jsonl", sim.records("galaxy-a54", decode=25, ttft=300))
-    sim.write(root / "raspberry-pi-5" / "run.jsonl", sim.records("raspberry-pi-5", decode=12, ttft=900, spread=0.2),
-              sim.records("raspberry-pi-5", decode=13, ttft=850, artifact_sha256="c" * 64))
+    sim.write(
+        root / "raspberry-pi-5" / "run.jsonl",
+        sim.records("raspberry-pi-5", decode=12, ttft=900, spread=0.2),
+        sim.records("raspberry-pi-5", decode=13, ttft=850, artifact_sha256="c" * 64),
+    )
     return root
 
 
@@ -39,8 +46,10 @@ def _built(*targets_, workloads=None):
 
 def _timing_budgets_only() -> tuple[workload_data.Workload, ...]:
     """The packaged workloads without their quality budgets (for tests of timing verdicts)."""
-    return tuple(dataclasses.replace(w, max_kld=None, max_perplexity_increase=None, min_greedy_agreement=None)
-                 for w in workload_data.load_workloads())
+    return tuple(
+        dataclasses.replace(w, max_kld=None, max_perplexity_increase=None, min_greedy_agreement=None)
+        for w in workload_data.load_workloads()
+    )
 
 
 def _row(m, device, quant="Q4_1", artifact="a" * 64):
@@ -54,7 +63,11 @@ def _verdict(row, workload):
 def test_devices_land_in_their_tiers_in_tier_order(farm):
     m = _built(farm)
     assert m.tiers == ["flagship", "mid", "entry"]
-    assert {r.device: r.tier for r in m.rows} == {"pixel-8-pro": "flagship", "galaxy-a54": "mid", "raspberry-pi-5": "entry"}
+    assert {r.device: r.tier for r in m.rows} == {
+        "pixel-8-pro": "flagship",
+        "galaxy-a54": "mid",
+        "raspberry-pi-5": "entry",
+    }
     assert m.files == 3 and m.records == sum(len(sim.SUITE.prompts) * 4 for _ in range(5))
 
 
@@ -63,13 +76,18 @@ def test_medians_and_roofline_of_a_cell(farm):
     assert row.decode_tok_s == pytest.approx(60) and row.decode_probe == "pp128-tg64"
     assert row.n == len(sim.SUITE.prompts) * 3  # warm-ups excluded
     assert row.mbu_datasheet == pytest.approx(60 / row.roofline_datasheet_tok_s, rel=1e-3)
-    assert (row.mbu_measured, row.roofline_measured_tok_s) == (None, None)  # the farm's bandwidths are datasheet figures
+    assert (row.mbu_measured, row.roofline_measured_tok_s) == (
+        None,
+        None,
+    )  # the farm's bandwidths are datasheet figures
 
 
 def test_verdicts_pass_fail_and_marginal_within_the_spread(farm):
     m = _built(farm)
     assert _verdict(_row(m, "pixel-8-pro"), "keyboard-autocomplete").verdict == "pass"  # 38-42 ms <= 50
-    assert _verdict(_row(m, "pixel-8-pro", "Q8_0", "b" * 64), "keyboard-autocomplete").verdict == "marginal"  # 45.6-50.4
+    assert (
+        _verdict(_row(m, "pixel-8-pro", "Q8_0", "b" * 64), "keyboard-autocomplete").verdict == "marginal"
+    )  # 45.6-50.4
     assert _verdict(_row(m, "galaxy-a54"), "keyboard-autocomplete").verdict == "fail"
     chat = _verdict(_row(m, "raspberry-pi-5"), "interactive-chat")  # TTFT 720-1080 around the 1 s budget
     assert chat.verdict == "marginal" and any("budget ≤ 1000: marginal" in r for r in chat.reasons)
@@ -77,9 +95,16 @@ def test_verdicts_pass_fail_and_marginal_within_the_spread(farm):
 
 def test_sustained_figures_are_used_where_they_exist():
     workload = workload_data.Workload("chat", "d", ("chat",), ttft_ms_max=1000)
-    rows = pd.DataFrame({"category": ["chat"] * 4, "prompt_id": ["chat-capital"] * 4,
-                         "mode": [None, None, "sustained", "sustained"],
-                         "ttft_ms": [500.0, 600.0, 1500.0, 1600.0], "decode_tok_s": [None] * 4, "e2e_ms": [None] * 4})
+    rows = pd.DataFrame(
+        {
+            "category": ["chat"] * 4,
+            "prompt_id": ["chat-capital"] * 4,
+            "mode": [None, None, "sustained", "sustained"],
+            "ttft_ms": [500.0, 600.0, 1500.0, 1600.0],
+            "decode_tok_s": [None] * 4,
+            "e2e_ms": [None] * 4,
+        }
+    )
     judged = verdicts.judge(rows, workload)
     assert judged.verdict == "fail" and judged.sustained and judged.n == 2
     without_mode = verdicts.judge(rows.drop(columns="mode"), workload)  # records from before the field existed
@@ -95,8 +120,11 @@ def test_results_of_different_artifacts_are_never_averaged(farm):
 
 
 def test_results_of_a_different_suite_stand_apart(tmp_path):
-    sim.write(tmp_path / "a.jsonl", sim.records("galaxy-a54", decode=25, ttft=300),
-              sim.records("galaxy-a54", decode=20, ttft=300, suite_sha256="e" * 64))
+    sim.write(
+        tmp_path / "a.jsonl",
+        sim.records("galaxy-a54", decode=25, ttft=300),
+        sim.records("galaxy-a54", decode=20, ttft=300, suite_sha256="e" * 64),
+    )
     rows = _built(tmp_path).rows
     assert len(rows) == 2 and all("suite default" in r.not_comparable for r in rows)
 
@@ -109,6 +137,7 @@ def test_outputs_markdown_csv_junit(farm):
     csv = pd.read_csv(pd.io.common.StringIO(matrix_tables.csv(m)))
     assert len(csv) == 5 and set(csv["keyboard-autocomplete"]) == {"pass", "marginal", "fail"}
     from bench.views.junit import to_xml
+
     root = ET.fromstring(to_xml("m", matrix_tables.junit_cases(m)))
     failures = root.findall(".//failure")
     assert int(root.get("failures")) == len(failures) > 0
@@ -144,7 +173,8 @@ def _parsed_whole(*paths) -> list[tuple]:
 
 def test_every_matrix_column_comes_before_the_heavy_fields_the_reader_cuts():
     from bench.records import FIELDS
-    kept = FIELDS[:FIELDS.index("token_times_ns")] + FIELDS[FIELDS.index("status"):]
+
+    kept = FIELDS[: FIELDS.index("token_times_ns")] + FIELDS[FIELDS.index("status") :]
     assert set(matrix.COLUMNS) <= set(kept)
 
 
@@ -152,6 +182,7 @@ def test_old_schema_files_read_as_the_current_schema():
     from pathlib import Path
 
     from bench.records import read_records
+
     fixture = Path(__file__).parent / "fixtures" / "results-v1.jsonl"
     assert resultset._fast_records(fixture.read_bytes()) is not None
     expected = [tuple(r.get(c) for c in matrix.COLUMNS) for r in read_records([fixture])]
@@ -247,8 +278,22 @@ def test_the_column_cache_drops_the_least_recently_used_beyond_its_limit(tmp_pat
 
 def test_the_scale_benchmark_runs_and_merges_every_device(tmp_path):
     """benchmarks/matrix_scale.py at a small size: 2 devices x 2 runtimes x 2 quantizations."""
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "matrix_scale.py"), "--files", "8", "--records", "800", "--devices", "2"],
-                            capture_output=True, text=True, timeout=300, env={**os.environ, "TMPDIR": str(tmp_path)})
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "matrix_scale.py"),
+            "--files",
+            "8",
+            "--records",
+            "800",
+            "--devices",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.count(f"read 800 records ({len(matrix.COLUMNS)} columns)") == 2
     assert "read 900 records" in result.stdout
@@ -269,8 +314,9 @@ def test_marginal_means_one_prompts_repetitions_straddle_the_budget(tmp_path, ex
     # 400-1312 ms would straddle the 1 s budget and read "marginal" whatever chat-explain did.
     records = _set(sim.records("galaxy-a54", decode=25, ttft=300), "chat-capital", ttft_ms=420)
     _set(records, "chat-explain", ttft_ms=explain_ttft)
-    chat = _verdict(_built(sim.write(tmp_path / "r.jsonl", records), workloads=_timing_budgets_only()).rows[0],
-                    "interactive-chat")
+    chat = _verdict(
+        _built(sim.write(tmp_path / "r.jsonl", records), workloads=_timing_budgets_only()).rows[0], "interactive-chat"
+    )
     assert chat.verdict == expected
     assert any(r.startswith("TTFT chat-explain") and r.endswith(expected) for r in chat.reasons)
     assert chat.figure("ttft_ms") == pytest.approx(max(420, explain_ttft))  # the worst prompt's median
@@ -287,13 +333,18 @@ def test_sustained_runs_and_other_prompt_sets_are_never_pooled(tmp_path):
     full = sim.records("galaxy-a54", decode=25, ttft=300, run="default")
     short = {"autocomplete-reply", "autocomplete-note", "chat-capital", "pp128-tg64"}
     quick = [r for r in sim.records("galaxy-a54", decode=50, ttft=300, run="quick") if r["prompt_id"] in short]
-    sustained = [r for r in sim.records("galaxy-a54", decode=10, ttft=300, run="sustained", mode="sustained")
-                 if r["prompt_id"] == "pp128-tg64"]
+    sustained = [
+        r
+        for r in sim.records("galaxy-a54", decode=10, ttft=300, run="sustained", mode="sustained")
+        if r["prompt_id"] == "pp128-tg64"
+    ]
     rows = _built(sim.write(tmp_path / "r.jsonl", full, quick, sustained)).rows
     by_set = {r.prompt_set: r for r in rows}
     assert len(rows) == 3 and "sustained: pp128-tg64" in by_set
     assert sorted(k.split(" #")[0] for k in by_set if k.startswith("suite")) == [
-        "suite: 4 prompts", f"suite: {len(sim.SUITE.prompts)} prompts"]
+        "suite: 4 prompts",
+        f"suite: {len(sim.SUITE.prompts)} prompts",
+    ]
     assert sorted(r.decode_tok_s for r in rows) == [pytest.approx(10), pytest.approx(25), pytest.approx(50)]
     assert all("prompt set" in r.not_comparable and "differs" in r.not_comparable for r in rows)
     assert _verdict(by_set["sustained: pp128-tg64"], "batch-throughput").sustained
@@ -304,8 +355,10 @@ def test_mbu_of_measured_and_datasheet_bandwidth_never_share_one_aggregate(tmp_p
     of each kind: every MBU figure comes from records of its own source only."""
     measured = sim.records("pixel-8-pro", decode=60, ttft=40, run="2", measured_bandwidth_gbs=20.0)
     datasheet = sim.records("pixel-8-pro", decode=60, ttft=40, run="1")
-    paths = [sim.write(tmp_path / "pixel.jsonl", datasheet, measured),
-             sim.write(tmp_path / "a54.jsonl", sim.records("galaxy-a54", decode=25, ttft=300, measured_bandwidth_gbs=9.0))]
+    paths = [
+        sim.write(tmp_path / "pixel.jsonl", datasheet, measured),
+        sim.write(tmp_path / "a54.jsonl", sim.records("galaxy-a54", decode=25, ttft=300, measured_bandwidth_gbs=9.0)),
+    ]
     m = _built(*paths)
     pixel, a54 = _row(m, "pixel-8-pro"), _row(m, "galaxy-a54")
 
@@ -314,8 +367,10 @@ def test_mbu_of_measured_and_datasheet_bandwidth_never_share_one_aggregate(tmp_p
 
     assert pixel.mbu_measured == pytest.approx(own(measured)) and pixel.mbu_datasheet == pytest.approx(own(datasheet))
     assert own(measured) > 2 * own(datasheet)  # the two sources differ: a pooled median would lie between
-    assert (a54.mbu_measured, a54.mbu_datasheet) == (pytest.approx(own(sim.records("galaxy-a54", decode=25, ttft=300,
-                                                                   measured_bandwidth_gbs=9.0))), None)
+    assert (a54.mbu_measured, a54.mbu_datasheet) == (
+        pytest.approx(own(sim.records("galaxy-a54", decode=25, ttft=300, measured_bandwidth_gbs=9.0))),
+        None,
+    )
     csv = pd.read_csv(pd.io.common.StringIO(matrix_tables.csv(m)))
     assert {"mbu_pct_measured_bandwidth", "mbu_pct_datasheet_bandwidth"} <= set(csv.columns)
     md = matrix_tables.markdown(m)

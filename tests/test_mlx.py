@@ -1,5 +1,6 @@
 """MLX (mlx-lm): prepare, the RoPE-base check, the runner's contract, and greedy output that
 matches transformers on the real default model."""
+
 import json
 import shutil
 import subprocess
@@ -23,8 +24,19 @@ CHAT = ({"role": "user", "content": "What is the capital of France?"},)
 def tiny_prepared(tiny_checkpoint, tmp_path_factory):
     """Both MLX artifacts of the tiny model, made by `edgebench prepare --model PATH`."""
     cache = tmp_path_factory.mktemp("mlx-cache")
-    result = edgebench("prepare", "--model", str(tiny_checkpoint), "--runner", "mlx", "--quant", "fp32",
-                       "--quant", "4bit", "--cache", str(cache))
+    result = edgebench(
+        "prepare",
+        "--model",
+        str(tiny_checkpoint),
+        "--runner",
+        "mlx",
+        "--quant",
+        "fp32",
+        "--quant",
+        "4bit",
+        "--cache",
+        str(cache),
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     folders = {p.parent.name.split("-")[0]: p.parent for p in cache.rglob("mlx/*/manifest.json")}
     assert set(folders) == {"fp32", "4bit"}
@@ -56,8 +68,23 @@ def test_export_fails_loudly_when_the_converted_rope_base_differs(tiny_prepared,
 def tiny_run(tiny_checkpoint, tiny_prepared, tmp_path_factory):
     cache, _ = tiny_prepared
     out = tmp_path_factory.mktemp("mlx-run")
-    result = edgebench("run", "--model", str(tiny_checkpoint), "--runner", "mlx", "--quant", "mlx=fp32",
-                       "--quant", "mlx=4bit", "--profile", "quick", "--cache", str(cache), "--out", str(out))
+    result = edgebench(
+        "run",
+        "--model",
+        str(tiny_checkpoint),
+        "--runner",
+        "mlx",
+        "--quant",
+        "mlx=fp32",
+        "--quant",
+        "mlx=4bit",
+        "--profile",
+        "quick",
+        "--cache",
+        str(cache),
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     return read_jsonl(next(out.glob("*.jsonl")))
 
@@ -92,15 +119,23 @@ def test_the_record_says_which_blas_served_the_run(tiny_run):
         assert settings["cblas_sgemm_from"] == "the bundled BLAS" and settings["blas_reason"]
 
 
-BLAS_PROBE = ("import json\nfrom runners.mlx_blas import use_openblas, global_sgemm_library\n"
-              "done = use_openblas(1)\nimport mlx.core as mx\n"
-              "mx.eval(mx.ones((64, 64)) @ mx.ones((64, 64)))\n"
-              "print(json.dumps([done, global_sgemm_library()]))")
+BLAS_PROBE = (
+    "import json\nfrom runners.mlx_blas import use_openblas, global_sgemm_library\n"
+    "done = use_openblas(1)\nimport mlx.core as mx\n"
+    "mx.eval(mx.ones((64, 64)) @ mx.ones((64, 64)))\n"
+    "print(json.dumps([done, global_sgemm_library()]))"
+)
 
 
 def _blas_in_fresh_process(**env):
-    out = subprocess.run([sys.executable, "-c", BLAS_PROBE], capture_output=True, text=True, check=True, cwd=ROOT,
-                         env={**__import__("os").environ, **env})
+    out = subprocess.run(
+        [sys.executable, "-c", BLAS_PROBE],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={**__import__("os").environ, **env},
+    )
     return json.loads(out.stdout)
 
 
@@ -192,8 +227,9 @@ def test_ignore_eos_is_undone_after_the_generation(tiny_prepared):
 def test_a_file_is_not_an_mlx_artifact(tmp_path):
     model = tmp_path / "model.gguf"
     model.write_bytes(b"GGUF")
-    result = edgebench("run", "--runner", "mlx", "--artifact", f"mlx={model}", "--profile", "quick",
-                       "--out", str(tmp_path / "out"))
+    result = edgebench(
+        "run", "--runner", "mlx", "--artifact", f"mlx={model}", "--profile", "quick", "--out", str(tmp_path / "out")
+    )
     assert result.returncode == 1 and "Error: mlx:" in result.stderr and "not a folder" in result.stderr
 
 
@@ -203,8 +239,9 @@ def real_fp32(default_checkpoint, artifact_cache):
     from bench.data import models
     from runners.mlx import MlxRunner
 
-    prepared = prepare.prepare_artifact(models.get_model("smollm2-135m"), "mlx", MlxRunner.exporter, "fp32",
-                                        artifact_cache)
+    prepared = prepare.prepare_artifact(
+        models.get_model("smollm2-135m"), "mlx", MlxRunner.exporter, "fp32", artifact_cache
+    )
     runner = MlxRunner()
     runner.load(prepared.path, OPTIONS)
     yield runner
@@ -235,8 +272,9 @@ def test_unquantized_mlx_gives_the_same_greedy_tokens_as_transformers(real_fp32,
     text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
     assert real_fp32._prompt_ids(GenerationRequest(16, messages=tuple(messages))) == prompt
-    mlx_tokens = [e.token_id for e in real_fp32.generate(GenerationRequest(16, token_ids=tuple(prompt),
-                                                                             ignore_eos=True))]
+    mlx_tokens = [
+        e.token_id for e in real_fp32.generate(GenerationRequest(16, token_ids=tuple(prompt), ignore_eos=True))
+    ]
     assert mlx_tokens == _transformers_greedy(default_checkpoint, prompt, 16)
 
 
@@ -255,17 +293,23 @@ def test_the_defaults_are_mlx_lm_generates_own():
     from runners.mlx import MlxRunner
 
     cli = setup_arg_parser().parse_args([])
-    assert MlxRunner.defaults == {"prefill_step_size": cli.prefill_step_size, "kv_bits": cli.kv_bits or 0,
-                                  "kv_group_size": cli.kv_group_size, "quantized_kv_start": cli.quantized_kv_start,
-                                  "accelerator": "auto"}  # mlx_lm.generate runs on MLX's default device
+    assert MlxRunner.defaults == {
+        "prefill_step_size": cli.prefill_step_size,
+        "kv_bits": cli.kv_bits or 0,
+        "kv_group_size": cli.kv_group_size,
+        "quantized_kv_start": cli.quantized_kv_start,
+        "accelerator": "auto",
+    }  # mlx_lm.generate runs on MLX's default device
 
 
 def test_the_record_says_threads_are_not_applied_and_what_mlx_lm_ran_with(tiny_run):
     r = tiny_run[0]
     assert r["threads"] is None and r["threads_requested"] == 2
     assert r["runner_settings"]["not_applied"]["threads"].startswith("MLX has no thread-count setting")
-    assert {k: r["runner_settings"][k] for k in ("prefill_step_size", "kv_bits")} == {"prefill_step_size": 2048,
-                                                                                     "kv_bits": 0}
+    assert {k: r["runner_settings"][k] for k in ("prefill_step_size", "kv_bits")} == {
+        "prefill_step_size": 2048,
+        "kv_bits": 0,
+    }
     fixed = next(x for x in tiny_run if x["kind"] == "fixed")
     assert fixed["native"]["runtime_decode_tok_s"] == fixed["native"]["generation_tps"] > 0
     assert fixed["native"]["runtime_prefill_tok_s"] == fixed["native"]["prompt_tps"] > 0
@@ -281,6 +325,7 @@ def _count_forward_calls(runner, extra_work=None):
         calls.append((inputs.shape[1], cache))
         out = plain.__call__(self, inputs, cache=cache, **kwargs)
         return out if extra_work is None else out + 0 * extra_work()
+
     runner.model.__class__ = type("Counted", (plain,), {"__call__": counted})
     return calls
 
@@ -301,8 +346,10 @@ def test_each_generation_computes_its_tokens_and_one_step_ahead_in_prefill_steps
     from runners.mlx import MlxRunner
 
     runner = MlxRunner()
-    runner.load(tiny_prepared[1]["fp32"], RunnerOptions(threads=2, context_tokens=1024,
-                                                         settings={**MlxRunner.defaults, "prefill_step_size": 16}))
+    runner.load(
+        tiny_prepared[1]["fp32"],
+        RunnerOptions(threads=2, context_tokens=1024, settings={**MlxRunner.defaults, "prefill_step_size": 16}),
+    )
     calls = _count_forward_calls(runner)
     events = list(runner.generate(GenerationRequest(7, token_ids=tuple(range(1, 41)), ignore_eos=True)))
     info = runner.generation_info()
@@ -334,6 +381,7 @@ def test_the_step_computed_ahead_has_finished_before_the_next_prompt_starts(tiny
         t = time.perf_counter()
         mx.eval(extra_work(repeats))
         return time.perf_counter() - t
+
     one = min(cost(1) for _ in range(3))
     repeats = max(1, round(0.3 / one))
     step = min(cost(repeats) for _ in range(3))  # ~0.3 s per forward pass
@@ -420,6 +468,7 @@ def test_kv_bytes_per_token_are_what_a_generations_cache_holds(tiny_fp32):
 
 
 # --- teacher-forced scoring (edgebench quality), checked against transformers' own logits ---
+
 
 @pytest.mark.real
 @pytest.mark.parametrize("which", ["tiny", "default"])

@@ -1,5 +1,6 @@
 """ONNX Runtime (onnxruntime-genai) through prepare -> run: the tiny llama for the plumbing,
 the real default model for what the answers and the records say."""
+
 import json
 import subprocess
 import sys
@@ -21,8 +22,22 @@ def tiny_run(tiny_checkpoint, artifact_cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("ort-tiny")
     common = ("--model", str(tiny_checkpoint), "--cache", str(artifact_cache))
     prepared = edgebench("prepare", "--runner", "onnxruntime", "--quant", "int4", "--quant", "fp32", *common)
-    run = edgebench("run", "--runner", "onnxruntime", "--quant", "onnxruntime=int4", "--quant", "onnxruntime=fp32",
-                    "--profile", "quick", "--threads", "2", "--out", str(out), *common)
+    run = edgebench(
+        "run",
+        "--runner",
+        "onnxruntime",
+        "--quant",
+        "onnxruntime=int4",
+        "--quant",
+        "onnxruntime=fp32",
+        "--profile",
+        "quick",
+        "--threads",
+        "2",
+        "--out",
+        str(out),
+        *common,
+    )
     return prepared, run, read_jsonl(next(out.glob("*.jsonl")))
 
 
@@ -33,8 +48,9 @@ def test_the_tiny_model_goes_through_prepare_and_run(tiny_run):
     assert records and all(r["status"] == "ok" for r in records)
     assert {r["quantization"] for r in records} == {"int4", "fp32"}
     folders = {Path(r["artifact_path"]) for r in records}
-    assert len(folders) == 2 and all((f / "genai_config.json").is_file() and (f / "manifest.json").is_file()
-                                     for f in folders)
+    assert len(folders) == 2 and all(
+        (f / "genai_config.json").is_file() and (f / "manifest.json").is_file() for f in folders
+    )
 
 
 def test_records_name_the_execution_provider_and_what_onnx_runtime_applied(tiny_run):
@@ -73,8 +89,9 @@ def _load(folder: Path, threads: int = 2, **settings):
     from runners.onnxruntime import OnnxRuntimeRunner
 
     runner = OnnxRuntimeRunner()
-    info = runner.load(folder, RunnerOptions(threads=threads, context_tokens=1024,
-                                             settings={**OnnxRuntimeRunner.defaults, **settings}))
+    info = runner.load(
+        folder, RunnerOptions(threads=threads, context_tokens=1024, settings={**OnnxRuntimeRunner.defaults, **settings})
+    )
     return runner, info
 
 
@@ -112,9 +129,11 @@ def test_the_share_buffer_setting_reaches_the_runtime(tiny_int4):
 
 def _process_threads_after_loading(folder: Path, threads: int) -> tuple[int, int]:
     """(threads the loaded runner reports, OS threads of the process) in a fresh process."""
-    code = ("import os, sys; from pathlib import Path; from tests.test_onnxruntime import _load; "
-            f"_, info = _load(Path({str(folder)!r}), {threads}); "
-            "print(info.threads, len(os.listdir('/proc/self/task')))")
+    code = (
+        "import os, sys; from pathlib import Path; from tests.test_onnxruntime import _load; "
+        f"_, info = _load(Path({str(folder)!r}), {threads}); "
+        "print(info.threads, len(os.listdir('/proc/self/task')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     reported, tasks = out.stdout.split()
     return int(reported), int(tasks)
@@ -151,8 +170,9 @@ def test_greedy_output_repeats_exactly(tiny_run):
 
 def test_a_folder_that_is_not_a_genai_model_is_refused_before_loading(tmp_path):
     (tmp_path / "model.onnx").write_bytes(b"not really")
-    result = edgebench("run", "--runner", "onnxruntime", "--artifact", f"onnxruntime={tmp_path}", "--out",
-                       str(tmp_path / "out"))
+    result = edgebench(
+        "run", "--runner", "onnxruntime", "--artifact", f"onnxruntime={tmp_path}", "--out", str(tmp_path / "out")
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "not an onnxruntime-genai model folder (no genai_config.json)" in result.stderr
 
@@ -176,8 +196,9 @@ def untied_int4(tiny_checkpoint, artifact_cache, tmp_path_factory):
     torch.manual_seed(1)
     tensors["lm_head.weight"] = torch.randn_like(tensors["model.embed_tokens.weight"]) * 0.02
     save_file(tensors, out / "model.safetensors", metadata={"format": "pt"})
-    result = edgebench("prepare", "--model", str(out), "--runner", "onnxruntime", "--quant", "int4",
-                       "--cache", str(artifact_cache))
+    result = edgebench(
+        "prepare", "--model", str(out), "--runner", "onnxruntime", "--quant", "int4", "--cache", str(artifact_cache)
+    )
     assert result.returncode == 0, result.stderr
     return prepare.find_artifact(models.get_model(str(out)), "onnxruntime", "int4", artifact_cache).path
 
@@ -236,11 +257,12 @@ def test_fp32_greedy_answer_matches_transformers(fp32_runner, default_checkpoint
 
     tokenizer = AutoTokenizer.from_pretrained(default_checkpoint)
     model = AutoModelForCausalLM.from_pretrained(default_checkpoint, dtype=torch.float32)
-    prompt = tokenizer.apply_chat_template(list(CHAT), add_generation_prompt=True, return_tensors="pt",
-                                           return_dict=True)
+    prompt = tokenizer.apply_chat_template(
+        list(CHAT), add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     with torch.no_grad():
         out = model.generate(**prompt, max_new_tokens=64, do_sample=False)
-    expected = out[0, prompt["input_ids"].shape[1]:].tolist()
+    expected = out[0, prompt["input_ids"].shape[1] :].tolist()
     assert expected[-1] == tokenizer.eos_token_id
     assert tokens == expected[:-1]
     assert tokenizer.decode(tokens) == "The capital of France is Paris."
@@ -275,8 +297,21 @@ def test_the_default_model_int4_runs_beside_llamacpp_on_the_same_prompts(artifac
     assert prepared.returncode == 0, prepared.stderr
     once = tmp_path / "once.toml"  # the quick profile's prompts, once each: llama.cpp has its own tests
     once.write_text('name = "once"\ndescription = ""\nwarmups = 0\nrepetitions = 1\ntags = ["short"]\n')
-    run = edgebench("run", "--runner", "llama.cpp", "--runner", "onnxruntime", "--profile", str(once),
-                    "--threads", "2", "--out", str(tmp_path / "out"), "--json", *common)
+    run = edgebench(
+        "run",
+        "--runner",
+        "llama.cpp",
+        "--runner",
+        "onnxruntime",
+        "--profile",
+        str(once),
+        "--threads",
+        "2",
+        "--out",
+        str(tmp_path / "out"),
+        "--json",
+        *common,
+    )
     assert run.returncode == 0, run.stderr
     records = read_jsonl(next((tmp_path / "out").glob("*.jsonl")))
     by_runner = {}
@@ -298,14 +333,16 @@ def test_runners_lists_it_with_its_version():
 
 # --- teacher-forced scoring (edgebench quality), checked against transformers' own logits ---
 
+
 @pytest.fixture(scope="module")
 def tiny_fp32_runner(tiny_checkpoint, artifact_cache):
     from bench.artifacts import prepare
     from bench.data import models
     from runners.onnxruntime import OnnxRuntimeRunner
 
-    folder = prepare.prepare_artifact(models.get_model(str(tiny_checkpoint)), "onnxruntime",
-                                      OnnxRuntimeRunner.exporter, "fp32", artifact_cache).path
+    folder = prepare.prepare_artifact(
+        models.get_model(str(tiny_checkpoint)), "onnxruntime", OnnxRuntimeRunner.exporter, "fp32", artifact_cache
+    ).path
     runner, _ = _load(folder)
     yield runner
     runner.close()
@@ -322,4 +359,5 @@ def test_fp32_scoring_gives_transformers_log_probs_at_every_position(which, requ
 @pytest.mark.real
 def test_scoring_is_deterministic_and_leaves_nothing_for_the_next_generation(fp32_runner):
     assert_scoring_and_generation_leave_each_other_nothing(
-        fp32_runner, lambda request: [e.token_id for e in _token_events(fp32_runner, request)])
+        fp32_runner, lambda request: [e.token_id for e in _token_events(fp32_runner, request)]
+    )

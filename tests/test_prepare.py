@@ -1,6 +1,7 @@
 """`edgebench prepare`: cached, fingerprinted artifacts, safe against killed and failed
 exports. A scripted exporter (a plugin runner, installed by hand on PYTHONPATH) makes the
 failures happen on cue; its artifact is a FAKE-runner script, so prepare -> run is cheap."""
+
 import json
 import os
 import signal
@@ -36,8 +37,18 @@ def test_prepare_makes_the_artifact_with_a_manifest_then_run_uses_it(prep, tmp_p
 
 
 def test_run_with_prepare_makes_what_is_missing(prep, tmp_path):
-    run = prep("run", "--runner", "scripted", "--quant", "scripted=q4", "--prepare", "--profile", "quick",
-               "--out", str(tmp_path / "out"))
+    run = prep(
+        "run",
+        "--runner",
+        "scripted",
+        "--quant",
+        "scripted=q4",
+        "--prepare",
+        "--profile",
+        "quick",
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert run.returncode == 0, run.stderr
     assert "preparing scripted q4" in run.stderr
     [folder] = prep.folders()
@@ -75,9 +86,13 @@ def test_a_failed_export_shows_the_exporters_last_lines_and_caches_nothing(prep,
 def start_a_hanging_export(prep):
     """`edgebench prepare` in its own process, returned once its exporter is midway
     (files written, not finished)."""
-    proc = subprocess.Popen([sys.executable, "-c", "from bench.cli import main; main()", "prepare", "--runner",
-                             "scripted", *prep.args], env={**os.environ, **prep.env("hang")}, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from bench.cli import main; main()", "prepare", "--runner", "scripted", *prep.args],
+        env={**os.environ, **prep.env("hang")},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 60
     while not any((f / "out" / "weights.bin").exists() for f in prep.folders()):
         assert time.monotonic() < deadline and proc.poll() is None
@@ -115,6 +130,7 @@ def test_a_stopped_prepare_stops_its_exporter_and_cleans_up(prep):
 
 def test_moving_or_reformatting_an_exporter_keeps_its_cache_and_a_new_recipe_does_not(prep, tmp_path):
     """The key is what the exporter does (tool, version, quantization, recipe), not its source."""
+
     def installed(source: str, where: str):
         site = install_plugin(tmp_path / where, "scripted", source, "ScriptedExportRunner")
         prep.env = lambda mode: {"PYTHONPATH": os.pathsep.join([str(site), str(ROOT)]), "SCRIPTED_EXPORT": mode}
@@ -141,30 +157,58 @@ def test_moving_or_reformatting_an_exporter_keeps_its_cache_and_a_new_recipe_doe
     run = prep("run", "--runner", "scripted", "--profile", "quick", "--out", str(tmp_path / "out"))
     assert run.returncode == 0, run.stderr
     assert {r["artifact_path"] for r in read_jsonl(next((tmp_path / "out").glob("*.jsonl")))} == {
-        str(folder / "script.json")}
+        str(folder / "script.json")
+    }
 
 
 def _legacy_key(input_sha256: str, tool: str, target: str, version: str, code: str, quantization: str) -> str:
     """The key a cache had before keys took recipes: it held the exporter's module path and source."""
     import hashlib
 
-    material = json.dumps({"input": input_sha256, "tool": tool, "target": target, "version": version,
-                           "code": code, "quantization": quantization}, sort_keys=True)
+    material = json.dumps(
+        {
+            "input": input_sha256,
+            "tool": tool,
+            "target": target,
+            "version": version,
+            "code": code,
+            "quantization": quantization,
+        },
+        sort_keys=True,
+    )
     return f"{quantization}-{hashlib.sha256(material.encode()).hexdigest()[:16]}"
 
 
 def _cached_before_the_move(cache, model, input_sha256: str, code: str):
     import importlib.metadata
 
-    key = _legacy_key(input_sha256, "onnxruntime-genai model builder", "runners.onnxruntime_export:export",
-                      importlib.metadata.version("onnxruntime-genai"), code, "fp32")
+    key = _legacy_key(
+        input_sha256,
+        "onnxruntime-genai model builder",
+        "runners.onnxruntime_export:export",
+        importlib.metadata.version("onnxruntime-genai"),
+        code,
+        "fp32",
+    )
     folder = cache / model.name / "onnxruntime" / key
     folder.mkdir(parents=True)
     (folder / "model.onnx").write_bytes(b"made before the move")
-    (folder / "manifest.json").write_text(json.dumps({
-        "model_id": model.name, "stage": "onnxruntime", "input_sha256": input_sha256, "quantization": "fp32",
-        "tool": "onnxruntime-genai model builder", "artifact": ".", "sha256": "0" * 64, "bytes": 20, "export_seconds": 9.0,
-        "created_at": "2026-11-28T00:00:00.000+00:00"}))
+    (folder / "manifest.json").write_text(
+        json.dumps(
+            {
+                "model_id": model.name,
+                "stage": "onnxruntime",
+                "input_sha256": input_sha256,
+                "quantization": "fp32",
+                "tool": "onnxruntime-genai model builder",
+                "artifact": ".",
+                "sha256": "0" * 64,
+                "bytes": 20,
+                "export_seconds": 9.0,
+                "created_at": "2026-11-28T00:00:00.000+00:00",
+            }
+        )
+    )
     return folder
 
 
@@ -174,10 +218,15 @@ def test_an_artifact_cached_before_the_layout_move_is_found_after_it(tiny_checkp
 
     cache = tmp_path / "cache"
     # what runners/onnxruntime_export.py's source was when keys held it
-    before = _cached_before_the_move(cache, tiny_checkpoint, fingerprint(tiny_checkpoint),
-                                     "4efb3d2265be66dd62976899a34d79930bfec3744a800f25e0616579b755e666")
-    result = edgebench("prepare", "--runner", "onnxruntime", "--quant", "fp32", "--model", str(tiny_checkpoint),
-                       "--cache", str(cache))
+    before = _cached_before_the_move(
+        cache,
+        tiny_checkpoint,
+        fingerprint(tiny_checkpoint),
+        "4efb3d2265be66dd62976899a34d79930bfec3744a800f25e0616579b755e666",
+    )
+    result = edgebench(
+        "prepare", "--runner", "onnxruntime", "--quant", "fp32", "--model", str(tiny_checkpoint), "--cache", str(cache)
+    )
     assert result.returncode == 0 and "cached (nothing to do)" in result.stdout, result.stdout + result.stderr
     [adopted] = (cache / tiny_checkpoint.name / "onnxruntime").iterdir()
     assert adopted.name != before.name and (adopted / "model.onnx").read_bytes() == b"made before the move"

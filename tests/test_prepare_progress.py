@@ -2,6 +2,7 @@
 goes through, a heartbeat during a long stage, and an estimate from the last export of the
 same kind on this machine (timings.json beside the cache). Output is captured, so these
 run as a log or CI job sees them (not a terminal)."""
+
 import importlib.util
 import json
 import os
@@ -24,10 +25,22 @@ def lines_of(stderr: str, label: str, stage: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith(f"prepare {label}: {stage}, ")]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("executorch") is None, reason="pip install 'edgebench[prepare-executorch]'")
+@pytest.mark.skipif(
+    importlib.util.find_spec("executorch") is None, reason="pip install 'edgebench[prepare-executorch]'"
+)
 def test_an_executorch_export_logs_each_of_its_stages_in_order(tiny_checkpoint, tmp_path):
-    result = edgebench("prepare", "--model", str(tiny_checkpoint), "--runner", "executorch", "--quant", "8da4w",
-                       "--cache", str(tmp_path / "cache"), timeout=1800)  # ~1 min; far more on a busy machine
+    result = edgebench(
+        "prepare",
+        "--model",
+        str(tiny_checkpoint),
+        "--runner",
+        "executorch",
+        "--quant",
+        "8da4w",
+        "--cache",
+        str(tmp_path / "cache"),
+        timeout=1800,
+    )  # ~1 min; far more on a busy machine
     assert result.returncode == 0, result.stderr[-3000:]
     shown = [s for s in stages_shown(result.stderr, "executorch 8da4w") if s != "starting"]
     assert shown == ["checkpoint", "loading", "quantization", "export", "lowering", "emitting", "writing", "done"]
@@ -37,8 +50,17 @@ def test_an_executorch_export_logs_each_of_its_stages_in_order(tiny_checkpoint, 
 
 def test_the_last_exports_time_is_kept_and_becomes_the_next_estimate(tiny_checkpoint, tmp_path):
     cache = tmp_path / "cache"
-    args = ("prepare", "--model", str(tiny_checkpoint), "--runner", "onnxruntime", "--quant", "int4",
-            "--cache", str(cache))
+    args = (
+        "prepare",
+        "--model",
+        str(tiny_checkpoint),
+        "--runner",
+        "onnxruntime",
+        "--quant",
+        "int4",
+        "--cache",
+        str(cache),
+    )
     first = edgebench(*args)
     assert first.returncode == 0, first.stderr[-3000:]
     assert lines_of(first.stderr, "onnxruntime int4", "export")
@@ -89,10 +111,14 @@ def slow_plugin(tmp_path):
 
 
 def test_a_long_stage_gets_a_heartbeat_line_in_the_log(slow_plugin, tiny_checkpoint, tmp_path):
-    env = {"PYTHONPATH": os.pathsep.join([str(slow_plugin), str(ROOT)]), "SLOW_STAGE_S": "4",
-           "EDGEBENCH_HEARTBEAT_S": "1"}
-    result = edgebench("prepare", "--runner", "slow", "--model", str(tiny_checkpoint), "--cache", str(tmp_path / "c"),
-                       env=env)
+    env = {
+        "PYTHONPATH": os.pathsep.join([str(slow_plugin), str(ROOT)]),
+        "SLOW_STAGE_S": "4",
+        "EDGEBENCH_HEARTBEAT_S": "1",
+    }
+    result = edgebench(
+        "prepare", "--runner", "slow", "--model", str(tiny_checkpoint), "--cache", str(tmp_path / "c"), env=env
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert [s for s in stages_shown(result.stderr, "slow q8") if s != "starting"] == ["lowering", "writing", "done"]
     beats = lines_of(result.stderr, "slow q8", "lowering")

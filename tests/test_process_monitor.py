@@ -3,6 +3,7 @@
 A tiny model decodes 256 tokens in ~0.1 s; at psutil's 10 ms ticks that window's CPU share
 would be off by up to a fifth of a core, so the monitor must read the kernel's own CPU clock.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -29,4 +30,3 @@ def test_the_worker_cpu_time_is_read_to_the_millisecond():
     finally:
         child.communicate("\n")
     assert abs(seen - own) < 0.002, (seen, own)
-

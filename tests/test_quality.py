@@ -1,6 +1,7 @@
 """Quality against the fp32 reference: the metrics on hand-computed distributions, the
 scoring windows, the cached reference (transformers on the tiny checkpoint), the pipeline
 with the FAKE runner's scripted logits, and ONNX Runtime end to end."""
+
 from __future__ import annotations
 
 import json
@@ -19,6 +20,7 @@ VOCAB = 49152  # the default model's tokenizer, which the tiny checkpoint shares
 
 
 # The metrics.
+
 
 def _logp(probs) -> np.ndarray:
     return np.log(np.asarray(probs, dtype=np.float64))
@@ -57,22 +59,27 @@ def test_uniform_logits_have_the_vocabulary_size_as_perplexity():
     assert figures["perplexity"] == pytest.approx(1000, rel=1e-12) and figures["tokens_scored"] == 50
 
 
-@pytest.mark.parametrize("reference, output, expected", [
-    ([5, 6, 7, 8], [5, 6, 7, 8], (1.0, None)),
-    ([5, 6, 7, 8], [5, 6, 9, 8], (0.75, 2)),
-    ([5, 6, 7, 8], [5, 6], (0.5, 2)),  # stopped early: the positions it never produced are misses
-    ([5, 6, quality.END_OF_TURN], [5, 6, quality.END_OF_TURN], (1.0, None)),  # both stopped there
-    ([5, 6, quality.END_OF_TURN], [5, 6, 7, 8], (2 / 3, 2)),  # ran past the reference's end of turn
-    ([5, 6, 7, 8, 9, 10], [5, 6, 7, 8, 0, 0], (1.0, None)),  # only the first n = 4 count
-])
+@pytest.mark.parametrize(
+    "reference, output, expected",
+    [
+        ([5, 6, 7, 8], [5, 6, 7, 8], (1.0, None)),
+        ([5, 6, 7, 8], [5, 6, 9, 8], (0.75, 2)),
+        ([5, 6, 7, 8], [5, 6], (0.5, 2)),  # stopped early: the positions it never produced are misses
+        ([5, 6, quality.END_OF_TURN], [5, 6, quality.END_OF_TURN], (1.0, None)),  # both stopped there
+        ([5, 6, quality.END_OF_TURN], [5, 6, 7, 8], (2 / 3, 2)),  # ran past the reference's end of turn
+        ([5, 6, 7, 8, 9, 10], [5, 6, 7, 8, 0, 0], (1.0, None)),  # only the first n = 4 count
+    ],
+)
 def test_greedy_agreement_position_by_position(reference, output, expected):
     assert quality.greedy_agreement(reference, output, 4) == expected
 
 
 # The scoring windows.
 
-@pytest.mark.parametrize("n_tokens, n_ctx", [(1018, 2048), (1018, 1018), (1018, 1017), (1018, 300), (1018, 256),
-                                             (1018, 7), (10, 4)])
+
+@pytest.mark.parametrize(
+    "n_tokens, n_ctx", [(1018, 2048), (1018, 1018), (1018, 1017), (1018, 300), (1018, 256), (1018, 7), (10, 4)]
+)
 def test_windows_score_every_target_once_with_half_a_window_of_context(n_tokens, n_ctx):
     plan = quality.windows(n_tokens, n_ctx)
     targets = [t for w in plan for t in range(w.first_target, w.end)]
@@ -86,6 +93,7 @@ def test_windows_score_every_target_once_with_half_a_window_of_context(n_tokens,
 
 
 # The reference: transformers on the tiny checkpoint, cached.
+
 
 @pytest.fixture(scope="module")
 def quality_cache(tmp_path_factory) -> Path:
@@ -104,6 +112,7 @@ def tiny_reference(tiny_checkpoint, quality_cache):
 
     def ensure(n_ctx=None, cache=quality_cache):
         return quality_reference.ensure(model, cache, text, prompts, n_ctx, threads=2)
+
     return ensure
 
 
@@ -119,7 +128,13 @@ def test_the_reference_is_transformers_own_log_probs_and_is_cached(tiny_referenc
     logp = quality.log_softmax(transformers_logits(tiny_checkpoint, ids))
     np.testing.assert_allclose(arrays["target_logp"], logp[np.arange(len(ids) - 1), ids[1:]], atol=2e-5)
     assert (arrays["topk_ids"][:, 0] == logp[:-1].argmax(-1)).all()
-    assert set(first.greedy()) == {"chat-capital", "chat-explain", "extract-order", "classify-ticket", "summarize-report"}
+    assert set(first.greedy()) == {
+        "chat-capital",
+        "chat-explain",
+        "extract-order",
+        "classify-ticket",
+        "summarize-report",
+    }
 
 
 def test_the_reference_is_deterministic(tiny_reference, tmp_path):
@@ -140,11 +155,16 @@ def test_a_reference_cached_before_keys_took_recipes_is_found_under_its_new_key(
 
     made = tiny_reference(cache=tmp_path)
     # the key as it was then: the reference module's source sha256 where the key now holds a recipe
-    material = {"checkpoint": made.manifest["checkpoint_sha256"], "text": quality_reference.eval_text().sha256,
-                "prompts": chat_prompts(load_suite("default")), "window": None, "top_k": made.manifest["top_k"],
-                "greedy_tokens": made.manifest["greedy_tokens"],
-                **{name: importlib.metadata.version(name) for name in ("transformers", "torch")},
-                "code": "1de1f2bdfcf07246d9413275126b2bdb265639d780de76ec01aa653ccc46d960"}
+    material = {
+        "checkpoint": made.manifest["checkpoint_sha256"],
+        "text": quality_reference.eval_text().sha256,
+        "prompts": chat_prompts(load_suite("default")),
+        "window": None,
+        "top_k": made.manifest["top_k"],
+        "greedy_tokens": made.manifest["greedy_tokens"],
+        **{name: importlib.metadata.version(name) for name in ("transformers", "torch")},
+        "code": "1de1f2bdfcf07246d9413275126b2bdb265639d780de76ec01aa653ccc46d960",
+    }
     legacy = made.folder.with_name(hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16])
     made.folder.rename(legacy)
     found = tiny_reference(cache=tmp_path)
@@ -158,23 +178,34 @@ def test_a_windowed_reference_scores_each_window_from_an_empty_cache(tiny_refere
     assert windowed.manifest["windows"] == 6 and arrays["target_logp"].size == 1017
     ids = arrays["token_ids"].tolist()
     last = quality.windows(len(ids), 300)[-1]
-    logp = quality.log_softmax(transformers_logits(tiny_checkpoint, ids[last.start:last.end]))[last.rows]
-    expected = logp[np.arange(logp.shape[0]), ids[last.first_target:last.end]]
-    np.testing.assert_allclose(arrays["target_logp"][-expected.size:], expected, atol=2e-5)
+    logp = quality.log_softmax(transformers_logits(tiny_checkpoint, ids[last.start : last.end]))[last.rows]
+    expected = logp[np.arange(logp.shape[0]), ids[last.first_target : last.end]]
+    np.testing.assert_allclose(arrays["target_logp"][-expected.size :], expected, atol=2e-5)
 
 
 # The pipeline, with the FAKE runner's scripted logits (uniform: perplexity = vocabulary).
 
-def test_quality_records_for_logits_no_logits_a_crash_and_windows(tiny_checkpoint, quality_cache, fake_script,
-                                                                  tiny_reference, tmp_path):
+
+def test_quality_records_for_logits_no_logits_a_crash_and_windows(
+    tiny_checkpoint, quality_cache, fake_script, tiny_reference, tmp_path
+):
     tiny_reference(300)  # the windowed reference, already computed above when the module runs whole
     uniform = fake_script(score_vocab=VOCAB)
     crashing = fake_script(score_vocab=VOCAB, crash_on="score")
     no_logits = fake_script()
     small_context = fake_script(score_vocab=VOCAB, context_tokens=300)
-    result = edgebench("quality", "--runner", "fake", *(f"--artifact=fake={p}" for p in
-                                                         (uniform, crashing, no_logits, small_context)),
-                       "--model", str(tiny_checkpoint), "--cache", str(quality_cache), "--out", str(tmp_path))
+    result = edgebench(
+        "quality",
+        "--runner",
+        "fake",
+        *(f"--artifact=fake={p}" for p in (uniform, crashing, no_logits, small_context)),
+        "--model",
+        str(tiny_checkpoint),
+        "--cache",
+        str(quality_cache),
+        "--out",
+        str(tmp_path),
+    )
     assert result.returncode == 1, result.stderr  # the crash fails the command, after every runner ran
     records = read_jsonl(next(tmp_path.glob("*.jsonl")))
     assert [r["mode"] for r in records] == ["quality"] * 4 and {r["prompt_id"] for r in records} == {"quality"}
@@ -201,6 +232,7 @@ def test_bad_input_is_a_one_line_error(tmp_path):
 
 
 # ONNX Runtime end to end on the tiny checkpoint.
+
 
 @pytest.mark.real
 def test_onnxruntime_fp32_agrees_with_the_reference_and_int4_does_not(tiny_checkpoint, artifact_cache, tmp_path):

@@ -6,6 +6,7 @@ checkout, through a wrapper given as --remote-edgebench) runs in its own mount n
 where /proc/cpuinfo names another CPU, so device facts that came from the target are told
 apart from the host's. The host reaches it through an ssh_config alias, as users do.
 """
+
 from __future__ import annotations
 
 import os
@@ -87,8 +88,9 @@ PidFile {d}/sshd.pid
 """)
     remote = d / "remote"
     remote.mkdir()
-    cpuinfo = "".join(f"model name\t: {TARGET_CPU}\n" if line.startswith("model name") else line
-                      for line in open("/proc/cpuinfo"))
+    cpuinfo = "".join(
+        f"model name\t: {TARGET_CPU}\n" if line.startswith("model name") else line for line in open("/proc/cpuinfo")
+    )
     (remote / "cpuinfo").write_text(cpuinfo)
     wrapper = remote / "edgebench"
     wrapper.write_text(f"""#!/bin/sh
@@ -99,8 +101,12 @@ exec unshare -m sh -c 'mount --bind {remote}/cpuinfo /proc/cpuinfo && exec {ROOT
     wrapper.chmod(0o755)
     env = {"EDGEBENCH_SSH_OPTIONS": f"-F {d}/ssh_config"}
     for _ in range(50):  # sshd is up when a command goes through
-        if subprocess.run(["ssh", "-F", str(d / "ssh_config"), "-o", "BatchMode=yes", "edgetarget", "true"],
-                          capture_output=True).returncode == 0:
+        if (
+            subprocess.run(
+                ["ssh", "-F", str(d / "ssh_config"), "-o", "BatchMode=yes", "edgetarget", "true"], capture_output=True
+            ).returncode
+            == 0
+        ):
             break
         time.sleep(0.1)
     yield {"env": env, "remote": remote, "wrapper": str(wrapper), "port": port, "dir": d}
@@ -111,9 +117,24 @@ exec unshare -m sh -c 'mount --bind {remote}/cpuinfo /proc/cpuinfo && exec {ROOT
 def remote_run(target, out: Path, reps: int, *extra: str, **kwargs):
     profile = out.parent / f"remote-{reps}.toml"
     profile.write_text(PROFILE.format(reps=reps))
-    return edgebench("run", "--runner", "llama.cpp", "--profile", str(profile), "--threads", "1", "--out", str(out),
-                     "--target", "ssh://edgetarget", "--remote-edgebench", target["wrapper"], *extra,
-                     env=target["env"], **kwargs)
+    return edgebench(
+        "run",
+        "--runner",
+        "llama.cpp",
+        "--profile",
+        str(profile),
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+        "--target",
+        "ssh://edgetarget",
+        "--remote-edgebench",
+        target["wrapper"],
+        *extra,
+        env=target["env"],
+        **kwargs,
+    )
 
 
 def _gguf_in_target(target) -> Path:
@@ -127,8 +148,9 @@ def runs(target, tmp_path_factory):
     profile = base / "remote-1.toml"
     profile.write_text(PROFILE.format(reps=1))
     started = time.monotonic()
-    local = edgebench("run", "--runner", "llama.cpp", "--profile", str(profile), "--threads", "1",
-                      "--out", str(base / "local"))
+    local = edgebench(
+        "run", "--runner", "llama.cpp", "--profile", str(profile), "--threads", "1", "--out", str(base / "local")
+    )
     local_s = time.monotonic() - started
     started = time.monotonic()
     first = remote_run(target, base / "remote1", 1)
@@ -137,10 +159,17 @@ def runs(target, tmp_path_factory):
     started = time.monotonic()
     second = remote_run(target, base / "remote2", 1)
     second_s = time.monotonic() - started
-    print(f"\nlocal quick run {local_s:.1f} s; remote first (copies the GGUF) {first_s:.1f} s; "
-          f"remote second {second_s:.1f} s")
-    return {"local": (local, base / "local"), "first": (first, base / "remote1"), "second": (second, base / "remote2"),
-            "copied": copied, "after_second": _gguf_in_target(target).stat()}
+    print(
+        f"\nlocal quick run {local_s:.1f} s; remote first (copies the GGUF) {first_s:.1f} s; "
+        f"remote second {second_s:.1f} s"
+    )
+    return {
+        "local": (local, base / "local"),
+        "first": (first, base / "remote1"),
+        "second": (second, base / "remote2"),
+        "copied": copied,
+        "after_second": _gguf_in_target(target).stat(),
+    }
 
 
 def _records(out: Path) -> list[dict]:
@@ -157,8 +186,19 @@ def test_remote_run_gives_the_local_records_fields_with_the_targets_device_facts
     for a, b in zip(here, there):
         assert a.keys() == b.keys()
         assert b["status"] == "ok" and b["remote_target"] == "ssh://edgetarget" and a["remote_target"] is None
-        for same in ("runner", "model_id", "artifact_sha256", "quantization", "suite_sha256", "profile_sha256",
-                     "new_tokens", "prompt_tokens", "threads", "tool_version", "git_commit"):
+        for same in (
+            "runner",
+            "model_id",
+            "artifact_sha256",
+            "quantization",
+            "suite_sha256",
+            "profile_sha256",
+            "new_tokens",
+            "prompt_tokens",
+            "threads",
+            "tool_version",
+            "git_commit",
+        ):
             assert a[same] == b[same], same
         assert b["artifact_path"].startswith(str(target["remote"] / "cache"))  # the target's own copy
         assert b["device_cpu_model"] == TARGET_CPU != a["device_cpu_model"]  # measured there, not here
@@ -190,10 +230,29 @@ def test_a_dropped_connection_keeps_the_records_and_resume_finishes(target, tmp_
     out = tmp_path / "out"
     profile = tmp_path / "remote-3.toml"
     profile.write_text(PROFILE.format(reps=3))
-    args = ["run", "--runner", "llama.cpp", "--profile", str(profile), "--threads", "1", "--out", str(out),
-            "--target", "ssh://edgetarget", "--remote-edgebench", target["wrapper"]]
-    host = subprocess.Popen([sys.executable, "-c", "from bench.cli import main; main()", *args], cwd=ROOT,
-                            env={**os.environ, **target["env"]}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = [
+        "run",
+        "--runner",
+        "llama.cpp",
+        "--profile",
+        str(profile),
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+        "--target",
+        "ssh://edgetarget",
+        "--remote-edgebench",
+        target["wrapper"],
+    ]
+    host = subprocess.Popen(
+        [sys.executable, "-c", "from bench.cli import main; main()", *args],
+        cwd=ROOT,
+        env={**os.environ, **target["env"]},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _wait_for_records("*[0-9a-f].jsonl", out, 3, host)
     ssh = [p for p in psutil.Process(host.pid).children(recursive=True) if p.name() == "ssh"]
     assert ssh, "the host runs the target through its ssh client"
@@ -212,7 +271,7 @@ def test_a_dropped_connection_keeps_the_records_and_resume_finishes(target, tmp_
     records = read_jsonl(results)
     keys = [(r["prompt_id"], r["repeat"]) for r in records]
     assert len(keys) == len(set(keys)) == 6 * 3  # every short prompt × 3 repetitions, none twice
-    assert records[:len(kept)] == kept  # what was measured before the drop is kept as it was
+    assert records[: len(kept)] == kept  # what was measured before the drop is kept as it was
     assert all(r["status"] == "ok" and r["device_cpu_model"] == TARGET_CPU for r in records)
 
 
@@ -224,13 +283,15 @@ def test_failures_are_one_line_errors(target, tmp_path, case):
         spec = f"ssh://root@127.0.0.1:{_free_port()}"
     elif case == "auth":
         spec = f"ssh://root@127.0.0.1:{target['port']}"
-        env["EDGEBENCH_SSH_OPTIONS"] = f"-i {target['dir']}/stranger_key -o IdentitiesOnly=yes " \
+        env["EDGEBENCH_SSH_OPTIONS"] = (
+            f"-i {target['dir']}/stranger_key -o IdentitiesOnly=yes "
             f"-o StrictHostKeyChecking=no -o UserKnownHostsFile={target['dir']}/known_hosts"
+        )
     elif case == "missing":
         edgebench_there = str(tmp_path / "no" / "edgebench")
     elif case == "version":  # an older edgebench there: it describes itself as such
         old = tmp_path / "old-edgebench"
-        old.write_text("#!/bin/sh\necho '{\"edgebench_version\": \"0.0.1\", \"git_commit\": null}'\n")
+        old.write_text('#!/bin/sh\necho \'{"edgebench_version": "0.0.1", "git_commit": null}\'\n')
         old.chmod(0o755)
         edgebench_there = str(old)
     elif case == "disk":  # the target's cache on a 1 MB file system
@@ -242,22 +303,40 @@ def test_failures_are_one_line_errors(target, tmp_path, case):
         wrapper.chmod(0o755)
         edgebench_there = str(wrapper)
     try:
-        result = edgebench("run", "--runner", "llama.cpp", "--profile", "quick", "--out", str(tmp_path / "out"),
-                           "--target", spec, "--remote-edgebench", edgebench_there, env=env)
+        result = edgebench(
+            "run",
+            "--runner",
+            "llama.cpp",
+            "--profile",
+            "quick",
+            "--out",
+            str(tmp_path / "out"),
+            "--target",
+            spec,
+            "--remote-edgebench",
+            edgebench_there,
+            env=env,
+        )
     finally:
         if case == "disk":
             subprocess.run(["umount", str(small)], check=True)
     assert result.returncode == 1
     error = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert len(error) == 1 and "Traceback" not in result.stderr, result.stderr
-    expected = {"unreachable": "cannot reach", "auth": "refused authentication", "missing": "edgebench not found",
-                "version": "has edgebench 0.0.1", "disk": "disk full on ssh://edgetarget"}[case]
+    expected = {
+        "unreachable": "cannot reach",
+        "auth": "refused authentication",
+        "missing": "edgebench not found",
+        "version": "has edgebench 0.0.1",
+        "disk": "disk full on ssh://edgetarget",
+    }[case]
     assert expected in error[0], result.stderr
     assert not list((tmp_path / "out").glob("*.jsonl"))
 
 
 def test_device_facts_come_from_the_target(target):
-    result = edgebench("device", "--target", "ssh://edgetarget", "--remote-edgebench", target["wrapper"],
-                       env=target["env"])
+    result = edgebench(
+        "device", "--target", "ssh://edgetarget", "--remote-edgebench", target["wrapper"], env=target["env"]
+    )
     assert result.returncode == 0, result.stderr
     assert "ssh://edgetarget:" in result.stdout and TARGET_CPU in result.stdout

@@ -1,20 +1,44 @@
 """Reports are views of the records: one table for Markdown, CSV and the terminal."""
+
 from bench.analysis import stats
 from bench.records import make_record
 from bench.views import report
 
 
 def record(prompt_id="p1", repeat=0, warmup=False, ttft=100.0, decode=50.0, status="ok", **extra):
-    return make_record(run_id="r1", runner="llama.cpp", model_id="m", quantization="Q4_1", artifact_sha256="a",
-                       suite_sha256="s", suite_id="default", device_fingerprint="d", prompt_id=prompt_id,
-                       category="chat", warmup=warmup, repeat=repeat, ttft_ms=ttft, decode_tok_s=decode,
-                       prefill_tok_s=10.0, e2e_ms=1000.0, prompt_tokens=10, new_tokens=5, status=status,
-                       synthetic=False, **extra)
+    return make_record(
+        run_id="r1",
+        runner="llama.cpp",
+        model_id="m",
+        quantization="Q4_1",
+        artifact_sha256="a",
+        suite_sha256="s",
+        suite_id="default",
+        device_fingerprint="d",
+        prompt_id=prompt_id,
+        category="chat",
+        warmup=warmup,
+        repeat=repeat,
+        ttft_ms=ttft,
+        decode_tok_s=decode,
+        prefill_tok_s=10.0,
+        e2e_ms=1000.0,
+        prompt_tokens=10,
+        new_tokens=5,
+        status=status,
+        synthetic=False,
+        **extra,
+    )
 
 
 def test_medians_skip_warmups_and_failures():
-    records = [record(warmup=True, ttft=999), record(repeat=0, ttft=100), record(repeat=1, ttft=120),
-               record(repeat=2, ttft=110), record(repeat=3, status="crashed", ttft=None, decode=None)]
+    records = [
+        record(warmup=True, ttft=999),
+        record(repeat=0, ttft=100),
+        record(repeat=1, ttft=120),
+        record(repeat=2, ttft=110),
+        record(repeat=3, status="crashed", ttft=None, decode=None),
+    ]
     table, notes = report.summary_table(records)
     (row,) = table.to_dict("records")
     assert row["n"] == 3 and row["TTFT ms"] == 110 and row["failed"] == 1
@@ -64,7 +88,9 @@ def test_failures_and_warnings_land_on_their_own_quantization():
     first repetition; each figure and warning names only the quantization it belongs to."""
     q4 = [dict(record(repeat=i), e2e_ms=e) for i, e in enumerate([3000.0, 1000.0, 1000.0])]
     q8 = [dict(record(repeat=i), quantization="Q8_0", artifact_sha256="b") for i in range(3)]
-    q8.append(dict(record(repeat=3, status="crashed", ttft=None, decode=None), quantization="Q8_0", artifact_sha256="b"))
+    q8.append(
+        dict(record(repeat=3, status="crashed", ttft=None, decode=None), quantization="Q8_0", artifact_sha256="b")
+    )
     table, notes = report.summary_table(q4 + q8)
     failed = dict(zip(table["quant"], table["failed"]))
     assert failed == {"Q4_1": 0, "Q8_0": 1}

@@ -1,5 +1,6 @@
 """`edgebench run` end to end on the FAKE runner: real worker processes, real files,
 scripted figures, so every number in the records can be checked exactly."""
+
 import json
 
 import pytest
@@ -14,8 +15,19 @@ SCRIPT = dict(load_ms=50, prefill_ms_per_token=1, first_token_ms=4, decode_ms=8,
 @pytest.fixture
 def quick_run(tmp_path, fake_script):
     script = fake_script(**SCRIPT)
-    result = edgebench("run", "--runner", "fake", "--artifact", f"fake={script}", "--profile", "quick",
-                       "--out", str(tmp_path / "out"), "--threads", "1")
+    result = edgebench(
+        "run",
+        "--runner",
+        "fake",
+        "--artifact",
+        f"fake={script}",
+        "--profile",
+        "quick",
+        "--out",
+        str(tmp_path / "out"),
+        "--threads",
+        "1",
+    )
     return result, tmp_path / "out"
 
 
@@ -65,8 +77,18 @@ def test_warmups_are_recorded_but_not_summarized(quick_run):
 
 def test_json_output_is_machine_readable(tmp_path, fake_script):
     script = fake_script(**SCRIPT)
-    result = edgebench("run", "--runner", "fake", "--artifact", f"fake={script}", "--profile", "quick",
-                       "--out", str(tmp_path), "--json")
+    result = edgebench(
+        "run",
+        "--runner",
+        "fake",
+        "--artifact",
+        f"fake={script}",
+        "--profile",
+        "quick",
+        "--out",
+        str(tmp_path),
+        "--json",
+    )
     payload = json.loads(result.stdout)
     assert payload["failed"] == 0 and payload["results"].endswith(".jsonl")
     assert {row["prompt"] for row in payload["summary"]} >= {"pp128-tg64", "chat-capital"}
@@ -80,8 +102,19 @@ def test_the_fake_runner_is_never_picked_by_default():
 
 def test_a_fixed_length_generation_short_of_its_tokens_is_an_error_record(tmp_path, fake_script):
     script = fake_script(**SCRIPT, fixed_short_by=1)
-    result = edgebench("run", "--runner", "fake", "--artifact", f"fake={script}", "--profile", "quick",
-                       "--out", str(tmp_path), "--threads", "1")
+    result = edgebench(
+        "run",
+        "--runner",
+        "fake",
+        "--artifact",
+        f"fake={script}",
+        "--profile",
+        "quick",
+        "--out",
+        str(tmp_path),
+        "--threads",
+        "1",
+    )
     assert result.returncode == 1
     records = read_jsonl(next(tmp_path.glob("*.jsonl")))
     fixed = [r for r in records if r["kind"] == "fixed"]
@@ -92,8 +125,19 @@ def test_a_fixed_length_generation_short_of_its_tokens_is_an_error_record(tmp_pa
 
 def test_records_carry_what_the_runner_applied_beside_what_was_asked(tmp_path, fake_script):
     script = fake_script(**SCRIPT, setup_ms=3, weights_bytes=1000, kv_bytes_per_token=10, applied_threads=1)
-    edgebench("run", "--runner", "fake", "--artifact", f"fake={script}", "--profile", "quick",
-              "--out", str(tmp_path), "--threads", "2")
+    edgebench(
+        "run",
+        "--runner",
+        "fake",
+        "--artifact",
+        f"fake={script}",
+        "--profile",
+        "quick",
+        "--out",
+        str(tmp_path),
+        "--threads",
+        "2",
+    )
     record = read_jsonl(next(tmp_path.glob("*.jsonl")))[0]
     assert (record["threads"], record["threads_requested"]) == (1, 2)
     assert (record["weights_bytes"], record["kv_bytes_per_token"], record["setup_ms"]) == (1000, 10, 3)

@@ -1,4 +1,5 @@
 """Every results file ever written by edgebench stays readable: one fixture per schema."""
+
 from pathlib import Path
 
 from bench.records import FIELDS, SCHEMA_VERSION, iter_records

@@ -1,5 +1,6 @@
 """Sustained mode end to end on the FAKE runner, whose scripted clock makes the decay exact:
 100 tok/s, then 80 tok/s from measured generation 50, then 50 tok/s from generation 80."""
+
 from __future__ import annotations
 
 import base64
@@ -21,8 +22,20 @@ def decayed(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sustained")
     script = folder / "decay.json"
     script.write_text(json.dumps(DECAY))
-    done = edgebench("sustained", "--runner", "fake", "--artifact", f"fake={script}", "--duration", "2m",
-                     "--window", "10s", "--out", str(folder / "out"), "--json")
+    done = edgebench(
+        "sustained",
+        "--runner",
+        "fake",
+        "--artifact",
+        f"fake={script}",
+        "--duration",
+        "2m",
+        "--window",
+        "10s",
+        "--out",
+        str(folder / "out"),
+        "--json",
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -61,29 +74,57 @@ def test_plot_and_html_report_are_written(decayed):
 
 
 def test_suite_runs_mark_their_records_as_suite_mode(tmp_path, fake_script):
-    done = edgebench("run", "--runner", "fake", "--artifact", f"fake={fake_script(decode_ms=5)}",
-                     "--profile", "quick", "--out", str(tmp_path), "--json")
+    done = edgebench(
+        "run",
+        "--runner",
+        "fake",
+        "--artifact",
+        f"fake={fake_script(decode_ms=5)}",
+        "--profile",
+        "quick",
+        "--out",
+        str(tmp_path),
+        "--json",
+    )
     assert done.returncode == 0, done.stderr
     records = read_jsonl(tmp_path / f"{json.loads(done.stdout)['run_id']}.jsonl")
     assert {r["mode"] for r in records} == {"suite"} and {r["elapsed_s"] for r in records} == {None}
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--duration", "10x"], "unknown unit 'x'"),
-    (["--duration", "0s"], "must be positive"),
-    (["--window", "-5s"], "must be positive"),
-    (["--duration", "30s", "--window", "10s"], "shorter than four windows"),
-    (["--profile", "quick"], "has no sustained settings"),
-    (["--cooldown", "soon"], "is not a duration"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--duration", "10x"], "unknown unit 'x'"),
+        (["--duration", "0s"], "must be positive"),
+        (["--window", "-5s"], "must be positive"),
+        (["--duration", "30s", "--window", "10s"], "shorter than four windows"),
+        (["--profile", "quick"], "has no sustained settings"),
+        (["--cooldown", "soon"], "is not a duration"),
+    ],
+)
 def test_bad_sustained_settings_are_one_line_usage_errors(args, message, fake_script, tmp_path):
-    done = edgebench("sustained", "--runner", "fake", "--artifact", f"fake={fake_script()}", "--out", str(tmp_path), *args)
+    done = edgebench(
+        "sustained", "--runner", "fake", "--artifact", f"fake={fake_script()}", "--out", str(tmp_path), *args
+    )
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
 
 
 def test_a_scripted_clock_that_never_moves_ends_the_loop(tmp_path, fake_script):
-    done = edgebench("sustained", "--runner", "fake", "--artifact", f"fake={fake_script(decode_ms=0)}",
-                     "--duration", "1m", "--window", "10s", "--out", str(tmp_path), "--json", timeout=120)
+    done = edgebench(
+        "sustained",
+        "--runner",
+        "fake",
+        "--artifact",
+        f"fake={fake_script(decode_ms=0)}",
+        "--duration",
+        "1m",
+        "--window",
+        "10s",
+        "--out",
+        str(tmp_path),
+        "--json",
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     records = read_jsonl(Path(json.loads(done.stdout)["results"]))
     assert [r["warmup"] for r in records] == [True, False]

@@ -1,5 +1,6 @@
 """Sustained mode on llama.cpp and the default model: a competing CPU load that starts
 partway through must show up as a drop within one window of its onset."""
+
 from __future__ import annotations
 
 import os
@@ -54,9 +55,16 @@ def test_competing_load_is_found_within_one_window_of_its_onset(tmp_path):
     (tmp_path / "profile.toml").write_text(PROFILE)
     # One thread: a busy-waiting thread pool would collapse under the competing load
     # (see RECIPES) instead of slowing down the way time-sharing does.
-    setup = run_setup.setup_run(run_setup.RunOptions(
-        runners=("llama.cpp",), suite=str(tmp_path / "suite.toml"), profile=str(tmp_path / "profile.toml"),
-        threads=1, out=tmp_path / "out", sustained=True))
+    setup = run_setup.setup_run(
+        run_setup.RunOptions(
+            runners=("llama.cpp",),
+            suite=str(tmp_path / "suite.toml"),
+            profile=str(tmp_path / "profile.toml"),
+            threads=1,
+            out=tmp_path / "out",
+            sustained=True,
+        )
+    )
     hogs: list[subprocess.Popen] = []
     onset: list[float] = []
 
@@ -68,8 +76,10 @@ def test_competing_load_is_found_within_one_window_of_its_onset(tmp_path):
             onset.append(now)
             # Each busy loop in its own session: with the kernel's autogroup scheduling, loops
             # sharing one session would only compete as one program.
-            hogs.extend(subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
-                        for _ in range(2 * (os.cpu_count() or 2)))
+            hogs.extend(
+                subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+                for _ in range(2 * (os.cpu_count() or 2))
+            )
 
     try:
         result = execute(setup, on_record=on_record)
@@ -78,10 +88,13 @@ def test_competing_load_is_found_within_one_window_of_its_onset(tmp_path):
             hog.kill()
             hog.wait()
     assert not result.outcomes[0].failed and onset
-    (found,) = results_for(read_records([setup.results_path]), list(iter_records(setup.samples_path)),
-                           DURATION_S, WINDOW_S)
-    print(f"\nload onset {onset[0]:.1f} s; burst {found.burst_tok_s:.1f} tok/s, floor {found.floor_tok_s:.1f} tok/s, "
-          f"drops {found.drop_s}, evidence {found.evidence}")
+    (found,) = results_for(
+        read_records([setup.results_path]), list(iter_records(setup.samples_path)), DURATION_S, WINDOW_S
+    )
+    print(
+        f"\nload onset {onset[0]:.1f} s; burst {found.burst_tok_s:.1f} tok/s, floor {found.floor_tok_s:.1f} tok/s, "
+        f"drops {found.drop_s}, evidence {found.evidence}"
+    )
     assert found.drop_s[25] is not None and abs(found.drop_s[25] - onset[0]) <= WINDOW_S
     assert found.floor_tok_s < 0.75 * found.burst_tok_s
     assert any("other programs" in seen for seen in found.evidence[25])

@@ -1,5 +1,6 @@
 """Workloads, tiers and device profiles as data: the packaged files load, every suite
 category has a budget, tiers assign by their rules, bad files are refused by name."""
+
 from __future__ import annotations
 
 import pytest
@@ -51,15 +52,24 @@ def test_validate_knows_the_new_kinds(tmp_path):
     assert "pixel-8-pro" in validate_file(workload_data.datafiles.packaged_dir("devices") / "pixel-8-pro.toml")
 
 
-@pytest.mark.parametrize("text, message", [
-    ('[[workload]]\nid="a"\ndescription="d"\ncategories=["chat"]\nttft_ms_max=1\nspeed=3\n', "unknown key(s) speed"),
-    ('[[workload]]\nid="a"\ndescription="d"\ncategories=["chat"]\n', "states no budget"),
-    ('[[workload]]\nid="a"\ndescription="d"\ncategories=["chat"]\nttft_ms_max=1\n'
-     '[[workload]]\nid="b"\ndescription="d"\ncategories=["chat"]\nttft_ms_max=1\n', "maps to both"),
-    ('[[tier]]\nid="a"\ndescription="d"\nclasses=["toaster"]\n', "unknown device class 'toaster'"),
-    ('id="x"\nname="X"\nsources=["s"]\nram_gb=4\ncores=4\nclass="phone"\nbandwidth_gbs=-1\n', "must be positive"),
-    ('id="x"\nname="X"\nsources=["s"]\nram_gb="4"\ncores=4\n', "'ram_gb' must be float"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            '[[workload]]\nid="a"\ndescription="d"\ncategories=["chat"]\nttft_ms_max=1\nspeed=3\n',
+            "unknown key(s) speed",
+        ),
+        ('[[workload]]\nid="a"\ndescription="d"\ncategories=["chat"]\n', "states no budget"),
+        (
+            '[[workload]]\nid="a"\ndescription="d"\ncategories=["chat"]\nttft_ms_max=1\n'
+            '[[workload]]\nid="b"\ndescription="d"\ncategories=["chat"]\nttft_ms_max=1\n',
+            "maps to both",
+        ),
+        ('[[tier]]\nid="a"\ndescription="d"\nclasses=["toaster"]\n', "unknown device class 'toaster'"),
+        ('id="x"\nname="X"\nsources=["s"]\nram_gb=4\ncores=4\nclass="phone"\nbandwidth_gbs=-1\n', "must be positive"),
+        ('id="x"\nname="X"\nsources=["s"]\nram_gb="4"\ncores=4\n', "'ram_gb' must be float"),
+    ],
+)
 def test_bad_files_are_refused_with_the_file_named(tmp_path, text, message):
     path = tmp_path / "bad.toml"
     path.write_text(text)
@@ -69,6 +79,8 @@ def test_bad_files_are_refused_with_the_file_named(tmp_path, text, message):
 
 
 def test_validate_command_on_the_packaged_files():
-    result = edgebench("validate", "profiles/workloads.toml", "profiles/tiers.toml", "profiles/devices/raspberry-pi-5.toml")
+    result = edgebench(
+        "validate", "profiles/workloads.toml", "profiles/tiers.toml", "profiles/devices/raspberry-pi-5.toml"
+    )
     assert result.returncode == 0, result.stderr
     assert "device profile 'raspberry-pi-5'" in result.stdout

@@ -1,4 +1,5 @@
 """Device readers against fixture trees shaped like a laptop's and a phone's sysfs."""
+
 from __future__ import annotations
 
 from bench.device.sensors import DeviceReader, Energy, energy_delta_j
@@ -28,14 +29,23 @@ def test_laptop_hottest_zone_with_its_passive_trip_point(tmp_path):
 def test_laptop_frequency_mean_per_core_and_maximum(tmp_path):
     freq = DeviceReader(write_files(tmp_path, LAPTOP)).frequency()
     assert (freq.current_mhz, freq.per_core_mhz, freq.max_mhz, freq.source) == (
-        2100, {0: 1800, 1: 2400}, 4200, "sysfs cpufreq")
+        2100,
+        {0: 1800, 1: 2400},
+        4200,
+        "sysfs cpufreq",
+    )
 
 
 def test_throttle_counters_per_core_summed_per_package_once(tmp_path):
-    throttle = {f"sys/devices/system/cpu/cpu{cpu}/{name}": text for cpu in range(4) for name, text in (
-        ("topology/physical_package_id", str(cpu // 2)),
-        ("thermal_throttle/core_throttle_count", str(cpu)),
-        ("thermal_throttle/package_throttle_count", str(10 * (cpu // 2 + 1))))}
+    throttle = {
+        f"sys/devices/system/cpu/cpu{cpu}/{name}": text
+        for cpu in range(4)
+        for name, text in (
+            ("topology/physical_package_id", str(cpu // 2)),
+            ("thermal_throttle/core_throttle_count", str(cpu)),
+            ("thermal_throttle/package_throttle_count", str(10 * (cpu // 2 + 1))),
+        )
+    }
     counts = DeviceReader(write_files(tmp_path, LAPTOP | throttle)).throttle_counts()
     assert (counts.core_events, counts.package_events, counts.source) == (6, 30, "sysfs thermal_throttle")
     assert DeviceReader(write_files(tmp_path / "phone", PHONE)).throttle_counts() is None
@@ -43,8 +53,12 @@ def test_throttle_counters_per_core_summed_per_package_once(tmp_path):
 
 def test_a_workers_threads_and_the_cpus_they_last_ran_on(tmp_path):
     from tests.helpers import stat_line
-    reader = DeviceReader(write_files(tmp_path, {"proc/42/task/42/stat": stat_line(42, 3, 120),
-                                           "proc/42/task/43/stat": stat_line(43, 1, 5)}))
+
+    reader = DeviceReader(
+        write_files(
+            tmp_path, {"proc/42/task/42/stat": stat_line(42, 3, 120), "proc/42/task/43/stat": stat_line(43, 1, 5)}
+        )
+    )
     assert sorted((t.tid, t.cpu, t.cpu_ticks) for t in reader.thread_cpus(42)) == [(42, 3, 120), (43, 1, 5)]
     assert reader.thread_cpus(7) == []
 
@@ -70,6 +84,7 @@ def test_phone_without_rapl_reports_power_missing(tmp_path):
 
 def test_an_empty_tree_exposes_nothing_and_says_so(tmp_path):
     reader = DeviceReader(tmp_path)
-    assert (reader.temperature(), reader.frequency(), reader.energy(), reader.load_1m(),
-            reader.throttle_counts()) == (None,) * 5
+    assert (reader.temperature(), reader.frequency(), reader.energy(), reader.load_1m(), reader.throttle_counts()) == (
+        None,
+    ) * 5
     assert len(reader.missing()) == 3

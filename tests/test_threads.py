@@ -5,6 +5,7 @@ thread and with two; the parent's psutil sample of the worker (the record's cpu_
 must show one core busy, then clearly more than one. A runtime without a thread setting
 (MLX) must say so in its records instead of echoing the request.
 """
+
 from __future__ import annotations
 
 import psutil
@@ -12,10 +13,9 @@ import pytest
 
 from tests.helpers import edgebench, read_jsonl
 
-pytestmark = [pytest.mark.real,
-              pytest.mark.skipif((psutil.cpu_count() or 1) < 2, reason="two threads need two cores")]
+pytestmark = [pytest.mark.real, pytest.mark.skipif((psutil.cpu_count() or 1) < 2, reason="two threads need two cores")]
 
-SUITE = '''id = "threads"
+SUITE = """id = "threads"
 description = "One fixed-length decode, long enough for the CPU sampler."
 [[prompt]]
 id = "fill"
@@ -31,31 +31,49 @@ prompt_tokens = 32
 fill_from = "fill"
 max_new_tokens = 256
 tags = ["probe"]
-'''
+"""
 PROFILE = 'name = "threads"\ndescription = ""\nwarmups = 1\nrepetitions = 1\ncontext_tokens = 512\ntags = ["probe"]\n'
 
 # runner -> (model, quantization): artifacts the other tests already prepare in the test cache
 # (ExecuTorch's default-model export takes many minutes; the tiny model's fp32 49k-row head
 # is wide enough for its thread pool to split).
-SETTABLE = {"llama.cpp": (None, None), "onnxruntime": (None, "int4"), "litert": (None, "fp32"),
-            "litert-lm": (None, "fp32"), "executorch": ("tiny", "fp32")}
+SETTABLE = {
+    "llama.cpp": (None, None),
+    "onnxruntime": (None, "int4"),
+    "litert": (None, "fp32"),
+    "litert-lm": (None, "fp32"),
+    "executorch": ("tiny", "fp32"),
+}
 
 
 def _probe(runner: str, model: str | None, quant: str | None, threads: int, tmp_path, cache) -> dict:
     (tmp_path / "suite.toml").write_text(SUITE)
     (tmp_path / "profile.toml").write_text(PROFILE)
-    args = ["--runner", runner, "--suite", str(tmp_path / "suite.toml"), "--profile", str(tmp_path / "profile.toml"),
-            "--threads", str(threads), "--out", str(tmp_path / f"out-{threads}"), "--cache", str(cache), "--prepare"]
-    result = edgebench("run", *args, *(["--quant", f"{runner}={quant}"] if quant else []),
-                       *(["--model", model] if model else []))
+    args = [
+        "--runner",
+        runner,
+        "--suite",
+        str(tmp_path / "suite.toml"),
+        "--profile",
+        str(tmp_path / "profile.toml"),
+        "--threads",
+        str(threads),
+        "--out",
+        str(tmp_path / f"out-{threads}"),
+        "--cache",
+        str(cache),
+        "--prepare",
+    ]
+    result = edgebench(
+        "run", *args, *(["--quant", f"{runner}={quant}"] if quant else []), *(["--model", model] if model else [])
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     [record] = [r for r in read_jsonl(next((tmp_path / f"out-{threads}").glob("*.jsonl"))) if not r["warmup"]]
     return record
 
 
 @pytest.mark.parametrize("runner", list(SETTABLE))
-def test_two_threads_keep_more_than_one_core_busy_and_one_thread_does_not(runner, tmp_path, artifact_cache,
-                                                                          request):
+def test_two_threads_keep_more_than_one_core_busy_and_one_thread_does_not(runner, tmp_path, artifact_cache, request):
     from runners import load_class, registrations
 
     if not load_class(registrations()[runner].target).probe().available:

@@ -10,6 +10,7 @@ sqrt(hidden) and normalizes each layer's output before adding it: at one width f
 weights the embedding would drown every layer and the text repeat one token, so its table is
 drawn narrower and its final norm wider (_balance_gemma).
 """
+
 from __future__ import annotations
 
 import shutil
@@ -20,55 +21,95 @@ from tests.tiny_model import TOKENIZER_FILES
 VOCAB = 49152
 INIT_STD = 0.2
 SLIDING_WINDOW = 16  # the chat prompt (37 tokens) and its answer run past it
-COMMON = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-              max_position_embeddings=2048, bos_token_id=1, eos_token_id=2, pad_token_id=2,
-              initializer_range=INIT_STD)
+COMMON = dict(
+    vocab_size=VOCAB,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    max_position_embeddings=2048,
+    bos_token_id=1,
+    eos_token_id=2,
+    pad_token_id=2,
+    initializer_range=INIT_STD,
+)
 
 
 def _llama():  # Llama 3.2: GQA 4:1 (here 4 q heads on 1 kv head), tied, llama3 RoPE scaling
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    rope = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0, "low_freq_factor": 1.0,
-            "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
-    return LlamaForCausalLM, LlamaConfig(**{**COMMON, "max_position_embeddings": 131072}, num_attention_heads=4,
-                                         num_key_value_heads=1,
-                                         tie_word_embeddings=True, rope_parameters=rope)
+    rope = {
+        "rope_type": "llama3",
+        "rope_theta": 500000.0,
+        "factor": 32.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8192,
+    }
+    return LlamaForCausalLM, LlamaConfig(
+        **{**COMMON, "max_position_embeddings": 131072},
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        tie_word_embeddings=True,
+        rope_parameters=rope,
+    )
 
 
 def _qwen2():  # Qwen2.5: q/k/v biases, GQA 2:1, tied (0.5B-3B), theta 1e6
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    return Qwen2ForCausalLM, Qwen2Config(**COMMON, num_attention_heads=4, num_key_value_heads=2,
-                                         tie_word_embeddings=True, rope_parameters={"rope_type": "default",
-                                                                                    "rope_theta": 1e6})
+    return Qwen2ForCausalLM, Qwen2Config(
+        **COMMON,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+        rope_parameters={"rope_type": "default", "rope_theta": 1e6},
+    )
 
 
 def _qwen3():  # Qwen3: QK-norm, no biases, head_dim wider than hidden/heads, GQA 2:1, tied
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    return Qwen3ForCausalLM, Qwen3Config(**COMMON, num_attention_heads=4, num_key_value_heads=2, head_dim=32,
-                                         tie_word_embeddings=True, rope_parameters={"rope_type": "default",
-                                                                                    "rope_theta": 1e6})
+    return Qwen3ForCausalLM, Qwen3Config(
+        **COMMON,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=32,
+        tie_word_embeddings=True,
+        rope_parameters={"rope_type": "default", "rope_theta": 1e6},
+    )
 
 
 def _gemma2():  # Gemma 2: embeddings scaled by sqrt(hidden), soft-capped attention and logits,
     # alternating sliding/global layers, pre+post norms, GeGLU, tied
     from transformers import Gemma2Config, Gemma2ForCausalLM
 
-    return Gemma2ForCausalLM, Gemma2Config(**COMMON, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-                                           sliding_window=SLIDING_WINDOW, attn_logit_softcapping=50.0,
-                                           final_logit_softcapping=30.0, query_pre_attn_scalar=16,
-                                           tie_word_embeddings=True)
+    return Gemma2ForCausalLM, Gemma2Config(
+        **COMMON,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        sliding_window=SLIDING_WINDOW,
+        attn_logit_softcapping=50.0,
+        final_logit_softcapping=30.0,
+        query_pre_attn_scalar=16,
+        tie_word_embeddings=True,
+    )
 
 
 def _gemma3_text():  # Gemma 3 (1B): QK-norm, 5 local : 1 global layers (six layers here: llama.cpp
     # fixes that pattern for Gemma 3), local RoPE base 1e4 vs global 1e6, scaled embeddings, tied
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
-    return Gemma3ForCausalLM, Gemma3TextConfig(**{**COMMON, "num_hidden_layers": 6}, num_attention_heads=4,
-                                               num_key_value_heads=1, head_dim=16, sliding_window=SLIDING_WINDOW,
-                                               layer_types=["sliding_attention"] * 5 + ["full_attention"],
-                                               query_pre_attn_scalar=16, tie_word_embeddings=True)
+    return Gemma3ForCausalLM, Gemma3TextConfig(
+        **{**COMMON, "num_hidden_layers": 6},
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=16,
+        sliding_window=SLIDING_WINDOW,
+        layer_types=["sliding_attention"] * 5 + ["full_attention"],
+        query_pre_attn_scalar=16,
+        tie_word_embeddings=True,
+    )
 
 
 def _phi3():  # Phi-4-mini: fused qkv and gate_up, partial rotary (0.75), GQA 3:1 (here 2:1), tied,
@@ -77,11 +118,22 @@ def _phi3():  # Phi-4-mini: fused qkv and gate_up, partial rotary (0.75), GQA 3:
     from transformers import Phi3Config, Phi3ForCausalLM
 
     rotary_half = int(64 * 0.75) // 2
-    rope = {"rope_type": "longrope", "rope_theta": 10000.0, "short_factor": [1.0 + i / 10 for i in range(rotary_half)],
-            "long_factor": [2.0 + i for i in range(rotary_half)], "original_max_position_embeddings": 1024}
-    return Phi3ForCausalLM, Phi3Config(**{**COMMON, "hidden_size": 128}, num_attention_heads=2, num_key_value_heads=1,
-                                       partial_rotary_factor=0.75, original_max_position_embeddings=1024,
-                                       rope_parameters=rope, tie_word_embeddings=True)
+    rope = {
+        "rope_type": "longrope",
+        "rope_theta": 10000.0,
+        "short_factor": [1.0 + i / 10 for i in range(rotary_half)],
+        "long_factor": [2.0 + i for i in range(rotary_half)],
+        "original_max_position_embeddings": 1024,
+    }
+    return Phi3ForCausalLM, Phi3Config(
+        **{**COMMON, "hidden_size": 128},
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        partial_rotary_factor=0.75,
+        original_max_position_embeddings=1024,
+        rope_parameters=rope,
+        tie_word_embeddings=True,
+    )
 
 
 def _balance_gemma(model, hidden: int) -> None:
@@ -89,12 +141,18 @@ def _balance_gemma(model, hidden: int) -> None:
     import torch
 
     with torch.no_grad():
-        model.model.embed_tokens.weight /= hidden ** 0.5
-        model.model.norm.weight += hidden ** 0.5 - 1  # Gemma's norm scales by (1 + weight)
+        model.model.embed_tokens.weight /= hidden**0.5
+        model.model.norm.weight += hidden**0.5 - 1  # Gemma's norm scales by (1 + weight)
 
 
-BUILDERS = {"llama": _llama, "qwen2": _qwen2, "qwen3": _qwen3, "gemma2": _gemma2, "gemma3_text": _gemma3_text,
-            "phi3": _phi3}
+BUILDERS = {
+    "llama": _llama,
+    "qwen2": _qwen2,
+    "qwen3": _qwen3,
+    "gemma2": _gemma2,
+    "gemma3_text": _gemma3_text,
+    "phi3": _phi3,
+}
 
 
 def build_family_checkpoint(family: str, out: Path, tokenizer_from: Path) -> Path:

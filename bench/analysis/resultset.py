@@ -15,6 +15,7 @@ text that the matrix and compare never look at. Reading goes:
    file's path, size, modification time and the columns asked for, as raw arrays behind
    a JSON header: merging the same farm results again reads only those (LRU-bounded).
 """
+
 from __future__ import annotations
 
 import glob
@@ -46,6 +47,7 @@ CACHE_LIMIT_BYTES = 2 << 30
 
 class Coded(NamedTuple):
     """A text (or mixed) column: codes into categories, -1 where missing."""
+
     codes: np.ndarray  # int32
     categories: list
 
@@ -70,7 +72,9 @@ def expand(targets: list[str]) -> list[Path]:
             raise BenchError(f"no such results file or folder: {target}", "give .jsonl files, folders or glob patterns")
     unique = list(dict.fromkeys(p.resolve() for p in found))
     if not unique:
-        raise BenchError(f"no .jsonl results found in: {', '.join(targets)}", "run `edgebench run` first, or check the paths")
+        raise BenchError(
+            f"no .jsonl results found in: {', '.join(targets)}", "run `edgebench run` first, or check the paths"
+        )
     return unique
 
 
@@ -164,7 +168,7 @@ def _fetch(entry: Path, identity: str, columns: tuple[str, ...]) -> Part | None:
         return None
     try:
         end = data.index(b"\n", len(CACHE_MAGIC))
-        header = json.loads(data[len(CACHE_MAGIC):end]) if data.startswith(CACHE_MAGIC) else {}
+        header = json.loads(data[len(CACHE_MAGIC) : end]) if data.startswith(CACHE_MAGIC) else {}
         if header.get("identity") != identity:
             return None
         rows, offset = header["rows"], end + 1
@@ -223,9 +227,16 @@ def _column(pieces: list) -> np.ndarray | pd.Categorical:
             codes.append(lookup[p.codes])  # -1 (missing) picks the last entry: -1
         return pd.Categorical.from_codes(np.concatenate(codes), categories=pd.Index(list(index), dtype=object))
     # Numbers in one file, text in another: plain objects.
-    return np.concatenate([np.full(p, None, dtype=object) if isinstance(p, int)
-                           else np.array(p.categories + [None], dtype=object)[p.codes] if isinstance(p, Coded)
-                           else np.where(np.isnan(p), None, p.astype(object)) for p in pieces])
+    return np.concatenate(
+        [
+            np.full(p, None, dtype=object)
+            if isinstance(p, int)
+            else np.array(p.categories + [None], dtype=object)[p.codes]
+            if isinstance(p, Coded)
+            else np.where(np.isnan(p), None, p.astype(object))
+            for p in pieces
+        ]
+    )
 
 
 def load(paths: list[Path], columns: tuple[str, ...]) -> pd.DataFrame:
@@ -239,7 +250,7 @@ def load(paths: list[Path], columns: tuple[str, ...]) -> pd.DataFrame:
         read = _read_and_cache((missing, columns))
     else:
         size = -(-len(missing) // workers)
-        chunks = [(missing[i:i + size], columns) for i in range(0, len(missing), size)]
+        chunks = [(missing[i : i + size], columns) for i in range(0, len(missing), size)]
         with ProcessPoolExecutor(workers) as pool:
             read = [part for chunk in pool.map(_read_and_cache, chunks) for part in chunk]
     if read:
@@ -271,8 +282,11 @@ def groups(frame: pd.DataFrame | pd.Series, by: list):
 
 def numbers(frame: pd.DataFrame) -> pd.DataFrame:
     """The frame's columns as float64; anything that is not a number becomes NaN."""
-    return frame.apply(lambda c: pd.to_numeric(c.astype(object) if isinstance(c.dtype, pd.CategoricalDtype) else c,
-                                               errors="coerce").astype(np.float64))
+    return frame.apply(
+        lambda c: pd.to_numeric(
+            c.astype(object) if isinstance(c.dtype, pd.CategoricalDtype) else c, errors="coerce"
+        ).astype(np.float64)
+    )
 
 
 def runner_on_accelerator(df: pd.DataFrame) -> pd.Categorical:
@@ -281,7 +295,11 @@ def runner_on_accelerator(df: pd.DataFrame) -> pd.Categorical:
     schema 4, and those that do not say, ran on the CPU)."""
     fill(df, ("accelerator",))
     pairs = groups(df, ["runner", "accelerator"])
-    names = pd.Index([runner if accelerator in ("cpu", "–") else f"{runner} on {accelerator}"
-                      for runner, accelerator in pairs.size().index])
+    names = pd.Index(
+        [
+            runner if accelerator in ("cpu", "–") else f"{runner} on {accelerator}"
+            for runner, accelerator in pairs.size().index
+        ]
+    )
     unique = names.unique()
     return pd.Categorical.from_codes(unique.get_indexer(names)[pairs.ngroup().to_numpy()], unique)

@@ -7,6 +7,7 @@ counted per GROUP too. Warm-ups and failed generations never count in the figure
 Quality records (scores against the fp32 reference) carry no timing: every timing view
 leaves them out (`timed`), and they are read as `Quality`, one per cell.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,8 +17,16 @@ import pandas as pd
 
 from bench.analysis.resultset import known
 
-GROUP = ["device_fingerprint", "runner", "model_id", "quantization", "artifact_sha256",
-         "suite_sha256", "prompt_id", "category"]
+GROUP = [
+    "device_fingerprint",
+    "runner",
+    "model_id",
+    "quantization",
+    "artifact_sha256",
+    "suite_sha256",
+    "prompt_id",
+    "category",
+]
 METRICS = ["ttft_ms", "prefill_tok_s", "decode_tok_s", "itl_p50_ms", "itl_p99_ms", "e2e_ms"]
 HIGH_VARIATION_PCT = 10.0
 SLOW_FIRST_RATIO = 1.5
@@ -25,8 +34,16 @@ NOT_FAILED = ["ok", "skipped"]  # skipped: over the run's time budget, reported 
 
 
 QUALITY_MODE = "quality"
-QUALITY_FIGURES = ("tokens_scored", "perplexity", "reference_perplexity", "kld_mean", "kld_p99", "top1_agreement",
-                   "greedy_agreement", "greedy_first_divergence")
+QUALITY_FIGURES = (
+    "tokens_scored",
+    "perplexity",
+    "reference_perplexity",
+    "kld_mean",
+    "kld_p99",
+    "top1_agreement",
+    "greedy_agreement",
+    "greedy_first_divergence",
+)
 
 
 def is_quality(modes: pd.Series) -> np.ndarray:
@@ -42,8 +59,11 @@ def timed(records: list[dict]) -> list[dict]:
 def frame(records: list[dict]) -> pd.DataFrame:
     """The timing records as a frame (quality records have no timing and are left out)."""
     records = timed(records)
-    columns = GROUP + METRICS + ["status", "warmup", "repeat", "prompt_tokens", "new_tokens",
-                                 "peak_rss_mb", "load_ms", "synthetic"]
+    columns = (
+        GROUP
+        + METRICS
+        + ["status", "warmup", "repeat", "prompt_tokens", "new_tokens", "peak_rss_mb", "load_ms", "synthetic"]
+    )
     return pd.DataFrame.from_records(records, columns=columns)
 
 
@@ -90,22 +110,28 @@ def warnings(df: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
         for metric in ("ttft_ms", "decode_tok_s"):
             cv = getattr(row, f"{metric}_cv_pct")
             if pd.notna(cv) and cv > HIGH_VARIATION_PCT and row.n > 1:
-                notes.append(f"{cell_label(row)}: {metric} varies {cv:.0f}% between repetitions; "
-                             "quiet the machine, lower --threads, or use --profile full for more repetitions")
+                notes.append(
+                    f"{cell_label(row)}: {metric} varies {cv:.0f}% between repetitions; "
+                    "quiet the machine, lower --threads, or use --profile full for more repetitions"
+                )
     ok = measured(df)
     for _, group in ok.groupby(GROUP, dropna=False, sort=False):
         group = group.sort_values("repeat")
         if len(group) >= 3:
             first, rest = group["e2e_ms"].iloc[0], group["e2e_ms"].iloc[1:].median()
             if rest > 0 and first > SLOW_FIRST_RATIO * rest:
-                notes.append(f"{cell_label(group.iloc[0])}: the first repetition took {first / rest:.1f}x the others; "
-                             "raise `warmups` in the run profile")
+                notes.append(
+                    f"{cell_label(group.iloc[0])}: the first repetition took {first / rest:.1f}x the others; "
+                    "raise `warmups` in the run profile"
+                )
     for _, group in df[~df["status"].isin(NOT_FAILED)].groupby(GROUP, dropna=False, sort=False):
         statuses = ", ".join(f"{n} {s}" for s, n in group["status"].value_counts().items())
         notes.append(f"{cell_label(group.iloc[0])}: {statuses} generation(s); see the `error` field of those records")
     for _, group in df[df["status"] == "skipped"].groupby(GROUP, dropna=False, sort=False):
-        notes.append(f"{cell_label(group.iloc[0])}: {len(group)} generation(s) skipped, estimated over the run "
-                     "profile's generation_budget (see `skip_reason`); run with --no-budget to measure them")
+        notes.append(
+            f"{cell_label(group.iloc[0])}: {len(group)} generation(s) skipped, estimated over the run "
+            "profile's generation_budget (see `skip_reason`); run with --no-budget to measure them"
+        )
     return notes
 
 
@@ -113,6 +139,7 @@ def warnings(df: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
 class Quality:
     """One quality record's figures against the fp32 reference. Agreements are shares (0-1);
     KLD, perplexity and top-1 are None where the runtime exposes no logits."""
+
     status: str
     error: str | None = None
     tokens_scored: float | None = None
@@ -150,8 +177,9 @@ class Quality:
 def quality_of(row: dict) -> Quality:
     """A quality record (or a frame row of its columns) as Quality; NaN reads as missing."""
     figures = {name: known(row.get(name)) for name in QUALITY_FIGURES}
-    return Quality(str(row["status"]), known(row.get("error")),
-                   **{k: None if v is None else float(v) for k, v in figures.items()})
+    return Quality(
+        str(row["status"]), known(row.get("error")), **{k: None if v is None else float(v) for k, v in figures.items()}
+    )
 
 
 def latest_quality(rows: pd.DataFrame, keys: list[str]) -> dict[tuple, Quality]:

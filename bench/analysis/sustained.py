@@ -13,6 +13,7 @@ Input: one runner's sustained records (each generation's start within the loop,
   temperature near its zone's trip point, or other programs' CPU load;
 - energy per token: only when every sample of the loop has a power reading.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -54,10 +55,12 @@ class SustainedResult:
 
 def points_of(records: list[dict]) -> list[Point]:
     """The measured sustained generations with a decode rate, in loop order."""
-    usable = [r for r in records if r.get("mode") == "sustained" and is_measured(r)
-              and r.get("elapsed_s") is not None and r.get("decode_tok_s")]
-    return sorted((Point(r["elapsed_s"], r["decode_tok_s"], r["new_tokens"] or 0) for r in usable),
-                  key=lambda p: p.t_s)
+    usable = [
+        r
+        for r in records
+        if r.get("mode") == "sustained" and is_measured(r) and r.get("elapsed_s") is not None and r.get("decode_tok_s")
+    ]
+    return sorted((Point(r["elapsed_s"], r["decode_tok_s"], r["new_tokens"] or 0) for r in usable), key=lambda p: p.t_s)
 
 
 def drop_time(points: list[Point], threshold: float, window_s: float) -> float | None:
@@ -84,8 +87,12 @@ def first_window_mhz(samples: list[dict], window_s: float) -> dict[str, float]:
 
 def _slower_cores(near: list[dict], baseline: dict[str, float]) -> str | None:
     """The worker's core that fell furthest below its own first-window frequency, in words."""
-    drops = [(mhz / baseline[cpu], cpu, mhz, s["freq_source"]) for s in near
-             for cpu, mhz in (s.get("worker_cpu_mhz") or {}).items() if baseline.get(cpu)]
+    drops = [
+        (mhz / baseline[cpu], cpu, mhz, s["freq_source"])
+        for s in near
+        for cpu, mhz in (s.get("worker_cpu_mhz") or {}).items()
+        if baseline.get(cpu)
+    ]
     ratio, cpu, mhz, source = min(drops, default=(1.0, None, None, None))
     if ratio >= FREQ_BELOW:
         return None
@@ -102,16 +109,24 @@ def _throttle_counts_rose(samples: list[dict], near: list[dict]) -> str | None:
     rose = {kind: end[f"throttle_{kind}_events"] - start[f"throttle_{kind}_events"] for kind in ("core", "package")}
     if not any(n > 0 for n in rose.values()):
         return None
-    return f"OS throttle counters rose since the run began: core +{rose['core']}, package +{rose['package']} " \
-           f"({end['throttle_source']})"
+    return (
+        f"OS throttle counters rose since the run began: core +{rose['core']}, package +{rose['package']} "
+        f"({end['throttle_source']})"
+    )
 
 
 def evidence_near(samples: list[dict], t_s: float, window_s: float) -> list[str]:
     near = [s for s in samples if abs(s["t_s"] - t_s) <= window_s]
-    found = [line for line in (_slower_cores(near, first_window_mhz(samples, window_s)),
-                               _throttle_counts_rose(samples, near)) if line]
-    hot = [s for s in near if s.get("temp_c") is not None and s.get("temp_trip_c")
-           and s["temp_c"] >= s["temp_trip_c"] - NEAR_TRIP_C]
+    found = [
+        line
+        for line in (_slower_cores(near, first_window_mhz(samples, window_s)), _throttle_counts_rose(samples, near))
+        if line
+    ]
+    hot = [
+        s
+        for s in near
+        if s.get("temp_c") is not None and s.get("temp_trip_c") and s["temp_c"] >= s["temp_trip_c"] - NEAR_TRIP_C
+    ]
     if hot:
         top = max(hot, key=lambda s: s["temp_c"])
         found.append(f"{top['temp_c']:.0f} °C, trip point {top['temp_trip_c']:.0f} °C ({top['temp_source']})")
@@ -136,8 +151,9 @@ def missing_signals(samples: list[dict]) -> list[str]:
     return [name for key, name in SIGNALS.items() if not any(s.get(key) is not None for s in samples)]
 
 
-def analyse(runner: str, records: list[dict], samples: list[dict], duration_s: float,
-            window_s: float) -> SustainedResult:
+def analyse(
+    runner: str, records: list[dict], samples: list[dict], duration_s: float, window_s: float
+) -> SustainedResult:
     points = points_of(records)
     first = [p.tok_s for p in points if p.t_s < window_s]
     last = [p.tok_s for p in points if p.t_s >= 0.75 * duration_s]
@@ -148,22 +164,34 @@ def analyse(runner: str, records: list[dict], samples: list[dict], duration_s: f
         drops[percent] = drop_time(points, burst * (1 - percent / 100), window_s) if burst else None
         evidence[percent] = evidence_near(samples, drops[percent], window_s) if drops[percent] is not None else []
     return SustainedResult(
-        runner=runner, duration_s=duration_s, window_s=window_s, generations=len(points),
-        burst_tok_s=burst, floor_tok_s=floor,
+        runner=runner,
+        duration_s=duration_s,
+        window_s=window_s,
+        generations=len(points),
+        burst_tok_s=burst,
+        floor_tok_s=floor,
         retained_percent=100 * floor / burst if burst and floor is not None else None,
-        drop_s=drops, evidence=evidence, energy_j_per_token=energy_per_token(points, samples, duration_s),
-        missing_signals=missing_signals(samples), points=points, samples=samples)
+        drop_s=drops,
+        evidence=evidence,
+        energy_j_per_token=energy_per_token(points, samples, duration_s),
+        missing_signals=missing_signals(samples),
+        points=points,
+        samples=samples,
+    )
 
 
 def summary_lines(result: SustainedResult) -> list[str]:
     """The figures in words, for the terminal and the reports."""
+
     def rate(v):
         return f"{v:.1f} tok/s" if v is not None else "n/a"
 
-    lines = [f"{result.runner}: {result.generations} generations in {result.duration_s:g} s "
-             f"(windows of {result.window_s:g} s)",
-             f"burst {rate(result.burst_tok_s)}, sustained floor {rate(result.floor_tok_s)}"
-             + (f", {result.retained_percent:.1f}% of burst retained" if result.retained_percent is not None else "")]
+    lines = [
+        f"{result.runner}: {result.generations} generations in {result.duration_s:g} s "
+        f"(windows of {result.window_s:g} s)",
+        f"burst {rate(result.burst_tok_s)}, sustained floor {rate(result.floor_tok_s)}"
+        + (f", {result.retained_percent:.1f}% of burst retained" if result.retained_percent is not None else ""),
+    ]
     for percent in DROPS:
         when = result.drop_s[percent]
         if when is None:
@@ -174,6 +202,7 @@ def summary_lines(result: SustainedResult) -> list[str]:
     if result.energy_j_per_token is not None:
         lines.append(f"energy {result.energy_j_per_token * 1000:.2f} mJ/token")
     if result.missing_signals:
-        lines.append("not exposed by this device: " + ", ".join(result.missing_signals)
-                     + " (figures come from throughput alone)")
+        lines.append(
+            "not exposed by this device: " + ", ".join(result.missing_signals) + " (figures come from throughput alone)"
+        )
     return lines

@@ -17,6 +17,7 @@ deterministic, so each passes or fails. A quality budget the cell has no figure 
 quality record, a failed one, a runtime without logits) makes the verdict "unchecked":
 never a pass, below a measured marginal or fail.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -32,13 +33,17 @@ OUTCOMES = ["pass", "marginal", "fail"]  # of timing budgets, by index
 RANK = {"pass": 0, "unchecked": 1, "marginal": 2, "fail": 3}  # a workload's verdict: the worst of its budgets
 READ = ["category", "mode", "prompt_id", "ttft_ms", "decode_tok_s", "e2e_ms"]  # the record columns a verdict reads
 # (record column, workload attribute, "max" or "min", label, unit)
-BUDGETS = (("ttft_ms", "ttft_ms_max", "max", "TTFT", "ms"),
-           ("decode_tok_s", "decode_tok_s_min", "min", "decode", "tok/s"),
-           ("e2e_ms", "e2e_ms_max", "max", "e2e", "ms"))
+BUDGETS = (
+    ("ttft_ms", "ttft_ms_max", "max", "TTFT", "ms"),
+    ("decode_tok_s", "decode_tok_s_min", "min", "decode", "tok/s"),
+    ("e2e_ms", "e2e_ms_max", "max", "e2e", "ms"),
+)
 # (Quality figure, workload attribute, "max" or "min", label, format)
-QUALITY_BUDGETS = (("kld_mean", "max_kld", "max", "KLD", "{:.3g}"),
-                   ("perplexity_increase", "max_perplexity_increase", "max", "perplexity", "{:+.1%}"),
-                   ("greedy_agreement", "min_greedy_agreement", "min", "greedy agreement", "{:.1%}"))
+QUALITY_BUDGETS = (
+    ("kld_mean", "max_kld", "max", "KLD", "{:.3g}"),
+    ("perplexity_increase", "max_perplexity_increase", "max", "perplexity", "{:+.1%}"),
+    ("greedy_agreement", "min_greedy_agreement", "min", "greedy agreement", "{:.1%}"),
+)
 SHOWN = {b[0]: f"{b[3]} {{:,.1f}} {b[4]}" for b in BUDGETS} | {b[0]: f"{b[3]} {b[4]}" for b in QUALITY_BUDGETS}
 
 
@@ -62,7 +67,9 @@ class Verdict:
 
 def _outcomes(low: np.ndarray, high: np.ndarray, budget: float, direction: str) -> np.ndarray:
     """Per prompt: 0 pass (whole spread inside), 2 fail (whole spread outside), 1 marginal."""
-    inside_best, inside_worst = (low <= budget, high <= budget) if direction == "max" else (high >= budget, low >= budget)
+    inside_best, inside_worst = (
+        (low <= budget, high <= budget) if direction == "max" else (high >= budget, low >= budget)
+    )
     return np.where(inside_worst, 0, np.where(inside_best, 1, 2))
 
 
@@ -101,8 +108,14 @@ def judge_groups(rows: pd.DataFrame, group: np.ndarray, workload: Workload) -> d
         return {}
     stats, pairs, sizes, flags = _prompt_stats(rows.loc[mask], group[mask], [b[0] for b in budgets])
     table = stats.to_numpy().reshape(len(stats), len(budgets), 3)  # prompt x budget x (min, max, median)
-    outcome = np.stack([_outcomes(table[:, i, 0], table[:, i, 1], getattr(workload, b[1]), b[2])
-                        for i, b in enumerate(budgets)], axis=1) if budgets else np.zeros((len(stats), 0), int)
+    outcome = (
+        np.stack(
+            [_outcomes(table[:, i, 0], table[:, i, 1], getattr(workload, b[1]), b[2]) for i, b in enumerate(budgets)],
+            axis=1,
+        )
+        if budgets
+        else np.zeros((len(stats), 0), int)
+    )
     outcome = np.where(np.isnan(table[:, :, 2]), -1, outcome)  # -1: no figure of this prompt
     found: dict[int, dict] = {}
     for (key, prompt), figures, results, size, flag in zip(pairs, table, outcome, sizes.to_numpy(), flags.to_numpy()):
@@ -113,15 +126,25 @@ def judge_groups(rows: pd.DataFrame, group: np.ndarray, workload: Workload) -> d
             if result < 0:
                 continue
             sign = "≤" if direction == "max" else "≥"
-            cell["reasons"].append(f"{label} {prompt} {median:,.1f} {unit} ({low:,.1f}–{high:,.1f}), "
-                                   f"budget {sign} {getattr(workload, attribute):g}: {OUTCOMES[result]}")
+            cell["reasons"].append(
+                f"{label} {prompt} {median:,.1f} {unit} ({low:,.1f}–{high:,.1f}), "
+                f"budget {sign} {getattr(workload, attribute):g}: {OUTCOMES[result]}"
+            )
             cell["worst"] = max(cell["worst"], int(result))
             held = cell["figures"].get(column)
             worse = median if held is None else max(held, median) if direction == "max" else min(held, median)
             cell["figures"][column] = worse
-    return {key: Verdict(workload.id, OUTCOMES[c["worst"]] if c["worst"] >= 0 else "n/a", tuple(c["reasons"]),
-                         c["sustained"], c["n"], tuple((b[0], c["figures"][b[0]]) for b in budgets if b[0] in c["figures"]))
-            for key, c in found.items()}
+    return {
+        key: Verdict(
+            workload.id,
+            OUTCOMES[c["worst"]] if c["worst"] >= 0 else "n/a",
+            tuple(c["reasons"]),
+            c["sustained"],
+            c["n"],
+            tuple((b[0], c["figures"][b[0]]) for b in budgets if b[0] in c["figures"]),
+        )
+        for key, c in found.items()
+    }
 
 
 def judge(rows: pd.DataFrame, workload: Workload) -> Verdict:

@@ -9,6 +9,7 @@ files are refused; every file is checked against its manifest's sha256 in a priv
 folder; the unit's folder is renamed into place and its manifest written last, so nothing
 half-copied is ever taken for a finished artifact.
 """
+
 from __future__ import annotations
 
 import errno
@@ -57,8 +58,11 @@ def unit_for(runner: str, artifact: Artifact, model_id: str, root: Path) -> Unit
         found = lookup(folder) if folder.is_dir() else None
         if found and (found.sha256 == artifact.sha256 or found.path == artifact.path):
             files = {f["path"]: folder / f["path"] for f in found.manifest["files"]}
-            rel = folder.relative_to(root).as_posix() if folder.is_relative_to(root) else \
-                f"{model_id}/{found.manifest['stage']}/{folder.name}"
+            rel = (
+                folder.relative_to(root).as_posix()
+                if folder.is_relative_to(root)
+                else f"{model_id}/{found.manifest['stage']}/{folder.name}"
+            )
             return Unit(rel, found.manifest, files, runner)
     return _source_unit(runner, artifact, model_id)
 
@@ -70,11 +74,22 @@ def _source_unit(runner: str, artifact: Artifact, model_id: str) -> Unit:
         name = "."
     else:
         files, name = {path.name: path}, path.name
-    described = [{"path": rel, "bytes": p.stat().st_size,
-                  "sha256": artifact.sha256 if p == path else _file_sha256(p)} for rel, p in files.items()]
-    manifest = {"model_id": model_id, "stage": "source", "tool": "as shipped", "quantization": artifact.quantization,
-                "artifact": name, "files": described, "bytes": sum(f["bytes"] for f in described),
-                "sha256": digest(described), "created_at": utc_now(), "edgebench_version": provenance.tool_version()}
+    described = [
+        {"path": rel, "bytes": p.stat().st_size, "sha256": artifact.sha256 if p == path else _file_sha256(p)}
+        for rel, p in files.items()
+    ]
+    manifest = {
+        "model_id": model_id,
+        "stage": "source",
+        "tool": "as shipped",
+        "quantization": artifact.quantization,
+        "artifact": name,
+        "files": described,
+        "bytes": sum(f["bytes"] for f in described),
+        "sha256": digest(described),
+        "created_at": utc_now(),
+        "edgebench_version": provenance.tool_version(),
+    }
     return Unit(f"{model_id}/source/{manifest['sha256'][:16]}", manifest, files, runner)
 
 
@@ -84,9 +99,21 @@ def write(units: list[Unit], out: BinaryIO, stream: bool = False) -> int:
     written = 0
     # dereference: a cache file that is a link travels as the file (a bundle holds no links)
     with tarfile.open(fileobj=out, mode="w|" if stream else "w", format=tarfile.PAX_FORMAT, dereference=True) as tar:
-        index = {"edgebench_version": provenance.tool_version(), "created_at": utc_now(),
-                 "units": [{"folder": u.rel, "runner": u.runner, "artifact": u.artifact, "sha256": u.manifest["sha256"],
-                            "quantization": u.manifest.get("quantization"), "bytes": u.manifest["bytes"]} for u in units]}
+        index = {
+            "edgebench_version": provenance.tool_version(),
+            "created_at": utc_now(),
+            "units": [
+                {
+                    "folder": u.rel,
+                    "runner": u.runner,
+                    "artifact": u.artifact,
+                    "sha256": u.manifest["sha256"],
+                    "quantization": u.manifest.get("quantization"),
+                    "bytes": u.manifest["bytes"],
+                }
+                for u in units
+            ],
+        }
         _add_bytes(tar, INDEX, json.dumps(index, indent=2).encode())
         for unit in {u.rel: u for u in units}.values():  # runners sharing an artifact share its files
             for rel, path in unit.files.items():
@@ -153,8 +180,10 @@ def install_file(path: Path, root: Path | None = None) -> Installed:
 
 def _os_error(exc: OSError, root: Path) -> BenchError:
     if exc.errno == errno.ENOSPC:
-        return BenchError(f"disk full: no space left for the artifacts in {root}",
-                          "free space there, or give another cache with --cache / $EDGEBENCH_CACHE_DIR")
+        return BenchError(
+            f"disk full: no space left for the artifacts in {root}",
+            "free space there, or give another cache with --cache / $EDGEBENCH_CACHE_DIR",
+        )
     return BenchError(f"cannot install artifacts into {root}: {exc.strerror or exc}", "check the cache folder")
 
 
@@ -171,19 +200,30 @@ def _unpack(source: BinaryIO, staging: Path, name: str) -> None:
                 with tar.extractfile(member) as data, target.open("wb") as out:
                     shutil.copyfileobj(data, out, 1 << 20)
     except (tarfile.TarError, EOFError) as exc:
-        raise BenchError(f"{name} is not a complete edgebench bundle ({exc})",
-                         "make it again with `edgebench bundle`, and copy it whole") from None
+        raise BenchError(
+            f"{name} is not a complete edgebench bundle ({exc})",
+            "make it again with `edgebench bundle`, and copy it whole",
+        ) from None
 
 
 def _safe_name(member: tarfile.TarInfo, name: str) -> PurePosixPath:
     path = PurePosixPath(member.name)
-    why = ("an absolute path" if path.is_absolute() else
-           "a '..' path" if ".." in path.parts else
-           "a link" if member.issym() or member.islnk() else
-           "a special file" if not (member.isfile() or member.isdir()) else None)
+    why = (
+        "an absolute path"
+        if path.is_absolute()
+        else "a '..' path"
+        if ".." in path.parts
+        else "a link"
+        if member.issym() or member.islnk()
+        else "a special file"
+        if not (member.isfile() or member.isdir())
+        else None
+    )
     if why:
-        raise BenchError(f"refused {name}: {member.name!r} is {why}; nothing was installed",
-                         "a bundle holds plain files only: make it with `edgebench bundle`")
+        raise BenchError(
+            f"refused {name}: {member.name!r} is {why}; nothing was installed",
+            "a bundle holds plain files only: make it with `edgebench bundle`",
+        )
     return path
 
 
@@ -196,8 +236,9 @@ def _read_index(staging: Path, name: str) -> dict:
                 raise ValueError(f"bad unit folder {entry['folder']!r}")
         return index
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise BenchError(f"refused {name}: its {INDEX} is missing or unreadable ({exc})",
-                         "make it again with `edgebench bundle`") from None
+        raise BenchError(
+            f"refused {name}: its {INDEX} is missing or unreadable ({exc})", "make it again with `edgebench bundle`"
+        ) from None
 
 
 def _place(unit: Path, final: Path, entry: dict, name: str) -> int:
@@ -220,9 +261,12 @@ def _place(unit: Path, final: Path, entry: dict, name: str) -> int:
 
 def _verified(unit: Path, entry: dict, name: str) -> dict:
     """The unit's manifest, once every file matches it and nothing else is there."""
+
     def refuse(why: str) -> BenchError:
-        return BenchError(f"refused {name}: {entry['folder']}: {why}; nothing of it was installed",
-                          "the bundle was altered or damaged in transit: make it again with `edgebench bundle`")
+        return BenchError(
+            f"refused {name}: {entry['folder']}: {why}; nothing of it was installed",
+            "the bundle was altered or damaged in transit: make it again with `edgebench bundle`",
+        )
 
     try:
         manifest = json.loads((unit / MANIFEST).read_text())
@@ -257,4 +301,3 @@ def human_bytes(count: int) -> str:
 def artifact_options(installed: Installed, runners: tuple[str, ...]) -> tuple[str, ...]:
     """--artifact RUNNER=PATH for each installed unit of the runners asked for (all when none)."""
     return tuple(f"{e['runner']}={e['path']}" for e in installed.units if not runners or e["runner"] in runners)
-

@@ -12,6 +12,7 @@ Caches made before the key took recipes (edgebench up to 0.1.0's layout move) ke
 exporter's module path and its source's sha256: `lookup_stage` adopts such a folder when it
 is exactly what that source made (LEGACY_KEYS), by renaming it to its new key.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,15 +33,22 @@ MANIFEST = "manifest.json"
 # path, sha256 of its source). A cached folder under the key they made is what recipe 1 makes.
 LEGACY_KEYS = {
     "transformers from_pretrained(gguf_file)": (
-        "bench.checkpoint:from_gguf", "9d231dc636bdc9bef9b4cd638be1044e7608546f61e129c77cbc4b5cbf9a28b2"),
+        "bench.checkpoint:from_gguf",
+        "9d231dc636bdc9bef9b4cd638be1044e7608546f61e129c77cbc4b5cbf9a28b2",
+    ),
     "executorch export_llm (XNNPACK)": (
-        "runners.executorch_export:export", "360709dc6de2da0ce112a56c111f8210bceb87775f41205682d0c72a357f1b5d"),
+        "runners.executorch_export:export",
+        "360709dc6de2da0ce112a56c111f8210bceb87775f41205682d0c72a357f1b5d",
+    ),
     "litert-torch": (
-        "runners.litert_export:export", "0c372683d6a67a2257d3bebdd68b28f142f5bd5ad8ec97a84a320b34c7e2b391"),
+        "runners.litert_export:export",
+        "0c372683d6a67a2257d3bebdd68b28f142f5bd5ad8ec97a84a320b34c7e2b391",
+    ),
     "onnxruntime-genai model builder": (
-        "runners.onnxruntime_export:export", "4efb3d2265be66dd62976899a34d79930bfec3744a800f25e0616579b755e666"),
-    "mlx_lm.convert": (
-        "runners.mlx_export:export", "6f20c8bdef9154af20cc4f19bb4e43eeb74d8c53361152beadbaf163eb59ee72"),
+        "runners.onnxruntime_export:export",
+        "4efb3d2265be66dd62976899a34d79930bfec3744a800f25e0616579b755e666",
+    ),
+    "mlx_lm.convert": ("runners.mlx_export:export", "6f20c8bdef9154af20cc4f19bb4e43eeb74d8c53361152beadbaf163eb59ee72"),
 }
 
 
@@ -69,13 +77,23 @@ def exporter_version(exporter: Exporter) -> str:
     try:
         return importlib.metadata.version(exporter.distribution)
     except importlib.metadata.PackageNotFoundError:
-        raise BenchError(f"the exporter {exporter.tool} is not installed ({exporter.distribution})",
-                         f"pip install 'edgebench[{exporter.extra}]'") from None
+        raise BenchError(
+            f"the exporter {exporter.tool} is not installed ({exporter.distribution})",
+            f"pip install 'edgebench[{exporter.extra}]'",
+        ) from None
 
 
 def stage_key(input_sha256: str, exporter: Exporter, quantization: str) -> str:
-    material = json.dumps({"input": input_sha256, "tool": exporter.tool, "version": exporter_version(exporter),
-                           "quantization": quantization, "recipe": exporter.recipe}, sort_keys=True)
+    material = json.dumps(
+        {
+            "input": input_sha256,
+            "tool": exporter.tool,
+            "version": exporter_version(exporter),
+            "quantization": quantization,
+            "recipe": exporter.recipe,
+        },
+        sort_keys=True,
+    )
     return f"{quantization}-{hashlib.sha256(material.encode()).hexdigest()[:16]}"
 
 
@@ -84,9 +102,17 @@ def legacy_stage_key(input_sha256: str, exporter: Exporter, quantization: str) -
     if exporter.recipe != 1 or exporter.tool not in LEGACY_KEYS:
         return None
     target, code = LEGACY_KEYS[exporter.tool]
-    material = json.dumps({"input": input_sha256, "tool": exporter.tool, "target": target,
-                           "version": exporter_version(exporter), "code": code, "quantization": quantization},
-                          sort_keys=True)
+    material = json.dumps(
+        {
+            "input": input_sha256,
+            "tool": exporter.tool,
+            "target": target,
+            "version": exporter_version(exporter),
+            "code": code,
+            "quantization": quantization,
+        },
+        sort_keys=True,
+    )
     return f"{quantization}-{hashlib.sha256(material.encode()).hexdigest()[:16]}"
 
 
@@ -137,8 +163,11 @@ def source_sha256(model: Model, root: Path) -> str:
 
 
 def describe_files(folder: Path) -> tuple[list[dict], str]:
-    files = [{"path": str(p.relative_to(folder)), "bytes": p.stat().st_size, "sha256": _file_sha256(p)}
-             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST]
+    files = [
+        {"path": str(p.relative_to(folder)), "bytes": p.stat().st_size, "sha256": _file_sha256(p)}
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
+    ]
     digest = hashlib.sha256(json.dumps([(f["path"], f["sha256"]) for f in files]).encode()).hexdigest()
     return files, digest
 
@@ -146,8 +175,11 @@ def describe_files(folder: Path) -> tuple[list[dict], str]:
 def newest(root: Path, model: Model, stage: str, input_sha: str, quantization: str) -> Prepared | None:
     """The newest finished result of a stage made from `input_sha`. Run time needs no
     exporter installed, so this matches manifests rather than recomputing keys."""
-    found = [p for p in map(lookup, sorted((root / model.id / stage).glob("*"))) if p
-             and p.manifest.get("input_sha256") == input_sha and p.manifest.get("quantization") == quantization]
+    found = [
+        p
+        for p in map(lookup, sorted((root / model.id / stage).glob("*")))
+        if p and p.manifest.get("input_sha256") == input_sha and p.manifest.get("quantization") == quantization
+    ]
     return max(found, key=lambda p: p.manifest["created_at"], default=None)
 
 

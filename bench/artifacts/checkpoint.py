@@ -1,6 +1,7 @@
 """The shared intermediate of `prepare`: a transformers checkpoint made from the GGUF
 source, offline. Every exporter starts from it, so every runtime converts the same
 weights. Runs inside an export process (bench.artifacts.export_worker): imports torch lazily."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,9 +9,14 @@ from typing import Callable
 
 from runners.base import Exporter
 
-EXPORTER = Exporter(tool="transformers from_pretrained(gguf_file)", distribution="transformers",
-                    target="bench.artifacts.checkpoint:from_gguf", quantizations=("fp32",),
-                    default_quantization="fp32", extra="prepare")
+EXPORTER = Exporter(
+    tool="transformers from_pretrained(gguf_file)",
+    distribution="transformers",
+    target="bench.artifacts.checkpoint:from_gguf",
+    quantizations=("fp32",),
+    default_quantization="fp32",
+    extra="prepare",
+)
 
 
 def from_gguf(source: Path, out: Path, quantization: str, stage: Callable[[str], None] = lambda name: None) -> dict:

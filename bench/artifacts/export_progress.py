@@ -4,6 +4,7 @@ The estimate is the last export of the same model, exporter and quantization on 
 machine (timings.json beside the cache), else a typical figure. LinePrinter prints plain
 lines for logs: one per stage and a heartbeat every few seconds.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,6 +47,7 @@ class Estimate:
 @dataclass(frozen=True)
 class ExportProgress:
     """One look at a running export: what a progress display shows."""
+
     label: str  # e.g. "executorch 8da4w"
     stage: str  # the stage the exporter last named ("starting" before the first, "done" at the end)
     elapsed_s: float
@@ -56,8 +58,10 @@ class ExportProgress:
             return f"done in {_duration(self.elapsed_s)}"
         if self.estimate.seconds is None:
             return f"{self.stage}, {_duration(self.elapsed_s)} elapsed ({self.estimate.basis})"
-        return (f"{self.stage}, {_duration(self.elapsed_s)} elapsed of ~{_duration(self.estimate.seconds)} "
-                f"({self.estimate.basis})")
+        return (
+            f"{self.stage}, {_duration(self.elapsed_s)} elapsed of ~{_duration(self.estimate.seconds)} "
+            f"({self.estimate.basis})"
+        )
 
     def line(self) -> str:
         return f"prepare {self.label}: {self.status()}"

@@ -6,6 +6,7 @@ exporter function that takes a `stage` keyword gets a callable that names the st
 enters ("export", "lowering", ...): the name goes to the parent on `stage_fd`, one a line,
 and into the log. One that takes none runs as a single stage, "export".
 """
+
 from __future__ import annotations
 
 import inspect
@@ -35,6 +36,7 @@ def stage_reporter(fd: int) -> Callable[[str], None]:
         print(f"[edgebench] stage: {name}", flush=True)
         channel.write(f"{name}\n")
         channel.flush()
+
     return stage
 
 

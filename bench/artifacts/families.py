@@ -1,5 +1,6 @@
 """Which model families each runner's exporter converts, declared once per exporter
 (FAMILY_SUPPORT in its module) and checked before any export runs."""
+
 from __future__ import annotations
 
 import importlib
@@ -48,7 +49,11 @@ def check_family(runner_name: str, exporter: Exporter, family: str, quantization
     if isinstance(declared, tuple) and quantization in declared:
         return
     why = declared if isinstance(declared, str) else f"only {', '.join(declared)} is converted"
-    takers = [f"{name} ({', '.join(cell)})" for name, cell in cells.items() if name != runner_name
-              and isinstance(cell, tuple)]
-    raise Unsupported(f"{runner_name} cannot take {family_name(family)} at {quantization}: {why}",
-                      f"runners that take {family}: {', '.join(takers) or 'none'}", exit_code=2)
+    takers = [
+        f"{name} ({', '.join(cell)})" for name, cell in cells.items() if name != runner_name and isinstance(cell, tuple)
+    ]
+    raise Unsupported(
+        f"{runner_name} cannot take {family_name(family)} at {quantization}: {why}",
+        f"runners that take {family}: {', '.join(takers) or 'none'}",
+        exit_code=2,
+    )

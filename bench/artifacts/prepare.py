@@ -5,6 +5,7 @@ runner's artifact, made by that runtime's own exporter in a child process, into 
 folder that is renamed into place only when complete (bench.artifacts.cache keys and finds
 them). While an export runs, a progress callable sees its stage (bench.artifacts.export_progress).
 """
+
 from __future__ import annotations
 
 import json
@@ -45,8 +46,15 @@ LOG_TAIL_LINES = 15
 POLL_S = 0.5
 
 
-def _export(exporter: Exporter, input_path: Path, folder: Path, quantization: str, describe: dict,
-            on_log: Callable[[str], None], show: Callable[[str, float], None]) -> Prepared:
+def _export(
+    exporter: Exporter,
+    input_path: Path,
+    folder: Path,
+    quantization: str,
+    describe: dict,
+    on_log: Callable[[str], None],
+    show: Callable[[str, float], None],
+) -> Prepared:
     """Run the exporter into a private folder; move it into place only when complete.
     `show(stage, elapsed_s)` is called every POLL_S with the stage the exporter last named."""
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -56,8 +64,14 @@ def _export(exporter: Exporter, input_path: Path, folder: Path, quantization: st
     partial = Path(tempfile.mkdtemp(prefix=f"{_partial_prefix(folder)}{os.getpid()}-", dir=folder.parent))
     out, log_path, result_path = partial / "out", partial / "export.log", partial / "result.json"
     stage_read, stage_write = os.pipe()  # the exporter names its stages on its own fd
-    job = {"target": exporter.target, "input": str(input_path), "out": str(out),
-           "quantization": quantization, "result": str(result_path), "stage_fd": stage_write}
+    job = {
+        "target": exporter.target,
+        "input": str(input_path),
+        "out": str(out),
+        "quantization": quantization,
+        "result": str(result_path),
+        "stage_fd": stage_write,
+    }
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     started = time.monotonic()
     stages = _StageReader(stage_read)
@@ -65,8 +79,15 @@ def _export(exporter: Exporter, input_path: Path, folder: Path, quantization: st
     try:
         out.mkdir()
         with log_path.open("wb") as log, tempfile.TemporaryDirectory(prefix="edgebench-export-") as cwd:
-            proc = subprocess.Popen([sys.executable, "-m", "bench.artifacts.export_worker"], stdin=subprocess.PIPE,
-                                    stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=env, pass_fds=(stage_write,))
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "bench.artifacts.export_worker"],
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                env=env,
+                pass_fds=(stage_write,),
+            )
             os.close(stage_write)
             stage_write = None
             proc.stdin.write(json.dumps(job).encode())
@@ -80,15 +101,26 @@ def _export(exporter: Exporter, input_path: Path, folder: Path, quantization: st
                 show(stage, time.monotonic() - started)
         if proc.returncode != 0:
             tail = "\n".join(log_path.read_text(errors="replace").strip().splitlines()[-LOG_TAIL_LINES:])
-            raise BenchError(f"{exporter.tool} failed (exit {proc.returncode}); its last lines:\n{tail}",
-                             "fix the cause above and run `edgebench prepare` again; nothing was cached")
+            raise BenchError(
+                f"{exporter.tool} failed (exit {proc.returncode}); its last lines:\n{tail}",
+                "fix the cause above and run `edgebench prepare` again; nothing was cached",
+            )
         result = json.loads(result_path.read_text())
         files, digest = describe_files(out)
-        manifest = {**describe, "tool": exporter.tool, "tool_version": exporter_version(exporter),
-                    "quantization": quantization, "options": {k: v for k, v in result.items() if k != "artifact"},
-                    "artifact": result["artifact"], "files": files, "bytes": sum(f["bytes"] for f in files),
-                    "sha256": digest, "export_seconds": round(time.monotonic() - started, 1),
-                    "created_at": utc_now(), "edgebench_version": provenance.tool_version()}
+        manifest = {
+            **describe,
+            "tool": exporter.tool,
+            "tool_version": exporter_version(exporter),
+            "quantization": quantization,
+            "options": {k: v for k, v in result.items() if k != "artifact"},
+            "artifact": result["artifact"],
+            "files": files,
+            "bytes": sum(f["bytes"] for f in files),
+            "sha256": digest,
+            "export_seconds": round(time.monotonic() - started, 1),
+            "created_at": utc_now(),
+            "edgebench_version": provenance.tool_version(),
+        }
         (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
         try:
             out.rename(folder)  # atomic: the folder appears complete, manifest included, or not at all
@@ -136,7 +168,7 @@ def _sweep_abandoned(folder: Path) -> None:
     """Remove the private folders of exports whose process is gone (killed outright, so
     it could not clean up). Folder names carry the owner's pid."""
     for partial in folder.parent.glob(_partial_prefix(folder) + "*"):
-        pid = partial.name[len(_partial_prefix(folder)):].split("-", 1)[0]
+        pid = partial.name[len(_partial_prefix(folder)) :].split("-", 1)[0]
         if pid.isdigit() and not psutil.pid_exists(int(pid)):
             shutil.rmtree(partial, ignore_errors=True)
 
@@ -151,15 +183,31 @@ def _last_line(path: Path) -> str:
         return ""
 
 
-def _stage(model: Model, root: Path, stage: str, exporter: Exporter, input_path: Path, input_sha: str,
-           quantization: str, force: bool, on_log: Callable[[str], None], label: str,
-           progress: Callable[[ExportProgress], None] | None) -> Prepared:
+def _stage(
+    model: Model,
+    root: Path,
+    stage: str,
+    exporter: Exporter,
+    input_path: Path,
+    input_sha: str,
+    quantization: str,
+    force: bool,
+    on_log: Callable[[str], None],
+    label: str,
+    progress: Callable[[ExportProgress], None] | None,
+) -> Prepared:
     folder = stage_folder(root, model, stage, stage_key(input_sha, exporter, quantization))
     found = None if force else lookup_stage(folder, input_sha, exporter, quantization)
     if found:
         return found
-    describe = {"model_id": model.id, "stage": stage, "source": str(model.source_path()),
-                "source_sha256": source_sha256(model, root), "input": str(input_path), "input_sha256": input_sha}
+    describe = {
+        "model_id": model.id,
+        "stage": stage,
+        "source": str(model.source_path()),
+        "source_sha256": source_sha256(model, root),
+        "input": str(input_path),
+        "input_sha256": input_sha,
+    }
     show_progress = progress or LinePrinter()
     expected = estimate(model, exporter, quantization, root)
 
@@ -173,16 +221,32 @@ def _stage(model: Model, root: Path, stage: str, exporter: Exporter, input_path:
     return done
 
 
-def checkpoint(model: Model, root: Path, force: bool = False, on_log: Callable[[str], None] = lambda line: None,
-               progress: Callable[[ExportProgress], None] | None = None) -> Prepared:
+def checkpoint(
+    model: Model,
+    root: Path,
+    force: bool = False,
+    on_log: Callable[[str], None] = lambda line: None,
+    progress: Callable[[ExportProgress], None] | None = None,
+) -> Prepared:
     """The shared transformers checkpoint of `model`, made once; a model given as a
     checkpoint folder is its own. `progress` sees the export while it runs (default: a
     LinePrinter on stderr)."""
     if model.source.format == "hf":
         source = model.source_path()
         return Prepared(source, source, {"sha256": source_sha256(model, root)}, built=False)
-    return _stage(model, root, "checkpoint", CHECKPOINT, model.source_path(), source_sha256(model, root),
-                  CHECKPOINT.default_quantization, force, on_log, "checkpoint", progress)
+    return _stage(
+        model,
+        root,
+        "checkpoint",
+        CHECKPOINT,
+        model.source_path(),
+        source_sha256(model, root),
+        CHECKPOINT.default_quantization,
+        force,
+        on_log,
+        "checkpoint",
+        progress,
+    )
 
 
 def find_checkpoint(model: Model, root: Path) -> Prepared | None:
@@ -225,21 +289,42 @@ def _stage_exporter(stage: str) -> Exporter | None:
     return None
 
 
-def prepare_artifact(model: Model, runner_name: str, exporter: Exporter, quantization: str, root: Path,
-                     force: bool = False, on_log: Callable[[str], None] = lambda line: None,
-                     on_stage: Callable[[str], None] = lambda stage: None,
-                     progress: Callable[[ExportProgress], None] | None = None) -> Prepared:
+def prepare_artifact(
+    model: Model,
+    runner_name: str,
+    exporter: Exporter,
+    quantization: str,
+    root: Path,
+    force: bool = False,
+    on_log: Callable[[str], None] = lambda line: None,
+    on_stage: Callable[[str], None] = lambda stage: None,
+    progress: Callable[[ExportProgress], None] | None = None,
+) -> Prepared:
     """The artifact of (model, runner, quantization): from the cache, else exported.
     `progress` sees each export while it runs (default: a LinePrinter on stderr)."""
     if quantization not in exporter.quantizations:
-        raise BenchError(f"{runner_name} has no quantization '{quantization}'",
-                         f"choose one of: {', '.join(exporter.quantizations)}", exit_code=2)
+        raise BenchError(
+            f"{runner_name} has no quantization '{quantization}'",
+            f"choose one of: {', '.join(exporter.quantizations)}",
+            exit_code=2,
+        )
     on_stage("checkpoint")
     ckpt = checkpoint(model, root, on_log=on_log, progress=progress)
     check_family(runner_name, exporter, checkpoint_family(ckpt.path), quantization)
     on_stage(f"{runner_name} {quantization}")
-    return _stage(model, root, artifact_stage(runner_name, exporter), exporter, ckpt.path, ckpt.sha256,
-                  quantization, force, on_log, f"{runner_name} {quantization}", progress)
+    return _stage(
+        model,
+        root,
+        artifact_stage(runner_name, exporter),
+        exporter,
+        ckpt.path,
+        ckpt.sha256,
+        quantization,
+        force,
+        on_log,
+        f"{runner_name} {quantization}",
+        progress,
+    )
 
 
 def select(runner_names: tuple[str, ...], quants: tuple[str, ...]) -> list[tuple[str, Exporter, str]]:
@@ -253,11 +338,17 @@ def select(runner_names: tuple[str, ...], quants: tuple[str, ...]) -> list[tuple
         chosen = selection.select_runners(runner_names)
         for name in chosen:
             if load_class(regs[name].target).exporter is None:
-                raise BenchError(f"{name} needs no prepare step: it reads the model's source as shipped",
-                                 "leave it out of `prepare`", exit_code=2)
+                raise BenchError(
+                    f"{name} needs no prepare step: it reads the model's source as shipped",
+                    "leave it out of `prepare`",
+                    exit_code=2,
+                )
     else:
-        chosen = [n for n, r in regs.items() if not r.hidden and load_class(r.target).exporter is not None
-                  and load_class(r.target).probe().available]
+        chosen = [
+            n
+            for n, r in regs.items()
+            if not r.hidden and load_class(r.target).exporter is not None and load_class(r.target).probe().available
+        ]
     if not chosen:
         raise BenchError("no installed runner needs a prepare step", "see `edgebench runners`")
     work = []
@@ -266,6 +357,9 @@ def select(runner_names: tuple[str, ...], quants: tuple[str, ...]) -> list[tuple
         wanted = [q for q in quants if q in exporter.quantizations] if quants else [exporter.default_quantization]
         work += [(name, exporter, q) for q in wanted]
     if not work:
-        raise BenchError(f"no selected runner offers quantization {', '.join(quants)}",
-                         "see the quantizations each runner offers in `edgebench runners`", exit_code=2)
+        raise BenchError(
+            f"no selected runner offers quantization {', '.join(quants)}",
+            "see the quantizations each runner offers in `edgebench runners`",
+            exit_code=2,
+        )
     return work

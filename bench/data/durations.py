@@ -1,4 +1,5 @@
 """Durations with units, as users type them: "90s", "10m", "1.5h" (a bare number is seconds)."""
+
 from __future__ import annotations
 
 import re
@@ -17,8 +18,9 @@ def parse_duration(text: str, what: str = "duration", exit_code: int = 2) -> flo
         raise BenchError(f"{what} '{text}' is not a duration", example, exit_code=exit_code)
     number, unit = float(match.group(1)), match.group(2).lower() or "s"
     if unit not in _UNITS:
-        raise BenchError(f"{what} '{text}' has unknown unit '{match.group(2)}'",
-                         f"use s, m or h ({example})", exit_code=exit_code)
+        raise BenchError(
+            f"{what} '{text}' has unknown unit '{match.group(2)}'", f"use s, m or h ({example})", exit_code=exit_code
+        )
     if number <= 0:
         raise BenchError(f"{what} must be positive, got '{text}'", example, exit_code=exit_code)
     return number * _UNITS[unit]

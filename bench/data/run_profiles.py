@@ -1,4 +1,5 @@
 """Run profiles: how many warm-ups and repetitions, which prompts, which limits."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from bench.errors import BenchError
 class SustainedSettings:
     """`edgebench sustained`: repeat `prompt` (a fixed-length prompt) for duration_s,
     analysed in windows of window_s."""
+
     prompt: str
     duration_s: float
     window_s: float
@@ -65,8 +67,11 @@ def sustained_settings(prompt: str, duration: str, window: str, where: str, exit
     duration_s = parse_duration(duration, f"{where}duration", exit_code)
     window_s = parse_duration(window, f"{where}window", exit_code)
     if duration_s < 4 * window_s:
-        raise BenchError(f"{where}duration {duration} is shorter than four windows of {window}",
-                         "use a longer duration or a shorter window", exit_code=exit_code)
+        raise BenchError(
+            f"{where}duration {duration} is shorter than four windows of {window}",
+            "use a longer duration or a shorter window",
+            exit_code=exit_code,
+        )
     return SustainedSettings(prompt, duration_s, window_s)
 
 
@@ -88,6 +93,9 @@ def load_profile(name_or_path: str) -> RunProfile:
         s = data.sustained
         sustained = sustained_settings(s.prompt, s.duration, s.window, f"{where}: sustained ", exit_code=1)
     fields = {k: v for k, v in vars(data).items() if k != "generation_budget"}
-    budget_s = parse_duration(data.generation_budget, f"{where}: generation_budget", exit_code=1) \
-        if data.generation_budget is not None else None
+    budget_s = (
+        parse_duration(data.generation_budget, f"{where}: generation_budget", exit_code=1)
+        if data.generation_budget is not None
+        else None
+    )
     return RunProfile(**(fields | {"sustained": sustained}), generation_budget_s=budget_s, sha256=sha, path=path)

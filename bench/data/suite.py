@@ -1,5 +1,6 @@
 """Prompt suites: the common workload every runner runs. Loaded from TOML, validated,
 and hashed so every record says exactly which suite produced it."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

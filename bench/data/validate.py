@@ -1,4 +1,5 @@
 """`edgebench validate`: check a data file by what it contains."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,6 +34,8 @@ def validate_file(path: Path) -> str:
     if "model" in table:
         catalogue = datafiles.build(_Catalogue, table, str(path))
         return f"model catalogue, {len(catalogue.model)} models"
-    raise BenchError(f"{path}: not a suite ([[prompt]]), run profile (warmups), catalogue ([[model]]), "
-                     "workloads ([[workload]]), tiers ([[tier]]) or device profile (sources)",
-                     "see the files under profiles/ for each kind")
+    raise BenchError(
+        f"{path}: not a suite ([[prompt]]), run profile (warmups), catalogue ([[model]]), "
+        "workloads ([[workload]]), tiers ([[tier]]) or device profile (sources)",
+        "see the files under profiles/ for each kind",
+    )

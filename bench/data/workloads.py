@@ -1,5 +1,6 @@
 """Targets as data: workloads (latency budgets), device tiers (rules), and device
 profiles (known farm devices with public spec figures). Read from profiles/."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,14 +28,19 @@ class Workload:
 
     def budgets(self) -> dict[str, float]:
         """The budgets this workload states, by field name."""
-        return {name: value for name, value in vars(self).items()
-                if name not in ("id", "description", "categories") and value is not None}
+        return {
+            name: value
+            for name, value in vars(self).items()
+            if name not in ("id", "description", "categories") and value is not None
+        }
 
 
 # Quality budgets' allowed ranges: (field, lowest, highest, what it is)
-QUALITY_RANGES = (("max_kld", 0.0, None, "a mean KL divergence in nats, e.g. 0.05"),
-                  ("max_perplexity_increase", 0.0, None, "a share of the reference's perplexity, e.g. 0.10 for 10%"),
-                  ("min_greedy_agreement", 0.0, 1.0, "a share between 0 and 1, e.g. 0.8"))
+QUALITY_RANGES = (
+    ("max_kld", 0.0, None, "a mean KL divergence in nats, e.g. 0.05"),
+    ("max_perplexity_increase", 0.0, None, "a share of the reference's perplexity, e.g. 0.10 for 10%"),
+    ("min_greedy_agreement", 0.0, 1.0, "a share between 0 and 1, e.g. 0.8"),
+)
 
 
 @dataclass(frozen=True)
@@ -97,14 +103,18 @@ def load_workloads(path: Path | None = None) -> tuple[Workload, ...]:
     seen: dict[str, str] = {}
     for w in workloads:
         if not w.budgets():
-            raise BenchError(f"{path}: workload '{w.id}' states no budget",
-                             "give ttft_ms_max, decode_tok_s_min, e2e_ms_max, max_kld, max_perplexity_increase "
-                             "or min_greedy_agreement")
+            raise BenchError(
+                f"{path}: workload '{w.id}' states no budget",
+                "give ttft_ms_max, decode_tok_s_min, e2e_ms_max, max_kld, max_perplexity_increase "
+                "or min_greedy_agreement",
+            )
         _check_quality_ranges(path, w)
         for category in w.categories:
             if category in seen:
-                raise BenchError(f"{path}: category '{category}' maps to both '{seen[category]}' and '{w.id}'",
-                                 "map each category to one workload")
+                raise BenchError(
+                    f"{path}: category '{category}' maps to both '{seen[category]}' and '{w.id}'",
+                    "map each category to one workload",
+                )
             seen[category] = w.id
     _unique(path, [w.id for w in workloads], "workload")
     return workloads
@@ -149,15 +159,24 @@ def check_suite_categories(categories: set[str], workloads: tuple[Workload, ...]
     return sorted(c for c in categories if workload_for(c, workloads) is None)
 
 
-def assign_tier(tiers: tuple[Tier, ...], *, ram_gb: float | None, cores: int | None,
-                bandwidth_gbs: float | None, device_class: str | None) -> tuple[Tier | None, list[str]]:
+def assign_tier(
+    tiers: tuple[Tier, ...],
+    *,
+    ram_gb: float | None,
+    cores: int | None,
+    bandwidth_gbs: float | None,
+    device_class: str | None,
+) -> tuple[Tier | None, list[str]]:
     """The first tier whose every rule holds, and why: one line per rule checked. A rule on
     a figure that is not known (no bandwidth measured) does not hold."""
     why: list[str] = []
     for tier in tiers:
         failed = []
-        checks = [("RAM", ram_gb, tier.ram_gb_min, "GB"), ("bandwidth", bandwidth_gbs, tier.bandwidth_gbs_min, "GB/s"),
-                  ("cores", cores, tier.cores_min, "")]
+        checks = [
+            ("RAM", ram_gb, tier.ram_gb_min, "GB"),
+            ("bandwidth", bandwidth_gbs, tier.bandwidth_gbs_min, "GB/s"),
+            ("cores", cores, tier.cores_min, ""),
+        ]
         for label, value, minimum, unit in checks:
             if minimum is not None and (value is None or value < minimum):
                 shown = "unknown" if value is None else f"{value:g}"
@@ -165,8 +184,11 @@ def assign_tier(tiers: tuple[Tier, ...], *, ram_gb: float | None, cores: int | N
         if tier.classes and device_class not in tier.classes:
             failed.append(f"class {device_class or 'unknown'} not in {', '.join(tier.classes)}")
         if not failed:
-            held = [f"{label} {value:g} >= {minimum:g} {unit}".rstrip()
-                    for label, value, minimum, unit in checks if minimum is not None]
+            held = [
+                f"{label} {value:g} >= {minimum:g} {unit}".rstrip()
+                for label, value, minimum, unit in checks
+                if minimum is not None
+            ]
             why.append(f"{tier.id}: " + ("; ".join(held) if held else "no rules (catch-all)"))
             return tier, why
         why.append(f"not {tier.id}: " + "; ".join(failed))

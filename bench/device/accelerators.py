@@ -4,6 +4,7 @@ what a record says about where the model ran.
 The parent never imports a runtime: a runner's `accelerators()` (which may import it) is asked
 in a child process, so a runtime that crashes on the question cannot take the caller down.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,18 +39,22 @@ def check_request(name: str, target: str, asked: str | None) -> None:
     if asked is None or asked in _NEEDS_NO_CHECK:
         return
     if asked not in ACCELERATORS:
-        raise BenchError(f"--accelerator {name}={asked}: not an accelerator", f"use one of {', '.join(ACCELERATORS)}",
-                         exit_code=2)
+        raise BenchError(
+            f"--accelerator {name}={asked}: not an accelerator", f"use one of {', '.join(ACCELERATORS)}", exit_code=2
+        )
     try:
         found = available(target)
     except RuntimeError as exc:
-        raise BenchError(f"could not ask {name} which accelerators it can use: {exc}",
-                         f"run `edgebench device` to see each runtime's accelerators, or use --accelerator {name}=cpu") \
-            from None
+        raise BenchError(
+            f"could not ask {name} which accelerators it can use: {exc}",
+            f"run `edgebench device` to see each runtime's accelerators, or use --accelerator {name}=cpu",
+        ) from None
     if asked not in found:
         seen = ", ".join(f"{kind} ({what})" for kind, what in found.items())
-        raise BenchError(f"{name} finds no {asked} it can use here; it sees: {seen}",
-                         f"use --accelerator {name}={next(iter(found))}, or run where {name} has a {asked}")
+        raise BenchError(
+            f"{name} finds no {asked} it can use here; it sees: {seen}",
+            f"use --accelerator {name}={next(iter(found))}, or run where {name} has a {asked}",
+        )
 
 
 def record_fields(asked: str | None, loaded: dict, allow_fallback: bool, status: str) -> dict:
@@ -57,10 +62,17 @@ def record_fields(asked: str | None, loaded: dict, allow_fallback: bool, status:
     a generation that ran elsewhere than asked (a GPU run that fell back to the CPU) is an
     `error` saying so, unless the run allows fallback."""
     used = loaded.get("accelerator")
-    fields = {"accelerator_requested": asked, "accelerator": used, "placement": loaded.get("placement") or None,
-              "accelerator_memory_mb": loaded.get("accelerator_memory_mb")}
+    fields = {
+        "accelerator_requested": asked,
+        "accelerator": used,
+        "placement": loaded.get("placement") or None,
+        "accelerator_memory_mb": loaded.get("accelerator_memory_mb"),
+    }
     if status == "ok" and not allow_fallback and asked not in (None, "auto") and used != asked:
         ran = f"the runtime reports it ran on the {used}" if used else "the runtime did not report where it ran"
-        fields |= {"status": "error", "error": f"asked for the {asked}, but {ran} (pass --allow-fallback to keep "
-                                               "such results, marked as run elsewhere)"}
+        fields |= {
+            "status": "error",
+            "error": f"asked for the {asked}, but {ran} (pass --allow-fallback to keep "
+            "such results, marked as run elsewhere)",
+        }
     return fields

@@ -8,6 +8,7 @@ with, each on its own slice (numpy releases the GIL while copying). Buffers are 
 than any CPU cache; the best of several passes is reported, as STREAM does, because slower
 passes measure interference (other processes), not the memory.
 """
+
 from __future__ import annotations
 
 import threading

@@ -4,6 +4,7 @@
 Readers of OS files take a root folder, so tests run them on fixture trees (a Raspberry
 Pi's /proc, a Jetson's device tree) instead of this machine's.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -150,8 +151,11 @@ def runtime_accelerators() -> dict[str, dict[str, str] | str]:
     from bench.device.accelerators import available
     from runners import load_class, registrations
 
-    targets = {name: reg.target for name, reg in registrations().items()
-               if not reg.hidden and load_class(reg.target).probe().available}
+    targets = {
+        name: reg.target
+        for name, reg in registrations().items()
+        if not reg.hidden and load_class(reg.target).probe().available
+    }
 
     def ask(target: str) -> dict[str, str] | str:
         try:

@@ -1,5 +1,6 @@
 """Thermal hygiene: cool down between runners, and warn about measurements that started
 hot or while other programs were using the CPU."""
+
 from __future__ import annotations
 
 import time
@@ -21,8 +22,13 @@ class Cooldown:
     limit_s: float = 600.0  # but never longer than this for the temperature
 
 
-def cool_down(cooldown: Cooldown, reader: DeviceReader, say: Callable[[str], None],
-              sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> None:
+def cool_down(
+    cooldown: Cooldown,
+    reader: DeviceReader,
+    say: Callable[[str], None],
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
     """Wait between runners as asked; say what happened (including a missing sensor)."""
     if cooldown.seconds > 0:
         say(f"cooling down for {cooldown.seconds:g} s")
@@ -51,12 +57,19 @@ def start_warnings(records: list[dict]) -> list[str]:
     for runner in dict.fromkeys(r["runner"] for r in measured):
         mine = [r for r in measured if r["runner"] == runner]
         hot = [r["temp_c_start"] for r in mine if (r.get("temp_c_start") or 0) >= HOT_C]
-        busy = [r["foreign_cpu_percent_start"] for r in mine
-                if (r.get("foreign_cpu_percent_start") or 0) >= FOREIGN_LOAD_PERCENT]
+        busy = [
+            r["foreign_cpu_percent_start"]
+            for r in mine
+            if (r.get("foreign_cpu_percent_start") or 0) >= FOREIGN_LOAD_PERCENT
+        ]
         if hot:
-            warnings.append(f"{runner}: {len(hot)} of {len(mine)} measurements started hot (up to "
-                            f"{max(hot):.0f} °C); use --cooldown or --cooldown-until-temp")
+            warnings.append(
+                f"{runner}: {len(hot)} of {len(mine)} measurements started hot (up to "
+                f"{max(hot):.0f} °C); use --cooldown or --cooldown-until-temp"
+            )
         if busy:
-            warnings.append(f"{runner}: {len(busy)} of {len(mine)} measurements started while other programs "
-                            f"used the CPU (up to {max(busy):.0f}% of a core); close them and run again")
+            warnings.append(
+                f"{runner}: {len(busy)} of {len(mine)} measurements started while other programs "
+                f"used the CPU (up to {max(busy):.0f}% of a core); close them and run again"
+            )
     return warnings

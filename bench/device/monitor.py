@@ -7,6 +7,7 @@ gets its own figures. DeviceMonitor takes the slower time series of temperature,
 frequency (of every core, and of the cores the worker is running on), the OS's throttle
 counters, power and load.
 """
+
 from __future__ import annotations
 
 import sys
@@ -26,8 +27,13 @@ def _process_cpu_clock(pid: int) -> int:
 
 
 class ProcessMonitor:
-    def __init__(self, pid: int, interval_s: float = 0.02, limit_mb: float | None = None,
-                 on_exceed: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        pid: int,
+        interval_s: float = 0.02,
+        limit_mb: float | None = None,
+        on_exceed: Callable[[], None] = lambda: None,
+    ) -> None:
         self._process = psutil.Process(pid)
         self._limit = limit_mb * 2**20 if limit_mb else None
         self._on_exceed = on_exceed
@@ -94,8 +100,14 @@ class DeviceMonitor:
     parent. Each sample is a flat dict naming its sources; `on_sample` sees every one, and
     `latest()` is the state a measurement starts in."""
 
-    def __init__(self, pid: int, reader: DeviceReader, interval_s: float = 0.5, origin: float | None = None,
-                 on_sample: Callable[[dict], None] = lambda sample: None) -> None:
+    def __init__(
+        self,
+        pid: int,
+        reader: DeviceReader,
+        interval_s: float = 0.5,
+        origin: float | None = None,
+        on_sample: Callable[[dict], None] = lambda sample: None,
+    ) -> None:
         self._process = psutil.Process(pid)
         self._reader = reader
         self._interval = interval_s
@@ -153,23 +165,31 @@ class DeviceMonitor:
         self._energy = energy
         sample = {
             "t_s": round(now - self._origin, 3),
-            "temp_c": temp.celsius if temp else None, "temp_trip_c": temp.trip_celsius if temp else None,
+            "temp_c": temp.celsius if temp else None,
+            "temp_trip_c": temp.trip_celsius if temp else None,
             "temp_source": temp.source if temp else None,
             "freq_mhz": round(freq.current_mhz, 1) if freq else None,
-            "freq_max_mhz": round(freq.max_mhz, 1) if freq else None, "freq_source": freq.source if freq else None,
+            "freq_max_mhz": round(freq.max_mhz, 1) if freq else None,
+            "freq_source": freq.source if freq else None,
             # CPU number (as text: JSON keys) -> MHz, for the CPUs the worker ran on since the last sample
-            "worker_cpu_mhz": {str(c): round(freq.per_core_mhz[c], 1) for c in worker_cpus
-                               if c in freq.per_core_mhz} if freq and worker_cpus else None,
+            "worker_cpu_mhz": {str(c): round(freq.per_core_mhz[c], 1) for c in worker_cpus if c in freq.per_core_mhz}
+            if freq and worker_cpus
+            else None,
             "throttle_core_events": throttle.core_events if throttle else None,
             "throttle_package_events": throttle.package_events if throttle else None,
             "throttle_source": throttle.source if throttle else None,
-            "power_w": power_w, "power_source": energy.source if energy else None,
-            "load_1m": self._reader.load_1m(), "load_source": "loadavg",
+            "power_w": power_w,
+            "power_source": energy.source if energy else None,
+            "load_1m": self._reader.load_1m(),
+            "load_source": "loadavg",
             "worker_rss_mb": rss_mb,
             "worker_cpu_percent": round(worker_share, 1) if worker_share is not None else None,
             # CPU time spent by everything but the worker, in percent of one core
-            "foreign_cpu_percent": (round(max(0.0, machine_share - worker_share), 1)
-                                    if machine_share is not None and worker_share is not None else None),
+            "foreign_cpu_percent": (
+                round(max(0.0, machine_share - worker_share), 1)
+                if machine_share is not None and worker_share is not None
+                else None
+            ),
         }
         return sample
 

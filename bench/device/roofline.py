@@ -5,6 +5,7 @@ context so far (`kv_bytes_per_token`, in the runtime's own KV dtype and layout).
 (model bandwidth utilization) is the achieved decode speed as a fraction of that bound.
 The artifact's size on disk is never used: a folder may hold the weights twice (two
 formats) and files no decode step reads."""
+
 from __future__ import annotations
 
 
@@ -21,9 +22,9 @@ def roofline_fields(record: dict) -> dict:
     weights = record.get("weights_bytes")
     if not bandwidth or not weights:
         return {"decode_roofline_tok_s": None, "mbu": None}
-    per_token = bytes_per_token(weights, record.get("kv_bytes_per_token") or 0,
-                                record.get("prompt_tokens") or 0, record.get("new_tokens") or 0)
+    per_token = bytes_per_token(
+        weights, record.get("kv_bytes_per_token") or 0, record.get("prompt_tokens") or 0, record.get("new_tokens") or 0
+    )
     roofline = bandwidth * 1e9 / per_token
     achieved = record.get("decode_tok_s")
-    return {"decode_roofline_tok_s": round(roofline, 2),
-            "mbu": round(achieved / roofline, 6) if achieved else None}
+    return {"decode_roofline_tok_s": round(roofline, 2), "mbu": round(achieved / roofline, 6) if achieved else None}

@@ -4,6 +4,7 @@ Every reader works against a root folder (default "/"), so tests can point it at
 tree shaped like a laptop's or phone's sysfs. A signal the OS does not expose is reported
 as missing (None, with the reason), never guessed. Sources are named in each reading.
 """
+
 from __future__ import annotations
 
 import re
@@ -34,6 +35,7 @@ class Frequency:
 @dataclass(frozen=True)
 class ThrottleCounts:
     """The OS's own count of thermal throttling events since boot (Linux x86 thermal_throttle)."""
+
     core_events: int  # summed over CPUs
     package_events: int  # summed over packages (every CPU of a package repeats its count)
     source: str
@@ -135,7 +137,10 @@ class DeviceReader:
         core, packages, seen = 0, {}, False
         for _, cpu in self._cpus():
             folder = cpu / "thermal_throttle"
-            core_count, package_count = _number(folder / "core_throttle_count"), _number(folder / "package_throttle_count")
+            core_count, package_count = (
+                _number(folder / "core_throttle_count"),
+                _number(folder / "package_throttle_count"),
+            )
             if core_count is None and package_count is None:
                 continue
             seen = True

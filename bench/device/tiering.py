@@ -4,6 +4,7 @@ A run on a farm device names its device profile (`--device-profile`): its class,
 figures and bandwidth label the records. Without one, the tier comes from this machine's
 own facts and a bandwidth measured here.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,13 +25,19 @@ class Placement:
     bandwidth_threads: int | None = None  # threads the measured copy ran on
 
     def record_fields(self) -> dict:
-        return {"device_profile": self.device_profile, "device_class": self.device_class, "tier": self.tier,
-                "bandwidth_gbs": self.bandwidth_gbs, "bandwidth_source": self.bandwidth_source,
-                "bandwidth_threads": self.bandwidth_threads}
+        return {
+            "device_profile": self.device_profile,
+            "device_class": self.device_class,
+            "tier": self.tier,
+            "bandwidth_gbs": self.bandwidth_gbs,
+            "bandwidth_source": self.bandwidth_source,
+            "bandwidth_threads": self.bandwidth_threads,
+        }
 
 
-def place(facts: dict, profile: workloads.DeviceProfile | None,
-          measure_bandwidth: Callable[[], bandwidth.Bandwidth] | None) -> Placement:
+def place(
+    facts: dict, profile: workloads.DeviceProfile | None, measure_bandwidth: Callable[[], bandwidth.Bandwidth] | None
+) -> Placement:
     """The device's tier: from the device profile's figures when one is named, else from
     the facts; bandwidth from the profile (a datasheet peak), else measured here (when a
     measurer is given) with the run's thread count."""
@@ -44,7 +51,9 @@ def place(facts: dict, profile: workloads.DeviceProfile | None,
         ram, cores, device_class = profile.ram_gb, profile.cores, profile.device_class or None
     else:
         ram, cores, device_class = facts.get("device_ram_gb"), facts.get("device_cores_logical"), None
-    tier, why = workloads.assign_tier(workloads.load_tiers(), ram_gb=ram, cores=cores,
-                                    bandwidth_gbs=figure, device_class=device_class)
-    return Placement(profile.id if profile else None, device_class, tier.id if tier else None,
-                     figure, source, tuple(why), threads)
+    tier, why = workloads.assign_tier(
+        workloads.load_tiers(), ram_gb=ram, cores=cores, bandwidth_gbs=figure, device_class=device_class
+    )
+    return Placement(
+        profile.id if profile else None, device_class, tier.id if tier else None, figure, source, tuple(why), threads
+    )

@@ -5,6 +5,7 @@ A runtime's logits are compared with the reference's compact form: per scored po
 reference's top-K token ids and log-probs, the log-prob of the rest of the vocabulary, and the
 log-prob of the actual next token (bench.quality.reference writes it).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -144,16 +145,25 @@ def position_figures(logits: np.ndarray, targets: np.ndarray, ref: Compact) -> P
     parts = []
     for rows, logq in _blocks(logits):
         part = Compact(ref.topk_ids[rows], ref.topk_logp[rows], ref.rest_logp[rows])
-        parts.append(PositionFigures(-_target_logp(logq, targets[rows]), kl_divergence(part, logq),
-                                     logq.argmax(axis=-1) == part.topk_ids[:, 0]))
+        parts.append(
+            PositionFigures(
+                -_target_logp(logq, targets[rows]),
+                kl_divergence(part, logq),
+                logq.argmax(axis=-1) == part.topk_ids[:, 0],
+            )
+        )
     return PositionFigures(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("nll", "kld", "top1")))
 
 
 def summary(figures: PositionFigures) -> dict:
     """The record's figures from per-position ones."""
-    return {"tokens_scored": int(figures.nll.size), "perplexity": float(np.exp(figures.nll.mean())),
-            "kld_mean": float(figures.kld.mean()), "kld_p99": float(np.percentile(figures.kld, 99)),
-            "top1_agreement": float(figures.top1.mean())}
+    return {
+        "tokens_scored": int(figures.nll.size),
+        "perplexity": float(np.exp(figures.nll.mean())),
+        "kld_mean": float(figures.kld.mean()),
+        "kld_p99": float(np.percentile(figures.kld, 99)),
+        "top1_agreement": float(figures.top1.mean()),
+    }
 
 
 def perplexity(target_logp: np.ndarray) -> float:
@@ -173,7 +183,7 @@ def greedy_agreement(reference: Sequence[int], output: Sequence[int], n: int) ->
     expected = list(reference)[:n]
     if not expected:
         raise ValueError("the reference produced nothing to compare with")
-    got = list(output)[:len(expected)]
+    got = list(output)[: len(expected)]
     matches = [i < len(got) and got[i] == token for i, token in enumerate(expected)]
     first = next((i for i, ok in enumerate(matches) if not ok), None)
     return sum(matches) / len(expected), first

@@ -17,6 +17,7 @@ inside it is not counted.
 The computation runs in its own process (`python -m bench.quality.reference`: job JSON on
 stdin), so the parent never imports torch.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -81,14 +82,31 @@ def _versions() -> dict:
     return {name: importlib.metadata.version(name) for name in ("transformers", "torch")}
 
 
-def reference_key(checkpoint_sha256: str, text: EvalText, prompts: list[dict], n_ctx: int | None,
-                  top_k: int, greedy_tokens: int, legacy: bool = False) -> str:
+def reference_key(
+    checkpoint_sha256: str,
+    text: EvalText,
+    prompts: list[dict],
+    n_ctx: int | None,
+    top_k: int,
+    greedy_tokens: int,
+    legacy: bool = False,
+) -> str:
     """The cache key; `legacy`: the key the same reference had when keys held this module's
     source instead of RECIPE."""
     made_by = {"code": LEGACY_CODE_SHA256} if legacy else {"recipe": RECIPE}
-    material = json.dumps({"checkpoint": checkpoint_sha256, "text": text.sha256, "prompts": prompts,
-                           "window": n_ctx, "top_k": top_k, "greedy_tokens": greedy_tokens, **_versions(),
-                           **made_by}, sort_keys=True)
+    material = json.dumps(
+        {
+            "checkpoint": checkpoint_sha256,
+            "text": text.sha256,
+            "prompts": prompts,
+            "window": n_ctx,
+            "top_k": top_k,
+            "greedy_tokens": greedy_tokens,
+            **_versions(),
+            **made_by,
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
@@ -105,24 +123,48 @@ def _adopt_legacy(folder: Path, legacy: Path) -> None:
     (folder / f"{MANIFEST}.tmp").replace(folder / MANIFEST)
 
 
-def ensure(model: Model, root: Path, text: EvalText, prompts: list[dict], n_ctx: int | None = None,
-           threads: int | None = None, top_k: int = TOP_K, greedy_tokens: int = GREEDY_TOKENS,
-           on_compute=lambda: None) -> Reference:
+def ensure(
+    model: Model,
+    root: Path,
+    text: EvalText,
+    prompts: list[dict],
+    n_ctx: int | None = None,
+    threads: int | None = None,
+    top_k: int = TOP_K,
+    greedy_tokens: int = GREEDY_TOKENS,
+    on_compute=lambda: None,
+) -> Reference:
     """The cached reference, computed first if missing. `prompts`: [{"id", "messages"}].
     n_ctx: the scoring window (None: the whole text in one)."""
     checkpoint = prepared_checkpoint(model, root)
     key = reference_key(checkpoint.sha256, text, prompts, n_ctx, top_k, greedy_tokens)
     folder = root / model.id / "reference" / key
     if RECIPE == 1:
-        _adopt_legacy(folder, folder.with_name(reference_key(checkpoint.sha256, text, prompts, n_ctx, top_k,
-                                                             greedy_tokens, legacy=True)))
+        _adopt_legacy(
+            folder,
+            folder.with_name(reference_key(checkpoint.sha256, text, prompts, n_ctx, top_k, greedy_tokens, legacy=True)),
+        )
     if (folder / MANIFEST).is_file():
         return Reference(folder, json.loads((folder / MANIFEST).read_text()), built=False)
     on_compute()
-    job = {"checkpoint": str(checkpoint.path), "text": text.text, "prompts": prompts, "n_ctx": n_ctx,
-           "top_k": top_k, "greedy_tokens": greedy_tokens, "threads": threads}
-    describe = {"model_id": model.id, "checkpoint": str(checkpoint.path), "checkpoint_sha256": checkpoint.sha256,
-                "eval_text": text.path.name, "eval_sha256": text.sha256, "key": key, **_versions()}
+    job = {
+        "checkpoint": str(checkpoint.path),
+        "text": text.text,
+        "prompts": prompts,
+        "n_ctx": n_ctx,
+        "top_k": top_k,
+        "greedy_tokens": greedy_tokens,
+        "threads": threads,
+    }
+    describe = {
+        "model_id": model.id,
+        "checkpoint": str(checkpoint.path),
+        "checkpoint_sha256": checkpoint.sha256,
+        "eval_text": text.path.name,
+        "eval_sha256": text.sha256,
+        "key": key,
+        **_versions(),
+    }
     return _compute(job, folder, describe)
 
 
@@ -131,8 +173,10 @@ def prepared_checkpoint(model: Model, root: Path) -> cache.Prepared:
     (prepare.find_artifact): never made here, since making it is `prepare`'s minutes of work."""
     found = prepare.find_checkpoint(model, root)
     if found is None:
-        raise BenchError(f"no prepared checkpoint of {model.id}: the quality reference is that fp32 checkpoint",
-                         f"make it with: edgebench prepare --model {model.id}")
+        raise BenchError(
+            f"no prepared checkpoint of {model.id}: the quality reference is that fp32 checkpoint",
+            f"make it with: edgebench prepare --model {model.id}",
+        )
     return found
 
 
@@ -144,16 +188,27 @@ def _compute(job: dict, folder: Path, describe: dict) -> Reference:
     started = time.monotonic()
     try:
         with (partial / "reference.log").open("wb") as log:
-            proc = subprocess.run([sys.executable, "-m", "bench.quality.reference", str(partial)],
-                                  input=json.dumps(job).encode(), stdout=log, stderr=subprocess.STDOUT, env=env)
+            proc = subprocess.run(
+                [sys.executable, "-m", "bench.quality.reference", str(partial)],
+                input=json.dumps(job).encode(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
         if proc.returncode != 0:
-            tail = "\n".join((partial / "reference.log").read_text(errors="replace").strip()
-                             .splitlines()[-LOG_TAIL_LINES:])
-            raise BenchError(f"computing the quality reference failed (exit {proc.returncode}); its last lines:\n{tail}",
-                             "fix the cause above and run again; nothing was cached")
+            tail = "\n".join(
+                (partial / "reference.log").read_text(errors="replace").strip().splitlines()[-LOG_TAIL_LINES:]
+            )
+            raise BenchError(
+                f"computing the quality reference failed (exit {proc.returncode}); its last lines:\n{tail}",
+                "fix the cause above and run again; nothing was cached",
+            )
         (partial / "reference.log").unlink()
-        manifest = {**describe, **json.loads((partial / "computed.json").read_text()),
-                    "seconds": round(time.monotonic() - started, 1)}
+        manifest = {
+            **describe,
+            **json.loads((partial / "computed.json").read_text()),
+            "seconds": round(time.monotonic() - started, 1),
+        }
         (partial / "computed.json").unlink()
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=2))
         try:
@@ -168,6 +223,7 @@ def _compute(job: dict, folder: Path, describe: dict) -> Reference:
 
 # The reference process: transformers in fp32.
 
+
 def _score_text(model, token_ids: list[int], n_ctx: int | None, top_k: int) -> tuple[dict, list[quality.Window]]:
     """The compact reference of every scored target, window by window (bench.quality.metrics.windows)."""
     import torch
@@ -176,14 +232,16 @@ def _score_text(model, token_ids: list[int], n_ctx: int | None, top_k: int) -> t
     parts = []
     for w in plan:
         with torch.no_grad():
-            logits = model(torch.tensor([token_ids[w.start:w.end]])).logits[0].float().numpy()
-        parts.append(quality.reference_rows(logits[w.rows], np.asarray(token_ids[w.first_target:w.end]), top_k))
-    arrays = {"token_ids": np.asarray(token_ids, dtype=np.int32),
-              "windows": np.asarray([[w.start, w.end, w.first_target] for w in plan], dtype=np.int64),
-              "topk_ids": np.concatenate([c.topk_ids for c, _ in parts]).astype(np.int32),
-              "topk_logp": np.concatenate([c.topk_logp for c, _ in parts]).astype(np.float32),
-              "rest_logp": np.concatenate([c.rest_logp for c, _ in parts]).astype(np.float32),
-              "target_logp": np.concatenate([t for _, t in parts]).astype(np.float32)}
+            logits = model(torch.tensor([token_ids[w.start : w.end]])).logits[0].float().numpy()
+        parts.append(quality.reference_rows(logits[w.rows], np.asarray(token_ids[w.first_target : w.end]), top_k))
+    arrays = {
+        "token_ids": np.asarray(token_ids, dtype=np.int32),
+        "windows": np.asarray([[w.start, w.end, w.first_target] for w in plan], dtype=np.int64),
+        "topk_ids": np.concatenate([c.topk_ids for c, _ in parts]).astype(np.int32),
+        "topk_logp": np.concatenate([c.topk_logp for c, _ in parts]).astype(np.float32),
+        "rest_logp": np.concatenate([c.rest_logp for c, _ in parts]).astype(np.float32),
+        "target_logp": np.concatenate([t for _, t in parts]).astype(np.float32),
+    }
     return arrays, plan
 
 
@@ -196,13 +254,17 @@ def _greedy(model, tokenizer, prompts: list[dict], n: int) -> dict:
     stop = set(stop if isinstance(stop, list) else [] if stop is None else [stop])
     found = {}
     for prompt in prompts:
-        ids = tokenizer.apply_chat_template(prompt["messages"], add_generation_prompt=True, return_tensors="pt",
-                                            return_dict=True)["input_ids"]
+        ids = tokenizer.apply_chat_template(
+            prompt["messages"], add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )["input_ids"]
         out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, do_sample=False)
-        tokens = out[0, ids.shape[1]:].tolist()
+        tokens = out[0, ids.shape[1] :].tolist()
         ended = bool(tokens) and tokens[-1] in stop
-        found[prompt["id"]] = {"prompt_ids": ids[0].tolist(), "tokens": tokens[:-1] if ended else tokens,
-                               "stopped_at_end_of_turn": ended}
+        found[prompt["id"]] = {
+            "prompt_ids": ids[0].tolist(),
+            "tokens": tokens[:-1] if ended else tokens,
+            "stopped_at_end_of_turn": ended,
+        }
     return found
 
 
@@ -222,12 +284,22 @@ def main() -> None:
     np.savez_compressed(out / "reference.npz", **arrays)
     (out / "greedy.json").write_text(json.dumps(_greedy(model, tokenizer, job["prompts"], job["greedy_tokens"])))
     rest_mass = np.exp(arrays["rest_logp"].astype(np.float64))
-    (out / "computed.json").write_text(json.dumps({
-        "tokens": len(token_ids), "tokens_scored": int(arrays["target_logp"].size), "n_ctx": job["n_ctx"],
-        "windows": len(plan), "top_k": job["top_k"], "greedy_tokens": job["greedy_tokens"],
-        "bos_added": bool(tokenizer.bos_token_id is not None and token_ids[:1] == [tokenizer.bos_token_id]),
-        "perplexity": quality.perplexity(arrays["target_logp"].astype(np.float64)),
-        "rest_mass_mean": float(rest_mass.mean()), "rest_mass_max": float(rest_mass.max())}))
+    (out / "computed.json").write_text(
+        json.dumps(
+            {
+                "tokens": len(token_ids),
+                "tokens_scored": int(arrays["target_logp"].size),
+                "n_ctx": job["n_ctx"],
+                "windows": len(plan),
+                "top_k": job["top_k"],
+                "greedy_tokens": job["greedy_tokens"],
+                "bos_added": bool(tokenizer.bos_token_id is not None and token_ids[:1] == [tokenizer.bos_token_id]),
+                "perplexity": quality.perplexity(arrays["target_logp"].astype(np.float64)),
+                "rest_mass_mean": float(rest_mass.mean()),
+                "rest_mass_max": float(rest_mass.max()),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ The parent never imports a runtime or torch: the reference is computed in its ow
 (bench.quality.reference) and each runner scores in its own (bench.quality.worker). A worker
 that crashes or hangs becomes a record with status crashed/timeout; the next runner goes on.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,15 +44,17 @@ def chat_prompts(suite: Suite) -> list[dict]:
     return found
 
 
-def prepared_quants(names: list[str], model_id: str | None, cache: Path | None, given: tuple[str, ...],
-                    artifacts: tuple[str, ...]) -> tuple[str, ...]:
+def prepared_quants(
+    names: list[str], model_id: str | None, cache: Path | None, given: tuple[str, ...], artifacts: tuple[str, ...]
+) -> tuple[str, ...]:
     """--quant for `edgebench quality`: what the user gave, else every quantization prepared in
     the cache for each runner that has an exporter (its default one when none is)."""
     from bench.data import models
 
     model = models.get_model(model_id or models.default_model_id())
-    chosen = set(selection.parse_pairs("--quant", given, "onnxruntime=fp32")) \
-        | set(selection.parse_pairs("--artifact", artifacts, "llama.cpp=model.gguf"))
+    chosen = set(selection.parse_pairs("--quant", given, "onnxruntime=fp32")) | set(
+        selection.parse_pairs("--artifact", artifacts, "llama.cpp=model.gguf")
+    )
     root, regs, found = cache_root(cache), registrations(), list(given)
     for name in names:
         exporter = load_class(regs[name].target).exporter
@@ -88,21 +91,38 @@ class Shared:
         """The whole-text reference, or one scored in windows of `context` tokens."""
         if self.whole.manifest["tokens"] <= context:
             return self.whole
-        return quality_reference.ensure(self.setup.model, self.root, self.text, self.prompts, context, self.threads,
-                                        on_compute=lambda: self.say(f"computing the fp32 reference in windows of "
-                                                                    f"{context} tokens"))
+        return quality_reference.ensure(
+            self.setup.model,
+            self.root,
+            self.text,
+            self.prompts,
+            context,
+            self.threads,
+            on_compute=lambda: self.say(f"computing the fp32 reference in windows of {context} tokens"),
+        )
 
 
-def run_quality(setup: run_setup.RunSetup, cache: Path | None, on_record: Callable[[dict], None] = lambda r: None,
-                say: Callable[[str], None] = lambda message: None) -> list[dict]:
+def run_quality(
+    setup: run_setup.RunSetup,
+    cache: Path | None,
+    on_record: Callable[[dict], None] = lambda r: None,
+    say: Callable[[str], None] = lambda message: None,
+) -> list[dict]:
     """One quality record per plan of `setup`, appended to its results file."""
     prompts = chat_prompts(setup.suite)
     if not prompts:
         raise BenchError(f"suite '{setup.suite.id}' has no chat prompt for greedy agreement", "use --suite default")
     root, text = cache_root(cache), quality_reference.eval_text()
     threads = setup.plans[0].threads
-    whole = quality_reference.ensure(setup.model, root, text, prompts, None, threads,
-                                     on_compute=lambda: say("computing the fp32 reference (once; cached)"))
+    whole = quality_reference.ensure(
+        setup.model,
+        root,
+        text,
+        prompts,
+        None,
+        threads,
+        on_compute=lambda: say("computing the fp32 reference (once; cached)"),
+    )
     shared = Shared(setup, root, text, prompts, whole, threads, say)
     writer, records = ResultsWriter(setup.results_path), []
     try:
@@ -175,9 +195,15 @@ class _Session:
             if event == "loaded":
                 self.load_ms, self.loaded = message["load_ms"], message["info"]
                 self.reference = self.shared.reference_for(self.loaded.get("context_tokens") or profile.context_tokens)
-                self._send(proc, {"reference": str(self.reference.folder), "prompts": self.shared.prompts,
-                                  "greedy_tokens": self.reference.manifest["greedy_tokens"],
-                                  "tokenizer": self.reference.manifest["checkpoint"]})
+                self._send(
+                    proc,
+                    {
+                        "reference": str(self.reference.folder),
+                        "prompts": self.shared.prompts,
+                        "greedy_tokens": self.reference.manifest["greedy_tokens"],
+                        "tokenizer": self.reference.manifest["checkpoint"],
+                    },
+                )
                 proc.stdin.close()
             elif event == "scoring":
                 self.step = "scoring"
@@ -192,35 +218,64 @@ class _Session:
     def _record(self, status: str, error: str | None, peak_rss_mb, cpu_percent, load_avg) -> dict:
         setup = self.shared.setup
         return make_record(
-            **setup.run_fields, **runner_fields(self.plan, self.loaded, setup.profile.context_tokens),
-            **suite_fields(setup.suite, setup.profile), measured_at=utc_now(), load_avg_1m_start=load_avg,
-            mode="quality", prompt_id="quality", load_ms=self.load_ms,
-            peak_rss_mb=peak_rss_mb, cpu_percent=cpu_percent, status=status, error=error,
-            **self._figures())
+            **setup.run_fields,
+            **runner_fields(self.plan, self.loaded, setup.profile.context_tokens),
+            **suite_fields(setup.suite, setup.profile),
+            measured_at=utc_now(),
+            load_avg_1m_start=load_avg,
+            mode="quality",
+            prompt_id="quality",
+            load_ms=self.load_ms,
+            peak_rss_mb=peak_rss_mb,
+            cpu_percent=cpu_percent,
+            status=status,
+            error=error,
+            **self._figures(),
+        )
 
     def _figures(self) -> dict:
         """The record's quality figures from what the worker sent (None where it sent nothing)."""
         ref, figures = self.reference, {}
         if "nll" in self.scored:
-            figures = quality.summary(quality.PositionFigures(
-                np.asarray(self.scored["nll"]), np.asarray(self.scored["kld"]), np.asarray(self.scored["top1"], bool)))
+            figures = quality.summary(
+                quality.PositionFigures(
+                    np.asarray(self.scored["nll"]),
+                    np.asarray(self.scored["kld"]),
+                    np.asarray(self.scored["top1"], bool),
+                )
+            )
         by_prompt = self._greedy_by_prompt()
         firsts = [g["first_divergence"] for g in by_prompt.values() if g["first_divergence"] is not None]
         compared = {g["compared_by"] for g in self.generated.values()}
-        detail = {"eval_text": self.shared.text.path.name, "eval_sha256": self.shared.text.sha256,
-                  "tokens": ref.manifest["tokens"], "windows": ref.manifest["windows"], "n_ctx": ref.manifest["n_ctx"],
-                  "reference_key": ref.manifest["key"], "top_k": ref.manifest["top_k"],
-                  "kld_bound": f"lower bound: top-{ref.manifest['top_k']} tokens + one rest bucket",
-                  "reference_rest_mass_mean": ref.manifest["rest_mass_mean"],
-                  "greedy_tokens": ref.manifest["greedy_tokens"], "greedy_by_prompt": by_prompt,
-                  "scoring_s": self.scored.get("seconds"),
-                  "greedy_s": sum(g["seconds"] for g in self.generated.values()) if self.generated else None,
-                  "no_logits": self.scored.get("no_logits"),
-                  "compared_by": compared.pop() if len(compared) == 1 else None}
-        return {"perplexity": None, "kld_mean": None, "kld_p99": None, "top1_agreement": None, "tokens_scored": None,
-                **figures, "reference_perplexity": ref.manifest["perplexity"],
-                "greedy_agreement": float(np.mean([g["agreement"] for g in by_prompt.values()])) if by_prompt else None,
-                "greedy_first_divergence": min(firsts) if firsts else None, "quality_detail": detail}
+        detail = {
+            "eval_text": self.shared.text.path.name,
+            "eval_sha256": self.shared.text.sha256,
+            "tokens": ref.manifest["tokens"],
+            "windows": ref.manifest["windows"],
+            "n_ctx": ref.manifest["n_ctx"],
+            "reference_key": ref.manifest["key"],
+            "top_k": ref.manifest["top_k"],
+            "kld_bound": f"lower bound: top-{ref.manifest['top_k']} tokens + one rest bucket",
+            "reference_rest_mass_mean": ref.manifest["rest_mass_mean"],
+            "greedy_tokens": ref.manifest["greedy_tokens"],
+            "greedy_by_prompt": by_prompt,
+            "scoring_s": self.scored.get("seconds"),
+            "greedy_s": sum(g["seconds"] for g in self.generated.values()) if self.generated else None,
+            "no_logits": self.scored.get("no_logits"),
+            "compared_by": compared.pop() if len(compared) == 1 else None,
+        }
+        return {
+            "perplexity": None,
+            "kld_mean": None,
+            "kld_p99": None,
+            "top1_agreement": None,
+            "tokens_scored": None,
+            **figures,
+            "reference_perplexity": ref.manifest["perplexity"],
+            "greedy_agreement": float(np.mean([g["agreement"] for g in by_prompt.values()])) if by_prompt else None,
+            "greedy_first_divergence": min(firsts) if firsts else None,
+            "quality_detail": detail,
+        }
 
     def _greedy_by_prompt(self) -> dict:
         reference, n = self.reference.greedy(), self.reference.manifest["greedy_tokens"]
@@ -229,7 +284,13 @@ class _Session:
             expected = reference[prompt_id]
             agreement, first = quality.greedy_agreement(
                 quality.greedy_sequence(expected["tokens"], expected["stopped_at_end_of_turn"]),
-                quality.greedy_sequence(got["tokens"], got["stopped_at_end_of_turn"]), n)
-            found[prompt_id] = {"agreement": agreement, "first_divergence": first, "compared_by": got["compared_by"],
-                                "seconds": got["seconds"]}
+                quality.greedy_sequence(got["tokens"], got["stopped_at_end_of_turn"]),
+                n,
+            )
+            found[prompt_id] = {
+                "agreement": agreement,
+                "first_divergence": first,
+                "compared_by": got["compared_by"],
+                "seconds": got["seconds"],
+            }
         return found

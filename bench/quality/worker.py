@@ -8,6 +8,7 @@ the runtime really has, which decides the scoring windows), the work ({"referenc
 line to FD, as bench.run.worker does. The logits never leave this process: it scores them against
 the reference file and sends per-position figures (NLL, KL, top-1 match) back.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,10 +40,12 @@ def score_text(runner, reference: dict) -> tuple[quality.PositionFigures, float]
         if logits.ndim != 2 or logits.shape[0] != end - start:
             raise ValueError(f"score() returned logits of shape {logits.shape} for {end - start} tokens")
         n = end - first
-        ref = quality.Compact(*(reference[f][offset:offset + n] for f in ("topk_ids", "topk_logp", "rest_logp")))
+        ref = quality.Compact(*(reference[f][offset : offset + n] for f in ("topk_ids", "topk_logp", "rest_logp")))
         parts.append(quality.position_figures(logits[window.rows], np.asarray(token_ids[first:end]), ref))
         offset += n
-    return quality.PositionFigures(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("nll", "kld", "top1"))), seconds
+    return quality.PositionFigures(
+        *(np.concatenate([getattr(p, f) for p in parts]) for f in ("nll", "kld", "top1"))
+    ), seconds
 
 
 def greedy_tokens(runner, messages: list[dict], n: int, tokenizer_path: str) -> dict:
@@ -56,8 +59,12 @@ def greedy_tokens(runner, messages: list[dict], n: int, tokenizer_path: str) -> 
         tokens = _reference_tokenizer(tokenizer_path).encode(text, add_special_tokens=False).ids[:n]
     else:
         tokens = [e.token_id for e in events]
-    return {"tokens": tokens, "stopped_at_end_of_turn": info.stop_reason == "eos", "text": text,
-            "compared_by": "retokenized text" if info.chunked else "token ids"}
+    return {
+        "tokens": tokens,
+        "stopped_at_end_of_turn": info.stop_reason == "eos",
+        "text": text,
+        "compared_by": "retokenized text" if info.chunked else "token ids",
+    }
 
 
 @functools.cache
@@ -88,8 +95,13 @@ def work(runner, job: dict, channel: Channel) -> None:
     channel.send("scoring")
     try:
         figures, seconds = score_text(runner, reference)
-        channel.send("scored", seconds=seconds, nll=figures.nll.tolist(), kld=figures.kld.tolist(),
-                     top1=figures.top1.astype(int).tolist())
+        channel.send(
+            "scored",
+            seconds=seconds,
+            nll=figures.nll.tolist(),
+            kld=figures.kld.tolist(),
+            top1=figures.top1.astype(int).tolist(),
+        )
     except NoLogits as exc:
         channel.send("scored", seconds=None, no_logits=str(exc))
     for prompt in job["prompts"]:

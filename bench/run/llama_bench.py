@@ -10,6 +10,7 @@ that a machine getting busier or hotter weighs on both alike:
          tokens: the first comes from the prefill, the next 128 from decode steps)
 This module runs llama-bench as a program; it never imports llama.cpp.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,10 @@ def find(binary: str | None = None) -> Path | None:
     if given:
         path = Path(given).expanduser()
         if not (path.is_file() and os.access(path, os.X_OK)):
-            raise BenchError(f"llama-bench: {path} is not an executable file",
-                             "give the path of a llama-bench binary, or build one: bash scripts/build-llama-bench.sh")
+            raise BenchError(
+                f"llama-bench: {path} is not an executable file",
+                "give the path of a llama-bench binary, or build one: bash scripts/build-llama-bench.sh",
+            )
         return path
     built = built_path()
     return built if built is not None and built.is_file() else None
@@ -53,30 +56,50 @@ def built_path() -> Path | None:
     script = ROOT / "scripts" / "build-llama-bench.sh"
     if not script.is_file():
         return None
-    return Path(subprocess.run(["bash", str(script), "--print-path"], capture_output=True, text=True,
-                               check=True).stdout.strip())
+    return Path(
+        subprocess.run(["bash", str(script), "--print-path"], capture_output=True, text=True, check=True).stdout.strip()
+    )
 
 
 def runner_settings(overrides: tuple[str, ...] = ()) -> dict:
     """The llama.cpp runner's settings with `RUNNER:KEY=VALUE` overrides, as a run gets them."""
     from runners.llamacpp import LlamaCppRunner  # the class only: llama_cpp loads in `load`
 
-    return selection.runner_settings(RUNNER, LlamaCppRunner.defaults,
-                                     selection.parse_settings(overrides).get(RUNNER, {}))
+    return selection.runner_settings(
+        RUNNER, LlamaCppRunner.defaults, selection.parse_settings(overrides).get(RUNNER, {})
+    )
 
 
 def llama_bench_args(settings: dict, threads: int) -> list[str]:
     """llama-bench's own options for the runner's settings."""
-    return ["-t", str(threads), "-fa", settings["flash_attn"], "-b", str(settings["n_batch"]),
-            "-ub", str(settings["n_ubatch"]), "-ctk", settings["type_k"], "-ctv", settings["type_v"],
-            "-lm", "mmap" if settings["use_mmap"] else "none"]
+    return [
+        "-t",
+        str(threads),
+        "-fa",
+        settings["flash_attn"],
+        "-b",
+        str(settings["n_batch"]),
+        "-ub",
+        str(settings["n_ubatch"]),
+        "-ctk",
+        settings["type_k"],
+        "-ctv",
+        settings["type_v"],
+        "-lm",
+        "mmap" if settings["use_mmap"] else "none",
+    ]
 
 
 def reported_fields(settings: dict, threads: int) -> dict:
     """The fields of llama-bench's JSON that must hold the runner's settings and threads."""
-    return {"n_threads": threads, "flash_attn": FLASH_ATTN_VALUES[settings["flash_attn"]],
-            "n_batch": settings["n_batch"], "n_ubatch": settings["n_ubatch"], "type_k": settings["type_k"],
-            "type_v": settings["type_v"]}
+    return {
+        "n_threads": threads,
+        "flash_attn": FLASH_ATTN_VALUES[settings["flash_attn"]],
+        "n_batch": settings["n_batch"],
+        "n_ubatch": settings["n_ubatch"],
+        "type_k": settings["type_k"],
+        "type_v": settings["type_v"],
+    }
 
 
 def parse_results(text: str, expected: dict | None = None) -> dict[str, list[float]]:
@@ -91,8 +114,10 @@ def parse_results(text: str, expected: dict | None = None) -> dict[str, list[flo
     for test in tests:
         differ = {key: (test.get(key), value) for key, value in (expected or {}).items() if test.get(key) != value}
         if differ:
-            raise BenchError(f"llama-bench ran with other settings than asked (got, asked): {differ}",
-                             "the binary may be another llama.cpp's; rebuild: bash scripts/build-llama-bench.sh")
+            raise BenchError(
+                f"llama-bench ran with other settings than asked (got, asked): {differ}",
+                "the binary may be another llama.cpp's; rebuild: bash scripts/build-llama-bench.sh",
+            )
         n_prompt, n_gen = test["n_prompt"], test["n_gen"]
         name = f"pp{n_prompt}" if not n_gen else f"tg{n_gen}" if not n_prompt else f"pp{n_prompt}+tg{n_gen}"
         results[name] = [float(x) for x in test["samples_ts"]]
@@ -101,13 +126,26 @@ def parse_results(text: str, expected: dict | None = None) -> dict[str, list[flo
 
 def run_llama_bench(binary: Path, gguf: Path, threads: int, settings: dict, repetitions: int) -> dict[str, list[float]]:
     """One llama-bench run of pp512 and tg128 (after its own warm-up)."""
-    command = [str(binary), "-m", str(gguf), "-p", str(PROMPT_TOKENS), "-n", str(GEN_TOKENS),
-               "-r", str(repetitions), "-o", "json", *llama_bench_args(settings, threads)]
+    command = [
+        str(binary),
+        "-m",
+        str(gguf),
+        "-p",
+        str(PROMPT_TOKENS),
+        "-n",
+        str(GEN_TOKENS),
+        "-r",
+        str(repetitions),
+        "-o",
+        "json",
+        *llama_bench_args(settings, threads),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise BenchError(f"llama-bench failed (exit {result.returncode}): {last}",
-                         "run it by hand: " + " ".join(command))
+        raise BenchError(
+            f"llama-bench failed (exit {result.returncode}): {last}", "run it by hand: " + " ".join(command)
+        )
     return parse_results(result.stdout, reported_fields(settings, threads))
 
 
@@ -119,14 +157,17 @@ def write_plan(folder: Path, repetitions: int) -> tuple[Path, Path]:
         'id = "llama-bench"\ndescription = "llama-bench\'s default tests as fixed-length prompts."\n\n'
         '[[prompt]]\nid = "text"\ncategory = "autocomplete"\nkind = "completion"\n'
         'text = "The river runs past the old mill, and the town wakes to the sound of the wheel."\n'
-        'max_new_tokens = 1\n\n'
+        "max_new_tokens = 1\n\n"
         f'[[prompt]]\nid = "pp{PROMPT_TOKENS}"\ncategory = "throughput"\nkind = "fixed"\ntags = ["llama-bench"]\n'
         f'prompt_tokens = {PROMPT_TOKENS}\nfill_from = "text"\nmax_new_tokens = 2\n\n'
         f'[[prompt]]\nid = "tg{GEN_TOKENS}"\ncategory = "throughput"\nkind = "fixed"\ntags = ["llama-bench"]\n'
-        f'prompt_tokens = 1\nfill_from = "text"\nmax_new_tokens = {GEN_TOKENS + 1}\n')
-    profile.write_text(f'name = "llama-bench"\ndescription = "interleaved with llama-bench"\nwarmups = 1\n'
-                       f'repetitions = {repetitions}\ntags = ["llama-bench"]\n'
-                       f'context_tokens = {PROMPT_TOKENS + GEN_TOKENS + 2}\n')
+        f'prompt_tokens = 1\nfill_from = "text"\nmax_new_tokens = {GEN_TOKENS + 1}\n'
+    )
+    profile.write_text(
+        f'name = "llama-bench"\ndescription = "interleaved with llama-bench"\nwarmups = 1\n'
+        f'repetitions = {repetitions}\ntags = ["llama-bench"]\n'
+        f"context_tokens = {PROMPT_TOKENS + GEN_TOKENS + 2}\n"
+    )
     return suite, profile
 
 
@@ -134,22 +175,35 @@ def run_edgebench(gguf: Path, threads: int, overrides: tuple[str, ...], repetiti
     """The same two shapes through the normal worker path: {test: tok/s of each repetition}."""
     with tempfile.TemporaryDirectory() as tmp:
         suite, profile = write_plan(Path(tmp), repetitions)
-        setup = run_setup.setup_run(run_setup.RunOptions(
-            runners=(RUNNER,), model=str(gguf), suite=str(suite), profile=str(profile), threads=threads,
-            settings=overrides, out=Path(tmp) / "results"))
+        setup = run_setup.setup_run(
+            run_setup.RunOptions(
+                runners=(RUNNER,),
+                model=str(gguf),
+                suite=str(suite),
+                profile=str(profile),
+                threads=threads,
+                settings=overrides,
+                out=Path(tmp) / "results",
+            )
+        )
         execute(setup)
         records = read_records([setup.results_path])
     failed = [r for r in records if r["status"] != "ok" and not r["warmup"]]
     if failed:
-        raise BenchError(f"edgebench's llama.cpp run failed: {failed[0].get('error')}",
-                         f"see `edgebench run --runner llama.cpp --model {gguf}`")
+        raise BenchError(
+            f"edgebench's llama.cpp run failed: {failed[0].get('error')}",
+            f"see `edgebench run --runner llama.cpp --model {gguf}`",
+        )
     measured = [r for r in records if is_measured(r)]
-    return {f"pp{PROMPT_TOKENS}": [r["prefill_tok_s"] for r in measured if r["prompt_id"] == f"pp{PROMPT_TOKENS}"],
-            f"tg{GEN_TOKENS}": [r["decode_tok_s"] for r in measured if r["prompt_id"] == f"tg{GEN_TOKENS}"]}
+    return {
+        f"pp{PROMPT_TOKENS}": [r["prefill_tok_s"] for r in measured if r["prompt_id"] == f"pp{PROMPT_TOKENS}"],
+        f"tg{GEN_TOKENS}": [r["decode_tok_s"] for r in measured if r["prompt_id"] == f"tg{GEN_TOKENS}"],
+    }
 
 
-def interleaved_rows(gguf: Path, threads: int, binary: Path, rounds: int = 3, repetitions: int = 3,
-                     overrides: tuple[str, ...] = ()) -> list[dict]:
+def interleaved_rows(
+    gguf: Path, threads: int, binary: Path, rounds: int = 3, repetitions: int = 3, overrides: tuple[str, ...] = ()
+) -> list[dict]:
     """edgebench vs llama-bench on pp512 and tg128: `rounds` alternating runs of each
     (`repetitions` measured generations per run), medians over all of them.
     One row per test: test, edgebench_tok_s, llama_bench_tok_s, ratio (edgebench / llama-bench)."""
@@ -158,8 +212,10 @@ def interleaved_rows(gguf: Path, threads: int, binary: Path, rounds: int = 3, re
     theirs: dict[str, list[float]] = {}
     for n in range(rounds):
         # Alternate who goes first, so neither always runs on the cooler machine.
-        order = [(lambda: run_edgebench(gguf, threads, overrides, repetitions), ours),
-                 (lambda: run_llama_bench(binary, gguf, threads, settings, repetitions), theirs)]
+        order = [
+            (lambda: run_edgebench(gguf, threads, overrides, repetitions), ours),
+            (lambda: run_llama_bench(binary, gguf, threads, settings, repetitions), theirs),
+        ]
         for run, into in order if n % 2 == 0 else order[::-1]:
             for test, samples in run().items():
                 into.setdefault(test, []).extend(samples)
@@ -168,5 +224,11 @@ def interleaved_rows(gguf: Path, threads: int, binary: Path, rounds: int = 3, re
 
 def _row(test: str, ours: list[float], theirs: list[float]) -> dict:
     mine, bench = statistics.median(ours), statistics.median(theirs)
-    return {"test": test, "edgebench_tok_s": mine, "llama_bench_tok_s": bench, "ratio": mine / bench,
-            "edgebench_samples": ours, "llama_bench_samples": theirs}
+    return {
+        "test": test,
+        "edgebench_tok_s": mine,
+        "llama_bench_tok_s": bench,
+        "ratio": mine / bench,
+        "edgebench_samples": ours,
+        "llama_bench_samples": theirs,
+    }

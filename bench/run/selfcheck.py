@@ -10,6 +10,7 @@ benchmark info, mlx-lm's prompt/generation rates):
 A runtime that times nothing itself is listed as such. For llama.cpp, `llama-bench` built
 from the same vendored source (scripts/build-llama-bench.sh) is compared too when present.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -30,9 +31,11 @@ from runners.base import TokenEvent
 
 DECODE_RATIO_TARGET = 0.97
 # harness figure -> (the runtime's own key in `native`, label)
-FIGURES = {"prefill_tok_s": ("runtime_prefill_tok_s", "prefill tok/s"),
-           "decode_tok_s": ("runtime_decode_tok_s", "decode tok/s"),
-           "ttft_ms": ("runtime_ttft_ms", "TTFT ms")}
+FIGURES = {
+    "prefill_tok_s": ("runtime_prefill_tok_s", "prefill tok/s"),
+    "decode_tok_s": ("runtime_decode_tok_s", "decode tok/s"),
+    "ttft_ms": ("runtime_ttft_ms", "TTFT ms"),
+}
 
 
 @dataclass(frozen=True)
@@ -67,12 +70,22 @@ def fidelity_rows(records: list[dict]) -> tuple[list[Row], list[str]]:
         for probe in dict.fromkeys(r["prompt_id"] for r in mine):
             probes = [r for r in mine if r["prompt_id"] == probe]
             for figure, (key, label) in FIGURES.items():
-                pairs = [(r[figure], r["native"][key]) for r in probes
-                         if r[figure] is not None and (r.get("native") or {}).get(key)]
+                pairs = [
+                    (r[figure], r["native"][key])
+                    for r in probes
+                    if r[figure] is not None and (r.get("native") or {}).get(key)
+                ]
                 if pairs:
                     found = True
-                    rows.append(Row(runner, probe, label, statistics.median(h for h, _ in pairs),
-                                    statistics.median(n for _, n in pairs)))
+                    rows.append(
+                        Row(
+                            runner,
+                            probe,
+                            label,
+                            statistics.median(h for h, _ in pairs),
+                            statistics.median(n for _, n in pairs),
+                        )
+                    )
         if not found:
             silent.append(runner)
     return rows, silent
@@ -80,12 +93,17 @@ def fidelity_rows(records: list[dict]) -> tuple[list[Row], list[str]]:
 
 def measure_runners(runners: tuple[str, ...], threads: int, console: Console) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
-        setup = run_setup.setup_run(run_setup.RunOptions(
-            runners=runners, suite="selfcheck", profile="selfcheck", threads=threads, out=Path(tmp)))
+        setup = run_setup.setup_run(
+            run_setup.RunOptions(
+                runners=runners, suite="selfcheck", profile="selfcheck", threads=threads, out=Path(tmp)
+            )
+        )
         for note in setup.left_out:
             console.print(f"[yellow]skipped {note}[/]")
-        console.print(f"selfcheck: {', '.join(p.name for p in setup.plans)} on {setup.model.id}, {threads} threads, "
-                      f"{setup.profile.repetitions} repetitions per probe")
+        console.print(
+            f"selfcheck: {', '.join(p.name for p in setup.plans)} on {setup.model.id}, {threads} threads, "
+            f"{setup.profile.repetitions} repetitions per probe"
+        )
         execute(setup)
         return read_records([setup.results_path])
 
@@ -94,10 +112,20 @@ def run_selfcheck(runners: tuple[str, ...], threads: int, console: Console, llam
     rows, silent = fidelity_rows(measure_runners(runners, threads, console))
     if not rows and not silent:
         raise BenchError("selfcheck: no probe finished on any runner", "see `edgebench run --suite selfcheck`")
-    table = Table("runner", "probe", "figure", "harness", "runtime's own", "ratio", title="harness vs runtime",
-                  title_justify="left")
+    table = Table(
+        "runner",
+        "probe",
+        "figure",
+        "harness",
+        "runtime's own",
+        "ratio",
+        title="harness vs runtime",
+        title_justify="left",
+    )
     for row in rows:
-        table.add_row(row.runner, row.probe, row.figure, f"{row.harness:,.1f}", f"{row.runtime:,.1f}", f"{row.ratio:.3f}")
+        table.add_row(
+            row.runner, row.probe, row.figure, f"{row.harness:,.1f}", f"{row.runtime:,.1f}", f"{row.ratio:.3f}"
+        )
     console.print(table)
     for runner in silent:
         console.print(f"{runner}: the runtime times nothing itself; only the harness clock measures it")
@@ -117,16 +145,25 @@ def _against_llama_bench(threads: int, console: Console, binary: str | None) -> 
 
     found = llama_bench.find(binary)
     if found is None:
-        console.print("llama-bench: not built here (bash scripts/build-llama-bench.sh builds it from the same "
-                      "vendored llama.cpp); skipped")
+        console.print(
+            "llama-bench: not built here (bash scripts/build-llama-bench.sh builds it from the same "
+            "vendored llama.cpp); skipped"
+        )
         return True
     model = models.get_model(models.default_model_id())
     rows = llama_bench.interleaved_rows(model.source_path(), threads, found)
-    table = Table("test", "edgebench tok/s", "llama-bench tok/s", "ratio", title_justify="left",
-                  title="llama.cpp vs llama-bench (same GGUF, threads and settings; interleaved rounds)")
+    table = Table(
+        "test",
+        "edgebench tok/s",
+        "llama-bench tok/s",
+        "ratio",
+        title_justify="left",
+        title="llama.cpp vs llama-bench (same GGUF, threads and settings; interleaved rounds)",
+    )
     for row in rows:
-        table.add_row(row["test"], f"{row['edgebench_tok_s']:,.1f}", f"{row['llama_bench_tok_s']:,.1f}",
-                      f"{row['ratio']:.3f}")
+        table.add_row(
+            row["test"], f"{row['edgebench_tok_s']:,.1f}", f"{row['llama_bench_tok_s']:,.1f}", f"{row['ratio']:.3f}"
+        )
     console.print(table)
     console.print(f"llama-bench: {found}")
     return all(row["ratio"] >= DECODE_RATIO_TARGET for row in rows if row["test"].startswith("tg"))

@@ -17,6 +17,7 @@ unless the rise is within KLD_NOISE (differences of float rounding between build
 successful baseline quality record with none in the candidate is missing, like a suite
 result.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,12 +33,21 @@ from bench.views.junit import Case
 from bench.views.table import MISSING, Table, md_cell, number, text
 
 # metric -> (label, True when higher is better)
-METRICS = {"decode_tok_s": ("decode tok/s", True), "ttft_ms": ("TTFT ms", False),
-           "prefill_tok_s": ("prefill tok/s", True), "itl_p50_ms": ("ITL p50 ms", False), "e2e_ms": ("e2e ms", False)}
+METRICS = {
+    "decode_tok_s": ("decode tok/s", True),
+    "ttft_ms": ("TTFT ms", False),
+    "prefill_tok_s": ("prefill tok/s", True),
+    "itl_p50_ms": ("ITL p50 ms", False),
+    "e2e_ms": ("e2e ms", False),
+}
 KEY = ["device", "runner", "model_id", "quantization", "prompt_id"]
 # quality figure -> (label, True when higher is better)
-QUALITY_METRICS = {"kld_mean": ("KLD mean", False), "perplexity": ("perplexity", False),
-                   "top1_agreement": ("top-1 agreement", True), "greedy_agreement": ("greedy agreement", True)}
+QUALITY_METRICS = {
+    "kld_mean": ("KLD mean", False),
+    "perplexity": ("perplexity", False),
+    "top1_agreement": ("top-1 agreement", True),
+    "greedy_agreement": ("greedy agreement", True),
+}
 QUALITY_KEY = ["device", "runner", "model_id", "quantization"]
 KLD_NOISE = 1e-4  # nats: a KLD change this small is float rounding (fp32 runtimes sit near 1e-6 of the reference)
 
@@ -103,12 +113,14 @@ def compare(baseline: str, candidate: str, threshold_pct: float) -> list[Delta]:
     if base_side.ok.empty and not base_quality:
         raise BenchError(f"{baseline} holds no successful measured generation", "check the run's error records")
     labels = base_side.labels | cand_side.labels
-    return (_timing_deltas(base_side.ok, cand_side.ok, cand_side.failed, labels, threshold_pct)
-            + _quality_deltas(base_quality, cand_side.quality, labels, threshold_pct))
+    return _timing_deltas(base_side.ok, cand_side.ok, cand_side.failed, labels, threshold_pct) + _quality_deltas(
+        base_quality, cand_side.quality, labels, threshold_pct
+    )
 
 
-def _timing_deltas(base: pd.DataFrame, cand: pd.DataFrame, cand_failed: pd.DataFrame, labels: dict[str, str],
-                   threshold_pct: float) -> list[Delta]:
+def _timing_deltas(
+    base: pd.DataFrame, cand: pd.DataFrame, cand_failed: pd.DataFrame, labels: dict[str, str], threshold_pct: float
+) -> list[Delta]:
     base_groups = dict(iter(resultset.groups(base, KEY)))
     cand_groups = dict(iter(resultset.groups(cand, KEY)))
     failed_groups = dict(iter(resultset.groups(cand_failed, KEY)))
@@ -157,15 +169,19 @@ def _quality_status(metric: str, base: float, cand: float, threshold_pct: float)
 
 def _evaluation_differs(base: stats.Quality, cand: stats.Quality) -> str:
     """Why two quality records scored different evaluations (another text or reference)."""
+
     def shown(value: float | None) -> str:
         return MISSING if value is None else f"{value:g}"
 
-    return (f"the evaluation differs ({shown(base.tokens_scored)} vs {shown(cand.tokens_scored)} tokens scored, "
-            f"reference perplexity {shown(base.reference_perplexity)} vs {shown(cand.reference_perplexity)})")
+    return (
+        f"the evaluation differs ({shown(base.tokens_scored)} vs {shown(cand.tokens_scored)} tokens scored, "
+        f"reference perplexity {shown(base.reference_perplexity)} vs {shown(cand.reference_perplexity)})"
+    )
 
 
-def _quality_deltas(base: dict[tuple, stats.Quality], cand: dict[tuple, stats.Quality], labels: dict[str, str],
-                    threshold_pct: float) -> list[Delta]:
+def _quality_deltas(
+    base: dict[tuple, stats.Quality], cand: dict[tuple, stats.Quality], labels: dict[str, str], threshold_pct: float
+) -> list[Delta]:
     """Per (device, runner, model, quantization) with a successful baseline quality record:
     each figure's change, or why it cannot be compared."""
     deltas: list[Delta] = []
@@ -174,8 +190,11 @@ def _quality_deltas(base: dict[tuple, stats.Quality], cand: dict[tuple, stats.Qu
         common = (labels.get(device, device), runner, quant, stats.QUALITY_MODE)
         b, c = base.get(key), cand.get(key)
         if c is None or c.status != "ok":
-            note = ("absent from the candidate" if c is None
-                    else f"no successful quality record in the candidate, only {c.status}")
+            note = (
+                "absent from the candidate"
+                if c is None
+                else f"no successful quality record in the candidate, only {c.status}"
+            )
             deltas.append(Delta(*common, "all", None, None, None, "missing", note))
         elif b is None:
             deltas.append(Delta(*common, "all", None, None, None, "new", "new in the candidate"))
@@ -212,22 +231,34 @@ def verdict_line(deltas: list[Delta], allow_missing: bool) -> str:
     problems = [f"{len(bad)} regression(s)"] if bad else []
     if gone and not allow_missing:
         names = sorted({f"{d.device} / {d.runner} {d.quantization}" for d in gone})
-        problems.append(f"{len(gone)} missing (baseline results without a successful candidate generation: "
-                        f"{', '.join(names)}; --allow-missing accepts that)")
+        problems.append(
+            f"{len(gone)} missing (baseline results without a successful candidate generation: "
+            f"{', '.join(names)}; --allow-missing accepts that)"
+        )
     return "❌ " + ", ".join(problems)
 
 
-def markdown(deltas: list[Delta], threshold_pct: float, baseline: str, candidate: str,
-             allow_missing: bool = False) -> str:
+def markdown(
+    deltas: list[Delta], threshold_pct: float, baseline: str, candidate: str, allow_missing: bool = False
+) -> str:
     good = [d for d in deltas if d.status == "improved"]
-    lines = ["## edgebench compare", "",
-             f"{verdict_line(deltas, allow_missing)}; {len(good)} improvement(s); {len(deltas)} comparisons; "
-             f"threshold {threshold_pct:g}% "
-             "(a change inside the baseline's measured spread is noise, not a regression).", "",
-             f"baseline: `{md_cell(baseline)}` · candidate: `{md_cell(candidate)}`", ""]
+    lines = [
+        "## edgebench compare",
+        "",
+        f"{verdict_line(deltas, allow_missing)}; {len(good)} improvement(s); {len(deltas)} comparisons; "
+        f"threshold {threshold_pct:g}% "
+        "(a change inside the baseline's measured spread is noise, not a regression).",
+        "",
+        f"baseline: `{md_cell(baseline)}` · candidate: `{md_cell(candidate)}`",
+        "",
+    ]
     notable = [d for d in deltas if d.status not in ("same",)]
-    lines += _table(sorted(notable, key=lambda d: ["regression", "missing", "not comparable", "new", "improved",
-                                                    "noise"].index(d.status)))
+    lines += _table(
+        sorted(
+            notable,
+            key=lambda d: ["regression", "missing", "not comparable", "new", "improved", "noise"].index(d.status),
+        )
+    )
     rest = [d for d in deltas if d.status == "same"]
     if rest:
         lines += ["", f"<details><summary>{len(rest)} unchanged (within {threshold_pct:g}%)</summary>", ""]
@@ -244,24 +275,64 @@ def _change(change_pct: float) -> str:
     return f"{change_pct:+.1f}%"
 
 
-COLUMNS = (text("status"), text("device"), text("runner"), text("quant"), text("prompt"), text("metric"),
-           number("baseline", _figure), number("candidate", _figure), number("change", _change), text("note"))
+COLUMNS = (
+    text("status"),
+    text("device"),
+    text("runner"),
+    text("quant"),
+    text("prompt"),
+    text("metric"),
+    number("baseline", _figure),
+    number("candidate", _figure),
+    number("change", _change),
+    text("note"),
+)
 
 
 def _table(deltas: list[Delta]) -> list[str]:
     """The deltas' Markdown table; nothing when there are none."""
     if not deltas:
         return []
-    return view.markdown(Table(COLUMNS, tuple((d.status, d.device, d.runner, d.quantization, d.prompt_id, d.metric,
-                                                d.baseline, d.candidate, d.change_pct, d.note) for d in deltas)))
+    return view.markdown(
+        Table(
+            COLUMNS,
+            tuple(
+                (
+                    d.status,
+                    d.device,
+                    d.runner,
+                    d.quantization,
+                    d.prompt_id,
+                    d.metric,
+                    d.baseline,
+                    d.candidate,
+                    d.change_pct,
+                    d.note,
+                )
+                for d in deltas
+            ),
+        )
+    )
 
 
 def junit_cases(deltas: list[Delta], allow_missing: bool = False) -> list[Case]:
     cases = []
     for d in deltas:
-        outcome = {"regression": "fail", "missing": "n/a" if allow_missing else "fail", "new": "n/a",
-                   "not comparable": "n/a"}.get(d.status, "pass")
-        change = "" if d.change_pct is None else f"{_change(d.change_pct)} ({_figure(d.baseline)} -> {_figure(d.candidate)})"
-        cases.append(Case(f"{d.device}.{d.runner}.{d.quantization}", f"{d.prompt_id} / {d.metric}", outcome,
-                          "; ".join(x for x in (d.status, change, d.note) if x)))
+        outcome = {
+            "regression": "fail",
+            "missing": "n/a" if allow_missing else "fail",
+            "new": "n/a",
+            "not comparable": "n/a",
+        }.get(d.status, "pass")
+        change = (
+            "" if d.change_pct is None else f"{_change(d.change_pct)} ({_figure(d.baseline)} -> {_figure(d.candidate)})"
+        )
+        cases.append(
+            Case(
+                f"{d.device}.{d.runner}.{d.quantization}",
+                f"{d.prompt_id} / {d.metric}",
+                outcome,
+                "; ".join(x for x in (d.status, change, d.note) if x),
+            )
+        )
     return cases

@@ -1,4 +1,5 @@
 """Verdicts as JUnit XML, the format CI systems show as test results."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

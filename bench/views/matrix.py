@@ -19,6 +19,7 @@ never enter a cell's counts, prompt set or figures. Each row shows the quality r
 its own (device, runner, model, quantization, artifact); a cell with a quality record and
 no timing gets a row of its own with quality alone.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,20 +34,57 @@ from bench.analysis.verdicts import Verdict
 from bench.data import workloads as workload_data
 from bench.views.table import runner_label
 
-COLUMNS = ("run_id", "device_fingerprint", "device_profile", "device_cpu_model", "device_board", "device_ram_gb",
-           "device_cores_logical", "device_class", "tier", "bandwidth_gbs", "bandwidth_source", "runner", "accelerator", "synthetic",
-           "model_id", "quantization", "artifact_sha256", "suite_id", "suite_sha256", "prompt_id", "category",
-           "warmup", "repeat", "prompt_tokens", "status", "mode", "ttft_ms", "decode_tok_s", "e2e_ms", "prefill_tok_s",
-           "itl_p50_ms", "itl_p99_ms", "decode_roofline_tok_s", "mbu", "error", *stats.QUALITY_FIGURES)
+COLUMNS = (
+    "run_id",
+    "device_fingerprint",
+    "device_profile",
+    "device_cpu_model",
+    "device_board",
+    "device_ram_gb",
+    "device_cores_logical",
+    "device_class",
+    "tier",
+    "bandwidth_gbs",
+    "bandwidth_source",
+    "runner",
+    "accelerator",
+    "synthetic",
+    "model_id",
+    "quantization",
+    "artifact_sha256",
+    "suite_id",
+    "suite_sha256",
+    "prompt_id",
+    "category",
+    "warmup",
+    "repeat",
+    "prompt_tokens",
+    "status",
+    "mode",
+    "ttft_ms",
+    "decode_tok_s",
+    "e2e_ms",
+    "prefill_tok_s",
+    "itl_p50_ms",
+    "itl_p99_ms",
+    "decode_roofline_tok_s",
+    "mbu",
+    "error",
+    *stats.QUALITY_FIGURES,
+)
 CELL = ["tier", "device", "runner", "model_id", "quantization"]
 QUALITY_KEY = CELL + ["artifact_sha256"]  # a quality record belongs to the rows of its own artifact
 VARIANT = ["suite_sha256", "artifact_sha256", "prompt_set"]
 PROBE_CATEGORY = "throughput"  # the suites' fixed-length llama-bench style probes
 BANDWIDTH_KINDS = ("measured", "datasheet")
 # Row figure -> the probe column whose median it is ("@kind": only records of that bandwidth source).
-FIGURES = {"decode_tok_s": "decode_tok_s", "roofline_measured_tok_s": "decode_roofline_tok_s@measured",
-           "mbu_measured": "mbu@measured", "roofline_datasheet_tok_s": "decode_roofline_tok_s@datasheet",
-           "mbu_datasheet": "mbu@datasheet"}
+FIGURES = {
+    "decode_tok_s": "decode_tok_s",
+    "roofline_measured_tok_s": "decode_roofline_tok_s@measured",
+    "mbu_measured": "mbu@measured",
+    "roofline_datasheet_tok_s": "decode_roofline_tok_s@datasheet",
+    "mbu_datasheet": "mbu@datasheet",
+}
 
 
 @dataclass
@@ -79,7 +117,9 @@ class Row:
 
     def roofline_tok_s(self) -> float | None:
         """The roofline to draw: from measured bandwidth where known, else the datasheet's."""
-        return self.roofline_measured_tok_s if self.roofline_measured_tok_s is not None else self.roofline_datasheet_tok_s
+        return (
+            self.roofline_measured_tok_s if self.roofline_measured_tok_s is not None else self.roofline_datasheet_tok_s
+        )
 
 
 @dataclass
@@ -90,6 +130,8 @@ class Matrix:
     devices: dict[str, str]  # device key -> how its tier was decided
     files: int
     records: int
+
+
 def load(targets_: list[str]) -> tuple[pd.DataFrame, int]:
     paths = resultset.expand(targets_)
     return resultset.load(paths, COLUMNS), len(paths)
@@ -106,8 +148,17 @@ def _label(first: pd.Series) -> str:
     return f"{name} [{str(first['device_fingerprint'])[:8]}]"
 
 
-DEVICE_FACTS = ["device_profile", "device_board", "device_cpu_model", "device_fingerprint", "tier", "bandwidth_gbs",
-                "device_ram_gb", "device_cores_logical", "device_class"]
+DEVICE_FACTS = [
+    "device_profile",
+    "device_board",
+    "device_cpu_model",
+    "device_fingerprint",
+    "tier",
+    "bandwidth_gbs",
+    "device_ram_gb",
+    "device_cores_logical",
+    "device_class",
+]
 
 
 def _devices(df: pd.DataFrame) -> pd.DataFrame:
@@ -124,7 +175,9 @@ def label_devices(df: pd.DataFrame) -> dict[str, str]:
     return {key: _label(facts) for key, facts in _devices(df).iterrows()}
 
 
-def _place_devices(df: pd.DataFrame, tiers: tuple[workload_data.Tier, ...]) -> tuple[pd.Series, dict[str, str], dict[str, str]]:
+def _place_devices(
+    df: pd.DataFrame, tiers: tuple[workload_data.Tier, ...]
+) -> tuple[pd.Series, dict[str, str], dict[str, str]]:
     """Each device's tier: the one its records name, else assigned here from its facts."""
     labels, tier_of, why = {}, {}, {}
     for key, facts in _devices(df).iterrows():
@@ -134,8 +187,12 @@ def _place_devices(df: pd.DataFrame, tiers: tuple[workload_data.Tier, ...]) -> t
             tier_of[key], why[key] = str(facts["tier"]), "tier recorded by the run"
             continue
         tier, lines = workload_data.assign_tier(
-            tiers, ram_gb=facts["device_ram_gb"], cores=facts["device_cores_logical"],
-            bandwidth_gbs=facts["bandwidth_gbs"], device_class=facts["device_class"] or None)
+            tiers,
+            ram_gb=facts["device_ram_gb"],
+            cores=facts["device_cores_logical"],
+            bandwidth_gbs=facts["bandwidth_gbs"],
+            device_class=facts["device_class"] or None,
+        )
         tier_of[key], why[key] = (tier.id if tier else "untiered"), lines[-1] if lines else ""
     return df["device"].map(tier_of), why, labels
 
@@ -177,7 +234,8 @@ def _prompt_sets(df: pd.DataFrame) -> pd.Categorical:
     """Each record's run's prompt set (the run's measured records, failed ones included)."""
     measured = stats.is_repetition(df).to_numpy()
     (runs, run_names), (modes, mode_names), (prompts, prompt_names) = (
-        _codes(df[c]) for c in ("run_id", "mode", "prompt_id"))
+        _codes(df[c]) for c in ("run_id", "mode", "prompt_id")
+    )
     m, p = len(mode_names) + 1, len(prompt_names) + 1  # one integer per (run, mode, prompt): one fast unique
     combined = np.unique((((runs.astype(np.int64) + 1) * m + modes + 1) * p + prompts + 1)[measured])
     seen: dict[int, tuple[set, set]] = {}
@@ -208,10 +266,15 @@ def _probe_figures(ok: pd.DataFrame, group: np.ndarray) -> dict[int, dict]:
     rows = ok.loc[probe]
     values = resultset.numbers(rows[["decode_tok_s", "decode_roofline_tok_s", "mbu", "prompt_tokens"]])
     kinds = rows["bandwidth_source"].map(bandwidth_kind).astype(object).to_numpy()
-    frame = pd.DataFrame({"group": group[probe], "probe": rows["prompt_id"].astype(object).to_numpy(),
-                          "sustained": rows["mode"].isin(["sustained"]).to_numpy(),
-                          "decode_tok_s": values["decode_tok_s"].to_numpy(),
-                          "prompt_tokens": values["prompt_tokens"].to_numpy()})
+    frame = pd.DataFrame(
+        {
+            "group": group[probe],
+            "probe": rows["prompt_id"].astype(object).to_numpy(),
+            "sustained": rows["mode"].isin(["sustained"]).to_numpy(),
+            "decode_tok_s": values["decode_tok_s"].to_numpy(),
+            "prompt_tokens": values["prompt_tokens"].to_numpy(),
+        }
+    )
     for kind in BANDWIDTH_KINDS:
         for column in ("decode_roofline_tok_s", "mbu"):
             frame[f"{column}@{kind}"] = values[column].where(kinds == kind).to_numpy()
@@ -237,18 +300,27 @@ def build(df: pd.DataFrame, files: int = 0, workloads: tuple[workload_data.Workl
     timed = {(r.tier, r.device, r.runner, r.model, r.quantization, r.artifact_sha256) for r in rows}
     rows += _quality_only_rows(quality, timed, scored, labels, workloads)
     tier_order = {t.id: i for i, t in enumerate(tiers)}
-    rows.sort(key=lambda r: (tier_order.get(r.tier, len(tier_order)), r.device_label, r.runner, r.model, r.quantization))
+    rows.sort(
+        key=lambda r: (tier_order.get(r.tier, len(tier_order)), r.device_label, r.runner, r.model, r.quantization)
+    )
     seen_tiers = list(dict.fromkeys(r.tier for r in rows))
     return Matrix(rows, seen_tiers, [w.id for w in workloads], device_why, files, total)
 
 
-def _variant_rows(df: pd.DataFrame, labels: dict[str, str], quality: dict[tuple, Quality],
-                  workloads: tuple[workload_data.Workload, ...]) -> list[Row]:
+def _variant_rows(
+    df: pd.DataFrame,
+    labels: dict[str, str],
+    quality: dict[tuple, Quality],
+    workloads: tuple[workload_data.Workload, ...],
+) -> list[Row]:
     """A row per cell variant with successful measured records: counts, decode probe
     figures and verdicts, each of them for all variants at once."""
     keys = CELL + VARIANT
-    used = list(dict.fromkeys([*keys, *verdicts.READ, "synthetic", "decode_roofline_tok_s", "mbu", "prompt_tokens",
-                               "bandwidth_source"]))
+    used = list(
+        dict.fromkeys(
+            [*keys, *verdicts.READ, "synthetic", "decode_roofline_tok_s", "mbu", "prompt_tokens", "bandwidth_source"]
+        )
+    )
     ok = stats.measured(df, used)
     grouping = resultset.groups(ok, keys)
     group, sizes = grouping.ngroup().to_numpy(), grouping.size()
@@ -262,19 +334,35 @@ def _variant_rows(df: pd.DataFrame, labels: dict[str, str], quality: dict[tuple,
     judged = [verdicts.judge_groups(ok, group, w) for w in workloads]
     variants: dict[tuple, list[tuple]] = {}
     for key in cells:
-        variants.setdefault(key[:len(CELL)], []).append(key[len(CELL):])
+        variants.setdefault(key[: len(CELL)], []).append(key[len(CELL) :])
     rows: list[Row] = []
     for number, (key, n) in enumerate(zip(cells, sizes.to_numpy())):
-        cell, variant = key[:len(CELL)], key[len(CELL):]
+        cell, variant = key[: len(CELL)], key[len(CELL) :]
         probe, scored = probes.get(number, {}), quality.get((*cell, variant[1]))
-        rows.append(Row(
-            tier=cell[0], device=cell[1], device_label=labels.get(cell[1], cell[1]), runner=cell[2],
-            model=cell[3], quantization=cell[4], suite=suite_ids.get(variant[0]) or "–", artifact_sha256=variant[1],
-            prompt_set=variant[2], synthetic=bool(synthetic[number]), n=int(n), failed=int(failed.get(key, 0)),
-            decode_probe=probe.get("probe"), **{name: _number(probe.get(column)) for name, column in FIGURES.items()},
-            verdicts=[verdicts.with_quality(j.get(number, verdicts.unmeasured(w)), w, scored)
-                      for j, w in zip(judged, workloads)],
-            not_comparable=_variant_reason(variant, variants[cell], suite_ids), quality=scored))
+        rows.append(
+            Row(
+                tier=cell[0],
+                device=cell[1],
+                device_label=labels.get(cell[1], cell[1]),
+                runner=cell[2],
+                model=cell[3],
+                quantization=cell[4],
+                suite=suite_ids.get(variant[0]) or "–",
+                artifact_sha256=variant[1],
+                prompt_set=variant[2],
+                synthetic=bool(synthetic[number]),
+                n=int(n),
+                failed=int(failed.get(key, 0)),
+                decode_probe=probe.get("probe"),
+                **{name: _number(probe.get(column)) for name, column in FIGURES.items()},
+                verdicts=[
+                    verdicts.with_quality(j.get(number, verdicts.unmeasured(w)), w, scored)
+                    for j, w in zip(judged, workloads)
+                ],
+                not_comparable=_variant_reason(variant, variants[cell], suite_ids),
+                quality=scored,
+            )
+        )
     return rows
 
 
@@ -286,15 +374,37 @@ def split_quality(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return df.loc[~scored].copy(), df.loc[scored]
 
 
-def _quality_only_rows(quality: dict[tuple, Quality], timed: set[tuple], scored: pd.DataFrame,
-                       labels: dict[str, str], workloads: tuple[workload_data.Workload, ...]) -> list[Row]:
+def _quality_only_rows(
+    quality: dict[tuple, Quality],
+    timed: set[tuple],
+    scored: pd.DataFrame,
+    labels: dict[str, str],
+    workloads: tuple[workload_data.Workload, ...],
+) -> list[Row]:
     """A row for each quality record whose cell and artifact have no timing: quality alone."""
     synthetic = set(map(tuple, scored.loc[scored["synthetic"].isin([True]), QUALITY_KEY].to_numpy().tolist()))
-    return [Row(tier=key[0], device=key[1], device_label=labels.get(key[1], key[1]), runner=key[2], model=key[3],
-                quantization=key[4], suite="–", artifact_sha256=key[5], prompt_set="quality only",
-                synthetic=key in synthetic, n=0, failed=0, decode_probe=None,
-                **dict.fromkeys(FIGURES), verdicts=[verdicts.unmeasured(w) for w in workloads], quality=q)
-            for key, q in quality.items() if key not in timed]
+    return [
+        Row(
+            tier=key[0],
+            device=key[1],
+            device_label=labels.get(key[1], key[1]),
+            runner=key[2],
+            model=key[3],
+            quantization=key[4],
+            suite="–",
+            artifact_sha256=key[5],
+            prompt_set="quality only",
+            synthetic=key in synthetic,
+            n=0,
+            failed=0,
+            decode_probe=None,
+            **dict.fromkeys(FIGURES),
+            verdicts=[verdicts.unmeasured(w) for w in workloads],
+            quality=q,
+        )
+        for key, q in quality.items()
+        if key not in timed
+    ]
 
 
 def bandwidth_kinds(matrix: Matrix) -> list[str]:

@@ -1,4 +1,5 @@
 """Reports are views of the JSONL: one table for Markdown, CSV and the terminal."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,27 +13,55 @@ from bench.views.table import Column, Table, fixed, md_cell, number, runner_labe
 
 # The suite table: column of the summary (bench.analysis.stats.summarize) -> its column here
 SUMMARY_COLUMNS: dict[str, Column] = {
-    "runner": text("runner"), "quantization": text("quant"), "prompt_id": text("prompt"),
-    "category": text("category"), "n": number("n", fixed(0)), "prompt_tokens": number("prompt tok", fixed(0)),
-    "new_tokens": number("new tok", fixed(0)), "ttft_ms": number("TTFT ms", fixed(1)),
-    "ttft_ms_cv_pct": number("TTFT ±%", fixed(0)), "prefill_tok_s": number("prefill tok/s", fixed(1)),
-    "decode_tok_s": number("decode tok/s", fixed(1)), "decode_tok_s_cv_pct": number("decode ±%", fixed(0)),
-    "itl_p50_ms": number("ITL p50 ms", fixed(2)), "itl_p99_ms": number("ITL p99 ms", fixed(2)),
-    "e2e_ms": number("e2e ms", fixed(0)), "load_ms": number("load ms", fixed(0)),
-    "peak_rss_mb": number("peak RSS MB", fixed(0)), "failed": number("failed", fixed(0)),
+    "runner": text("runner"),
+    "quantization": text("quant"),
+    "prompt_id": text("prompt"),
+    "category": text("category"),
+    "n": number("n", fixed(0)),
+    "prompt_tokens": number("prompt tok", fixed(0)),
+    "new_tokens": number("new tok", fixed(0)),
+    "ttft_ms": number("TTFT ms", fixed(1)),
+    "ttft_ms_cv_pct": number("TTFT ±%", fixed(0)),
+    "prefill_tok_s": number("prefill tok/s", fixed(1)),
+    "decode_tok_s": number("decode tok/s", fixed(1)),
+    "decode_tok_s_cv_pct": number("decode ±%", fixed(0)),
+    "itl_p50_ms": number("ITL p50 ms", fixed(2)),
+    "itl_p99_ms": number("ITL p99 ms", fixed(2)),
+    "e2e_ms": number("e2e ms", fixed(0)),
+    "load_ms": number("load ms", fixed(0)),
+    "peak_rss_mb": number("peak RSS MB", fixed(0)),
+    "failed": number("failed", fixed(0)),
 }
 FORMATS = ("md", "csv")
 # The quality table: one row per quality record; KLDs in three significant digits (a KLD of
 # fp32 is around 1e-6, a 4-bit one around 0.1).
 QUALITY_COLUMNS = [
-    text("runner"), text("quant"), number("tokens scored", fixed(0)), number("perplexity", fixed(3)),
-    number("reference perplexity", fixed(3)), number("perplexity +%", fixed(2)), number("KLD mean", significant),
-    number("KLD p99", significant), number("top-1 %", fixed(1)), number("greedy agreement %", fixed(1)),
-    number("first divergence", fixed(0)), text("note"),
+    text("runner"),
+    text("quant"),
+    number("tokens scored", fixed(0)),
+    number("perplexity", fixed(3)),
+    number("reference perplexity", fixed(3)),
+    number("perplexity +%", fixed(2)),
+    number("KLD mean", significant),
+    number("KLD p99", significant),
+    number("top-1 %", fixed(1)),
+    number("greedy agreement %", fixed(1)),
+    number("first divergence", fixed(0)),
+    text("note"),
 ]
 # `edgebench quality` in the terminal: the quality table's main figures and each record's scoring time.
-QUALITY_TERMINAL = ("runner", "quant", "perplexity", "reference perplexity", "KLD mean", "top-1 %",
-                    "greedy agreement %", "first divergence", "scoring s", "note")
+QUALITY_TERMINAL = (
+    "runner",
+    "quant",
+    "perplexity",
+    "reference perplexity",
+    "KLD mean",
+    "top-1 %",
+    "greedy agreement %",
+    "first divergence",
+    "scoring s",
+    "note",
+)
 SCORING = number("scoring s", fixed(1))
 
 
@@ -69,10 +98,20 @@ def _quality_note(record: dict, quality: stats.Quality) -> str:
 
 def _quality_row(record: dict) -> tuple:
     q = stats.quality_of(record)
-    return (runner_label(record["runner"], record.get("synthetic")), record["quantization"], q.tokens_scored,
-            q.perplexity, q.reference_perplexity, _percent(q.perplexity_increase), q.kld_mean, q.kld_p99,
-            _percent(q.top1_agreement), _percent(q.greedy_agreement), q.greedy_first_divergence,
-            _quality_note(record, q))
+    return (
+        runner_label(record["runner"], record.get("synthetic")),
+        record["quantization"],
+        q.tokens_scored,
+        q.perplexity,
+        q.reference_perplexity,
+        _percent(q.perplexity_increase),
+        q.kld_mean,
+        q.kld_p99,
+        _percent(q.top1_agreement),
+        _percent(q.greedy_agreement),
+        q.greedy_first_divergence,
+        _quality_note(record, q),
+    )
 
 
 def _quality_records(records: list[dict]) -> list[dict]:
@@ -87,7 +126,9 @@ def quality_view(records: list[dict]) -> Table:
 
 def quality_terminal(records: list[dict]) -> Table:
     """The quality table as `edgebench quality` prints it, with each record's scoring time."""
-    rows = tuple((*_quality_row(r), (r.get("quality_detail") or {}).get("scoring_s")) for r in _quality_records(records))
+    rows = tuple(
+        (*_quality_row(r), (r.get("quality_detail") or {}).get("scoring_s")) for r in _quality_records(records)
+    )
     return Table((*QUALITY_COLUMNS, SCORING), rows).select(QUALITY_TERMINAL)
 
 
@@ -110,12 +151,17 @@ def markdown(records: list[dict], table: pd.DataFrame, notes: list[str]) -> str:
     lines += view.markdown(suite_view(table))
     quality = quality_view(records)
     if quality.rows:
-        lines += ["", "## Quality against the fp32 reference", "",
-                  "Perplexity on the evaluation text beside the reference's; KLD: KL divergence of the runtime's "
-                  "next-token distribution from the reference's, mean and 99th percentile over the positions scored; "
-                  "top-1 %: positions whose most likely token is the reference's; greedy agreement: share of the "
-                  "chat prompts' greedy tokens equal to the reference's, and the first position that differs. "
-                  "A runtime without logits has greedy agreement only.", ""]
+        lines += [
+            "",
+            "## Quality against the fp32 reference",
+            "",
+            "Perplexity on the evaluation text beside the reference's; KLD: KL divergence of the runtime's "
+            "next-token distribution from the reference's, mean and 99th percentile over the positions scored; "
+            "top-1 %: positions whose most likely token is the reference's; greedy agreement: share of the "
+            "chat prompts' greedy tokens equal to the reference's, and the first position that differs. "
+            "A runtime without logits has greedy agreement only.",
+            "",
+        ]
         lines += view.markdown(quality)
     if notes:
         lines += ["", "## Warnings", ""] + [f"- {md_cell(n)}" for n in notes]

@@ -7,6 +7,7 @@ the workload's worst prompt's median TTFT and decode tok/s, and the workload's v
 fastest runtime of each workload: the highest decode tok/s where the workload budgets
 decode speed, else the lowest TTFT. The full per-prompt table stays in the .md report.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,8 +19,21 @@ from bench.data import workloads as workload_data
 from bench.views import table as view
 from bench.views.table import MISSING, Table, runner_label, text
 
-COLUMNS = ["runner", "quantization", "synthetic", "prompt_id", "category", "mode", "status", "warmup", "ttft_ms",
-           "decode_tok_s", "e2e_ms", "tier", "estimated_s"]
+COLUMNS = [
+    "runner",
+    "quantization",
+    "synthetic",
+    "prompt_id",
+    "category",
+    "mode",
+    "status",
+    "warmup",
+    "ttft_ms",
+    "decode_tok_s",
+    "e2e_ms",
+    "tier",
+    "estimated_s",
+]
 
 
 @dataclass(frozen=True)
@@ -91,7 +105,9 @@ def build(records: list[dict]) -> Summary:
         by_decode = workload.decode_tok_s_min is not None
         found = {}
         for runtime, rows in mine.groupby("runtime", sort=False):
-            per_quant = [c for _, q in rows.groupby("quantization", sort=False, dropna=False) if (c := _cell(q, workload))]
+            per_quant = [
+                c for _, q in rows.groupby("quantization", sort=False, dropna=False) if (c := _cell(q, workload))
+            ]
             best = _best(per_quant, True) if per_quant else None
             if best:
                 found[runtime] = best
@@ -101,7 +117,9 @@ def build(records: list[dict]) -> Summary:
         if found:
             shown.append(workload.id)
     skipped = df[df["status"] == "skipped"].drop_duplicates(["runner", "quantization", "prompt_id"])
-    reasons = [f"{r.runner} {r.quantization} {r.prompt_id} (estimated {r.estimated_s:,.0f} s)" for r in skipped.itertuples()]
+    reasons = [
+        f"{r.runner} {r.quantization} {r.prompt_id} (estimated {r.estimated_s:,.0f} s)" for r in skipped.itertuples()
+    ]
     tiers = df["tier"].dropna().unique()
     return Summary(str(tiers[0]) if len(tiers) else None, runtimes, shown, cells, reasons)
 
@@ -115,8 +133,10 @@ def cell_text(cell: Cell) -> str:
     return f"{'★ ' if cell.fastest else ''}{cell.verdict}: {ttft} · {decode} ({cell.quantization}{extra})"
 
 
-CAPTION = ("cell: verdict: TTFT · decode tok/s (best quantization) of the workload's slowest prompt; "
-           "★ fastest runtime of the workload")
+CAPTION = (
+    "cell: verdict: TTFT · decode tok/s (best quantization) of the workload's slowest prompt; "
+    "★ fastest runtime of the workload"
+)
 
 
 def table(summary: Summary) -> Table:

@@ -3,6 +3,7 @@ frequency and CPU share on the same time axis; burst, floor and drops marked. PN
 
 matplotlib is the `plots` extra; it is imported only when a picture is drawn.
 """
+
 from __future__ import annotations
 
 import io
@@ -17,10 +18,10 @@ def _pyplot():
     try:
         import matplotlib
     except ImportError:
-        raise BenchError("drawing the sustained plot needs matplotlib",
-                         "pip install 'edgebench[plots]'") from None
+        raise BenchError("drawing the sustained plot needs matplotlib", "pip install 'edgebench[plots]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -30,8 +31,15 @@ def _series(samples: list[dict], key: str) -> tuple[list[float], list[float]]:
 
 
 def _unavailable(axis, what: str) -> None:
-    axis.text(0.5, 0.5, f"{what}: not exposed by this device", transform=axis.transAxes,
-              ha="center", va="center", color="grey")
+    axis.text(
+        0.5,
+        0.5,
+        f"{what}: not exposed by this device",
+        transform=axis.transAxes,
+        ha="center",
+        va="center",
+        color="grey",
+    )
 
 
 def sustained_png(result: SustainedResult) -> bytes:
@@ -52,17 +60,41 @@ def sustained_png(result: SustainedResult) -> bytes:
 
 def _rate(axis, result: SustainedResult) -> None:
     """Each generation's decode rate, the burst and its drop thresholds, the floor."""
-    axis.plot([p.t_s for p in result.points], [p.tok_s for p in result.points], ".-", color="tab:blue", lw=0.8, ms=3,
-              label="decode rate (one point per generation)")
+    axis.plot(
+        [p.t_s for p in result.points],
+        [p.tok_s for p in result.points],
+        ".-",
+        color="tab:blue",
+        lw=0.8,
+        ms=3,
+        label="decode rate (one point per generation)",
+    )
     if result.burst_tok_s:
-        axis.hlines(result.burst_tok_s, 0, result.window_s, colors="tab:green", lw=3,
-                    label=f"burst {result.burst_tok_s:.1f} tok/s (first {result.window_s:g} s)")
+        axis.hlines(
+            result.burst_tok_s,
+            0,
+            result.window_s,
+            colors="tab:green",
+            lw=3,
+            label=f"burst {result.burst_tok_s:.1f} tok/s (first {result.window_s:g} s)",
+        )
         for percent in DROPS:
-            axis.axhline(result.burst_tok_s * (1 - percent / 100), color=_DROP_COLOURS[percent], ls=":", lw=0.8,
-                         label=f"{percent}% below burst")
+            axis.axhline(
+                result.burst_tok_s * (1 - percent / 100),
+                color=_DROP_COLOURS[percent],
+                ls=":",
+                lw=0.8,
+                label=f"{percent}% below burst",
+            )
     if result.floor_tok_s:
-        axis.hlines(result.floor_tok_s, 0.75 * result.duration_s, result.duration_s, colors="tab:purple", lw=3,
-                    label=f"floor {result.floor_tok_s:.1f} tok/s (last quarter)")
+        axis.hlines(
+            result.floor_tok_s,
+            0.75 * result.duration_s,
+            result.duration_s,
+            colors="tab:purple",
+            lw=3,
+            label=f"floor {result.floor_tok_s:.1f} tok/s (last quarter)",
+        )
 
 
 def _drops(axis, result: SustainedResult, labelled: bool) -> None:
@@ -70,8 +102,13 @@ def _drops(axis, result: SustainedResult, labelled: bool) -> None:
     for percent in DROPS:
         when = result.drop_s[percent]
         if when is not None:
-            axis.axvline(when, color=_DROP_COLOURS[percent], ls="--", lw=1.2,
-                         label=f"{percent}% drop at {when:.1f} s" if labelled else None)
+            axis.axvline(
+                when,
+                color=_DROP_COLOURS[percent],
+                ls="--",
+                lw=1.2,
+                label=f"{percent}% drop at {when:.1f} s" if labelled else None,
+            )
 
 
 def _rate_labels(axis, result: SustainedResult) -> None:
@@ -100,8 +137,15 @@ def _frequency(axis, samples: list[dict]) -> None:
     """On the temperature panel's second y axis."""
     t, freq = _series(samples, "freq_mhz")
     if not freq:
-        axis.text(0.5, 0.25, "CPU frequency: not exposed by this device", transform=axis.transAxes,
-                  ha="center", va="center", color="grey")
+        axis.text(
+            0.5,
+            0.25,
+            "CPU frequency: not exposed by this device",
+            transform=axis.transAxes,
+            ha="center",
+            va="center",
+            color="grey",
+        )
         axis.set_yticks([])
         return
     axis.plot(t, freq, color="tab:cyan", lw=1, label="mean core MHz")
@@ -112,8 +156,10 @@ def _frequency(axis, samples: list[dict]) -> None:
 
 
 def _cpu(axis, samples: list[dict]) -> None:
-    for key, label, colour in (("worker_cpu_percent", "runner's CPU %", "tab:blue"),
-                               ("foreign_cpu_percent", "other programs' CPU %", "tab:grey")):
+    for key, label, colour in (
+        ("worker_cpu_percent", "runner's CPU %", "tab:blue"),
+        ("foreign_cpu_percent", "other programs' CPU %", "tab:grey"),
+    ):
         t, share = _series(samples, key)
         if share:
             axis.plot(t, share, color=colour, lw=1, label=label)

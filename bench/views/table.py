@@ -7,6 +7,7 @@ CSV keeps the raw values (it is data for other programs); the other renderers sh
 value through its column's `show`, and a missing value (None or NaN) as the column's
 `missing` text.
 """
+
 from __future__ import annotations
 
 import math
@@ -71,8 +72,11 @@ class Table:
     def select(self, headings: tuple[str, ...]) -> Table:
         """The named columns only, in that order."""
         index = [self.headings.index(h) for h in headings]
-        return replace(self, columns=tuple(self.columns[i] for i in index),
-                       rows=tuple(tuple(row[i] for i in index) for row in self.rows))
+        return replace(
+            self,
+            columns=tuple(self.columns[i] for i in index),
+            rows=tuple(tuple(row[i] for i in index) for row in self.rows),
+        )
 
 
 def md_cell(text: str) -> str:
@@ -82,8 +86,10 @@ def md_cell(text: str) -> str:
 
 def markdown(table: Table) -> list[str]:
     """The table's Markdown lines: heading, alignment, one line per row."""
-    lines = ["| " + " | ".join(table.headings) + " |",
-             "|" + "|".join("---:" if c.numeric else "---" for c in table.columns) + "|"]
+    lines = [
+        "| " + " | ".join(table.headings) + " |",
+        "|" + "|".join("---:" if c.numeric else "---" for c in table.columns) + "|",
+    ]
     return lines + ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in table.cells()]
 
 
@@ -106,9 +112,12 @@ def _attributes(column: Column, value=None) -> str:
 def html(table: Table) -> str:
     """The table as HTML, every text escaped."""
     head = "".join(f"<th{_attributes(c)}>{escape(c.heading)}</th>" for c in table.columns)
-    body = "".join("<tr>" + "".join(f"<td{_attributes(c, v)}>{escape(shown)}</td>"
-                                    for c, v, shown in zip(table.columns, row, cells)) + "</tr>"
-                   for row, cells in zip(table.rows, table.cells()))
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td{_attributes(c, v)}>{escape(shown)}</td>" for c, v, shown in zip(table.columns, row, cells))
+        + "</tr>"
+        for row, cells in zip(table.rows, table.cells())
+    )
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
