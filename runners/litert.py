@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import importlib.metadata
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
@@ -172,18 +171,7 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
         }
         # The decode signature's weights and kv_cache_* tensors, read as LiteRT-LM's are.
         graph = layout.read_decode_graph(artifact / layout.TFLITE)
-        return LoadInfo(
-            importlib.metadata.version(self.distribution),
-            "cpu",
-            self.meta.quantization,
-            settings,
-            threads=None,
-            context_tokens=self.cache_length,
-            not_applied=layout.not_applied(options, self.cache_length, "CpuOptions num_threads"),
-            weights_bytes=graph.weights_bytes,
-            kv_bytes_per_token=graph.kv_bytes_per_token,
-            **self._placement(),
-        )
+        return self._shared_load_info(options, graph, settings, "CpuOptions num_threads", **self._placement())
 
     def _placement(self) -> dict:
         """The accelerator the model was compiled for, and whether LiteRT reports every op on it

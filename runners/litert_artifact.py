@@ -14,6 +14,7 @@ must count the same way.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import mmap
 import os
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from runners.base import ArtifactError, Exporter, RunnerOptions
+from runners.base import ArtifactError, Exporter, LoadInfo, RunnerOptions
 from runners.litert_export import QUANTIZATIONS
 from runners.weights import Tensor, streamed_bytes
 
@@ -56,7 +57,8 @@ class Metadata:
 
 
 class SharedArtifact:
-    """Mixed into both LiteRT runners: the artifact kind, its one exporter, and the check."""
+    """Mixed into both LiteRT runners: the artifact kind, its one exporter, the check, and what
+    they report at load."""
 
     artifact_kind = "litert"
     exporter = EXPORTER
@@ -70,6 +72,25 @@ class SharedArtifact:
         for name in (METADATA, cls.model_file):
             if not (path / name).is_file():
                 raise ArtifactError(f"{path} has no {name}: not a LiteRT artifact folder made by `edgebench prepare`")
+
+    def _shared_load_info(
+        self, options: RunnerOptions, graph: DecodeGraph, settings: dict, thread_option: str, **placement
+    ) -> LoadInfo:
+        """What both runners report at load. Neither runtime reads a setting back: the context is
+        the KV cache fixed at export, the threads were passed (`thread_option`) and cannot be read,
+        and the bytes a token reads come from the decode graph of the model file it loads."""
+        return LoadInfo(
+            importlib.metadata.version(self.distribution),
+            "cpu",
+            self.meta.quantization,
+            settings,
+            threads=None,
+            context_tokens=graph.cache_length,
+            not_applied=not_applied(options, graph.cache_length, thread_option),
+            weights_bytes=graph.weights_bytes,
+            kv_bytes_per_token=graph.kv_bytes_per_token,
+            **placement,
+        )
 
 
 def read_metadata(path: Path) -> Metadata:

@@ -19,7 +19,6 @@ as "default activation type for Text decoder is fp16").
 
 from __future__ import annotations
 
-import importlib.metadata
 from pathlib import Path
 from typing import Iterator
 
@@ -81,6 +80,26 @@ class LiteRTLMRunner(layout.SharedArtifact, Runner):
         graph = layout.read_decode_graph(artifact / layout.BUNDLE)
         asked = self.settings(options)["accelerator"]
         accelerator = "cpu" if asked == "auto" else asked
+        backend = self._create_engine(artifact, options, graph.cache_length, activation, accelerator)
+        # LiteRT-LM reads no setting back: these are what the engine was given.
+        settings = {
+            "activation_data_type": activation,
+            "max_num_tokens": graph.cache_length,
+            "sampler": "top_k=1",
+            "xnnpack_weight_cache": True,
+        }
+        # LiteRT-LM reports no placement: the backend its engine was built on (it fails rather
+        # than fall back, as its GPU backend does here without a GPU)
+        placement = {"engine_backend": backend.get_name()}
+        return self._shared_load_info(
+            options, graph, settings, "Backend.CPU thread_count", accelerator=accelerator, placement=placement
+        )
+
+    def _create_engine(
+        self, artifact: Path, options: RunnerOptions, max_tokens: int, activation: str, accelerator: str
+    ):
+        """The Engine on the backend of `accelerator` (on the CPU, with the run's threads); the backend."""
+        litert_lm = self.lm
         try:
             backend = (
                 litert_lm.Backend.CPU(thread_count=options.threads)
@@ -90,7 +109,7 @@ class LiteRTLMRunner(layout.SharedArtifact, Runner):
             self.engine = litert_lm.Engine(
                 str(artifact / layout.BUNDLE),
                 backend=backend,
-                max_num_tokens=graph.cache_length,
+                max_num_tokens=max_tokens,
                 cache_dir=str(layout.weight_cache_dir()),
                 activation_data_type=litert_lm.ActivationDataType[activation],
                 enable_benchmark=True,
@@ -101,28 +120,7 @@ class LiteRTLMRunner(layout.SharedArtifact, Runner):
             raise RuntimeError(
                 compile_failure(exc, accelerator, self.accelerators(), "LiteRT-LM could not create its engine")
             ) from None
-        # LiteRT-LM reads no setting back: these are what the engine was given.
-        settings = {
-            "activation_data_type": activation,
-            "max_num_tokens": graph.cache_length,
-            "sampler": "top_k=1",
-            "xnnpack_weight_cache": True,
-        }
-        return LoadInfo(
-            importlib.metadata.version(self.distribution),
-            "cpu",
-            self.meta.quantization,
-            settings,
-            threads=None,
-            context_tokens=graph.cache_length,
-            not_applied=layout.not_applied(options, graph.cache_length, "Backend.CPU thread_count"),
-            weights_bytes=graph.weights_bytes,
-            kv_bytes_per_token=graph.kv_bytes_per_token,
-            # LiteRT-LM reports no placement: the backend its engine was built on (it
-            # fails rather than fall back, as its GPU backend does here without a GPU)
-            accelerator=accelerator,
-            placement={"engine_backend": backend.get_name()},
-        )
+        return backend
 
     def tokenize(self, text: str) -> list[int]:
         return self.engine.tokenize(text)

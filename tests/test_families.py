@@ -37,7 +37,7 @@ SDISTS = Path.home() / ".cache" / "edgebench" / "sdists"
 # model's logits within a dozen tokens (seen on the tiny llama: token 11 of the completion).
 EXACT_SETTINGS = {"llama.cpp": {"type_k": "f32", "type_v": "f32", "flash_attn": "off"}}
 # LiteRT-LM puts the bundle's start token (here BOS) before every prompt, raw text included
-# (runners/litert.py _prompt_ids): its completion is compared with transformers' on BOS + text.
+# (runners/litert.py _given_ids): its completion is compared with transformers' on BOS + text.
 TEXT_AFTER_BOS = ("litert", "litert-lm")
 # LiteRT-LM streams text; its runner re-reads each token id from the text (runners/litert_lm.py),
 # so a byte-fragment token comes back as another id: its output is compared as text.
