@@ -331,7 +331,7 @@ def run(
         help="Export each missing artifact just before its runner's turn (the runner that needs none goes first).",
     ),
     no_budget: bool = typer.Option(
-        False, "--no-budget", help="Measure every generation, even one the profile's generation_budget would skip."
+        False, "--no-budget", help="Measure every generation, even ones past the profile's prompt_budget."
     ),
     memory_limit_mb: Optional[float] = typer.Option(
         None, "--memory-limit-mb", help="Kill a worker whose RSS exceeds this; its generation is recorded as oom."
@@ -418,8 +418,8 @@ def _say_run_started(setup) -> None:
     _say_left_out(setup)
     if setup.budget_s:
         err.print(
-            f"time budget: {setup.budget_s:g} s per generation, estimated from each runtime's own rates "
-            "(--no-budget measures everything)"
+            f"time budget: {setup.budget_s:g} s per prompt and runtime (warm-ups and repetitions together), "
+            "estimated from each runtime's own rates (--no-budget measures everything)"
         )
 
 
@@ -499,12 +499,7 @@ def _print_summary(setup, result, records: list[dict], notes: list[str], reports
     out.print(summary.rich_table(found, f"edgebench {setup.run_id}: best runtime per workload{tier}"))
     if setup.budget_s:
         out.print(
-            f"time budget {setup.budget_s:g} s per generation: "
-            + (
-                f"skipped {len(found.skipped)} prompt(s), not failures: " + "; ".join(found.skipped)
-                if found.skipped
-                else "nothing skipped"
-            ),
+            f"time budget {setup.budget_s:g} s per prompt and runtime: " + summary.budget_text(found),
             highlight=False,
         )
     for failure in result.export_failures:

@@ -49,16 +49,16 @@ def test_a_profile_with_a_bad_sustained_table_is_refused(tmp_path):
 
 
 def test_the_main_jobs_profiles_carry_a_time_budget_and_full_measures_everything():
-    assert load_profile("default").generation_budget_s == 90
-    assert load_profile("quick").generation_budget_s == 90
-    assert load_profile("full").generation_budget_s is None
+    assert load_profile("default").prompt_budget_s == 45
+    assert load_profile("quick").prompt_budget_s == 45
+    assert load_profile("full").prompt_budget_s is None
 
 
 @pytest.mark.parametrize(
-    "budget, message", [('"0s"', "must be positive"), ('"90 seconds"', "unknown unit"), ("90", "generation_budget")]
+    "budget, message", [('"0s"', "must be positive"), ('"90 seconds"', "unknown unit"), ("90", "prompt_budget")]
 )
-def test_a_bad_generation_budget_is_refused(tmp_path, budget, message):
+def test_a_bad_prompt_budget_is_refused(tmp_path, budget, message):
     path = tmp_path / "budget.toml"
-    path.write_text(f'name = "b"\ndescription = "x"\nwarmups = 1\nrepetitions = 1\ngeneration_budget = {budget}\n')
+    path.write_text(f'name = "b"\ndescription = "x"\nwarmups = 1\nrepetitions = 1\nprompt_budget = {budget}\n')
     with pytest.raises(BenchError, match=message):
         load_profile(str(path))

@@ -129,8 +129,8 @@ def warnings(df: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
         notes.append(f"{cell_label(group.iloc[0])}: {statuses} generation(s); see the `error` field of those records")
     for _, group in df[df["status"] == "skipped"].groupby(GROUP, dropna=False, sort=False):
         notes.append(
-            f"{cell_label(group.iloc[0])}: {len(group)} generation(s) skipped, estimated over the run "
-            "profile's generation_budget (see `skip_reason`); run with --no-budget to measure them"
+            f"{cell_label(group.iloc[0])}: {len(group)} generation(s) skipped by the run profile's prompt_budget "
+            "(see `skip_reason`); run with --no-budget to measure them"
         )
     return notes
 

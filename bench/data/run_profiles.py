@@ -37,8 +37,8 @@ class RunProfile:
     context_tokens: int = 2048
     generation_timeout_s: float = 300.0
     load_timeout_s: float = 600.0
-    # A generation this runtime's own earlier rates say would take longer is skipped (None: never).
-    generation_budget_s: float | None = None
+    # The most time one prompt (warm-ups and repetitions) may take on one runtime (None: no limit).
+    prompt_budget_s: float | None = None
     sustained: SustainedSettings | None = None
     sha256: str = ""
     path: Path | None = None
@@ -57,7 +57,7 @@ class _ProfileFile:
     context_tokens: int = 2048
     generation_timeout_s: float = 300.0
     load_timeout_s: float = 600.0
-    generation_budget: str | None = None  # with a unit: "90s"
+    prompt_budget: str | None = None  # with a unit: "90s"
     sustained: _SustainedFile | None = None
 
 
@@ -92,10 +92,10 @@ def load_profile(name_or_path: str) -> RunProfile:
     if data.sustained:
         s = data.sustained
         sustained = sustained_settings(s.prompt, s.duration, s.window, f"{where}: sustained ", exit_code=1)
-    fields = {k: v for k, v in vars(data).items() if k != "generation_budget"}
+    fields = {k: v for k, v in vars(data).items() if k != "prompt_budget"}
     budget_s = (
-        parse_duration(data.generation_budget, f"{where}: generation_budget", exit_code=1)
-        if data.generation_budget is not None
+        parse_duration(data.prompt_budget, f"{where}: prompt_budget", exit_code=1)
+        if data.prompt_budget is not None
         else None
     )
-    return RunProfile(**(fields | {"sustained": sustained}), generation_budget_s=budget_s, sha256=sha, path=path)
+    return RunProfile(**(fields | {"sustained": sustained}), prompt_budget_s=budget_s, sha256=sha, path=path)

@@ -100,7 +100,7 @@ class RunSetup(RunInputs):
     run_id: str
     results_path: Path
     run_fields: dict  # what every record of the run carries
-    budget_s: float | None = None  # a generation estimated to take longer is skipped
+    budget_s: float | None = None  # the most time one prompt may take on one runtime (bench.run.time_budget)
     done: set = field(default_factory=set)  # keys of generations a resumed run already has
     samples_path: Path | None = None  # the device time series of a sustained run
 
@@ -127,7 +127,7 @@ def setup_run(options: RunOptions) -> RunSetup:
         run_id=run_id,
         results_path=results_path,
         run_fields=run_fields,
-        budget_s=None if options.no_budget or inputs.sustained else inputs.profile.generation_budget_s,
+        budget_s=None if options.no_budget or inputs.sustained else inputs.profile.prompt_budget_s,
         done=resume.done_keys(results_path) if saved else set(),
         samples_path=results_path.with_suffix(".device.jsonl") if inputs.sustained else None,
     )

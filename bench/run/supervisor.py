@@ -1,7 +1,8 @@
 """Runs a runner's jobs: one worker process at a time, records written the moment they arrive.
 
 The parent never imports a runtime. It starts `python -m bench.run.worker`, sends it the jobs,
-samples it with ProcessMonitor and the device with DeviceMonitor, enforces the load and
+answers its "ready" before each generation when the run has a time budget (bench.run.time_budget:
+go, or skip with a `skipped` record; the worker is never killed for the budget), samples it with ProcessMonitor and the device with DeviceMonitor, enforces the load and
 per-generation timeouts, and turns a worker that dies or hangs into a record with status
 crashed/timeout before going on with the remaining jobs in a fresh worker.
 
@@ -25,7 +26,7 @@ from bench.device.monitor import DeviceMonitor, ProcessMonitor
 from bench.device.roofline import roofline_fields
 from bench.device.sensors import DeviceReader
 from bench.records import ResultsWriter, make_record, utc_now
-from bench.run.time_budget import GenerationBudget
+from bench.run.time_budget import PromptBudget
 from bench.run.worker_process import WorkerProcess, describe_exit, kill_worker, load_orders, start_worker
 
 
@@ -121,16 +122,17 @@ class Supervisor:
     def run_runner(self, plan: RunnerPlan, jobs: list[Job] | None = None) -> RunnerOutcome:
         """Run `jobs` (default: all of the run's) on one runner, in as many workers as it takes."""
         outcome = RunnerOutcome()
-        budget = GenerationBudget(self.budget_s) if self.budget_s and not self.sustained else None
+        budget = (
+            PromptBudget(self.budget_s, self.profile.warmups, self.profile.repetitions)
+            if self.budget_s and not self.sustained
+            else None
+        )
         pending, fatal, previous = list(self.jobs if jobs is None else jobs), False, None
-        # Each failed session uses up the job it died on, and a session stopped for the
-        # budget leaves its job to be skipped, so this loop ends; a failure before the
-        # first job (a load that crashes or hangs) ends the runner.
+        # Each failed session uses up the job it died on, so this loop ends; a failure
+        # before the first job (a load that crashes or hangs) ends the runner.
         while pending and not fatal:
             session = _WorkerSession(self, plan, pending, outcome, budget, previous)
-            pending = session.skip_over_budget()
-            if pending:
-                pending, fatal = session.run()
+            pending, fatal = session.run()
             fatal = fatal or self.sustained is not None  # a broken sustained series is not restarted
             previous = session
         return outcome
@@ -158,7 +160,7 @@ class _WorkerSession:
         plan: RunnerPlan,
         jobs: list[Job],
         outcome: RunnerOutcome,
-        budget: GenerationBudget | None = None,
+        budget: PromptBudget | None = None,
         previous: _WorkerSession | None = None,
     ):
         self.supervisor, self.plan, self.jobs, self.outcome, self.budget = supervisor, plan, jobs, outcome, budget
@@ -177,22 +179,6 @@ class _WorkerSession:
         self.loop_origin: float | None = None  # parent's clock at the first sustained generation
         self.early_samples: list[dict] = []  # device samples taken before the loop began
 
-    def skip_over_budget(self) -> list[Job]:
-        """Records every job the budget rules out as skipped; returns the others."""
-        if self.budget is None:
-            return self.jobs
-        kept = []
-        for job in self.jobs:
-            estimate = self.budget.over(job.payload)
-            if estimate is None:
-                kept.append(job)
-                continue
-            record = self._record(job, "skipped", None, None, None, load_average_1m(), {})
-            record.update(skip_reason=estimate.reason, estimated_s=round(estimate.seconds, 1))
-            self.supervisor.emit(self.outcome, record)
-        self.jobs = kept
-        return kept
-
     def run(self) -> Ending:
         """Start a worker on the jobs and follow it to its end."""
         worker = start_worker("bench.run.worker")
@@ -202,8 +188,10 @@ class _WorkerSession:
         self.start_state = self.device.latest()
         self.since = time.monotonic()
         try:
-            proc.stdin.write(json.dumps(self._worker_orders()).encode())
-            proc.stdin.close()
+            proc.stdin.write(json.dumps(self._worker_orders()).encode() + b"\n")
+            proc.stdin.flush()
+            if self.budget is None:  # nothing to ask: the worker runs every job
+                proc.stdin.close()
             return self._converse(worker, monitor)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the generation in flight is recorded
             kill_worker(proc)
@@ -223,6 +211,7 @@ class _WorkerSession:
         return load_orders(self.plan, self.profile.context_tokens) | {
             "jobs": [j.payload for j in self.jobs],
             "sustain_s": sustained.duration_s if sustained else None,
+            "ask": self.budget is not None,
         }
 
     def _converse(self, worker: WorkerProcess, monitor: ProcessMonitor) -> Ending:
@@ -286,27 +275,38 @@ class _WorkerSession:
             return [], True
         elif event == "finished":
             self.finished = True
+        elif event == "ready":
+            self._answer(message["job"], proc)
         elif event == "start":
-            return self._started(message["job"], proc, monitor)
+            self._started(message["job"], monitor)
         elif event in ("done", "failed"):
             self._ended(message, monitor)
         return None
 
-    def _started(self, index: int, proc, monitor: ProcessMonitor) -> Ending | None:
+    def _answer(self, index: int, proc) -> None:
+        """The worker asks before a generation: "go", or "skip" with a skipped record saying why."""
+        job = self.by_index[index]
+        skip = self.budget.skip(job.prompt_id, job.warmup, job.repeat, job.payload)
+        if skip:
+            record = self._record(job, "skipped", None, None, None, load_average_1m(), {})
+            record.update(skip_reason=skip.reason, estimated_s=skip.estimated_s)
+            self.supervisor.emit(self.outcome, record)
+            self.done.add(index)
+        try:
+            proc.stdin.write(b"skip\n" if skip else b"go\n")
+            proc.stdin.flush()
+        except BrokenPipeError:  # the worker died meanwhile: its end is read next
+            pass
+
+    def _started(self, index: int, monitor: ProcessMonitor) -> None:
         if self.supervisor.sustained and index >= self.jobs[-1].index:
             self.by_index[index] = self._repetition(index)
         self.current = self.by_index[index]
-        if self.budget and self.budget.over(self.current.payload):
-            # Over budget by the rates this worker just measured: stop it before it
-            # holds the run; the next session records the job (and its like) skipped.
-            kill_worker(proc)
-            return self._left(None), False
         self.since = time.monotonic()
         self.start_state = self.device.latest()
         self.deadline = time.monotonic() + self.profile.generation_timeout_s
         self.load_avg = load_average_1m()
         monitor.window()
-        return None
 
     def _ended(self, message: dict, monitor: ProcessMonitor) -> None:
         """A generation finished ("done") or failed: its record goes out."""

@@ -4,9 +4,11 @@ In sustained mode (`sustain_s` in its orders) the last job repeats back to back 
 many seconds have passed on the runner's clock; each repetition gets the next job number
 and its start time within the loop (`elapsed_s`).
 
-Started by bench.run.supervisor as `python -m bench.run.worker FD`: reads its orders as JSON from
-stdin and writes one JSON message per line to file descriptor FD (never stdout, which the
-runtime's own native code may print to). Only this process imports the runtime.
+Started by bench.run.supervisor as `python -m bench.run.worker FD`: reads its orders as one
+line of JSON on stdin and writes one JSON message per line to file descriptor FD (never
+stdout, which the runtime's own native code may print to). With `ask` in its orders (a run
+with a time budget) it says "ready" before each generation and reads the answer, "go" or
+"skip", from stdin. Only this process imports the runtime.
 """
 
 from __future__ import annotations
@@ -84,10 +86,18 @@ def run(orders: dict, channel: Channel) -> None:
         return
     token_cache: dict = {}
     for job, loop_t0 in planned_jobs(orders, clock):
+        if orders.get("ask") and not allowed(job, channel):
+            continue
         if not generate(runner, job, loop_t0, clock, token_cache, channel) and loop_t0 is not None:
             break  # a failure breaks a sustained series; it is not retried
     channel.send("finished")
     runner.close()
+
+
+def allowed(job: dict, channel: Channel) -> bool:
+    """Ask the supervisor whether to run this generation (its time budget may rule it out)."""
+    channel.send("ready", job=job["job"])
+    return sys.stdin.readline().strip() == "go"
 
 
 def load(runner, orders: dict, clock, channel: Channel) -> bool:
@@ -136,7 +146,7 @@ def generate(runner, job: dict, loop_t0: int | None, clock, token_cache: dict, c
 
 def main() -> None:
     channel = Channel(int(sys.argv[1]))
-    run(json.loads(sys.stdin.read()), channel)
+    run(json.loads(sys.stdin.readline()), channel)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ class Cell:
     ttft_ms: float | None  # the median of the workload's slowest prompt
     decode_tok_s: float | None  # the median of the workload's slowest-decoding prompt
     verdict: str
-    skipped: int  # prompts of this workload the time budget skipped
+    skipped: int  # prompts of this workload the time budget skipped whole
     fastest: bool = False
 
 
@@ -52,7 +52,8 @@ class Summary:
     runtimes: list[str]
     workloads: list[str]
     cells: dict[tuple[str, str], Cell]  # (workload, runtime) -> cell
-    skipped: list[str]  # "runner quant prompt (estimated N s)", once per prompt
+    skipped: list[str]  # "runner quant prompt (estimated N s each)": prompts the budget skipped whole
+    cut: list[str]  # "runner quant prompt (K of N repetitions)": prompts whose repetitions it cut
 
 
 def _frame(records: list[dict]) -> pd.DataFrame:
@@ -71,7 +72,7 @@ def _worst(ok: pd.DataFrame) -> tuple[float | None, float | None]:
 
 def _cell(rows: pd.DataFrame, workload: workload_data.Workload) -> Cell | None:
     ok = stats.measured(rows)
-    skipped = rows.loc[rows["status"] == "skipped", "prompt_id"].nunique()
+    skipped = int((rows.groupby("prompt_id")["status"].agg(lambda s: (s == "skipped").all())).sum())
     if ok.empty and not skipped:
         return None
     ttft, decode = _worst(ok) if not ok.empty else (None, None)
@@ -116,12 +117,29 @@ def build(records: list[dict]) -> Summary:
             cells[(workload.id, runtime)] = Cell(**(vars(cell) | {"fastest": cell is fastest}))
         if found:
             shown.append(workload.id)
-    skipped = df[df["status"] == "skipped"].drop_duplicates(["runner", "quantization", "prompt_id"])
-    reasons = [
-        f"{r.runner} {r.quantization} {r.prompt_id} (estimated {r.estimated_s:,.0f} s)" for r in skipped.itertuples()
-    ]
     tiers = df["tier"].dropna().unique()
-    return Summary(str(tiers[0]) if len(tiers) else None, runtimes, shown, cells, reasons)
+    return Summary(str(tiers[0]) if len(tiers) else None, runtimes, shown, cells, *_budgeted(df))
+
+
+def _budgeted(df: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """The prompts the time budget skipped whole, and those it cut to fewer repetitions."""
+    skipped, cut = [], []
+    for (runner, quant, prompt), rows in df.groupby(["runner", "quantization", "prompt_id"], sort=False):
+        left_out = rows[rows["status"] == "skipped"]
+        if left_out.empty:
+            continue
+        if (rows["status"] == "skipped").all():
+            skipped.append(f"{runner} {quant} {prompt} (estimated {left_out['estimated_s'].iloc[0]:,.0f} s each)")
+        else:
+            cut.append(f"{runner} {quant} {prompt} ({len(rows) - len(left_out)} of {len(rows)} repetitions)")
+    return skipped, cut
+
+
+def budget_text(summary: Summary) -> str:
+    """What the time budget left out, for the line under the table."""
+    parts = [f"skipped {len(summary.skipped)} prompt(s): " + "; ".join(summary.skipped)] if summary.skipped else []
+    parts += [f"fewer repetitions for {len(summary.cut)} prompt(s): " + "; ".join(summary.cut)] if summary.cut else []
+    return ". ".join(parts) + " (not failures)" if parts else "nothing skipped"
 
 
 def cell_text(cell: Cell) -> str:
