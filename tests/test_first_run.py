@@ -148,7 +148,7 @@ def test_views_and_resume_take_skipped_records(budget_run):
     matrix = edgebench("matrix", str(results), "--out", str(tmp / "matrix"))
     assert matrix.returncode == 0, matrix.stderr
     before = read_jsonl(results)
-    resumed = edgebench("run", "--resume", str(results))
+    resumed = edgebench("run", "--resume", str(results), "--out", str(tmp / "out"))
     assert resumed.returncode == 0, resumed.stderr
     assert read_jsonl(results) == before  # nothing left to do: skipped counts as done
 
@@ -211,3 +211,43 @@ def test_run_prepare_exports_only_when_the_runners_turn_comes(prep, tmp_path, fa
     assert "not run, export failed: scripted q4" in failed.stdout
     records = read_jsonl(next((tmp_path / "out2").glob("*.jsonl")))
     assert records and {r["runner"] for r in records} == {"fake"}
+
+
+def _on_a_terminal(*args: str) -> str:
+    """Run `edgebench ARGS` with stdout and stderr on a pseudo-terminal; what it drew there."""
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from bench.cli import main; main()", *args],
+        stdout=follower,
+        stderr=follower,
+        cwd=ROOT,
+        env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "160"},
+    )
+    os.close(follower)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal's far side closed: the run is over
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(leader)
+    assert proc.wait(timeout=120) == 0, drawn.decode(errors="replace")[-2000:]
+    return drawn.decode(errors="replace")
+
+
+def test_on_a_terminal_a_live_bar_counts_the_generations_and_shows_the_last_figures(tmp_path, fake_script):
+    script = fake_script(decode_ms=5, eos_after=3)
+    drawn = _on_a_terminal(
+        "run", "--runner", "fake", "--artifact", f"fake={script}", "--profile", "quick", "--out", str(tmp_path)
+    )
+    jobs = 3 * sum("short" in p.tags for p in load_suite("default").prompts)  # a warm-up and two repetitions each
+    assert "\x1b[" in drawn and "\r" in drawn  # redrawn in place
+    assert f"{jobs}/{jobs}" in drawn  # generations done of all
+    assert "last: " in drawn and "TTFT" in drawn
+    assert "fake none · " not in drawn  # no plain per-generation lines on a terminal
