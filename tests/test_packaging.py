@@ -38,7 +38,7 @@ def test_a_built_wheel_carries_the_profiles(tmp_path):
     names = zipfile.ZipFile(next(tmp_path.glob("edgebench-*.whl"))).namelist()
     for data in ("profiles/suites/default.toml", "profiles/runs/quick.toml", "profiles/models/catalogue.toml"):
         assert data in names
-    assert "runners/llamacpp.py" in names and "bench/cli.py" in names
+    assert "runners/llamacpp.py" in names and "bench/cli/run_cmd.py" in names
     subpackages = [init.relative_to(ROOT).as_posix() for init in (ROOT / "bench").glob("*/__init__.py")]
     assert subpackages and all(init in names for init in subpackages), set(subpackages) - set(names)
 

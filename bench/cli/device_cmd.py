@@ -1,0 +1,133 @@
+"""`edgebench device` and `selfcheck`: what this device is, and whether measuring works here."""
+
+from __future__ import annotations
+
+import sys
+from typing import List, Optional
+
+import typer
+
+from bench.cli.common import RemoteEdgebench, app, out
+from bench.errors import BenchError
+
+
+@app.command()
+def device(
+    measure: bool = typer.Option(False, "--bandwidth", help="Measure memory bandwidth here (a copy benchmark, ~2 s)."),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", "-t", help="Threads the copy runs on; default: physical cores, as a run decodes with."
+    ),
+    device_profile: Optional[str] = typer.Option(None, "--device-profile", help="A device profile name or .toml path."),
+    list_: bool = typer.Option(False, "--list", help="List the packaged device profiles."),
+    target: Optional[List[str]] = typer.Option(
+        None, "--target", help="ssh://[user@]host[:port]: that device's facts instead (repeatable)."
+    ),
+    remote_edgebench: RemoteEdgebench = None,
+) -> None:
+    """This device's facts, fingerprint, and the tier it is assigned, and why."""
+    if target:
+        from bench.run import remote
+
+        args = ["--bandwidth"] * measure + ["--threads", str(threads)] * (threads is not None) + ["--list"] * list_
+        for spec, text in remote.device_on_targets(target, remote_edgebench, args, device_profile):
+            out.print(f"{spec}:", highlight=False)
+            sys.stdout.write(text)
+        return
+    if list_:
+        return _list_device_profiles()
+
+    from bench import selection
+    from bench.data import workloads as workload_data
+    from bench.device import bandwidth, tiering
+    from bench.device.facts import device_facts
+
+    facts = device_facts()
+    if threads is not None and threads < 1:
+        raise BenchError(f"--threads must be at least 1, got {threads}", "e.g. --threads 4", exit_code=2)
+    measured = bandwidth.measure(threads or selection.default_threads()) if measure else None
+    profile = workload_data.load_device_profile(device_profile) if device_profile else None
+    placement = tiering.place(facts, profile, (lambda: measured) if measured else None)
+    out.print(_device_table(facts, measured, placement))
+    out.print(f"tier: [bold]{placement.tier}[/]")
+    for line in placement.why:
+        out.print(f"  {line}")
+    out.print(_accelerators_table())
+
+
+def _list_device_profiles() -> None:
+    from rich.table import Table
+
+    from bench.data import workloads as workload_data
+
+    table = Table("profile", "name", "class", "SoC", "RAM GB", "cores", "GB/s")
+    for p in workload_data.device_profiles().values():
+        table.add_row(
+            p.id,
+            p.name,
+            p.device_class,
+            p.soc,
+            f"{p.ram_gb:g}",
+            str(p.cores),
+            f"{p.bandwidth_gbs:g}" if p.bandwidth_gbs else "–",
+        )
+    out.print(table)
+
+
+def _device_table(facts: dict, measured, placement):
+    """The device's facts, the bandwidth measured and the tiering's fields."""
+    from rich.table import Table
+
+    table = Table("fact", "value", title="device", title_justify="left")
+    for key, value in facts.items():
+        table.add_row(key.removeprefix("device_"), "–" if value is None else str(value))
+    if measured:
+        table.add_row(
+            "bandwidth (copy)",
+            f"{measured.gbs:g} GB/s best, {measured.median_gbs:g} median "
+            f"({measured.passes} passes of {measured.buffer_mb} MB on {measured.threads} threads)",
+        )
+    for key, value in placement.record_fields().items():
+        table.add_row(key, "–" if value is None else str(value))
+    return table
+
+
+def _accelerators_table():
+    from rich.table import Table
+
+    from bench.device.facts import runtime_accelerators
+
+    seen = Table(
+        "runtime",
+        "accelerator",
+        "as the runtime names it",
+        title="accelerators each runtime can use here (--accelerator RUNNER=KIND)",
+        title_justify="left",
+    )
+    for runtime, kinds in runtime_accelerators().items():
+        for kind, what in kinds.items() if isinstance(kinds, dict) else [("–", kinds)]:
+            seen.add_row(runtime, kind, what)
+    return seen
+
+
+@app.command()
+def selfcheck(
+    runner: Optional[List[str]] = typer.Option(
+        None,
+        "--runner",
+        "-r",
+        help="Runner to check (repeatable); default: every available one with an artifact ready.",
+    ),
+    threads: Optional[int] = typer.Option(None, "--threads", "-t", help="Default: physical cores."),
+    llama_bench: Optional[str] = typer.Option(
+        None,
+        "--llama-bench",
+        help="Path of a llama-bench binary, or 'off'; "
+        "default: the one scripts/build-llama-bench.sh built, when present.",
+    ),
+) -> None:
+    """Fidelity benchmark: harness figures vs each runtime's own timers (and llama-bench), in one run."""
+    from bench import selection
+    from bench.run.selfcheck import run_selfcheck
+
+    if not run_selfcheck(tuple(runner or ()), threads or selection.default_threads(), out, llama_bench):
+        raise typer.Exit(1)

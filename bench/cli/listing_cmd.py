@@ -1,0 +1,139 @@
+"""`edgebench runners`, `suites`, `profiles`, `models` and `validate`: what is installed and
+shipped, and whether a suite or profile file is valid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List
+
+import typer
+
+from bench.cli.common import app, out
+from bench.errors import BenchError
+
+
+@app.command()
+def runners(all_: bool = typer.Option(False, "--all", help="Also list the fake runner used by tests.")) -> None:
+    """Every registered runner: available or not, version, artifact kind, what to install."""
+    from rich.table import Table
+
+    from runners import load_class, registrations
+
+    table = Table("runner", "available", "version", "artifact", "install", "from")
+    for reg in registrations().values():
+        if reg.hidden and not all_:
+            continue
+        cls = load_class(reg.target)
+        probe = cls.probe()
+        table.add_row(
+            reg.name + (" (FAKE: tests only)" if reg.hidden else ""),
+            "yes" if probe.available else "no",
+            probe.runtime_version or "–",
+            cls.artifact_kind,
+            "" if probe.available else probe.reason,
+            reg.origin,
+        )
+    out.print(table)
+
+
+@app.command()
+def suites() -> None:
+    """The packaged prompt suites."""
+    from rich.table import Table
+
+    from bench.data import files as datafiles
+    from bench.data.suite import load_suite
+
+    table = Table("suite", "prompts", "categories", "description")
+    for name in datafiles.packaged_names("suites"):
+        s = load_suite(name)
+        table.add_row(s.id, str(len(s.prompts)), ", ".join(dict.fromkeys(p.category for p in s.prompts)), s.description)
+    out.print(table)
+
+
+@app.command()
+def profiles() -> None:
+    """The packaged run profiles."""
+    from rich.table import Table
+
+    from bench.data import files as datafiles
+    from bench.data.run_profiles import load_profile
+
+    table = Table("profile", "warm-ups", "repetitions", "prompt tags", "description")
+    for name in datafiles.packaged_names("runs"):
+        p = load_profile(name)
+        table.add_row(p.name, str(p.warmups), str(p.repetitions), ", ".join(p.tags) or "all", p.description)
+    out.print(table)
+
+
+@app.command()
+def validate(
+    paths: List[Path] = typer.Argument(
+        ..., help="Suite, run profile, catalogue, workloads, tiers or device profile .toml files."
+    ),
+) -> None:
+    """Check data files without running anything."""
+    from bench.data.validate import validate_file
+
+    for path in paths:
+        out.print(f"{path}: ok ({validate_file(path)})")
+
+
+@app.command("models")
+def models_cmd(
+    support: bool = typer.Option(
+        False,
+        "--support",
+        help="Which model families each runner takes, per quantization, "
+        "or why not (what tests/test_families.py proves).",
+    ),
+) -> None:
+    """The model catalogue and where each model's source artifact is."""
+    from rich.table import Table
+
+    from bench.data import models
+
+    if support:
+        _print_family_support()
+        return
+    table = Table("model", "name", "params (M)", "source", "quant", "where")
+    for m in models.catalogue().values():
+        try:
+            where = str(m.source_path())
+        except BenchError as exc:
+            where = f"not installed: {exc.hint}"
+        table.add_row(
+            m.id + (" (default)" if m.default else ""),
+            m.name,
+            f"{m.parameters_m:g}",
+            f"{m.source.format} in {m.source.package}",
+            m.source.quantization,
+            where,
+        )
+    out.print(table)
+
+
+def _print_family_support() -> None:
+    """Family x runner: the quantizations it takes, or a numbered reason it takes none."""
+    from rich.table import Table
+
+    from bench.artifacts.families import support_cells
+    from bench.data import models
+
+    cells = {family: support_cells(family) for family in models.FAMILIES}
+    runners = list(next(iter(cells.values())))
+    reasons: list[str] = []
+    table = Table("family (model_type)", *runners)
+    for family, row in cells.items():
+        shown = []
+        for cell in row.values():
+            if isinstance(cell, str):
+                reasons.append(cell) if cell not in reasons else None
+                cell = f"no ({reasons.index(cell) + 1})"
+            else:
+                cell = ", ".join(cell)
+            shown.append(cell)
+        table.add_row(models.family_name(family), *shown)
+    out.print(table)
+    for number, reason in enumerate(reasons, 1):
+        out.print(f"({number}) {reason}", highlight=False)
