@@ -55,6 +55,8 @@ CASES = [
     (["run", "--suite", "{tmp}/empty.toml"], 1, "missing key 'id'"),
     (["run", "--profile", "{tmp}/zero-reps.toml"], 1, "repetitions must be at least 1"),
     (["run", "--runner", "llama.cpp", "--threads", "0"], 2, "--threads must be at least 1"),
+    (["device", "--bandwidth", "--threads", "0"], 2, "--threads must be at least 1"),
+    (["quality", "--threads", "0"], 2, "--threads must be at least 1"),
     (["run", "--runner", "llama.cpp", "--out", "{tmp}/afile/sub"], 1, "cannot write to output folder"),
     (["run", "--runner", "fake"], 1, "the fake runner needs a script"),
     (["report", "{tmp}/bad.toml"], 1, "is not a JSON record"),

@@ -13,6 +13,8 @@ from typing import Annotated, List, Optional
 import typer
 from rich.console import Console
 
+from bench.errors import BenchError
+
 # Plain (click) help: typer's rich help imports a Markdown parser, which alone doubles --help's time.
 app = typer.Typer(
     add_completion=False,
@@ -58,8 +60,18 @@ Artifacts = Annotated[
 ]
 
 
+def at_least_one_thread(threads: Optional[int]) -> Optional[int]:
+    """--threads, checked where it is parsed for every command that takes it."""
+    if threads is not None and threads < 1:
+        raise BenchError(f"--threads must be at least 1, got {threads}", "e.g. --threads 4", exit_code=2)
+    return threads
+
+
 Threads = Annotated[
-    Optional[int], typer.Option("--threads", "-t", help="CPU threads per runtime; default: physical cores.")
+    Optional[int],
+    typer.Option(
+        "--threads", "-t", help="CPU threads per runtime; default: physical cores.", callback=at_least_one_thread
+    ),
 ]
 
 

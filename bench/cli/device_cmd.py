@@ -7,15 +7,18 @@ from typing import List, Optional
 
 import typer
 
-from bench.cli.common import RemoteEdgebench, app, out
-from bench.errors import BenchError
+from bench.cli.common import RemoteEdgebench, app, at_least_one_thread, out
 
 
 @app.command()
 def device(
     measure: bool = typer.Option(False, "--bandwidth", help="Measure memory bandwidth here (a copy benchmark, ~2 s)."),
     threads: Optional[int] = typer.Option(
-        None, "--threads", "-t", help="Threads the copy runs on; default: physical cores, as a run decodes with."
+        None,
+        "--threads",
+        "-t",
+        help="Threads the copy runs on; default: physical cores, as a run decodes with.",
+        callback=at_least_one_thread,
     ),
     device_profile: Optional[str] = typer.Option(None, "--device-profile", help="A device profile name or .toml path."),
     list_: bool = typer.Option(False, "--list", help="List the packaged device profiles."),
@@ -42,8 +45,6 @@ def device(
     from bench.device.facts import device_facts
 
     facts = device_facts()
-    if threads is not None and threads < 1:
-        raise BenchError(f"--threads must be at least 1, got {threads}", "e.g. --threads 4", exit_code=2)
     measured = bandwidth.measure(threads or selection.default_threads()) if measure else None
     profile = workload_data.load_device_profile(device_profile) if device_profile else None
     placement = tiering.place(facts, profile, (lambda: measured) if measured else None)

@@ -160,8 +160,6 @@ def _check_numbers(options: RunOptions) -> None:
             "e.g. --memory-limit-mb 4096",
             exit_code=2,
         )
-    if options.threads is not None and options.threads < 1:
-        raise BenchError(f"--threads must be at least 1, got {options.threads}", "e.g. --threads 4", exit_code=2)
 
 
 def _per_runner_options(options: RunOptions) -> tuple[list[str], dict, dict, dict]:
