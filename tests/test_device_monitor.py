@@ -38,3 +38,16 @@ def test_without_rapl_power_is_missing_not_guessed(tmp_path):
     monitor.stop()
     state = monitor.latest()
     assert (state["power_w"], state["power_source"], state["temp_c"], state["freq_mhz"]) == (None,) * 4
+
+
+def test_a_worker_that_has_exited_has_no_memory_figure_not_zero(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    time.sleep(1.0)  # it has exited; not yet reaped, it is a zombie, whose RSS the kernel reports as 0
+    monitor = DeviceMonitor(child.pid, DeviceReader(tmp_path), interval_s=3600)
+    monitor.stop()
+    assert monitor.latest()["worker_rss_mb"] is None
+    child.wait()

@@ -152,9 +152,10 @@ class DeviceMonitor:
         worker_share = 100 * (worker - was_worker) / span if span > 0 and None not in (worker, was_worker) else None
         machine_share = 100 * (busy - was_busy) / span if span > 0 else None
         try:
-            rss_mb = round(self._process.memory_info().rss / 2**20, 1)
+            rss = self._process.memory_info().rss
         except psutil.Error:
-            rss_mb = None
+            rss = 0
+        rss_mb = round(rss / 2**20, 1) if rss else None  # an exited, unreaped worker (a zombie) reads 0
         temp, freq, energy = self._reader.temperature(), self._reader.frequency(), self._reader.energy()
         throttle = self._reader.throttle_counts()
         worker_cpus = self._worker_cpus()
