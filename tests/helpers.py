@@ -26,6 +26,11 @@ def edgebench(*args: str, cwd: Path | None = None, env: dict | None = None, time
     )
 
 
+def on_fake(command: str, script) -> tuple[str, ...]:
+    """`edgebench COMMAND` (run or sustained) on the FAKE runner playing `script`."""
+    return (command, "--runner", "fake", "--artifact", f"fake={script}")
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 

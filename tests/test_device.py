@@ -12,7 +12,7 @@ import pytest
 
 from bench.device import bandwidth, roofline
 from bench.device import facts as device
-from tests.helpers import edgebench, read_jsonl
+from tests.helpers import edgebench, on_fake, read_jsonl
 
 
 def _tree(root, files: dict[str, str]):
@@ -119,11 +119,7 @@ def test_a_run_with_a_device_profile_labels_every_record(tmp_path, fake_script):
         kv_bytes_per_token=23040,
     )
     result = edgebench(
-        "run",
-        "--runner",
-        "fake",
-        "--artifact",
-        f"fake={script}",
+        *on_fake("run", script),
         "--profile",
         "quick",
         "--out",

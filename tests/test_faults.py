@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.helpers import edgebench, read_jsonl
+from tests.helpers import edgebench, on_fake, read_jsonl
 
 PROFILE = """name = "tight"
 description = "quick prompts, 1 repetition, short timeouts"
@@ -23,11 +23,7 @@ def run_fake(tmp_path, fake_script):
     def run(**script):
         out = tmp_path / "out"
         result = edgebench(
-            "run",
-            "--runner",
-            "fake",
-            "--artifact",
-            f"fake={fake_script(**script)}",
+            *on_fake("run", fake_script(**script)),
             "--profile",
             str(profile),
             "--out",
@@ -66,7 +62,7 @@ def test_an_artifact_the_runtime_cannot_load_ends_that_runner_with_one_record(tm
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     out = tmp_path / "out"
-    result = edgebench("run", "--runner", "fake", "--artifact", f"fake={bad}", "--profile", "quick", "--out", str(out))
+    result = edgebench(*on_fake("run", bad), "--profile", "quick", "--out", str(out))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     (record,) = read_jsonl(next(out.glob("*.jsonl")))
     assert record["status"] == "error" and "not a fake-runner script" in record["error"]

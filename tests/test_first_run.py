@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from bench.data.suite import load_suite
-from tests.helpers import ROOT, edgebench, read_jsonl
+from tests.helpers import ROOT, edgebench, on_fake, read_jsonl
 
 HEAVY = (
     "pandas",
@@ -52,11 +52,7 @@ def test_a_log_gets_a_heartbeat_while_a_generation_runs_long(tmp_path, fake_scri
         'name = "slow"\ndescription = ""\nwarmups = 1\nrepetitions = 1\ntags = ["short"]\ngeneration_timeout_s = 4\n'
     )
     result = edgebench(
-        "run",
-        "--runner",
-        "fake",
-        "--artifact",
-        f"fake={script}",
+        *on_fake("run", script),
         "--profile",
         str(profile),
         "--out",
@@ -76,7 +72,7 @@ def test_a_log_gets_a_heartbeat_while_a_generation_runs_long(tmp_path, fake_scri
 def budget_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("budget")
     (tmp / "slow.json").write_text(json.dumps(SLOW))
-    result = edgebench("run", "--runner", "fake", "--artifact", f"fake={tmp / 'slow.json'}", "--out", str(tmp / "out"))
+    result = edgebench(*on_fake("run", tmp / "slow.json"), "--out", str(tmp / "out"))
     return result, tmp
 
 
@@ -155,9 +151,7 @@ def test_views_and_resume_take_skipped_records(budget_run):
 
 def test_no_budget_measures_everything(tmp_path, fake_script):
     script = fake_script(**SLOW)
-    result = edgebench(
-        "run", "--runner", "fake", "--artifact", f"fake={script}", "--no-budget", "--out", str(tmp_path / "out")
-    )
+    result = edgebench(*on_fake("run", script), "--no-budget", "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     records = read_jsonl(next((tmp_path / "out").glob("*.jsonl")))
     assert not [r for r in records if r["status"] != "ok"]
@@ -169,11 +163,7 @@ def test_run_prepare_exports_only_when_the_runners_turn_comes(prep, tmp_path, fa
     A failed export is reported and the others' results are still kept and summarized."""
     script = fake_script(decode_ms=5, eos_after=3)
     run = prep(
-        "run",
-        "--runner",
-        "fake",
-        "--artifact",
-        f"fake={script}",
+        *on_fake("run", script),
         "--runner",
         "scripted",
         "--prepare",
@@ -191,11 +181,7 @@ def test_run_prepare_exports_only_when_the_runners_turn_comes(prep, tmp_path, fa
     assert max(fake_lines) < first_export < min(scripted_lines)
 
     failed = prep(
-        "run",
-        "--runner",
-        "fake",
-        "--artifact",
-        f"fake={script}",
+        *on_fake("run", script),
         "--runner",
         "scripted",
         "--quant",
@@ -243,9 +229,7 @@ def _on_a_terminal(*args: str) -> str:
 
 def test_on_a_terminal_a_live_bar_counts_the_generations_and_shows_the_last_figures(tmp_path, fake_script):
     script = fake_script(decode_ms=5, eos_after=3)
-    drawn = _on_a_terminal(
-        "run", "--runner", "fake", "--artifact", f"fake={script}", "--profile", "quick", "--out", str(tmp_path)
-    )
+    drawn = _on_a_terminal(*on_fake("run", script), "--profile", "quick", "--out", str(tmp_path))
     jobs = 3 * sum("short" in p.tags for p in load_suite("default").prompts)  # a warm-up and two repetitions each
     assert "\x1b[" in drawn and "\r" in drawn  # redrawn in place
     assert f"{jobs}/{jobs}" in drawn  # generations done of all

@@ -9,7 +9,7 @@ import psutil
 import pytest
 
 from bench.records import ResultsWriter, iter_records
-from tests.helpers import ROOT, edgebench, read_jsonl
+from tests.helpers import ROOT, edgebench, on_fake, read_jsonl
 
 SLOW = dict(decode_ms=1, hang_on="charged twice")  # classify-ticket sleeps for real
 
@@ -20,11 +20,7 @@ def start_run(tmp_path, script, *extra):
             sys.executable,
             "-c",
             "from bench.cli import main; main()",
-            "run",
-            "--runner",
-            "fake",
-            "--artifact",
-            f"fake={script}",
+            *on_fake("run", script),
             "--profile",
             "quick",
             "--out",
@@ -89,11 +85,7 @@ def tight_profile(tmp_path):
 def test_a_worker_over_its_memory_limit_is_recorded_as_oom(tmp_path, fake_script):
     script = fake_script(grow_on="capital of France", grow_mb=600)
     result = edgebench(
-        "run",
-        "--runner",
-        "fake",
-        "--artifact",
-        f"fake={script}",
+        *on_fake("run", script),
         "--profile",
         str(tight_profile(tmp_path)),
         "--out",
@@ -116,11 +108,7 @@ def test_a_resumed_run_finishes_with_the_same_measurements_as_an_uninterrupted_o
     assert resumed.returncode == 0, resumed.stderr
     measured = [(r["prompt_id"], r["repeat"]) for r in read_jsonl(results) if not r["warmup"] and r["status"] == "ok"]
     full = edgebench(
-        "run",
-        "--runner",
-        "fake",
-        "--artifact",
-        f"fake={script}",
+        *on_fake("run", script),
         "--profile",
         "quick",  # hangs no more
         "--out",

@@ -7,7 +7,7 @@ import pytest
 
 from bench.data.suite import load_suite
 from bench.records import SCHEMA_VERSION
-from tests.helpers import edgebench, read_jsonl
+from tests.helpers import edgebench, on_fake, read_jsonl
 
 SCRIPT = dict(load_ms=50, prefill_ms_per_token=1, first_token_ms=4, decode_ms=8, eos_after=5)
 
@@ -16,11 +16,7 @@ SCRIPT = dict(load_ms=50, prefill_ms_per_token=1, first_token_ms=4, decode_ms=8,
 def quick_run(tmp_path, fake_script):
     script = fake_script(**SCRIPT)
     result = edgebench(
-        "run",
-        "--runner",
-        "fake",
-        "--artifact",
-        f"fake={script}",
+        *on_fake("run", script),
         "--profile",
         "quick",
         "--out",
@@ -78,11 +74,7 @@ def test_warmups_are_recorded_but_not_summarized(quick_run):
 def test_json_output_is_machine_readable(tmp_path, fake_script):
     script = fake_script(**SCRIPT)
     result = edgebench(
-        "run",
-        "--runner",
-        "fake",
-        "--artifact",
-        f"fake={script}",
+        *on_fake("run", script),
         "--profile",
         "quick",
         "--out",
@@ -103,11 +95,7 @@ def test_the_fake_runner_is_never_picked_by_default():
 def test_a_fixed_length_generation_short_of_its_tokens_is_an_error_record(tmp_path, fake_script):
     script = fake_script(**SCRIPT, fixed_short_by=1)
     result = edgebench(
-        "run",
-        "--runner",
-        "fake",
-        "--artifact",
-        f"fake={script}",
+        *on_fake("run", script),
         "--profile",
         "quick",
         "--out",
@@ -126,11 +114,7 @@ def test_a_fixed_length_generation_short_of_its_tokens_is_an_error_record(tmp_pa
 def test_records_carry_what_the_runner_applied_beside_what_was_asked(tmp_path, fake_script):
     script = fake_script(**SCRIPT, setup_ms=3, weights_bytes=1000, kv_bytes_per_token=10, applied_threads=1)
     edgebench(
-        "run",
-        "--runner",
-        "fake",
-        "--artifact",
-        f"fake={script}",
+        *on_fake("run", script),
         "--profile",
         "quick",
         "--out",

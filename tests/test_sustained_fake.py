@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import edgebench, read_jsonl
+from tests.helpers import edgebench, on_fake, read_jsonl
 
 # pp128-tg64 decodes 64 tokens: 63 steps. 10 ms steps take 0.63 s per generation, so the
 # 51st measured generation (the warm-up is generation 0) starts at 50 x 0.63 = 31.5 s; the
@@ -23,11 +23,7 @@ def decayed(tmp_path_factory):
     script = folder / "decay.json"
     script.write_text(json.dumps(DECAY))
     done = edgebench(
-        "sustained",
-        "--runner",
-        "fake",
-        "--artifact",
-        f"fake={script}",
+        *on_fake("sustained", script),
         "--duration",
         "2m",
         "--window",
@@ -75,11 +71,7 @@ def test_plot_and_html_report_are_written(decayed):
 
 def test_suite_runs_mark_their_records_as_suite_mode(tmp_path, fake_script):
     done = edgebench(
-        "run",
-        "--runner",
-        "fake",
-        "--artifact",
-        f"fake={fake_script(decode_ms=5)}",
+        *on_fake("run", fake_script(decode_ms=5)),
         "--profile",
         "quick",
         "--out",
@@ -103,19 +95,13 @@ def test_suite_runs_mark_their_records_as_suite_mode(tmp_path, fake_script):
     ],
 )
 def test_bad_sustained_settings_are_one_line_usage_errors(args, message, fake_script, tmp_path):
-    done = edgebench(
-        "sustained", "--runner", "fake", "--artifact", f"fake={fake_script()}", "--out", str(tmp_path), *args
-    )
+    done = edgebench(*on_fake("sustained", fake_script()), "--out", str(tmp_path), *args)
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
 
 
 def test_a_scripted_clock_that_never_moves_ends_the_loop(tmp_path, fake_script):
     done = edgebench(
-        "sustained",
-        "--runner",
-        "fake",
-        "--artifact",
-        f"fake={fake_script(decode_ms=0)}",
+        *on_fake("sustained", fake_script(decode_ms=0)),
         "--duration",
         "1m",
         "--window",
