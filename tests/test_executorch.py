@@ -114,11 +114,11 @@ def test_params_come_from_the_transformers_config(default_checkpoint):
     assert (params["hidden_dim"], params["head_dim"], params["vocab_size"]) == (1536, 64, 49152)
 
 
-def test_only_llama_checkpoints_convert():
+def test_only_the_declared_families_convert():
     from runners.executorch_export import meta_params
 
-    with pytest.raises(ValueError, match="only llama"):
-        meta_params({"model_type": "qwen2"})
+    with pytest.raises(ValueError, match="only llama, qwen2, qwen3, phi3"):
+        meta_params({"model_type": "gemma2"})
 
 
 def test_generation_ends_at_the_declared_eos_and_the_vocabularys_end_tokens(default_checkpoint):

@@ -111,6 +111,41 @@ def models_cmd(
             where,
         )
     out.print(table)
+    out.print(_listed_table(models.listed_models().values()))
+
+
+# The context the listed models' KV cache is shown at: the default profile's.
+KV_SHOWN_AT_TOKENS = 2048
+
+
+def _listed_table(listed):
+    """Real models listed for their sizes only: what their KV cache holds at the default context."""
+    from rich.table import Table
+
+    table = Table(
+        "listed model",
+        "name",
+        "family",
+        "params (M)",
+        "layers",
+        "KV heads x dim",
+        "sliding window",
+        f"KV MB at {KV_SHOWN_AT_TOKENS} tokens (f16)",
+        title="Listed for their sizes only: nothing shipped or downloaded; point --model at your own copy",
+    )
+    for m in listed:
+        window = f"{m.kv.sliding_window} on {m.kv.sliding_layers} layers" if m.kv.sliding_window else "–"
+        table.add_row(
+            m.id,
+            m.name,
+            m.family,
+            f"{m.parameters_m:g}",
+            str(m.kv.layers),
+            f"{m.kv.kv_heads} x {m.kv.head_dim}",
+            window,
+            f"{m.kv.kv_bytes(KV_SHOWN_AT_TOKENS) / 2**20:,.1f}",
+        )
+    return table
 
 
 def _print_family_support() -> None:

