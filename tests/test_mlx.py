@@ -393,7 +393,7 @@ def test_the_step_computed_ahead_has_finished_before_the_next_prompt_starts(tiny
         tiny_fp32.generation_info()
         return (stream.stamps[0] - stream.t0) / 1e9
 
-    after_nothing = ttft_s(short)
+    after_nothing = min(ttft_s(short) for _ in range(2))  # the first call after patching can pay one-time costs
     prompt = tuple(range(1, 30))
     at_max_tokens = GenerationRequest(4, token_ids=prompt, ignore_eos=True)
     second = [e.token_id for e in tiny_fp32.generate(at_max_tokens)][1]
