@@ -136,6 +136,13 @@ def test_the_summary_is_one_table_of_workloads_with_the_budget_and_the_skips(bud
     assert "autocomplete-note" not in line  # the per-prompt table stays in the .md report
 
 
+def test_the_budget_line_is_not_repeated_as_warnings_but_the_report_keeps_a_note_per_cell(budget_run):
+    result, tmp = budget_run
+    assert "prompt_budget (see `skip_reason`)" not in result.stdout
+    report = next((tmp / "out").glob("*.md")).read_text()
+    assert report.count("prompt_budget (see `skip_reason`)") == 5  # 2 prompts skipped whole, 3 cut
+
+
 def test_views_and_resume_take_skipped_records(budget_run):
     _, tmp = budget_run
     results = next((tmp / "out").glob("*.jsonl"))

@@ -103,8 +103,9 @@ def cell_label(row) -> str:
     return f"{row.runner} {row.quantization} / {row.prompt_id}"
 
 
-def warnings(df: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
-    """Advice about figures that should not be trusted as they stand."""
+def warnings(df: pd.DataFrame, summary: pd.DataFrame, budget_skips: bool = True) -> list[str]:
+    """Advice about figures that should not be trusted as they stand; `budget_skips`: also a
+    note per cell the time budget left generations out of (a run's summary says that itself)."""
     notes: list[str] = []
     for row in summary.itertuples():
         for metric in ("ttft_ms", "decode_tok_s"):
@@ -127,6 +128,8 @@ def warnings(df: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
     for _, group in df[~df["status"].isin(NOT_FAILED)].groupby(GROUP, dropna=False, sort=False):
         statuses = ", ".join(f"{n} {s}" for s, n in group["status"].value_counts().items())
         notes.append(f"{cell_label(group.iloc[0])}: {statuses} generation(s); see the `error` field of those records")
+    if not budget_skips:
+        return notes
     for _, group in df[df["status"] == "skipped"].groupby(GROUP, dropna=False, sort=False):
         notes.append(
             f"{cell_label(group.iloc[0])}: {len(group)} generation(s) skipped by the run profile's prompt_budget "

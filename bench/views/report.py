@@ -65,11 +65,11 @@ QUALITY_TERMINAL = (
 SCORING = number("scoring s", fixed(1))
 
 
-def summary_table(records: list[dict]) -> tuple[pd.DataFrame, list[str]]:
-    """The report's table (raw numbers, report headings) and its warnings."""
+def summary_table(records: list[dict], budget_skips: bool = True) -> tuple[pd.DataFrame, list[str]]:
+    """The report's table (raw numbers, report headings) and its warnings (see stats.warnings)."""
     df = stats.frame(records)
     summary = stats.summarize(df)
-    notes = stats.warnings(df, summary)
+    notes = stats.warnings(df, summary, budget_skips)
     headings = [c.heading for c in SUMMARY_COLUMNS.values()]
     if summary.empty:
         return pd.DataFrame(columns=headings), notes
