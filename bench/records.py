@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -230,10 +231,25 @@ def make_record(**values) -> dict:
     return record
 
 
+_warned: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """The readers' default warning: on stderr, once per message in a process (a file read
+    again by another view of the same run says nothing new)."""
+    if message not in _warned:
+        _warned.add(message)
+        print(f"warning: {message}", file=sys.stderr)
+
+
+def truncated_line_warning(path: Path, line: int) -> str:
+    return f"{path}:{line}: skipped a truncated last line (interrupted write)"
+
+
 class ResultsWriter:
     """Appends records to a JSONL file, each durable before the next is measured."""
 
-    def __init__(self, path: Path, warn=lambda message: None) -> None:
+    def __init__(self, path: Path, warn=warn_once) -> None:
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -273,7 +289,7 @@ def _drop_truncated_tail(path: Path, warn) -> None:
     warn(f"{path}: dropped an unfinished last line ({size - keep} bytes) left by an interrupted write")
 
 
-def iter_records(path: Path, warn=lambda message: None) -> Iterator[dict]:
+def iter_records(path: Path, warn: Callable[[str], None] = warn_once) -> Iterator[dict]:
     """The records of one JSONL file, in order."""
     try:
         handle = path.open("rb")
@@ -290,7 +306,7 @@ def iter_records(path: Path, warn=lambda message: None) -> Iterator[dict]:
         except (json.JSONDecodeError, UnicodeDecodeError):
             # No newline after it and the start of one of ours: the write was cut short.
             if number - 1 == last and raw.startswith(b'{"schema_version"'):
-                warn(f"{path}:{number}: skipped a truncated last line (interrupted write)")
+                warn(truncated_line_warning(path, number))
                 continue
             raise BenchError(
                 f"{path}:{number} is not a JSON record",
@@ -317,7 +333,7 @@ def migrate(record: dict) -> dict:
     return record
 
 
-def read_records(paths: Iterable[Path], warn=lambda message: None) -> list[dict]:
+def read_records(paths: Iterable[Path], warn: Callable[[str], None] = warn_once) -> list[dict]:
     return [r for p in paths for r in iter_records(p, warn)]
 
 

@@ -176,6 +176,9 @@ class Runner(ABC):
     # (e.g. llama-bench's flash attention and batch sizes): what `load` applies unless the
     # user overrides a key with `--setting RUNNER:KEY=VALUE`. The README lists them.
     defaults: ClassVar[dict[str, Any]] = {}
+    # How `score` feeds a text, for the quality step's time estimate: "batch" (one forward
+    # pass, at prefill pace), "step" (one decode step per token) or None (no logits).
+    scoring: ClassVar[str | None] = None
 
     @classmethod
     def probe(cls) -> Probe:

@@ -70,6 +70,7 @@ def _chat_template(folder: Path):
 class ExecuTorchRunner(Runner):
     name = "executorch"
     artifact_kind = "executorch .pte + tokenizer.json folder"
+    scoring = "step"
     package = "executorch"
     distribution = "executorch"
     extra = "executorch"

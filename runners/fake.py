@@ -58,6 +58,7 @@ def _advance(ms: float) -> None:
 class FakeRunner(Runner):
     name = "fake"
     artifact_kind = "fake-script"
+    scoring = "batch"
     package = "runners"
     distribution = "edgebench"
     extra = ""

@@ -94,6 +94,7 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
     distribution = "ai-edge-litert"
     extra = "litert"
     model_file = layout.TFLITE
+    scoring = "step"
     # Accelerator auto: CompiledModel's own default, HardwareAccelerator.CPU (XNNPACK).
     defaults = {"accelerator": "auto"}
 

@@ -62,6 +62,7 @@ KV_CACHE_LOG = re.compile(r"llama_kv_cache: size = .*?\(\s*(\d+) cells.*K \((\w+
 class LlamaCppRunner(Runner):
     name = "llama.cpp"
     artifact_kind = "gguf"
+    scoring = "batch"
     package = "llama_cpp"
     distribution = "llama-cpp-python"
     extra = "llamacpp"

@@ -55,6 +55,7 @@ def source_rope_theta(config: dict) -> float | None:
 class MlxRunner(Runner):
     name = "mlx"
     artifact_kind = "mlx folder"
+    scoring = "batch"
     package = "mlx_lm"
     distribution = "mlx-lm"
     extra = "mlx"

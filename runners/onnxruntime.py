@@ -53,6 +53,7 @@ GATHERS = ("Gather", "GatherBlockQuantized")
 class OnnxRuntimeRunner(Runner):
     name = "onnxruntime"
     artifact_kind = "onnxruntime-genai folder"
+    scoring = "batch"
     package = "onnxruntime_genai"
     distribution = "onnxruntime-genai"
     extra = "onnxruntime"

@@ -25,6 +25,9 @@ with_heartbeat() {
   return "$rc"
 }
 
+# Debian packages the tests or a runtime need, quietly (the caller says what and why).
+apt_install() { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "$@" >/dev/null 2>&1; }
+
 # llama.cpp: the version and this CPU's CMake flags (shared with build-llama-bench.sh).
 source "$root/scripts/llama-cmake-flags.sh"
 wheels="$cache/wheels/llama-cpp-python-$flags_key"
@@ -43,14 +46,14 @@ with_heartbeat "installing edgebench[$extras]" "${pip[@]}" install --find-links 
 # The matrix page's browser test drives headless Chromium; skipped where apt cannot install it.
 if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   log "installing chromium (for the matrix page's browser test)"
-  { apt-get update -q >/dev/null 2>&1; apt-get install -y -q chromium >/dev/null 2>&1; } \
+  with_heartbeat "installing chromium" apt_install chromium \
     || log "chromium could not be installed; its test will be skipped"
 fi
 # Remote runs (--target ssh://…) use the ssh client; their tests start a real sshd on localhost.
 if [ ! -x /usr/sbin/sshd ] || ! command -v ssh >/dev/null; then
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     log "installing openssh-server and openssh-client (remote runs, and their tests)"
-    { apt-get update -q >/dev/null 2>&1; apt-get install -y -q openssh-server openssh-client >/dev/null 2>&1; } \
+    with_heartbeat "installing OpenSSH" apt_install openssh-server openssh-client \
       || log "OpenSSH could not be installed; the remote-run tests will be skipped"
   else
     log "remote runs need an ssh client, and their tests an OpenSSH server: install them as root" \
@@ -63,7 +66,7 @@ openblas=$("$venv/bin/python" -c "from runners.mlx_blas import openblas_path; pr
 if [ -n "$openblas" ] && ldd "$openblas" | grep -q 'libgfortran.so.5 => not found'; then
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     log "installing libgfortran5 (MLX's OpenBLAS needs libgfortran.so.5)"
-    { apt-get update -q >/dev/null 2>&1; apt-get install -y -q libgfortran5 >/dev/null 2>&1; } \
+    with_heartbeat "installing libgfortran5" apt_install libgfortran5 \
       || log "libgfortran5 could not be installed; MLX will use its bundled BLAS (slow fp32)"
   else
     log "MLX's OpenBLAS needs libgfortran.so.5: install it as root (Debian/Ubuntu: apt-get install libgfortran5;" \

@@ -13,11 +13,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def edgebench(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600):
+def cli(*args: str, profile_quality: bool = False) -> list[str]:
+    """The command line of `edgebench ARGS` in a fresh Python. A `run` scores no quality unless
+    the test asks for it (--quality, or `profile_quality`: as the run profile says): the quality
+    step needs the model's fp32 reference, which only the tests of that step make."""
+    if args and args[0] == "run" and "--quality" not in args and not profile_quality:
+        args = ("run", "--no-quality", *args[1:])
+    return [sys.executable, "-c", "from bench.cli import main; main()", *args]
+
+
+def edgebench(
+    *args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600, profile_quality: bool = False
+):
     """Run `edgebench ARGS` as a user would: a fresh process, real exit code and streams."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-c", "from bench.cli import main; main()", *args],
+        cli(*args, profile_quality=profile_quality),
         capture_output=True,
         text=True,
         cwd=cwd or ROOT,

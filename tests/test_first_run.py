@@ -7,11 +7,12 @@ worker processes, with output sent to pipes as a CI log would get it."""
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
 from bench.data.suite import load_suite
-from tests.helpers import ROOT, edgebench, on_fake, read_jsonl
+from tests.helpers import ROOT, cli, edgebench, on_fake, read_jsonl
 
 HEAVY = (
     "pandas",
@@ -213,7 +214,7 @@ def _on_a_terminal(*args: str) -> str:
 
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from bench.cli import main; main()", *args],
+        cli(*args),
         stdout=follower,
         stderr=follower,
         cwd=ROOT,
@@ -242,3 +243,44 @@ def test_on_a_terminal_a_live_bar_counts_the_generations_and_shows_the_last_figu
     assert f"{jobs}/{jobs}" in drawn  # generations done of all
     assert "last: " in drawn and "TTFT" in drawn
     assert "fake none · " not in drawn  # no plain per-generation lines on a terminal
+
+
+def test_on_a_device_five_times_slower_than_mlx_here_every_runtime_keeps_its_decode_probe(tmp_path, fake_script):
+    # MLX here: 10 tok/s prefill, 8 tok/s decode (SLOW); five times slower, pp128-tg64 takes
+    # ~104 s a generation, so its warm-up and one repetition overrun the 45 s budget.
+    slower = {**SLOW, "prefill_ms_per_token": 500, "decode_ms": 625}
+    scripts = [fake_script(**slower), fake_script(**{**slower, "first_token_ms": 1})]
+    result = edgebench(
+        "run", "--runner", "fake", *(f"--artifact=fake={s}" for s in scripts), "--out", str(tmp_path / "out")
+    )
+    assert result.returncode == 0, result.stderr
+    records = read_jsonl(next((tmp_path / "out").glob("*.jsonl")))
+    for script in scripts:
+        probe = [r for r in records if r["prompt_id"] == "pp128-tg64" and r["artifact_path"] == str(script)]
+        assert [(r["warmup"], r["status"]) for r in probe] == [
+            (True, "skipped"),
+            (False, "ok"),
+            *[(False, "skipped")] * 2,
+        ]
+        assert "decode probe keeps one measured repetition" in probe[0]["skip_reason"]
+        long = [r for r in records if r["prompt_id"] == "pp512-tg128" and r["artifact_path"] == str(script)]
+        assert long and all(r["status"] == "skipped" for r in long)  # other prompts are dropped, not the probe
+    from bench.views import matrix
+
+    rows = matrix.from_records(records).rows
+    assert len(rows) == 2 and all(row.decode_probe == "pp128-tg64" and row.decode_tok_s == 1.6 for row in rows)
+
+
+def test_a_step_without_events_of_its_own_still_beats_and_stops_beating_when_done():
+    import threading
+
+    from bench.run.progress import PlainProgress, ticking
+
+    lines: list[str] = []
+    beat = threading.Event()
+    view = PlainProgress(lambda line: (lines.append(line), beat.set()), interval=0.0)
+    with ticking(view.wait, "fake", "quality"):
+        assert beat.wait(30)  # the quality step sends nothing while it scores: the thread speaks for it
+    count = len(lines)
+    time.sleep(1.2)
+    assert count == len(lines) and lines[0].startswith("... fake: quality: running for")

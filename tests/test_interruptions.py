@@ -2,31 +2,20 @@
 
 import signal
 import subprocess
-import sys
 import time
 
 import psutil
 import pytest
 
 from bench.records import ResultsWriter, iter_records
-from tests.helpers import ROOT, edgebench, on_fake, read_jsonl
+from tests.helpers import ROOT, cli, edgebench, on_fake, read_jsonl
 
 SLOW = dict(decode_ms=1, hang_on="charged twice")  # classify-ticket sleeps for real
 
 
 def start_run(tmp_path, script, *extra):
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from bench.cli import main; main()",
-            *on_fake("run", script),
-            "--profile",
-            "quick",
-            "--out",
-            str(tmp_path / "out"),
-            *extra,
-        ],
+        cli(*on_fake("run", script), "--profile", "quick", "--out", str(tmp_path / "out"), *extra),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -157,3 +146,24 @@ def test_two_runs_into_one_folder_at_once_keep_their_own_files(tmp_path, fake_sc
     for path in files:
         records = read_jsonl(path)  # every line whole: nothing interleaved
         assert len(records) == 18 and len({r["run_id"] for r in records}) == 1
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("report", "{file}", "--format", "md"),
+        ("matrix", "{file}", "--out", "{tmp}/matrix"),
+        ("compare", "{file}", "{file}", "--allow-missing"),
+    ],
+)
+def test_every_reader_warns_of_a_truncated_last_line_with_its_file_and_line(tmp_path, command):
+    path = tmp_path / "cut.jsonl"
+    whole = (ROOT / "tests" / "fixtures" / "results-v3.jsonl").read_text()
+    path.write_text(whole + whole.splitlines()[0][:40])  # a seventh line, cut short
+    for _ in range(2):  # the second read of matrix and compare comes from the column cache
+        result = edgebench(
+            *(part.format(file=path, tmp=tmp_path) for part in command),
+            env={"EDGEBENCH_COLUMN_CACHE": str(tmp_path / "columns")},
+        )
+        assert result.returncode in (0, 1) and "Traceback" not in result.stderr, result.stderr
+        assert f"{path}:7: skipped a truncated last line" in result.stderr

@@ -6,9 +6,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from html import escape
 
 import pandas as pd
 import pytest
@@ -375,3 +377,11 @@ def test_mbu_of_measured_and_datasheet_bandwidth_never_share_one_aggregate(tmp_p
     assert {"mbu_pct_measured_bandwidth", "mbu_pct_datasheet_bandwidth"} <= set(csv.columns)
     md = matrix_tables.markdown(m)
     assert "| MBU % (measured bw) |" in md and "| MBU % (datasheet bw) |" in md and "| MBU % |" not in md
+
+
+def test_chart_labels_are_whole_and_the_bars_start_after_the_longest():
+    label = "AMD EPYC 9R14 96-Core Processor [92742bb9] · executorch 8da4w · keyboard-autocomplete"
+    chart = matrix_html.bar_chart("TTFT", [label, "short"], [120.0, 80.0], [None, None])
+    assert f">{escape(label)}</text>" in chart  # not cut at ~48 characters
+    left = int(re.search(r"<rect x='(\d+)'", chart).group(1))
+    assert left >= 7 * len(label)  # the label's ~7 px a character fit left of the bars

@@ -203,6 +203,9 @@ def test_remote_run_gives_the_local_records_fields_with_the_targets_device_facts
         assert b["artifact_path"].startswith(str(target["remote"] / "cache"))  # the target's own copy
         assert b["device_cpu_model"] == TARGET_CPU != a["device_cpu_model"]  # measured there, not here
         assert b["decode_tok_s"] > 0 and b["runner_settings"]["system_info"]
+    # The same reports as a run here: Markdown, CSV and the run's matrix page.
+    assert {p.suffix for p in remote_out.glob(f"{there[0]['run_id']}.*")} >= {".md", ".csv", ".html"}
+    assert {p.suffix for p in local_out.glob(f"{here[0]['run_id']}.*")} >= {".md", ".csv", ".html"}
 
 
 def test_artifacts_are_copied_once(runs):

@@ -45,10 +45,13 @@ def test_medians_skip_warmups_and_failures():
     assert any("1 crashed" in n for n in notes)
 
 
-def test_high_variation_is_flagged_with_advice():
+def test_high_variation_is_flagged_with_advice_in_one_line_per_runtime():
     records = [record(repeat=i, decode=d) for i, d in enumerate([50.0, 80.0, 50.0])]
+    records += [record(repeat=i, decode=d, prompt_id="p2") for i, d in enumerate([50.0, 90.0, 50.0])]
     _, notes = report.summary_table(records)
-    assert any("decode_tok_s varies" in n and "--threads" in n for n in notes)
+    (varying,) = [n for n in notes if "vary" in n]  # not one line per prompt and metric
+    assert "2 figure(s) vary" in varying and "p1 decode_tok_s " in varying and "p2 decode_tok_s" in varying
+    assert "--threads" in varying
 
 
 def test_a_slow_first_repetition_asks_for_more_warmups():

@@ -117,7 +117,7 @@ def test_warnings_for_measurements_started_hot_or_under_foreign_load():
         base | {"warmup": True, "temp_c_start": 99.0},
     ]
     assert start_warnings(rows) == [
+        "this machine was busy: other programs used the CPU when measurements started (mlx 1 of 3, up to 90% "
+        "of a core); their figures may be slow or vary: close them and run again",
         "mlx: 1 of 3 measurements started hot (up to 81 °C); use --cooldown or --cooldown-until-temp",
-        "mlx: 1 of 3 measurements started while other programs used the CPU (up to 90% of a core); "
-        "close them and run again",
     ]

@@ -34,7 +34,7 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.paths import cache_home
-from bench.records import SCHEMA_VERSION, iter_records, migrate
+from bench.records import SCHEMA_VERSION, iter_records, migrate, truncated_line_warning, warn_once
 
 HEAVY = re.compile(rb', "token_times_ns": .*, "status": ')
 # Keys around the cut: present in every record, so their presence proves a clean cut.
@@ -121,7 +121,7 @@ def read_file(path: Path, columns: tuple[str, ...]) -> Part:
         raise BenchError(f"cannot read results file {path}: {exc.strerror}", "check the path") from None
     records = _fast_records(data)
     if records is None:
-        records = list(iter_records(path))
+        records = list(iter_records(path, warn=lambda message: None))  # `load` warns, cached or not
     part: Part = {c: _encode(values) for c, values in zip(columns, _columns(records, columns))}
     part[ROWS] = len(records)
     return part
@@ -257,7 +257,17 @@ def load(paths: list[Path], columns: tuple[str, ...]) -> pd.DataFrame:
         prune()
     fresh = iter(read)
     parts = [part if part is not None else next(fresh) for part in parts]
+    for path, part in zip(paths, parts):
+        _warn_if_truncated(path, part[ROWS])
     return pd.DataFrame({c: _column([p[c] if p[c] is not None else p[ROWS] for p in parts]) for c in columns})
+
+
+def _warn_if_truncated(path: Path, rows: int) -> None:
+    """A file whose last line was cut short (its records are read without it) says so on
+    every read, from the cache too."""
+    with path.open("rb") as f:
+        if f.seek(0, 2) and (f.seek(-1, 2), f.read(1))[1] != b"\n":
+            warn_once(truncated_line_warning(path, rows + 1))
 
 
 def fill(frame: pd.DataFrame, columns: tuple[str, ...]) -> None:

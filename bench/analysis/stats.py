@@ -43,6 +43,7 @@ QUALITY_FIGURES = (
     "top1_agreement",
     "greedy_agreement",
     "greedy_first_divergence",
+    "estimated_s",  # a skipped quality record's estimate (bench.run.time_budget.quality_skip)
 )
 
 
@@ -107,14 +108,17 @@ def warnings(df: pd.DataFrame, summary: pd.DataFrame, budget_skips: bool = True)
     """Advice about figures that should not be trusted as they stand; `budget_skips`: also a
     note per cell the time budget left generations out of (a run's summary says that itself)."""
     notes: list[str] = []
+    varying: dict[str, list[str]] = {}  # runner and quantization -> "prompt metric N%"
     for row in summary.itertuples():
         for metric in ("ttft_ms", "decode_tok_s"):
             cv = getattr(row, f"{metric}_cv_pct")
             if pd.notna(cv) and cv > HIGH_VARIATION_PCT and row.n > 1:
-                notes.append(
-                    f"{cell_label(row)}: {metric} varies {cv:.0f}% between repetitions; "
-                    "quiet the machine, lower --threads, or use --profile full for more repetitions"
-                )
+                varying.setdefault(f"{row.runner} {row.quantization}", []).append(f"{row.prompt_id} {metric} {cv:.0f}%")
+    for runtime, found in varying.items():  # one line per runtime, not one per prompt and metric
+        notes.append(
+            f"{runtime}: {len(found)} figure(s) vary over {HIGH_VARIATION_PCT:g}% between repetitions "
+            f"({', '.join(found)}); quiet the machine, lower --threads, or use --profile full for more repetitions"
+        )
     ok = measured(df)
     for _, group in ok.groupby(GROUP, dropna=False, sort=False):
         group = group.sort_values("repeat")
@@ -153,6 +157,7 @@ class Quality:
     top1_agreement: float | None = None
     greedy_agreement: float | None = None
     greedy_first_divergence: float | None = None
+    estimated_s: float | None = None  # of a skipped record
 
     @property
     def perplexity_increase(self) -> float | None:

@@ -55,6 +55,11 @@ class Verdict:
     sustained: bool
     n: int
     worst: tuple[tuple[str, float], ...] = ()  # (record column, median of the prompt that does worst on it)
+    unchecked: str = ""  # why a quality budget has no figure ("quality skipped (estimated 300 s)")
+
+    def label(self) -> str:
+        """The verdict as every view shows it: an unchecked one with its reason."""
+        return f"{self.verdict}: {self.unchecked}" if self.verdict == "unchecked" and self.unchecked else self.verdict
 
     def figure(self, column: str) -> float | None:
         return dict(self.worst).get(column)
@@ -160,6 +165,9 @@ def _unscored(quality: Quality | None) -> str:
     """Why a quality budget has no figure to judge."""
     if quality is None:
         return "no quality record"
+    if quality.status == "skipped":
+        estimated = f" (estimated {quality.estimated_s:,.0f} s)" if quality.estimated_s is not None else ""
+        return f"quality skipped{estimated}"
     if quality.status != "ok":
         return f"quality record {quality.status}"
     return "not measured (no logits)" if quality.kld_mean is None else "not measured"
@@ -171,15 +179,17 @@ def with_quality(verdict: Verdict, workload: Workload, quality: Quality | None) 
     budgets = [b for b in QUALITY_BUDGETS if getattr(workload, b[1]) is not None]
     if not budgets or verdict.verdict == "n/a":
         return verdict
-    outcome, reasons, worst = verdict.verdict, list(verdict.reasons), list(verdict.worst)
+    outcome, reasons, worst, unchecked = verdict.verdict, list(verdict.reasons), list(verdict.worst), {}
     for column, attribute, direction, label, shown in budgets:
         budget, value = getattr(workload, attribute), quality.figure(column) if quality else None
         if value is None:
             result, figure = "unchecked", f"{label}: {_unscored(quality)}"
+            unchecked.setdefault(_unscored(quality), []).append(label)
         else:
             result = "pass" if (value <= budget if direction == "max" else value >= budget) else "fail"
             figure = f"{label} {shown.format(value)}"
             worst.append((column, value))
         reasons.append(f"{figure}, budget {'≤' if direction == 'max' else '≥'} {shown.format(budget)}: {result}")
         outcome = max(outcome, result, key=RANK.__getitem__)
-    return replace(verdict, verdict=outcome, reasons=tuple(reasons), worst=tuple(worst))
+    why = "; ".join(f"{reason} ({', '.join(labels)})" for reason, labels in unchecked.items())
+    return replace(verdict, verdict=outcome, reasons=tuple(reasons), worst=tuple(worst), unchecked=why)

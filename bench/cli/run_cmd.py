@@ -88,10 +88,11 @@ def run(
         help="The farm device this runs on (`edgebench device --list`): labels records with its tier and bandwidth.",
     ),
     junit: Optional[Path] = typer.Option(None, "--junit", help="Write this run's workload verdicts as JUnit XML here."),
-    quality: bool = typer.Option(
-        False,
-        "--quality",
-        help="After the suite, score each runner against the fp32 reference (as `edgebench quality`).",
+    quality: Optional[bool] = typer.Option(
+        None,
+        "--quality/--no-quality",
+        help="Score each runner against the fp32 reference right after its suite (as `edgebench quality`); "
+        "default: as the profile says (default and quick do).",
     ),
     target: Targets = None,
     remote_edgebench: RemoteEdgebench = None,
@@ -126,6 +127,7 @@ def run(
         memory_limit_mb=memory_limit_mb,
         device_profile=device_profile,
         no_budget=no_budget,
+        quality=quality,
     )
     if target or (resume_run and remote_resumable(resume_run, out_dir)):
         return run_remote(
@@ -138,9 +140,9 @@ def run(
         )
     setup = setup_run(dataclasses.replace(options, resume=resume_run))
     _say_run_started(setup)
-    result = execute_here(setup, _run_progress(setup), pause, stream_records)
-    failed = _score_quality(setup, cache) if quality and not result.interrupted else 0
-    failed += result.failed + (len(result.export_failures) if runner else 0)  # a runner asked for by name must run
+    view = _run_progress(setup)
+    result = execute_here(setup, view, pause, stream_records, _quality_step(setup, view, cache, prepare_missing))
+    failed = result.failed + (len(result.export_failures) if runner else 0)  # a runner asked for by name must run
     records = run_records(setup)
     _report_suite_run(setup, result, records, failed, out_dir, junit, as_json)
     exit_after_run(result, records, setup.results_path, failed)
@@ -173,11 +175,21 @@ def _say_run_started(setup) -> None:
         )
 
 
-def _score_quality(setup, cache: Optional[Path]) -> int:
-    """run --quality: each runner's quality records appended to the run; returns how many failed."""
-    from bench.quality.run import run_quality
+def _quality_step(setup, view, cache: Optional[Path], make_checkpoint: bool):
+    """The run's quality step after each runner's suite (None: the run scores no quality),
+    with heartbeats while it runs, as a long generation has."""
+    if not setup.quality:
+        return None
+    from bench.quality.run import QualityStep
+    from bench.run.progress import ticking
 
-    return sum(r["status"] != "ok" for r in run_quality(setup, cache, say=err.print))
+    step = QualityStep(setup, cache, make_checkpoint, view.say)
+
+    def after_runner(plan) -> list[dict]:
+        with ticking(view.wait, plan.name, "quality"):
+            return step(plan)
+
+    return after_runner
 
 
 def _report_suite_run(
@@ -185,12 +197,13 @@ def _report_suite_run(
 ) -> None:
     """The run's reports and JUnit verdicts written; its summary printed, as a table or JSON."""
     from bench.device.hygiene import start_warnings
-    from bench.views import report
+    from bench.views import report, summary
+    from bench.views.run_reports import write_run_reports
 
-    reports = _write_run_reports(records, setup.run_id, out_dir)
+    reports = write_run_reports(records, setup.run_id, out_dir)
     # The summary's budget line names what the budget left out; the .md report keeps a note per cell.
     table, notes = report.summary_table(records, budget_skips=not setup.budget_s)
-    notes = notes + start_warnings(records)
+    notes = start_warnings(records) + notes  # a busy machine is said first: it explains the variance notes
     if junit and records:
         _write_junit_verdicts(records, junit)
     if as_json:
@@ -205,6 +218,7 @@ def _report_suite_run(
                 "skipped": result.skipped,
                 "export_failures": result.export_failures,
                 "summary": json.loads(table.to_json(orient="records")),
+                "workloads": summary.cells_json(summary.build(records)),
                 "warnings": notes,
             }
         )
@@ -251,41 +265,10 @@ def _print_summary(setup, result, records: list[dict], notes: list[str], reports
     )
 
 
-def _write_run_reports(records: list[dict], run_id: str, out_dir: Path) -> dict[str, str]:
-    """The run's Markdown and CSV reports and its HTML matrix page: their paths by format."""
-    from bench.views import report
-
-    if not records:
-        return {}
-    reports = {fmt: str(report.write_report(records, fmt, out_dir / f"{run_id}.{fmt}")) for fmt in report.FORMATS}
-    reports["html"] = str(_write_run_matrix_page(records, out_dir / f"{run_id}.html"))
-    return reports
-
-
-def _run_matrix(records: list[dict]):
-    """This run's records as a device matrix (one device, one results file)."""
-    import pandas as pd
-
-    from bench.views import matrix as matrix_
-
-    frame = pd.DataFrame.from_records(
-        [{c: r.get(c) for c in matrix_.COLUMNS} for r in records], columns=list(matrix_.COLUMNS)
-    )
-    return matrix_.build(frame, 1)
-
-
-def _write_run_matrix_page(records: list[dict], path: Path) -> Path:
-    """The run's own HTML matrix page (as `edgebench matrix` writes for many devices)."""
-    from bench.data import workloads as workload_data
-    from bench.views import matrix_html, report
-
-    return report.write_text(matrix_html.page(_run_matrix(records), workload_data.load_workloads()), path)
-
-
 def _write_junit_verdicts(records: list[dict], path: Path) -> None:
-    from bench.views import matrix_tables, report
+    from bench.views import matrix, matrix_tables, report
     from bench.views.junit import to_xml
 
-    built = _run_matrix(records)
+    built = matrix.from_records(records)
     report.write_text(to_xml("edgebench run", matrix_tables.junit_cases(built)), path)
     err.print(f"junit: {path}")

@@ -107,10 +107,11 @@ def run_remote(
 
 
 def _report_remote_runs(runs: list, out_dir: Path) -> tuple[list[str], int]:
-    """Markdown/CSV reports of each target's results, and one matrix when there are several;
-    returns what was written and the count of generations that failed."""
+    """Each target's reports, as a run here writes them (bench.views.run_reports), and one
+    matrix when there are several; returns what was written and the count of generations that failed."""
     from bench.records import read_records
     from bench.views import report
+    from bench.views.run_reports import write_run_reports
 
     lines, failed, files = [], 0, []
     for run in runs:
@@ -118,8 +119,8 @@ def _report_remote_runs(runs: list, out_dir: Path) -> tuple[list[str], int]:
         failed += sum(r["status"] not in ("ok", "skipped") for r in records)
         if records:
             files.append(run.results_path)
-            written = [report.write_report(records, fmt, out_dir / f"{run.run_id}.{fmt}") for fmt in report.FORMATS]
-            lines.append(f"{run.target.spec}: results {run.results_path}; " + ", ".join(map(str, written)))
+            written = write_run_reports(records, run.run_id, out_dir).values()
+            lines.append(f"{run.target.spec}: results {run.results_path}; " + ", ".join(written))
     if len(files) > 1:
         from bench.views import matrix as matrix_
         from bench.views import matrix_tables
@@ -153,8 +154,8 @@ def _report_remote_sustained(runs: list, options) -> list[str]:
     return lines
 
 
-def execute_here(setup, view, cooldown, stream_records: bool):
-    """Run it here, `view` showing its progress."""
+def execute_here(setup, view, cooldown, stream_records: bool, after_runner=None):
+    """Run it here, `view` showing its progress; `after_runner` follows each runner's suite."""
     from bench.run.execute import execute
 
     on_record = view.record
@@ -163,7 +164,14 @@ def execute_here(setup, view, cooldown, stream_records: bool):
 
         on_record = remote.streaming(view.record)
     with view:
-        return execute(setup, on_record=on_record, cooldown=cooldown, say=view.say, on_wait=view.wait)
+        return execute(
+            setup,
+            on_record=on_record,
+            cooldown=cooldown,
+            say=view.say,
+            on_wait=view.wait,
+            after_runner=after_runner or (lambda plan: []),
+        )
 
 
 def run_records(setup) -> list[dict]:

@@ -39,6 +39,10 @@ class RunProfile:
     load_timeout_s: float = 600.0
     # The most time one prompt (warm-ups and repetitions) may take on one runtime (None: no limit).
     prompt_budget_s: float | None = None
+    # Score each runner's quality (bench.quality) right after its suite, in the same run.
+    quality: bool = False
+    # The most time one runner's quality scoring may take (None: no limit); estimated like a prompt's.
+    quality_budget_s: float | None = None
     sustained: SustainedSettings | None = None
     sha256: str = ""
     path: Path | None = None
@@ -58,6 +62,8 @@ class _ProfileFile:
     generation_timeout_s: float = 300.0
     load_timeout_s: float = 600.0
     prompt_budget: str | None = None  # with a unit: "90s"
+    quality: bool = False
+    quality_budget: str | None = None  # with a unit: "90s"
     sustained: _SustainedFile | None = None
 
 
@@ -92,10 +98,15 @@ def load_profile(name_or_path: str) -> RunProfile:
     if data.sustained:
         s = data.sustained
         sustained = sustained_settings(s.prompt, s.duration, s.window, f"{where}: sustained ", exit_code=1)
-    fields = {k: v for k, v in vars(data).items() if k != "prompt_budget"}
-    budget_s = (
-        parse_duration(data.prompt_budget, f"{where}: prompt_budget", exit_code=1)
-        if data.prompt_budget is not None
-        else None
+    fields = {k: v for k, v in vars(data).items() if k not in ("prompt_budget", "quality_budget")}
+    return RunProfile(
+        **(fields | {"sustained": sustained}),
+        prompt_budget_s=_duration(data.prompt_budget, f"{where}: prompt_budget"),
+        quality_budget_s=_duration(data.quality_budget, f"{where}: quality_budget"),
+        sha256=sha,
+        path=path,
     )
-    return RunProfile(**(fields | {"sustained": sustained}), prompt_budget_s=budget_s, sha256=sha, path=path)
+
+
+def _duration(value: str | None, where: str) -> float | None:
+    return parse_duration(value, where, exit_code=1) if value is not None else None

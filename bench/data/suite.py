@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from bench.data import files as datafiles
 from bench.errors import BenchError
 
 KINDS = ("chat", "completion", "fixed")
+PROBE_CATEGORY = "throughput"  # the suites' fixed-length llama-bench style probes
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,12 @@ class Suite:
 
     def by_id(self, prompt_id: str) -> Prompt:
         return next(p for p in self.prompts if p.id == prompt_id)
+
+    def decode_probe(self, selected: Callable[[tuple[str, ...]], bool]) -> str | None:
+        """The matrix's decode probe among the prompts a profile selects: the throughput
+        prompt with the fewest prompt tokens (its decode, roofline and MBU cell)."""
+        probes = [p for p in self.prompts if p.category == PROBE_CATEGORY and selected(p.tags)]
+        return min(probes, key=lambda p: p.prompt_tokens or 0).id if probes else None
 
     def fill_text(self, prompt: Prompt) -> str:
         source = self.by_id(prompt.fill_from)

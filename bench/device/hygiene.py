@@ -50,26 +50,45 @@ def cool_down(
         say(f"device at {reading.celsius:.0f} °C ({reading.source})")
 
 
-def start_warnings(records: list[dict]) -> list[str]:
-    """Per runner: how many measurements started hot or under foreign CPU load."""
-    warnings = []
+def busy_runners(records: list[dict]) -> dict[str, tuple[int, int, float]]:
+    """Per runner measured while other programs used the CPU: (measurements under that load,
+    measurements, the highest foreign load in % of a core)."""
     measured = [r for r in records if is_measured(r) and r.get("mode") != "quality"]
+    found = {}
     for runner in dict.fromkeys(r["runner"] for r in measured):
         mine = [r for r in measured if r["runner"] == runner]
-        hot = [r["temp_c_start"] for r in mine if (r.get("temp_c_start") or 0) >= HOT_C]
         busy = [
             r["foreign_cpu_percent_start"]
             for r in mine
             if (r.get("foreign_cpu_percent_start") or 0) >= FOREIGN_LOAD_PERCENT
         ]
+        if busy:
+            found[runner] = (len(busy), len(mine), max(busy))
+    return found
+
+
+def start_warnings(records: list[dict]) -> list[str]:
+    """A busy machine first, in one line naming the runners it touched; then per runner how
+    many measurements started hot."""
+    busy = busy_runners(records)
+    warnings = (
+        [
+            "this machine was busy: other programs used the CPU when measurements started ("
+            + ", ".join(
+                f"{runner} {n} of {total}, up to {most:.0f}% of a core" for runner, (n, total, most) in busy.items()
+            )
+            + "); their figures may be slow or vary: close them and run again"
+        ]
+        if busy
+        else []
+    )
+    measured = [r for r in records if is_measured(r) and r.get("mode") != "quality"]
+    for runner in dict.fromkeys(r["runner"] for r in measured):
+        mine = [r for r in measured if r["runner"] == runner]
+        hot = [r["temp_c_start"] for r in mine if (r.get("temp_c_start") or 0) >= HOT_C]
         if hot:
             warnings.append(
                 f"{runner}: {len(hot)} of {len(mine)} measurements started hot (up to "
                 f"{max(hot):.0f} °C); use --cooldown or --cooldown-until-temp"
-            )
-        if busy:
-            warnings.append(
-                f"{runner}: {len(busy)} of {len(mine)} measurements started while other programs "
-                f"used the CPU (up to {max(busy):.0f}% of a core); close them and run again"
             )
     return warnings

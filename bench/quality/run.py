@@ -1,5 +1,9 @@
-"""`edgebench quality` and `run --quality`: each runner's quality against the fp32 reference,
-one `mode: "quality"` record per (runner, quantization), in the run's JSONL.
+"""`edgebench quality` and a run's quality step: each runner's quality against the fp32
+reference, one `mode: "quality"` record per (runner, quantization), in the run's JSONL.
+
+In `run` (profiles with `quality = true`, or `--quality`) a runner is scored right after its
+suite (QualityStep), unless its estimate from its own rates in this run overruns the
+profile's `quality_budget`: then its record is `skipped` and says why.
 
 The parent never imports a runtime or torch: the reference is computed in its own process
 (bench.quality.reference) and each runner scores in its own (bench.quality.worker). A worker
@@ -25,10 +29,11 @@ from bench.device.monitor import ProcessMonitor
 from bench.errors import BenchError
 from bench.quality import metrics as quality
 from bench.quality import reference as quality_reference
-from bench.records import ResultsWriter, make_record, utc_now
+from bench.records import ResultsWriter, make_record, read_records, utc_now
 from bench.run import resume
 from bench.run import setup as run_setup
 from bench.run.supervisor import RunnerPlan, runner_fields, suite_fields
+from bench.run.time_budget import CHARS_PER_TOKEN, Pace, QualityWork, Skip, quality_skip
 from bench.run.worker import build_request
 from bench.run.worker_process import WorkerProcess, describe_exit, kill_worker, load_orders, start_worker
 from runners import load_class, registrations
@@ -102,18 +107,12 @@ class Shared:
         )
 
 
-def run_quality(
-    setup: run_setup.RunSetup,
-    cache: Path | None,
-    on_record: Callable[[dict], None] = lambda r: None,
-    say: Callable[[str], None] = lambda message: None,
-) -> list[dict]:
-    """One quality record per plan of `setup`, appended to its results file."""
+def _shared(setup: run_setup.RunSetup, root: Path, say: Callable[[str], None]) -> Shared:
+    """The text, the suite's chat prompts and the whole-text reference (computed once, cached)."""
     prompts = chat_prompts(setup.suite)
     if not prompts:
         raise BenchError(f"suite '{setup.suite.id}' has no chat prompt for greedy agreement", "use --suite default")
-    root, text = cache_root(cache), quality_reference.eval_text()
-    threads = setup.plans[0].threads
+    text, threads = quality_reference.eval_text(), setup.plans[0].threads
     whole = quality_reference.ensure(
         setup.model,
         root,
@@ -123,7 +122,17 @@ def run_quality(
         threads,
         on_compute=lambda: say("computing the fp32 reference (once; cached)"),
     )
-    shared = Shared(setup, root, text, prompts, whole, threads, say)
+    return Shared(setup, root, text, prompts, whole, threads, say)
+
+
+def run_quality(
+    setup: run_setup.RunSetup,
+    cache: Path | None,
+    on_record: Callable[[dict], None] = lambda r: None,
+    say: Callable[[str], None] = lambda message: None,
+) -> list[dict]:
+    """One quality record per plan of `setup`, appended to its results file."""
+    shared = _shared(setup, cache_root(cache), say)
     writer, records = ResultsWriter(setup.results_path), []
     try:
         for plan in setup.plans:
@@ -135,6 +144,82 @@ def run_quality(
     finally:
         writer.close()
     return records
+
+
+class QualityStep:
+    """A run's quality step, called after each runner's suite: that runner's quality record
+    (bench.run.execute appends it), a `skipped` one when the estimate of its scoring, from
+    its own rates in this run, overruns the profile's quality budget, or none when the
+    runner measured nothing (or a resumed run has its record). The reference is computed
+    when the first runner is scored; with `make_checkpoint` (run --prepare) the fp32
+    checkpoint it needs is exported first if missing."""
+
+    def __init__(
+        self, setup: run_setup.RunSetup, cache: Path | None, make_checkpoint: bool, say: Callable[[str], None]
+    ) -> None:
+        self.setup, self.root, self.make_checkpoint, self.say = setup, cache_root(cache), make_checkpoint, say
+        self.shared: Shared | None = None
+        self.unavailable: Skip | None = None  # why no runner can be scored (no checkpoint for the reference)
+
+    def __call__(self, plan: RunnerPlan) -> list[dict]:
+        mine = [
+            r
+            for r in read_records([self.setup.results_path])
+            if r["runner"] == plan.name and r.get("artifact_sha256") == plan.artifact.sha256
+        ]
+        suite = [r for r in mine if r.get("mode") == "suite"]
+        if any(r.get("mode") == "quality" for r in mine) or not any(r["status"] == "ok" for r in suite):
+            return []
+        skip = self._skip(plan, suite)
+        if skip:
+            return [skipped_record(self.setup, plan, skip, suite[-1])]
+        if self.shared is None and self.unavailable is None:
+            try:
+                if self.make_checkpoint:
+                    prepare.checkpoint(self.setup.model, self.root)
+                self.shared = _shared(self.setup, self.root, self.say)
+            except BenchError as exc:  # no reference to score against: said once, in each runner's record
+                self.unavailable = Skip(f"no fp32 reference: {exc.message}; {exc.hint}", None)
+        if self.unavailable:
+            return [skipped_record(self.setup, plan, self.unavailable, suite[-1])]
+        self.say(f"quality: {plan.name} {plan.artifact.quantization or ''}")
+        return [_Session(self.shared, plan).run()]
+
+    def _skip(self, plan: RunnerPlan, suite: list[dict]) -> Skip | None:
+        limit = self.setup.profile.quality_budget_s
+        if limit is None or self.setup.budget_s is None:  # no budget, or --no-budget
+            return None
+        pace = Pace()
+        for record in suite:
+            pace.learn(record)
+        prompts = chat_prompts(self.setup.suite)
+        work = QualityWork(
+            load_s=max((r.get("load_ms") or 0.0) for r in suite) / 1e3,
+            text_tokens=round(len(quality_reference.eval_text().text) / CHARS_PER_TOKEN),
+            scoring=load_class(plan.target).scoring,
+            prompt_tokens=tuple(
+                round(sum(len(m["content"]) for m in p["messages"]) / CHARS_PER_TOKEN) for p in prompts
+            ),
+            new_tokens=quality_reference.GREEDY_TOKENS,
+        )
+        return quality_skip(pace, limit, work)
+
+
+def skipped_record(setup: run_setup.RunSetup, plan: RunnerPlan, skip: Skip, measured: dict) -> dict:
+    """A runner's quality record when its scoring was not run: what it says of its runner and
+    artifact is what the runner's suite record `measured` says (the same load of the same artifact)."""
+    fields = runner_fields(plan, {}, setup.profile.context_tokens)
+    return make_record(
+        **setup.run_fields,
+        **{name: measured.get(name, value) for name, value in fields.items()},
+        **suite_fields(setup.suite, setup.profile),
+        measured_at=utc_now(),
+        mode="quality",
+        prompt_id="quality",
+        status="skipped",
+        skip_reason=skip.reason,
+        estimated_s=skip.estimated_s,
+    )
 
 
 class _Session:

@@ -44,8 +44,10 @@ def execute(
     say: Say = lambda message: None,
     device: DeviceReader | None = None,
     on_wait: Callable[[str, Job | None, float], None] = lambda runner, job, seconds: None,
+    after_runner: Callable[[RunnerPlan], list[dict]] = lambda plan: [],
 ) -> RunResult:
-    """Run every runner of `setup` in turn; `say` hears of exports and cool-downs."""
+    """Run every runner of `setup` in turn; `say` hears of exports and cool-downs.
+    `after_runner` (the run's quality step) follows each runner's suite; its records join the run."""
     result = RunResult()
     device = device or DeviceReader()
     writer = ResultsWriter(setup.results_path)
@@ -77,13 +79,15 @@ def execute(
                 cool_down(cooldown, device, say)
             jobs = resume.remaining(setup.jobs, plan, setup.done) if setup.done else setup.jobs
             result.outcomes.append(supervisor.run_runner(plan, jobs))
+            for record in after_runner(plan):
+                supervisor.emit(result.outcomes[-1], record)
     except KeyboardInterrupt:
         result.interrupted = True
     finally:
         writer.close()
         if samples:
             samples.close()
-        # Later steps (quality) see only runners that got an artifact.
+        # Later steps see only runners that got an artifact.
         setup.plans[:] = [p for p in setup.plans if not isinstance(p, PendingPlan)]
     return result
 
@@ -101,7 +105,7 @@ def _export_for_turn(
     """The runner's plan once its artifact is exported; None when the export failed, which is
     reported while the other runners still run."""
     try:
-        ready = setup.plans[number] = export_pending(plan, say)  # later steps (quality) see the real plan
+        ready = setup.plans[number] = export_pending(plan, say)  # later steps see the real plan
     except BenchError as exc:
         say(f"{plan.name} {plan.quant}: export failed, not run: {exc.message}")
         result.export_failures.append(f"{plan.name} {plan.quant}: {exc.message.splitlines()[0]}")

@@ -10,8 +10,10 @@ never silent long enough to look hung.
 from __future__ import annotations
 
 import os
+import threading
 import time
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 from bench.errors import BenchError
 
@@ -37,10 +39,44 @@ def heartbeat_s() -> float:
 
 
 def activity(runner: str, job) -> str:
-    """What is running: a runner loading, or a prompt's warm-up or repetition."""
+    """What is running: a runner loading, a step named in words, or a prompt's warm-up or repetition."""
     if job is None:
         return f"{runner}: loading"
+    if isinstance(job, str):
+        return f"{runner}: {job}"
     return f"{runner}: {job.prompt_id} " + ("warm-up" if job.warmup else f"rep {job.repeat}")
+
+
+@contextmanager
+def ticking(wait: Callable[[str, str, float], None], runner: str, step: str) -> Iterator[None]:
+    """Tell `wait` (a view's) twice a second, from a thread, that `step` runs and for how long:
+    for steps that send no events of their own while they work (quality scoring, the fp32
+    reference), so a log keeps its heartbeat."""
+    done, start = threading.Event(), time.monotonic()
+
+    def tick() -> None:
+        while not done.wait(0.5):
+            wait(runner, step, time.monotonic() - start)
+
+    thread = threading.Thread(target=tick, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+def quality_line(record: dict) -> str:
+    """A runner's quality record in one line."""
+    head = f"{record['runner']} {record['quantization'] or ''} · quality"
+    if record["status"] == "skipped":
+        return f"{head}: skipped: {record['skip_reason']}"
+    if record["status"] != "ok":
+        return f"{head}: {record['status']}: {record['error']}"
+    kld = "–" if record["kld_mean"] is None else f"{record['kld_mean']:.3g}"
+    greedy = "–" if record["greedy_agreement"] is None else f"{100 * record['greedy_agreement']:.0f}%"
+    return f"{head}: KLD {kld}, greedy agreement {greedy}"
 
 
 def figures(record: dict) -> str:
@@ -50,7 +86,9 @@ def figures(record: dict) -> str:
 
 
 def generation_line(record: dict) -> str:
-    """One finished generation (or a runner that failed before its first) in one line."""
+    """One finished generation (or a runner that failed before its first, or its quality) in one line."""
+    if record.get("mode") == "quality":
+        return quality_line(record)
     if record["prompt_id"] is None:
         return f"{record['runner']}: {record['status']}: {record['error']}"
     what = "warm-up" if record["warmup"] else f"rep {record['repeat']}"
@@ -135,6 +173,9 @@ class LiveProgress(_Bars):
         self.console.print(text, highlight=False)
 
     def record(self, record: dict) -> None:
+        if record.get("mode") == "quality":  # not one of the generations the bar counts
+            self.console.print(generation_line(record), highlight=False)
+            return
         if record["prompt_id"] is None:  # the runner failed before its first job: its jobs are done with
             self.bars.update(self.task, advance=self.jobs_per_runner)
         else:

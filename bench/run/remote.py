@@ -385,8 +385,9 @@ def forwarded_options(
         args += ["--memory-limit-mb", str(options.memory_limit_mb)]
     if options.allow_fallback:
         args += ["--allow-fallback"]
-    if options.no_budget and not options.sustained:
-        args += ["--no-budget"]
+    if not options.sustained:
+        # Quality needs the fp32 checkpoint and transformers, which stay on the host.
+        args += ["--no-quality"] + (["--no-budget"] if options.no_budget else [])
     if options.device_profile:
         args += ["--device-profile", upload(options.device_profile)]
     return args + extra

@@ -34,6 +34,7 @@ SAVED = (
     "device_profile",
     "no_budget",
     "allow_fallback",
+    "quality",
 )
 
 

@@ -75,6 +75,7 @@ class RunOptions:
     duration: str | None = None  # overrides the profile's sustained duration ("10m")
     window: str | None = None
     allow_fallback: bool = False  # keep results of a runner that ran elsewhere than its --accelerator asked
+    quality: bool | None = None  # score each runner's quality after its suite (None: as the profile says)
 
 
 @dataclass
@@ -101,6 +102,7 @@ class RunSetup(RunInputs):
     results_path: Path
     run_fields: dict  # what every record of the run carries
     budget_s: float | None = None  # the most time one prompt may take on one runtime (bench.run.time_budget)
+    quality: bool = False  # each runner's quality is scored after its suite (bench.quality.run.QualityStep)
     done: set = field(default_factory=set)  # keys of generations a resumed run already has
     samples_path: Path | None = None  # the device time series of a sustained run
 
@@ -128,6 +130,7 @@ def setup_run(options: RunOptions) -> RunSetup:
         results_path=results_path,
         run_fields=run_fields,
         budget_s=None if options.no_budget or inputs.sustained else inputs.profile.prompt_budget_s,
+        quality=not inputs.sustained and (inputs.profile.quality if options.quality is None else options.quality),
         done=resume.done_keys(results_path) if saved else set(),
         samples_path=results_path.with_suffix(".device.jsonl") if inputs.sustained else None,
     )

@@ -123,7 +123,12 @@ class Supervisor:
         """Run `jobs` (default: all of the run's) on one runner, in as many workers as it takes."""
         outcome = RunnerOutcome()
         budget = (
-            PromptBudget(self.budget_s, self.profile.warmups, self.profile.repetitions)
+            PromptBudget(
+                self.budget_s,
+                self.profile.warmups,
+                self.profile.repetitions,
+                self.suite.decode_probe(self.profile.selects),
+            )
             if self.budget_s and not self.sustained
             else None
         )

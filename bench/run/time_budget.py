@@ -6,7 +6,9 @@ generations of the same run (same runner, same artifact): a generation's time is
 as prompt tokens ÷ its prefill rate + max new tokens ÷ its decode rate, with the fastest rate
 seen of each, so a generation is ruled out only when even the runtime's best pace overruns.
 
-- A prompt whose warm-ups and one repetition would overrun the budget is skipped whole.
+- A prompt whose warm-ups and one repetition would overrun the budget is skipped whole,
+  but for the matrix's decode probe (bench.data.suite.decode_probe): its warm-ups are
+  skipped and one repetition runs, so a slow device still has its decode cell.
 - Otherwise its warm-ups and first repetition run, and each further repetition runs while
   the time its generations have taken (the harness's own end-to-end figures) plus the
   estimate of one more stays within the budget; the rest are cut.
@@ -36,7 +38,7 @@ class Estimate:
 @dataclass(frozen=True)
 class Skip:
     reason: str  # for the record's skip_reason
-    estimated_s: float  # the generation's own estimate
+    estimated_s: float | None  # the generation's own estimate (None: skipped for another reason)
 
 
 def prompt_tokens(payload: dict) -> tuple[int, bool]:
@@ -47,14 +49,41 @@ def prompt_tokens(payload: dict) -> tuple[int, bool]:
     return max(1, round(len(text) / CHARS_PER_TOKEN)), False
 
 
+class Pace:
+    """A runtime's fastest prefill and decode rates in this run, from its successful
+    generations' own figures."""
+
+    def __init__(self) -> None:
+        self.prefill_tok_s: float | None = None
+        self.decode_tok_s: float | None = None
+
+    def learn(self, record: dict) -> None:
+        if record["status"] != "ok":
+            return
+        for name in ("prefill_tok_s", "decode_tok_s"):
+            seen = record.get(name)
+            if seen and seen > (getattr(self, name) or 0.0):
+                setattr(self, name, seen)
+
+    @property
+    def known(self) -> bool:
+        return bool(self.prefill_tok_s and self.decode_tok_s)
+
+    def seconds(self, prompt_tokens: float, new_tokens: float) -> float:
+        return prompt_tokens / self.prefill_tok_s + new_tokens / self.decode_tok_s
+
+    def rates(self) -> str:
+        return f"{self.prefill_tok_s:.1f} tok/s prefill, {self.decode_tok_s:.1f} tok/s decode"
+
+
 class PromptBudget:
     """The budget of one runner plan: learns that runtime's rates, and each prompt's time
     spent, as its records arrive; says which generations to skip."""
 
-    def __init__(self, limit_s: float, warmups: int, repetitions: int) -> None:
+    def __init__(self, limit_s: float, warmups: int, repetitions: int, probe: str | None = None) -> None:
         self.limit_s, self.warmups, self.repetitions = limit_s, warmups, repetitions
-        self.prefill_tok_s: float | None = None
-        self.decode_tok_s: float | None = None
+        self.probe = probe  # the matrix's decode probe: never skipped whole
+        self.pace = Pace()
         self.spent_s: dict[str, float] = {}  # prompt -> seconds its generations took
         self.ruled_out: dict[str, Skip] = {}  # prompt -> why it is skipped whole
 
@@ -65,22 +94,19 @@ class PromptBudget:
             return
         prompt = record["prompt_id"]
         self.spent_s[prompt] = self.spent_s.get(prompt, 0.0) + (record.get("e2e_ms") or 0.0) / 1e3
-        for name in ("prefill_tok_s", "decode_tok_s"):
-            seen = record.get(name)
-            if seen and seen > (getattr(self, name) or 0.0):
-                setattr(self, name, seen)
+        self.pace.learn(record)
 
     def estimate(self, payload: dict) -> Estimate | None:
         """One generation at this runtime's best measured pace (None: no rates yet)."""
-        if not (self.prefill_tok_s and self.decode_tok_s):
+        if not self.pace.known:
             return None
         tokens, exact = prompt_tokens(payload)
         counted = f"{tokens}" if exact else f"~{tokens} (text length / {CHARS_PER_TOKEN:g})"
         pace = (
-            f"{counted} prompt tokens at {self.prefill_tok_s:.1f} tok/s prefill + {payload['max_new_tokens']} new "
-            f"tokens at {self.decode_tok_s:.1f} tok/s decode (this runtime's fastest rates so far in this run)"
+            f"{counted} prompt tokens at {self.pace.prefill_tok_s:.1f} tok/s prefill + {payload['max_new_tokens']} "
+            f"new tokens at {self.pace.decode_tok_s:.1f} tok/s decode (this runtime's fastest rates so far in this run)"
         )
-        return Estimate(tokens / self.prefill_tok_s + payload["max_new_tokens"] / self.decode_tok_s, pace)
+        return Estimate(self.pace.seconds(tokens, payload["max_new_tokens"]), pace)
 
     def skip(self, prompt_id: str, warmup: bool, repeat: int, payload: dict) -> Skip | None:
         """Why this generation is skipped, or None when it runs."""
@@ -93,6 +119,17 @@ class PromptBudget:
             whole = (self.warmups + 1) * one.seconds
             if whole <= self.limit_s:
                 return None
+            if prompt_id == self.probe:  # the runtime's only decode, roofline and MBU figures: one repetition runs
+                return (
+                    None
+                    if not warmup
+                    else Skip(
+                        f"warm-up skipped: estimated {whole:.0f} s for {self._admission()} > budget {self.limit_s:g} s "
+                        f"per prompt, and the decode probe keeps one measured repetition: {one.seconds:.0f} s each, "
+                        f"{one.pace}",
+                        round(one.seconds, 1),
+                    )
+                )
             self.ruled_out[prompt_id] = Skip(
                 f"estimated {whole:.0f} s for {self._admission()} > budget {self.limit_s:g} s per prompt: "
                 f"{one.seconds:.0f} s each, {one.pace}",
@@ -113,3 +150,37 @@ class PromptBudget:
     def _admission(self) -> str:
         warmups = f"{self.warmups} warm-up{'s' if self.warmups != 1 else ''} and " if self.warmups else ""
         return warmups + "one repetition"
+
+
+@dataclass(frozen=True)
+class QualityWork:
+    """What scoring one runner's quality asks of it (bench.quality): a load, the evaluation
+    text teacher-forced, and greedy tokens on each chat prompt."""
+
+    load_s: float
+    text_tokens: int
+    scoring: str | None  # "batch": one forward pass (prefill pace); "step": a decode step per token; None: no logits
+    prompt_tokens: tuple[int, ...]  # of each greedy prompt
+    new_tokens: int  # greedy tokens per prompt
+
+
+def quality_skip(pace: Pace, limit_s: float, work: QualityWork) -> Skip | None:
+    """Why a runner's quality scoring is skipped (its estimate at the runtime's fastest rates
+    in this run overruns `limit_s`), or None when it runs; nothing is skipped without rates."""
+    if not pace.known:
+        return None
+    scoring = {"batch": work.text_tokens / pace.prefill_tok_s, "step": work.text_tokens / pace.decode_tok_s}.get(
+        work.scoring, 0.0
+    )
+    greedy = sum(pace.seconds(tokens, work.new_tokens) for tokens in work.prompt_tokens)
+    seconds = work.load_s + scoring + greedy
+    if seconds <= limit_s:
+        return None
+    how = {"batch": "in one pass at prefill pace", "step": "a decode step per token"}.get(work.scoring)
+    scored = f"scoring ~{work.text_tokens} tokens {how} {scoring:.0f} s + " if how else ""
+    return Skip(
+        f"quality estimated {seconds:.0f} s > quality budget {limit_s:g} s: load {work.load_s:.0f} s + {scored}"
+        f"{len(work.prompt_tokens)} greedy prompts of {work.new_tokens} tokens {greedy:.0f} s, at {pace.rates()} "
+        "(this runtime's fastest rates in this run)",
+        round(seconds, 1),
+    )

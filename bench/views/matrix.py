@@ -32,6 +32,7 @@ from bench.analysis import resultset, stats, verdicts
 from bench.analysis.stats import Quality
 from bench.analysis.verdicts import Verdict
 from bench.data import workloads as workload_data
+from bench.data.suite import PROBE_CATEGORY
 from bench.views.table import runner_label
 
 COLUMNS = (
@@ -75,7 +76,6 @@ COLUMNS = (
 CELL = ["tier", "device", "runner", "model_id", "quantization"]
 QUALITY_KEY = CELL + ["artifact_sha256"]  # a quality record belongs to the rows of its own artifact
 VARIANT = ["suite_sha256", "artifact_sha256", "prompt_set"]
-PROBE_CATEGORY = "throughput"  # the suites' fixed-length llama-bench style probes
 BANDWIDTH_KINDS = ("measured", "datasheet")
 # Row figure -> the probe column whose median it is ("@kind": only records of that bandwidth source).
 FIGURES = {
@@ -364,6 +364,12 @@ def _variant_rows(
             )
         )
     return rows
+
+
+def from_records(records: list[dict]) -> Matrix:
+    """One run's records (one device, one results file) as a matrix."""
+    frame = pd.DataFrame.from_records([{c: r.get(c) for c in COLUMNS} for r in records], columns=list(COLUMNS))
+    return build(frame, 1)
 
 
 def split_quality(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -88,7 +88,7 @@ def _verdict(workload: str):
     """A workload's column: the verdict and its headline, coloured by the verdict, its reasons as tooltip."""
     return text(
         workload,
-        lambda v: v.verdict + (f" ({v.headline()})" if v.worst else ""),
+        lambda v: v.label() + (f" ({v.headline()})" if v.worst else ""),
         html_class=lambda v: v.verdict.replace("/", ""),
         html_title=lambda v: "; ".join(v.reasons),
     )
@@ -106,7 +106,9 @@ def bar_chart(
     known = [v for v in values + ticks if v]
     if not known:
         return f"<p>{escape(title)}: no data</p>"
-    left, width, bar, gap = 330, 520, 16, 6
+    # Labels are whole (device · runtime quantization · workload): the bars start after the
+    # longest, at ~7 px a character of the 12 px font.
+    left, width, bar, gap = max(120, 7 * max(map(len, labels), default=0) + 12), 520, 16, 6
     top = 24
     height = top + len(labels) * (bar + gap) + 12
     low = min(known) / 2 if log else 0.0
@@ -124,7 +126,7 @@ def bar_chart(
     ]
     for i, (label, value, tick) in enumerate(zip(labels, values, ticks)):
         y = top + i * (bar + gap)
-        out.append(f"<text x='{left - 6}' y='{y + bar - 4}' text-anchor='end'>{escape(label[:48])}</text>")
+        out.append(f"<text x='{left - 6}' y='{y + bar - 4}' text-anchor='end'>{escape(label)}</text>")
         if value:
             out.append(
                 f"<rect x='{left}' y='{y}' width='{max(1.0, x(value) - left):.1f}' height='{bar}' "

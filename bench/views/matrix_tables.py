@@ -65,7 +65,10 @@ def cell_table(matrix: Matrix, rows: list[Row], verdict: Callable[[str], Column]
 
 
 def verdict_cell(verdict) -> str:
-    return MARK[verdict.verdict] + (f" ({verdict.headline()})" if verdict.worst else "")
+    mark = MARK[verdict.verdict] + (
+        f": {verdict.unchecked}" if verdict.verdict == "unchecked" and verdict.unchecked else ""
+    )
+    return mark + (f" ({verdict.headline()})" if verdict.worst else "")
 
 
 def markdown(matrix: Matrix) -> str:

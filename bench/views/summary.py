@@ -2,8 +2,9 @@
 
 One row per workload (profiles/workloads.toml), one column per runtime. A cell is that
 runtime's best quantization (the highest decode tok/s on the workload's prompts), with
-the workload's worst prompt's median TTFT and decode tok/s, and the workload's verdict
-(bench.analysis.verdicts: each prompt judged on its own spread of repetitions). ★ marks the
+the workload's worst prompt's median TTFT and decode tok/s, and the workload's verdict as
+the run's matrix gives it (bench.views.matrix: timing and quality budgets judged by one
+function), so the summary and the matrix page never disagree. ★ marks the
 fastest runtime of each workload: the highest decode tok/s where the workload budgets
 decode speed, else the lowest TTFT. The full per-prompt table stays in the .md report.
 """
@@ -14,8 +15,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from bench.analysis import stats, verdicts
+from bench.analysis import stats
+from bench.analysis.verdicts import Verdict
 from bench.data import workloads as workload_data
+from bench.device.hygiene import busy_runners
+from bench.views import matrix
 from bench.views import table as view
 from bench.views.table import MISSING, Table, runner_label, text
 
@@ -41,7 +45,7 @@ class Cell:
     quantization: str
     ttft_ms: float | None  # the median of the workload's slowest prompt
     decode_tok_s: float | None  # the median of the workload's slowest-decoding prompt
-    verdict: str
+    verdict: str  # Verdict.label(): "pass", "unchecked: quality skipped (estimated 300 s)", or "skipped"
     skipped: int  # prompts of this workload the time budget skipped whole
     fastest: bool = False
 
@@ -70,14 +74,23 @@ def _worst(ok: pd.DataFrame) -> tuple[float | None, float | None]:
     return (None if pd.isna(ttft) else float(ttft)), (None if pd.isna(decode) else float(decode))
 
 
-def _cell(rows: pd.DataFrame, workload: workload_data.Workload) -> Cell | None:
+def _cell(rows: pd.DataFrame, verdict: Verdict | None) -> Cell | None:
     ok = stats.measured(rows)
     skipped = int((rows.groupby("prompt_id")["status"].agg(lambda s: (s == "skipped").all())).sum())
     if ok.empty and not skipped:
         return None
     ttft, decode = _worst(ok) if not ok.empty else (None, None)
-    verdict = verdicts.judge(ok, workload).verdict if not ok.empty else "skipped"
-    return Cell(str(rows["quantization"].iloc[0]), ttft, decode, verdict, skipped)
+    label = verdict.label() if verdict and not ok.empty else "skipped"
+    return Cell(str(rows["quantization"].iloc[0]), ttft, decode, label, skipped)
+
+
+def _matrix_verdicts(records: list[dict]) -> dict[tuple[str, str, str], Verdict]:
+    """(runner, quantization, workload) -> the verdict the run's matrix gives."""
+    return {
+        (row.runner, row.quantization, verdict.workload): verdict
+        for row in matrix.from_records(records).rows
+        for verdict in row.verdicts
+    }
 
 
 def _better(a: Cell, b: Cell, by_decode: bool) -> bool:
@@ -97,8 +110,14 @@ def _best(cells: list[Cell], by_decode: bool) -> Cell | None:
 
 def build(records: list[dict]) -> Summary:
     workloads = workload_data.load_workloads()
+    judged = _matrix_verdicts(records)
     df = _frame(records)
-    df = df.assign(runtime=[runner_label(r, s) for r, s in zip(df["runner"], df["synthetic"])])
+    busy = busy_runners(records)  # measured under other programs' load: marked in the runtime's heading
+    df = df.assign(
+        runtime=[
+            runner_label(r, s) + (" (busy machine)" if r in busy else "") for r, s in zip(df["runner"], df["synthetic"])
+        ]
+    )
     runtimes = list(dict.fromkeys(df["runtime"]))
     cells, shown = {}, []
     for workload in workloads:
@@ -107,7 +126,9 @@ def build(records: list[dict]) -> Summary:
         found = {}
         for runtime, rows in mine.groupby("runtime", sort=False):
             per_quant = [
-                c for _, q in rows.groupby("quantization", sort=False, dropna=False) if (c := _cell(q, workload))
+                c
+                for quant, q in rows.groupby("quantization", sort=False, dropna=False)
+                if (c := _cell(q, judged.get((str(q["runner"].iloc[0]), str(quant), workload.id))))
             ]
             best = _best(per_quant, True) if per_quant else None
             if best:
@@ -133,6 +154,13 @@ def _budgeted(df: pd.DataFrame) -> tuple[list[str], list[str]]:
         else:
             cut.append(f"{runner} {quant} {prompt} ({len(rows) - len(left_out)} of {len(rows)} repetitions)")
     return skipped, cut
+
+
+def cells_json(summary: Summary) -> list[dict]:
+    """The summary's cells for `run --json`: one per workload and runtime."""
+    return [
+        {"workload": workload, "runtime": runtime, **vars(cell)} for (workload, runtime), cell in summary.cells.items()
+    ]
 
 
 def budget_text(summary: Summary) -> str:
