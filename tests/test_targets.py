@@ -84,3 +84,37 @@ def test_validate_command_on_the_packaged_files():
     )
     assert result.returncode == 0, result.stderr
     assert "device profile 'raspberry-pi-5'" in result.stdout
+
+
+def test_a_targets_command_line_carries_each_run_option_as_run_options_declares_it(tmp_path):
+    from bench.data import models
+    from bench.run.remote import forwarded_options
+    from bench.run.setup import RunOptions
+
+    profile = tmp_path / "mine.toml"
+    profile.write_text("")
+    options = RunOptions(
+        threads=2,
+        settings=("llama.cpp:n_batch=64", "llama.cpp:use_mmap=false"),
+        allow_fallback=True,
+        no_budget=True,
+        memory_limit_mb=512.0,
+        profile=str(profile),
+        cache=tmp_path,
+        quality=True,
+    )
+    uploaded = []
+    args = forwarded_options(
+        options,
+        {"llama.cpp": ["/t/m.gguf"]},
+        models.get_model("smollm2-135m"),
+        ["--json"],
+        lambda v: uploaded.append(v) or v,
+    )
+    line = " ".join(args)
+    assert "--model smollm2-135m --runner llama.cpp --artifact llama.cpp=/t/m.gguf" in line
+    assert "--threads 2" in line and "--memory-limit-mb 512.0" in line
+    assert "--setting llama.cpp:n_batch=64 --setting llama.cpp:use_mmap=false" in line
+    assert "--allow-fallback" in line and "--no-budget" in line
+    assert "--no-quality" in line and "--cache" not in line  # the target scores none and keeps its own cache
+    assert args[-1] == "--json" and uploaded == ["default", str(profile)]  # files go over first

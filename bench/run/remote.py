@@ -15,6 +15,7 @@ SSH is the user's own `ssh` client in batch mode, so their keys, agent and ~/.ss
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -374,22 +375,21 @@ def forwarded_options(
             f"remote runs take a catalogue model, not {options.model}",
             "bundle your own artifacts with --artifact RUNNER=PATH and --model of the catalogue",
         )
-    args = ["--model", model.id, "--suite", upload(options.suite), "--profile", upload(options.profile)]
+    args = ["--model", model.id]
     for name, paths in remote_paths.items():
         args += ["--runner", name] + [a for path in paths for a in ("--artifact", f"{name}={path}")]
-    if options.threads:
-        args += ["--threads", str(options.threads)]
-    for setting in options.settings:
-        args += ["--setting", setting]
-    if options.memory_limit_mb is not None:
-        args += ["--memory-limit-mb", str(options.memory_limit_mb)]
-    if options.allow_fallback:
-        args += ["--allow-fallback"]
+    for option in dataclasses.fields(options):  # each as RunOptions declares it (bench.run.setup._option)
+        value, flag, how = getattr(options, option.name), option.metadata["flag"], option.metadata["forward"]
+        if how == "upload" and value:
+            args += [flag, upload(value)]
+        elif how == "value" and value is not None and value != 0:
+            args += [flag, str(value)]
+        elif how == "each":
+            args += [a for item in value for a in (flag, item)]
+        elif how == "switch" and value and not (options.sustained and flag == "--no-budget"):
+            args += [flag]
     if not options.sustained:
-        # Quality needs the fp32 checkpoint and transformers, which stay on the host.
-        args += ["--no-quality"] + (["--no-budget"] if options.no_budget else [])
-    if options.device_profile:
-        args += ["--device-profile", upload(options.device_profile)]
+        args += ["--no-quality"]  # quality needs the fp32 checkpoint and transformers, which stay on the host
     return args + extra
 
 

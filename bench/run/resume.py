@@ -20,22 +20,6 @@ from bench.records import iter_records
 from bench.run.supervisor import Job, RunnerPlan
 
 RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{4}")
-SAVED = (
-    "runners",
-    "model",
-    "artifacts",
-    "suite",
-    "profile",
-    "threads",
-    "quants",
-    "settings",
-    "cache",
-    "memory_limit_mb",
-    "device_profile",
-    "no_budget",
-    "allow_fallback",
-    "quality",
-)
 
 
 def sidecar(results_path: Path) -> Path:
@@ -43,7 +27,9 @@ def sidecar(results_path: Path) -> Path:
 
 
 def save(results_path: Path, options, threads: int, run_fields: dict, suite_sha256: str, profile_sha256: str) -> None:
-    saved = {name: getattr(options, name) for name in SAVED} | {"threads": threads}
+    # The options each RunOptions field declares resumed (bench.run.setup._option).
+    saved = {f.name: getattr(options, f.name) for f in dataclasses.fields(options) if f.metadata["resumed"]}
+    saved |= {"threads": threads}
     saved = {k: (str(v) if isinstance(v, Path) else v) for k, v in saved.items()}
     payload = {
         "options": saved,

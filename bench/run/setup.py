@@ -54,28 +54,43 @@ class PendingPlan:
     with_artifact: Callable[..., RunnerPlan]  # with_artifact(artifact=...): the runner's plan
 
 
+def _option(default, *, resumed: bool = True, forward: str | None = None, flag: str | None = None):
+    """A run option, declared once: whether `--resume` restores it (bench.run.resume) and how a
+    remote target's command line carries it (bench.run.remote.forwarded_options): "value"
+    (FLAG VALUE when set), "each" (FLAG VALUE per item), "switch" (FLAG when true), "upload"
+    (a file given by path goes to the target first), or None (the host handles it itself)."""
+    return field(default=default, metadata={"resumed": resumed, "forward": forward, "flag": flag})
+
+
 @dataclass(frozen=True)
 class RunOptions:
-    runners: tuple[str, ...] = ()
-    model: str | None = None
-    artifacts: tuple[str, ...] = ()  # "RUNNER=PATH"
-    suite: str = "default"
-    profile: str = "default"
-    threads: int | None = None
-    out: Path = Path("results")
-    quants: tuple[str, ...] = ()  # "RUNNER=QUANT"
-    settings: tuple[str, ...] = ()  # "RUNNER:KEY=VALUE": overrides of a runner's defaults
-    cache: Path | None = None
-    prepare: bool = False  # make missing artifacts instead of refusing
-    memory_limit_mb: float | None = None
-    resume: str | None = None  # a run id or results file to finish
-    device_profile: str | None = None  # a farm device's profile (profiles/devices) labelling the run
-    no_budget: bool = False  # measure every generation, however long the profile's budget says it would take
-    sustained: bool = False  # `edgebench sustained`: the profile's sustained settings apply
-    duration: str | None = None  # overrides the profile's sustained duration ("10m")
-    window: str | None = None
-    allow_fallback: bool = False  # keep results of a runner that ran elsewhere than its --accelerator asked
-    quality: bool | None = None  # score each runner's quality after its suite (None: as the profile says)
+    runners: tuple[str, ...] = _option(())  # forwarded with each plan's artifact on the target
+    model: str | None = _option(None)  # forwarded as its catalogue id
+    artifacts: tuple[str, ...] = _option(())  # "RUNNER=PATH"
+    suite: str = _option("default", forward="upload", flag="--suite")
+    profile: str = _option("default", forward="upload", flag="--profile")
+    threads: int | None = _option(None, forward="value", flag="--threads")
+    out: Path = _option(Path("results"), resumed=False)  # a resumed run writes beside its results file
+    quants: tuple[str, ...] = _option(())  # "RUNNER=QUANT"
+    # "RUNNER:KEY=VALUE": overrides of a runner's defaults
+    settings: tuple[str, ...] = _option((), forward="each", flag="--setting")
+    cache: Path | None = _option(None)  # the host's cache; a target uses its own
+    prepare: bool = _option(False, resumed=False)  # make missing artifacts instead of refusing
+    memory_limit_mb: float | None = _option(None, forward="value", flag="--memory-limit-mb")
+    resume: str | None = _option(None, resumed=False)  # a run id or results file to finish
+    # a farm device's profile (profiles/devices) labelling the run
+    device_profile: str | None = _option(None, forward="upload", flag="--device-profile")
+    # measure every generation, however long the profile's budget says it would take (suite runs)
+    no_budget: bool = _option(False, forward="switch", flag="--no-budget")
+    # `edgebench sustained`: the profile's sustained settings apply (a sustained series is not resumable)
+    sustained: bool = _option(False, resumed=False)
+    duration: str | None = _option(None, resumed=False)  # overrides the profile's sustained duration ("10m")
+    window: str | None = _option(None, resumed=False)
+    # keep results of a runner that ran elsewhere than its --accelerator asked
+    allow_fallback: bool = _option(False, forward="switch", flag="--allow-fallback")
+    # score each runner's quality after its suite (None: as the profile says); never on a target,
+    # as the reference needs the host's fp32 checkpoint
+    quality: bool | None = _option(None)
 
 
 @dataclass
