@@ -45,3 +45,14 @@ def test_every_layer_imports_only_from_the_layers_before_it():
 def test_the_shared_modules_import_no_layer():
     for name in SHARED:
         assert {n for n in _imports(ROOT / "bench" / f"{name}.py") if _layer(n) is not None} == set(), name
+
+
+def test_runners_import_nothing_of_the_core():
+    """runners/ sit below bench/: the core loads them by name (runners.load_class) and talks to
+    them through runners.base, so a runner never reaches up into a layer of the core."""
+    reaching = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in sorted((ROOT / "runners").rglob("*.py"))
+        for name in _imports(path)
+    ]
+    assert reaching == []
