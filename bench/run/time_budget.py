@@ -179,7 +179,7 @@ def quality_skip(pace: Pace, limit_s: float, work: QualityWork) -> Skip | None:
     how = {"batch": "in one pass at prefill pace", "step": "a decode step per token"}.get(work.scoring)
     scored = f"scoring ~{work.text_tokens} tokens {how} {scoring:.0f} s + " if how else ""
     return Skip(
-        f"quality estimated {seconds:.0f} s > quality budget {limit_s:g} s: load {work.load_s:.0f} s + {scored}"
+        f"quality estimated {seconds:.1f} s > quality budget {limit_s:g} s: load {work.load_s:.0f} s + {scored}"
         f"{len(work.prompt_tokens)} greedy prompts of {work.new_tokens} tokens {greedy:.0f} s, at {pace.rates()} "
         "(this runtime's fastest rates in this run)",
         round(seconds, 1),
