@@ -43,8 +43,10 @@ def parse_settings(specs: tuple[str, ...]) -> dict[str, dict[str, str]]:
 _TRUE, _FALSE = {"on", "true", "yes", "1"}, {"off", "false", "no", "0"}
 
 
-def runner_settings(name: str, defaults: dict, overrides: dict[str, str]) -> dict:
-    """The runner's defaults with the user's overrides, each read as its default's type."""
+def runner_settings(name: str, runner: type, overrides: dict[str, str]) -> dict:
+    """The runner's defaults with the user's overrides, each read as its default's type and
+    held to the runner's `choices` for that setting, if it declares them."""
+    defaults = runner.defaults
     settings = dict(defaults)
     for key, text in overrides.items():
         if key not in defaults:
@@ -71,12 +73,20 @@ def runner_settings(name: str, defaults: dict, overrides: dict[str, str]) -> dic
             raise BenchError(
                 f"--setting {name}:{key}={text}: {key} takes {wanted}", f"the default is {default!r}", exit_code=2
             ) from None
+        allowed = runner.choices.get(key)
+        if allowed is not None and value not in allowed:
+            raise BenchError(
+                f"--setting {name}:{key}={text}: {key} takes one of {', '.join(map(str, allowed))}",
+                f"the default is {default!r}",
+                exit_code=2,
+            )
         settings[key] = value
     return settings
 
 
 def select_runners(names: tuple[str, ...]) -> list[str]:
-    """The named runners (each must be installed), or every available non-hidden one."""
+    """The named runners (each must be installed), or every available non-hidden one;
+    cheapest first (cheapest_first)."""
     regs = registrations()
     for name in names:
         if name not in regs:
@@ -90,8 +100,17 @@ def select_runners(names: tuple[str, ...]) -> list[str]:
                     f"runner '{name}' is not available: {probe.reason}",
                     probe.reason if probe.reason.startswith("pip") else "see `edgebench runners`",
                 )
-        return chosen
+        return cheapest_first(chosen)
     chosen = [n for n, r in regs.items() if not r.hidden and load_class(r.target).probe().available]
     if not chosen:
         raise BenchError("no runner is available on this machine", "see `edgebench runners` for what to install")
-    return chosen
+    return cheapest_first(chosen)
+
+
+def cheapest_first(names: list[str]) -> list[str]:
+    """Runners in the order a run and `prepare` take them: by what a first export of each
+    typically costs (Runner.export_cost), so one that needs none runs at once and the longest
+    export comes last; registration order among equals."""
+    regs = registrations()
+    order = list(regs)
+    return sorted(names, key=lambda n: (load_class(regs[n].target).export_cost(), order.index(n)))

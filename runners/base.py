@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,6 +153,14 @@ class Exporter:
     # output. prepare's cache key uses it (with the tool, its version and the quantization), not
     # the exporter's source, so moving or reformatting an exporter keeps its cache.
     recipe: int = 1
+    # Seconds a first export of each quantization takes on a 2-core x86 (AMD EPYC, 2.6 GHz) with
+    # the default model (SmolLM2-135M): the estimate `prepare` shows until this machine has its
+    # own, and what orders a run's runners (cheapest export first).
+    typical_seconds: dict[str, float] = field(default_factory=dict, hash=False)
+    # Caches made before keys took recipes (edgebench up to 0.1.0) keyed on the exporter's
+    # "module:function" and its source's sha256: this exporter's pair then, if it existed.
+    # A folder under that old key is adopted as recipe 1's output (bench.artifacts.cache).
+    legacy_key: tuple[str, str] | None = None
 
 
 class Runner(ABC):
@@ -179,6 +188,14 @@ class Runner(ABC):
     # How `score` feeds a text, for the quality step's time estimate: "batch" (one forward
     # pass, at prefill pace), "step" (one decode step per token) or None (no logits).
     scoring: ClassVar[str | None] = None
+    # The values a setting may take, for a setting that takes one of a few (the others are
+    # checked against their default's type): `--setting` refuses any other before a worker
+    # starts, so `load` gets only these.
+    choices: ClassVar[dict[str, tuple[Any, ...]]] = {}
+    # The `runtime_*` figures `generation_info().native` holds: the runtime's own timings of the
+    # generation (named as in bench.run.selfcheck.FIGURES), which `selfcheck` sets beside the
+    # harness's; none for a runtime that times nothing itself.
+    runtime_figures: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def probe(cls) -> Probe:
@@ -191,6 +208,15 @@ class Runner(ABC):
         except importlib.metadata.PackageNotFoundError:
             version = "unknown"
         return Probe(True, version)
+
+    @classmethod
+    def export_cost(cls) -> float:
+        """Seconds a first export of the default quantization typically takes: 0 for a runner
+        that needs none, infinity where its exporter gives no figure. A run takes its runners
+        cheapest first, so the first results come soonest."""
+        if cls.exporter is None:
+            return 0.0
+        return cls.exporter.typical_seconds.get(cls.exporter.default_quantization, math.inf)
 
     @classmethod
     def accelerators(cls) -> dict[str, str]:

@@ -81,6 +81,11 @@ class ExecuTorchRunner(Runner):
         quantizations=tuple(QUANTIZATIONS),
         default_quantization="8da4w",
         extra="prepare-executorch",
+        typical_seconds={"8da4w": 645, "fp32": 720},
+        legacy_key=(
+            "runners.executorch_export:export",
+            "360709dc6de2da0ce112a56c111f8210bceb87775f41205682d0c72a357f1b5d",
+        ),
     )
     # The backend is chosen at export: edgebench prepares XNNPACK programs, which run on the CPU.
     defaults = {"accelerator": "auto"}
@@ -161,8 +166,6 @@ class ExecuTorchRunner(Runner):
                 f"tokens (prompts are held to {self.context_tokens})"
             )
         plan = _forward_plan(pte)
-        manifest = pte.parent / "manifest.json"
-        quantization = json.loads(manifest.read_text()).get("quantization") if manifest.exists() else None
         settings = {
             "threadpool_threads": threads,
             "program_max_context_len": self.max_context,
@@ -173,7 +176,7 @@ class ExecuTorchRunner(Runner):
         return LoadInfo(
             __version__,
             "xnnpack",
-            quantization,
+            None,  # the program does not say; the record takes prepare's, from its manifest
             settings,
             threads=threads,
             context_tokens=self.max_context,

@@ -53,6 +53,8 @@ class LiteRTLMRunner(layout.SharedArtifact, Runner):
     # engine picks for a text decoder when none is set.
     # Accelerator auto: its CLI's default backend, the CPU.
     defaults = {"activation_data_type": "FLOAT16", "accelerator": "auto"}
+    choices = {"activation_data_type": ACTIVATION_TYPES}
+    runtime_figures = ("runtime_prefill_tok_s", "runtime_decode_tok_s", "runtime_ttft_ms")
 
     @classmethod
     def accelerators(cls) -> dict[str, str]:
@@ -71,9 +73,7 @@ class LiteRTLMRunner(layout.SharedArtifact, Runner):
     def load(self, artifact: Path, options: RunnerOptions) -> LoadInfo:
         import litert_lm
 
-        activation = self.settings(options)["activation_data_type"].upper()
-        if activation not in ACTIVATION_TYPES:
-            raise ValueError(f"litert-lm:activation_data_type={activation}: use one of {', '.join(ACTIVATION_TYPES)}")
+        activation = self.settings(options)["activation_data_type"]
         self.lm = litert_lm
         self.greedy = litert_lm.SamplerConfig(top_k=1)
         self.meta = layout.read_metadata(artifact)

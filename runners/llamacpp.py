@@ -52,6 +52,8 @@ FILE_TYPES = {
 }
 EMBEDDING, OUTPUT_HEAD = "token_embd.weight", "output.weight"
 FLASH_ATTN = ("auto", "on", "off")
+# The K/V cache types llama.cpp's own tools take (common/arg.cpp kv_cache_types).
+KV_CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
 # llama.cpp's log of the context it built: how flash attention `auto` resolved, and the
 # K/V cache it allocated (cells, and each type).
 LOAD_MODE_LOG = re.compile(r"load_mode = ([\w+]+)")
@@ -80,6 +82,8 @@ class LlamaCppRunner(Runner):
         "use_mmap": True,
         "accelerator": "auto",
     }
+    choices = {"flash_attn": FLASH_ATTN, "type_k": KV_CACHE_TYPES, "type_v": KV_CACHE_TYPES}
+    runtime_figures = ("runtime_prefill_tok_s", "runtime_decode_tok_s", "runtime_ttft_ms")
 
     @classmethod
     def accelerators(cls) -> dict[str, str]:
@@ -104,7 +108,7 @@ class LlamaCppRunner(Runner):
         from llama_cpp._internals import LlamaSampler
 
         settings = self.settings(options)
-        flash_attn = _choice(settings, "flash_attn", FLASH_ATTN)
+        flash_attn = settings["flash_attn"]
         log = self._create(llama_cpp, artifact, options, settings, flash_attn)
         model = self.llm._model
         self.context_tokens = options.context_tokens
@@ -401,13 +405,6 @@ def _flash_attn_resolved(log: str, asked: str) -> str | None:
         return asked
     resolved = FLASH_ATTN_LOG.search(log)
     return None if resolved is None else "on" if resolved.group(1) == "enabled" else "off"
-
-
-def _choice(settings: dict, key: str, allowed: tuple[str, ...]) -> str:
-    value = settings[key]
-    if value not in allowed:
-        raise ValueError(f"--setting llama.cpp:{key}={value}: use one of {', '.join(allowed)}")
-    return value
 
 
 def _ggml_type(lib, settings: dict, key: str) -> int:

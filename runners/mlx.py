@@ -66,6 +66,8 @@ class MlxRunner(Runner):
         quantizations=tuple(CONVERT_OPTIONS),
         default_quantization="4bit",
         extra="prepare-mlx",
+        typical_seconds={"4bit": 6, "fp32": 7},
+        legacy_key=("runners.mlx_export:export", "6f20c8bdef9154af20cc4f19bb4e43eeb74d8c53361152beadbaf163eb59ee72"),
     )
     # mlx_lm.generate's own defaults (its DEFAULT_PREFILL_STEP_SIZE, --kv-bits None, --kv-group-size,
     # DEFAULT_QUANTIZED_KV_START); mlx_lm.benchmark uses the same through stream_generate.
@@ -78,6 +80,9 @@ class MlxRunner(Runner):
         "quantized_kv_start": 5000,
         "accelerator": "auto",
     }
+    # The KV cache quantizes through mx.quantize: its affine mode's bits and group sizes (0: none).
+    choices = {"kv_bits": (0, 2, 3, 4, 5, 6, 8), "kv_group_size": (32, 64, 128)}
+    runtime_figures = ("runtime_prefill_tok_s", "runtime_decode_tok_s")  # mlx-lm's prompt and generation rates
 
     @classmethod
     def accelerators(cls) -> dict[str, str]:

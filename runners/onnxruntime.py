@@ -42,7 +42,6 @@ if TYPE_CHECKING:  # annotations only: the runtime's arrays, imported lazily whe
     import numpy
 
 CONFIG = "genai_config.json"
-MANIFEST = "manifest.json"  # written by `edgebench prepare` beside the artifact's files
 # ONNX Runtime's INFO line listing a session's options, as it traces them at creation.
 POOL_SIZE = re.compile(r"intra_op_param:OrtThreadPoolParams \{ thread_pool_size: (\d+)")
 INFO = 1  # ORT's log severity that traces the session options
@@ -64,6 +63,11 @@ class OnnxRuntimeRunner(Runner):
         quantizations=tuple(QUANTIZATIONS),
         default_quantization="int4",
         extra="prepare-onnx",
+        typical_seconds={"int4": 10, "fp32": 10},
+        legacy_key=(
+            "runners.onnxruntime_export:export",
+            "4efb3d2265be66dd62976899a34d79930bfec3744a800f25e0616579b755e666",
+        ),
     )
     # What the builder writes into genai_config.json for its CPU (GroupQueryAttention)
     # models and the examples run with: one KV buffer of max_length, past and present shared.
@@ -150,7 +154,7 @@ class OnnxRuntimeRunner(Runner):
         return LoadInfo(
             _version(self.distribution),
             self.model.device_type.lower(),
-            _quantization(artifact),
+            None,  # the folder does not say; the record takes prepare's, from its manifest
             settings,
             threads=threads,
             context_tokens=self.context_tokens,
@@ -355,11 +359,3 @@ def _version(distribution: str) -> str:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
-
-
-def _quantization(artifact: Path) -> str | None:
-    """The quantization `prepare` recorded; None for a folder built some other way."""
-    try:
-        return json.loads((artifact / MANIFEST).read_text()).get("quantization")
-    except (OSError, ValueError):
-        return None

@@ -30,7 +30,8 @@ from tests.helpers import edgebench, read_jsonl
 CHAT = ({"role": "user", "content": "What is the capital of France?"},)
 TEXT = "The pump at the north well stopped twice this morning, so the technician replaced the"
 NEW_TOKENS = 12
-SLOW_RUNNERS = ("litert", "litert-lm", "executorch")
+# Runners whose typical first export takes minutes (LiteRT, ExecuTorch), not seconds.
+SLOW_RUNNERS = tuple(n for n, r in registrations().items() if load_class(r.target).export_cost() > 60)
 SLOW = os.environ.get("EDGEBENCH_SLOW_FAMILIES") == "1"
 SDISTS = Path.home() / ".cache" / "edgebench" / "sdists"
 # The fp32 comparison runs each runtime in fp32 throughout: llama.cpp by default keeps K/V in

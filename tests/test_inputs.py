@@ -84,6 +84,16 @@ def test_nothing_is_written_when_the_input_is_bad(tmp_path):
     assert not out.exists()
 
 
+def test_a_setting_outside_its_choices_is_refused_before_any_worker_starts(tmp_path):
+    """llama.cpp's flash_attn takes auto, on or off (LlamaCppRunner.choices): anything else is
+    refused at set-up, not found by a worker whose load fails into a results file."""
+    out = tmp_path / "out"
+    result = edgebench("run", "--runner", "llama.cpp", "--setting", "llama.cpp:flash_attn=maybe", "--out", str(out))
+    assert result.returncode == 2
+    assert error_of(result) == "Error: --setting llama.cpp:flash_attn=maybe: flash_attn takes one of auto, on, off"
+    assert not out.exists()  # set-up ends before the output folder, which precedes any worker
+
+
 def test_a_usage_mistake_exits_2_without_traceback():
     result = edgebench("run", "--threads", "many")
     assert result.returncode == 2 and "Traceback" not in result.stderr

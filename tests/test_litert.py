@@ -218,6 +218,7 @@ def test_litert_lm_marks_setup_and_reports_its_own_counts_and_timing(tiny_litert
     assert info.prompt_tokens == info.native["prefill_tokens"] == 2 and not info.chunked
     assert info.native["runtime_decode_tok_s"] > 0 and info.native["runtime_prefill_tok_s"] > 0
     assert 0 < info.native["runtime_ttft_ms"] < (stream.stamps[0] - stream.t0) / 1e6
+    assert [k for k in info.native if k.startswith("runtime_")] == list(LiteRTLMRunner.runtime_figures)
     assert count_problem(request, info, len(stream.events)) is None
 
 

@@ -303,6 +303,8 @@ def test_the_defaults_are_mlx_lm_generates_own():
 
 
 def test_the_record_says_threads_are_not_applied_and_what_mlx_lm_ran_with(tiny_run):
+    from runners.mlx import MlxRunner
+
     r = tiny_run[0]
     assert r["threads"] is None and r["threads_requested"] == 2
     assert r["runner_settings"]["not_applied"]["threads"].startswith("MLX has no thread-count setting")
@@ -313,6 +315,7 @@ def test_the_record_says_threads_are_not_applied_and_what_mlx_lm_ran_with(tiny_r
     fixed = next(x for x in tiny_run if x["kind"] == "fixed")
     assert fixed["native"]["runtime_decode_tok_s"] == fixed["native"]["generation_tps"] > 0
     assert fixed["native"]["runtime_prefill_tok_s"] == fixed["native"]["prompt_tps"] > 0
+    assert [k for k in fixed["native"] if k.startswith("runtime_")] == list(MlxRunner.runtime_figures)
 
 
 def _count_forward_calls(runner, extra_work=None):

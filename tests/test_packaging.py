@@ -4,17 +4,15 @@ import subprocess
 import sys
 import zipfile
 
+from runners import load_class, registrations
 from tests.helpers import ROOT, edgebench
 
-RUNTIMES = (
-    "llama_cpp",
-    "mlx",
-    "executorch",
-    "ai_edge_litert",
-    "litert_lm",
-    "onnxruntime",
-    "onnxruntime_genai",
-    "torch",
+# Each registered runtime's package, and the libraries under them.
+RUNTIMES = tuple(
+    sorted(
+        {load_class(r.target).package for r in registrations().values() if not r.hidden}
+        | {"mlx", "onnxruntime", "torch"}
+    )
 )
 
 
@@ -44,10 +42,16 @@ def test_a_built_wheel_carries_the_profiles(tmp_path):
 
 
 def test_importing_the_core_and_listing_runners_import_no_runtime():
+    """Nor does reading each runner's facts (its settings, their choices, its runtime figures,
+    its exporter) or the order a run takes them in."""
     code = (
         "import sys, bench.cli, bench.run.setup, bench.views.report\n"
+        "from bench.selection import cheapest_first\n"
         "from runners import registrations, load_class\n"
-        "[load_class(r.target).probe() for r in registrations().values()]\n"
+        "for r in registrations().values():\n"
+        "    c = load_class(r.target)\n"
+        "    c.probe(), c.defaults, c.choices, c.runtime_figures, c.exporter, c.export_cost()\n"
+        "cheapest_first(list(registrations()))\n"
         f"print([m for m in {RUNTIMES!r} if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)

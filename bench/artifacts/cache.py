@@ -10,7 +10,7 @@ without one is an export that never finished.
 
 Caches made before the key took recipes (edgebench up to 0.1.0's layout move) keyed on the
 exporter's module path and its source's sha256: `lookup_stage` adopts such a folder when it
-is exactly what that source made (LEGACY_KEYS), by renaming it to its new key.
+is exactly what that source made (the exporter's `legacy_key`), by renaming it to its new key.
 """
 
 from __future__ import annotations
@@ -28,28 +28,6 @@ from bench.paths import cache_home
 from runners.base import Exporter
 
 MANIFEST = "manifest.json"
-
-# The exporters as they were when the key stopped including their source: tool -> (module
-# path, sha256 of its source). A cached folder under the key they made is what recipe 1 makes.
-LEGACY_KEYS = {
-    "transformers from_pretrained(gguf_file)": (
-        "bench.checkpoint:from_gguf",
-        "9d231dc636bdc9bef9b4cd638be1044e7608546f61e129c77cbc4b5cbf9a28b2",
-    ),
-    "executorch export_llm (XNNPACK)": (
-        "runners.executorch_export:export",
-        "360709dc6de2da0ce112a56c111f8210bceb87775f41205682d0c72a357f1b5d",
-    ),
-    "litert-torch": (
-        "runners.litert_export:export",
-        "0c372683d6a67a2257d3bebdd68b28f142f5bd5ad8ec97a84a320b34c7e2b391",
-    ),
-    "onnxruntime-genai model builder": (
-        "runners.onnxruntime_export:export",
-        "4efb3d2265be66dd62976899a34d79930bfec3744a800f25e0616579b755e666",
-    ),
-    "mlx_lm.convert": ("runners.mlx_export:export", "6f20c8bdef9154af20cc4f19bb4e43eeb74d8c53361152beadbaf163eb59ee72"),
-}
 
 
 def cache_root(override: Path | None = None) -> Path:
@@ -99,9 +77,9 @@ def stage_key(input_sha256: str, exporter: Exporter, quantization: str) -> str:
 
 def legacy_stage_key(input_sha256: str, exporter: Exporter, quantization: str) -> str | None:
     """The key the exporter's recipe-1 output had before keys took recipes, if it had one."""
-    if exporter.recipe != 1 or exporter.tool not in LEGACY_KEYS:
+    if exporter.recipe != 1 or exporter.legacy_key is None:
         return None
-    target, code = LEGACY_KEYS[exporter.tool]
+    target, code = exporter.legacy_key
     material = json.dumps(
         {
             "input": input_sha256,

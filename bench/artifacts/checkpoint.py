@@ -16,6 +16,8 @@ EXPORTER = Exporter(
     quantizations=("fp32",),
     default_quantization="fp32",
     extra="prepare",
+    typical_seconds={"fp32": 25},
+    legacy_key=("bench.checkpoint:from_gguf", "9d231dc636bdc9bef9b4cd638be1044e7608546f61e129c77cbc4b5cbf9a28b2"),
 )
 
 

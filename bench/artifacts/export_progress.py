@@ -1,7 +1,8 @@
 """What a running export shows: its stage, elapsed time and an estimate.
 
 The estimate is the last export of the same model, exporter and quantization on this
-machine (timings.json beside the cache), else a typical figure. LinePrinter prints plain
+machine (timings.json beside the cache), else the exporter's typical figure (its
+`typical_seconds`). LinePrinter prints plain
 lines for logs: one per stage and a heartbeat every few seconds.
 """
 
@@ -21,22 +22,7 @@ from runners.base import Exporter
 TIMINGS = "timings.json"  # beside the cache: how long each export last took on this machine
 # Logs get a progress line at least this often while an export runs (never minutes of silence).
 HEARTBEAT_S = 5.0
-# What a first export takes on a 2-core x86 (AMD EPYC, 2.6 GHz) with the default model
-# (SmolLM2-135M): shown until this machine has its own figure in timings.json. The main job's
-# exports were measured in a first run from an empty cache on an idle machine; the fp32 ones it
-# does not make come from this machine's cache manifests. Keyed by the exporter's tool, which
-# survives moving its code.
-TYPICAL_SECONDS = {
-    ("transformers from_pretrained(gguf_file)", "fp32"): 25,
-    ("executorch export_llm (XNNPACK)", "8da4w"): 645,
-    ("executorch export_llm (XNNPACK)", "fp32"): 720,
-    ("litert-torch", "int8"): 170,
-    ("litert-torch", "fp32"): 220,
-    ("onnxruntime-genai model builder", "int4"): 10,
-    ("onnxruntime-genai model builder", "fp32"): 10,
-    ("mlx_lm.convert", "4bit"): 6,
-    ("mlx_lm.convert", "fp32"): 7,
-}
+# Where an exporter's typical_seconds come from (runners.base.Exporter).
 TYPICAL_BASIS = "typical on a 2-core x86 for SmolLM2-135M"
 
 
@@ -107,7 +93,7 @@ def estimate(model: Model, exporter: Exporter, quantization: str, root: Path) ->
     last = _read_timings(root).get(_timing_key(model, exporter, quantization))
     if last:
         return Estimate(last["seconds"], f"last export here took {_duration(last['seconds'])}")
-    typical = TYPICAL_SECONDS.get((exporter.tool, quantization))
+    typical = exporter.typical_seconds.get(quantization)
     if typical:
         return Estimate(typical, TYPICAL_BASIS)
     return Estimate(None, "no estimate: first export of this kind here")

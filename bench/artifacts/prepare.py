@@ -328,9 +328,9 @@ def prepare_artifact(
 
 
 def select(runner_names: tuple[str, ...], quants: tuple[str, ...]) -> list[tuple[str, Exporter, str]]:
-    """(runner, exporter, quantization) to prepare. Named runners must have an exporter;
-    by default every available runner that has one. `quants` apply to each runner that
-    offers them (default: each runner's own default)."""
+    """(runner, exporter, quantization) to prepare, cheapest export first. Named runners must
+    have an exporter; by default every available runner that has one. `quants` apply to each
+    runner that offers them (default: each runner's own default)."""
     from runners import load_class, registrations
 
     regs = registrations()
@@ -344,11 +344,13 @@ def select(runner_names: tuple[str, ...], quants: tuple[str, ...]) -> list[tuple
                     exit_code=2,
                 )
     else:
-        chosen = [
-            n
-            for n, r in regs.items()
-            if not r.hidden and load_class(r.target).exporter is not None and load_class(r.target).probe().available
-        ]
+        chosen = selection.cheapest_first(
+            [
+                n
+                for n, r in regs.items()
+                if not r.hidden and load_class(r.target).exporter is not None and load_class(r.target).probe().available
+            ]
+        )
     if not chosen:
         raise BenchError("no installed runner needs a prepare step", "see `edgebench runners`")
     work = []

@@ -65,9 +65,7 @@ def runner_settings(overrides: tuple[str, ...] = ()) -> dict:
     """The llama.cpp runner's settings with `RUNNER:KEY=VALUE` overrides, as a run gets them."""
     from runners.llamacpp import LlamaCppRunner  # the class only: llama_cpp loads in `load`
 
-    return selection.runner_settings(
-        RUNNER, LlamaCppRunner.defaults, selection.parse_settings(overrides).get(RUNNER, {})
-    )
+    return selection.runner_settings(RUNNER, LlamaCppRunner, selection.parse_settings(overrides).get(RUNNER, {}))
 
 
 def llama_bench_args(settings: dict, threads: int) -> list[str]:

@@ -2,12 +2,12 @@
 
 Runs the selfcheck suite's fixed-length probes on each runner through the normal worker
 path and compares, from the same generations, the harness figures with the runtime's own
-(the `runtime_*` keys a runner puts in `native`: llama.cpp's perf counters, LiteRT-LM's
-benchmark info, mlx-lm's prompt/generation rates):
+(the `runtime_*` keys a runner puts in `native`, each runner naming its own in
+`runtime_figures`):
   prefill  harness prefill tok/s vs the runtime's   (TTFT also holds templating and set-up)
   decode   harness decode tok/s  vs the runtime's   (target: ratio >= 0.97)
   TTFT     harness TTFT ms       vs the runtime's, where it reports one
-A runtime that times nothing itself is listed as such. For llama.cpp, `llama-bench` built
+A runtime that declares none times nothing itself and is listed as such. For llama.cpp, `llama-bench` built
 from the same vendored source (scripts/build-llama-bench.sh) is compared too when present.
 """
 
@@ -27,10 +27,11 @@ from bench.records import is_measured, read_records
 from bench.run import harness
 from bench.run import setup as run_setup
 from bench.run.execute import execute
+from runners import load_class, registrations
 from runners.base import TokenEvent
 
 DECODE_RATIO_TARGET = 0.97
-# harness figure -> (the runtime's own key in `native`, label)
+# harness figure -> (the runtime's own key in `native`, as a runner's `runtime_figures` name it; label)
 FIGURES = {
     "prefill_tok_s": ("runtime_prefill_tok_s", "prefill tok/s"),
     "decode_tok_s": ("runtime_decode_tok_s", "decode tok/s"),
@@ -60,13 +61,17 @@ def harness_cost_ns(tokens: int = 200_000) -> float:
 
 
 def fidelity_rows(records: list[dict]) -> tuple[list[Row], list[str]]:
-    """Median harness vs runtime figures per runner, probe and figure; and the runners
-    whose runtime reported no figure of its own."""
+    """Median harness vs runtime figures per runner, probe and figure (those the runner
+    declares in `runtime_figures`); and the runners whose runtime times nothing itself."""
+    regs = registrations()
     measured = [r for r in records if is_measured(r) and r["kind"] == "fixed"]
     rows, silent = [], []
     for runner in dict.fromkeys(r["runner"] for r in measured):
+        declared = load_class(regs[runner].target).runtime_figures
+        if not declared:
+            silent.append(runner)
+            continue
         mine = [r for r in measured if r["runner"] == runner]
-        found = False
         for probe in dict.fromkeys(r["prompt_id"] for r in mine):
             probes = [r for r in mine if r["prompt_id"] == probe]
             for figure, (key, label) in FIGURES.items():
@@ -75,8 +80,7 @@ def fidelity_rows(records: list[dict]) -> tuple[list[Row], list[str]]:
                     for r in probes
                     if r[figure] is not None and (r.get("native") or {}).get(key)
                 ]
-                if pairs:
-                    found = True
+                if key in declared and pairs:
                     rows.append(
                         Row(
                             runner,
@@ -86,8 +90,6 @@ def fidelity_rows(records: list[dict]) -> tuple[list[Row], list[str]]:
                             statistics.median(n for _, n in pairs),
                         )
                     )
-        if not found:
-            silent.append(runner)
     return rows, silent
 
 

@@ -33,12 +33,6 @@ from bench.selection import default_threads, parse_pairs, parse_settings, runner
 from runners import load_class, registrations
 from runners.base import ArtifactError
 
-# The order `run` takes runners in: the one that needs no export first (its results are
-# on screen about a minute after set-up), then the cheapest exports (typical first exports
-# on 2 cores: ONNX Runtime and MLX seconds, LiteRT minutes, ExecuTorch about ten minutes).
-# Runners not named here (plugins) come last, in registration order.
-RUN_ORDER = ("llama.cpp", "onnxruntime", "mlx", "litert", "litert-lm", "executorch")
-
 
 @dataclass(frozen=True)
 class PendingPlan:
@@ -255,7 +249,7 @@ def runner_plans(
     plans, left_out = [], []
     for name in names:
         cls = load_class(regs[name].target)
-        settings = runner_settings(name, cls.defaults, overrides.get(name, {}))
+        settings = runner_settings(name, cls, overrides.get(name, {}))
         accelerators.check_request(name, regs[name].target, settings.get("accelerator"))
         try:
             artifacts = _artifacts(cls, name, model, user_artifacts.get(name, []), quants.get(name, []), options)
@@ -286,8 +280,7 @@ def runner_plans(
         raise BenchError(
             "no runner has an artifact ready: " + "; ".join(left_out), "run `edgebench prepare` first, or add --prepare"
         )
-    order = {name: i for i, name in enumerate(RUN_ORDER)}
-    return sorted(plans, key=lambda p: order.get(p.name, len(order))), left_out
+    return plans, left_out  # in the order of `names`: cheapest export first (selection.cheapest_first)
 
 
 def _artifacts(
