@@ -176,8 +176,9 @@ def _say_run_started(setup) -> None:
 def _score_quality(setup, cache: Optional[Path]) -> int:
     """run --quality: each runner's quality records appended to the run; returns how many failed."""
     from bench.quality.run import run_quality
+    from bench.records import is_failed
 
-    return sum(r["status"] != "ok" for r in run_quality(setup, cache, say=err.print))
+    return sum(map(is_failed, run_quality(setup, cache, say=err.print)))
 
 
 def _report_suite_run(

@@ -109,13 +109,13 @@ def run_remote(
 def _report_remote_runs(runs: list, out_dir: Path) -> tuple[list[str], int]:
     """Markdown/CSV reports of each target's results, and one matrix when there are several;
     returns what was written and the count of generations that failed."""
-    from bench.records import read_records
+    from bench.records import is_failed, read_records
     from bench.views import report
 
     lines, failed, files = [], 0, []
     for run in runs:
         records = read_records([run.results_path]) if run.run_id and run.results_path.exists() else []
-        failed += sum(r["status"] not in ("ok", "skipped") for r in records)
+        failed += sum(map(is_failed, records))
         if records:
             files.append(run.results_path)
             written = [report.write_report(records, fmt, out_dir / f"{run.run_id}.{fmt}") for fmt in report.FORMATS]

@@ -25,7 +25,7 @@ from bench.device.facts import load_average_1m
 from bench.device.monitor import DeviceMonitor, ProcessMonitor
 from bench.device.roofline import roofline_fields
 from bench.device.sensors import DeviceReader
-from bench.records import ResultsWriter, make_record, utc_now
+from bench.records import ResultsWriter, is_failed, make_record, utc_now
 from bench.run.time_budget import PromptBudget
 from bench.run.worker_process import WorkerProcess, describe_exit, kill_worker, load_orders, start_worker
 
@@ -141,7 +141,7 @@ class Supervisor:
         self.writer.append(record)
         if record["status"] == "skipped":
             outcome.skipped += 1
-        elif record["status"] != "ok":
+        elif is_failed(record):
             outcome.failed += 1
         self.on_record(record)
 
