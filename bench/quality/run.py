@@ -2,8 +2,9 @@
 one `mode: "quality"` record per (runner, quantization), in the run's JSONL.
 
 The parent never imports a runtime or torch: the reference is computed in its own process
-(bench.quality.reference) and each runner scores in its own (bench.quality.worker). A worker
-that crashes or hangs becomes a record with status crashed/timeout; the next runner goes on.
+(bench.quality.reference) and each runner scores in its own (bench.quality.worker), both
+through bench.workers. A worker that crashes, hangs or outgrows the run's memory limit becomes
+a record with status crashed/timeout/oom (bench.run.record builds it); the next runner goes on.
 """
 
 from __future__ import annotations
@@ -121,6 +122,23 @@ def run_quality(
     say: Callable[[str], None] = lambda message: None,
 ) -> list[dict]:
     """One quality record per plan of `setup`, appended to its results file."""
+    shared = shared_for(setup, cache, say)
+    writer, records = ResultsWriter(setup.results_path), []
+    try:
+        for plan in setup.plans:
+            say(f"quality: {plan.name} {plan.artifact.quantization or ''}")
+            record = score_plan(shared, plan)
+            writer.append(record)
+            records.append(record)
+            on_record(record)
+    finally:
+        writer.close()
+    return records
+
+
+def shared_for(setup: run_setup.RunSetup, cache: Path | None, say: Callable[[str], None]) -> Shared:
+    """What scoring any plan of `setup` needs (score_plan): the whole-text reference computed
+    (once; cached) if it is not yet."""
     prompts = chat_prompts(setup.suite)
     if not prompts:
         raise BenchError(f"suite '{setup.suite.id}' has no chat prompt for greedy agreement", "use --suite default")
@@ -135,18 +153,7 @@ def run_quality(
         threads,
         on_compute=lambda: say("computing the fp32 reference (once; cached)"),
     )
-    shared = Shared(setup, root, text, prompts, whole, threads, say)
-    writer, records = ResultsWriter(setup.results_path), []
-    try:
-        for plan in setup.plans:
-            say(f"quality: {plan.name} {plan.artifact.quantization or ''}")
-            record = score_plan(shared, plan)
-            writer.append(record)
-            records.append(record)
-            on_record(record)
-    finally:
-        writer.close()
-    return records
+    return Shared(setup, root, text, prompts, whole, threads, say)
 
 
 def score_plan(shared: Shared, plan: RunnerPlan) -> dict:

@@ -78,7 +78,7 @@ def allowed(job: dict, channel: Channel) -> bool:
 
 
 def generate(runner, job: dict, loop_t0: int | None, clock, token_cache: dict, channel: Channel) -> bool:
-    """One generation on the harness clock: "start", then "done" with its figures, or "failed"
+    """One generation on the harness clock: Start, then Done with its figures, or Failed
     (returns False)."""
     try:
         request = build_request(runner, job, token_cache)
