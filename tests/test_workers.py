@@ -10,10 +10,15 @@ import dataclasses
 import subprocess
 import sys
 import time
+import types
 
 import psutil
 import pytest
 
+from bench.data.models import Artifact
+from bench.data.run_profiles import RunProfile
+from bench.data.suite import load_suite
+from bench.run.supervisor import RunnerPlan, Supervisor, jobs_for
 from bench.workers import protocol
 from bench.workers.session import Exit, Limits, Session
 
@@ -109,3 +114,36 @@ def test_every_message_reads_back_as_it_was_sent(message):
     line = protocol.encode(sent)
     assert line.endswith(b"\n") and line.count(b"\n") == 1
     assert protocol.decode(line) == sent
+
+
+# The supervisor on those sessions: a dead or hung worker is one record, and the run goes on.
+
+
+def _supervise(script, **profile_changes) -> list[dict]:
+    suite = load_suite("default")
+    profile = dataclasses.replace(
+        RunProfile("one", "", warmups=0, repetitions=1, tags=("short",), context_tokens=1024), **profile_changes
+    )
+    artifact = Artifact(script, "ab" * 32, script.stat().st_size, None, "user")
+    plan = RunnerPlan("fake", "runners.fake:FakeRunner", artifact, 1, True)
+    records: list[dict] = []
+    writer = types.SimpleNamespace(append=records.append)
+    Supervisor(run_fields={}, suite=suite, profile=profile, jobs=jobs_for(suite, profile), writer=writer).run_runner(
+        plan
+    )
+    return records
+
+
+def test_a_crashed_generation_is_one_record_and_the_rest_run_in_a_fresh_worker(fake_script):
+    records = _supervise(fake_script(crash_on="capital of France"))
+    statuses = {r["prompt_id"]: r["status"] for r in records}
+    assert statuses.pop("chat-capital") == "crashed" and set(statuses.values()) == {"ok"} and len(statuses) == 5
+    crashed = next(r for r in records if r["status"] == "crashed")
+    assert crashed["error"].startswith("worker killed by SIGSEGV") and crashed["load_ms"] is not None
+
+
+def test_a_hung_generation_is_a_timeout_record_and_the_rest_still_run(fake_script):
+    records = _supervise(fake_script(hang_on="charged twice"), generation_timeout_s=5, load_timeout_s=60)
+    statuses = {r["prompt_id"]: r["status"] for r in records}
+    assert statuses.pop("classify-ticket") == "timeout" and set(statuses.values()) == {"ok"} and len(statuses) == 5
+    assert next(r["error"] for r in records if r["status"] == "timeout") == "generation exceeded 5 s"
