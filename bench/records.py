@@ -211,12 +211,21 @@ def _v3_to_v4(record: dict) -> dict:
 MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 
 STATUSES = ("ok", "error", "crashed", "timeout", "oom", "interrupted", "skipped")
+OK = "ok"
+# What counts as a failure (exit code 1, the summary's and matrix's failed counts, quality's
+# verdict): every status but ok and skipped (over the time budget: reported, not a failure).
+FAILED = tuple(s for s in STATUSES if s not in (OK, "skipped"))
 
 
 def is_measured(record: dict) -> bool:
     """A successful repetition (not a warm-up): a record the figures come from. For a
     frame of records: bench.analysis.stats.measured."""
-    return record["status"] == "ok" and not record["warmup"]
+    return record["status"] == OK and not record["warmup"]
+
+
+def is_failed(record: dict) -> bool:
+    """A generation (or load, or quality scoring) that failed. For a frame: status.isin(FAILED)."""
+    return record["status"] in FAILED
 
 
 def make_record(**values) -> dict:

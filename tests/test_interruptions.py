@@ -56,7 +56,7 @@ def test_a_worker_killed_with_sigkill_is_recorded_as_crashed_and_the_run_goes_on
     proc = start_run(tmp_path, fake_script(**SLOW), "--profile", str(tight_profile(tmp_path)))
     results = wait_for_records(tmp_path, 4)
     time.sleep(0.5)
-    worker = next(c for c in psutil.Process(proc.pid).children() if "bench.run.worker" in " ".join(c.cmdline()))
+    worker = next(c for c in psutil.Process(proc.pid).children() if "bench.workers.child" in " ".join(c.cmdline()))
     worker.kill()
     proc.communicate(timeout=60)
     records = {r["prompt_id"]: r for r in read_jsonl(results)}

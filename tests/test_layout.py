@@ -8,7 +8,7 @@ import ast
 from tests.helpers import ROOT
 
 # README's order; a module at the top of bench/ is shared by every layer.
-LAYERS = ["data", "device", "artifacts", "run", "quality", "analysis", "views", "cli"]
+LAYERS = ["data", "device", "workers", "artifacts", "run", "quality", "analysis", "views", "cli"]
 SHARED = {"errors", "records", "provenance", "paths", "selection"}
 
 

@@ -1,7 +1,7 @@
 """Reports are views of the records: one table for Markdown, CSV and the terminal."""
 
 from bench.analysis import stats
-from bench.records import make_record
+from bench.records import is_failed, make_record
 from bench.views import report
 
 
@@ -43,6 +43,20 @@ def test_medians_skip_warmups_and_failures():
     (row,) = table.to_dict("records")
     assert row["n"] == 3 and row["TTFT ms"] == 110 and row["failed"] == 1
     assert any("1 crashed" in n for n in notes)
+
+
+def test_a_skipped_repetition_is_reported_but_is_not_a_failure():
+    records = [
+        record(repeat=0, ttft=100),
+        record(repeat=1, status="skipped", ttft=None, decode=None, skip_reason="over budget"),
+        record(repeat=2, status="timeout", ttft=None, decode=None),
+    ]
+    assert [is_failed(r) for r in records] == [False, False, True]
+    table, notes = report.summary_table(records)
+    (row,) = table.to_dict("records")
+    assert row["n"] == 1 and row["failed"] == 1
+    assert any("1 timeout generation(s)" in n for n in notes) and not any("skipped generation(s);" in n for n in notes)
+    assert any("1 generation(s) skipped by the run profile's prompt_budget" in n for n in notes)
 
 
 def test_high_variation_is_flagged_with_advice_in_one_line_per_runtime():

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis.resultset import known
+from bench.records import FAILED, OK
 
 GROUP = [
     "device_fingerprint",
@@ -30,7 +31,6 @@ GROUP = [
 METRICS = ["ttft_ms", "prefill_tok_s", "decode_tok_s", "itl_p50_ms", "itl_p99_ms", "e2e_ms"]
 HIGH_VARIATION_PCT = 10.0
 SLOW_FIRST_RATIO = 1.5
-NOT_FAILED = ["ok", "skipped"]  # skipped: over the run's time budget, reported but not a failure
 
 
 QUALITY_MODE = "quality"
@@ -76,7 +76,7 @@ def is_repetition(df: pd.DataFrame) -> pd.Series:
 def measured(df: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
     """The successful repetitions, the rows every figure comes from (of `columns` only,
     when given). One record at a time: bench.records.is_measured."""
-    mask = (df["status"] == "ok") & is_repetition(df)
+    mask = (df["status"] == OK) & is_repetition(df)
     return df[mask] if columns is None else df.loc[mask, columns]
 
 
@@ -93,7 +93,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
         mean = grouped[metric].mean()
         out[f"{metric}_cv_pct"] = (100 * grouped[metric].std(ddof=0) / mean).where(mean > 0)
     out["synthetic"] = grouped["synthetic"].any()
-    failures = df[~df["status"].isin(NOT_FAILED)].groupby(GROUP, dropna=False, sort=False).size().rename("failed")
+    failures = df[df["status"].isin(FAILED)].groupby(GROUP, dropna=False, sort=False).size().rename("failed")
     out = out.join(failures, how="left").reset_index()
     out["failed"] = out["failed"].fillna(0).astype(int)
     return out
@@ -129,7 +129,7 @@ def warnings(df: pd.DataFrame, summary: pd.DataFrame, budget_skips: bool = True)
                     f"{cell_label(group.iloc[0])}: the first repetition took {first / rest:.1f}x the others; "
                     "raise `warmups` in the run profile"
                 )
-    for _, group in df[~df["status"].isin(NOT_FAILED)].groupby(GROUP, dropna=False, sort=False):
+    for _, group in df[df["status"].isin(FAILED)].groupby(GROUP, dropna=False, sort=False):
         statuses = ", ".join(f"{n} {s}" for s, n in group["status"].value_counts().items())
         notes.append(f"{cell_label(group.iloc[0])}: {statuses} generation(s); see the `error` field of those records")
     if not budget_skips:

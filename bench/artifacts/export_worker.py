@@ -1,57 +1,30 @@
-"""Child-process entry of `prepare`: run one exporter function, write its result.
+"""`prepare`'s work in its child process (bench.workers.child): run one exporter function.
 
-`python -m bench.artifacts.export_worker` reads {"target", "input", "out", "quantization",
-"result", "stage_fd"} as JSON on stdin. Its stdout and stderr are the export log. An
-exporter function that takes a `stage` keyword gets a callable that names the stage it
-enters ("export", "lowering", ...): the name goes to the parent on `stage_fd`, one a line,
-and into the log. One that takes none runs as a single stage, "export".
+The task `export` gets {"target", "input", "out", "quantization"} and returns what the
+exporter returns (said as Finished). What the child prints is the export log. An exporter
+function that takes a `stage` keyword gets a callable that names the stage it enters
+("export", "lowering", ...): the name goes to the parent as a Step message and into the log.
+One that takes none runs as a single stage, "export".
 """
 
 from __future__ import annotations
 
 import inspect
-import json
-import os
-import sys
-import threading
-import time
 from pathlib import Path
-from typing import Callable
 
+from bench.workers.child import Channel
+from bench.workers.protocol import Step
 from runners import load_class
 
 
-def _exit_with_parent() -> None:
-    """An export whose `prepare` was killed outright stops too, instead of running on."""
-    parent = os.getppid()
-    while os.getppid() == parent:
-        time.sleep(1)
-    os._exit(1)
-
-
-def stage_reporter(fd: int) -> Callable[[str], None]:
-    channel = os.fdopen(fd, "w", buffering=1)
+def export(work: dict, channel: Channel) -> dict:
+    exporter = load_class(work["target"])
 
     def stage(name: str) -> None:
         print(f"[edgebench] stage: {name}", flush=True)
-        channel.write(f"{name}\n")
-        channel.flush()
+        channel.send(Step(name))
 
-    return stage
-
-
-def main() -> None:
-    threading.Thread(target=_exit_with_parent, daemon=True).start()
-    job = json.loads(sys.stdin.read())
-    export = load_class(job["target"])
-    stage = stage_reporter(job["stage_fd"])
-    if "stage" in inspect.signature(export).parameters:
-        result = export(Path(job["input"]), Path(job["out"]), job["quantization"], stage=stage)
-    else:  # an exporter that names no stages is one stage long
-        stage("export")
-        result = export(Path(job["input"]), Path(job["out"]), job["quantization"])
-    Path(job["result"]).write_text(json.dumps(result))
-
-
-if __name__ == "__main__":
-    main()
+    if "stage" in inspect.signature(exporter).parameters:
+        return exporter(Path(work["input"]), Path(work["out"]), work["quantization"], stage=stage)
+    stage("export")  # an exporter that names no stages is one stage long
+    return exporter(Path(work["input"]), Path(work["out"]), work["quantization"])

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -40,6 +38,8 @@ from bench.artifacts.families import check_family
 from bench.data.models import Model, checkpoint_family
 from bench.errors import BenchError
 from bench.records import utc_now
+from bench.workers.protocol import Orders
+from bench.workers.session import run_task
 from runners.base import Exporter
 
 LOG_TAIL_LINES = 15
@@ -62,50 +62,32 @@ def _export(
         shutil.rmtree(folder)
     _sweep_abandoned(folder)
     partial = Path(tempfile.mkdtemp(prefix=f"{_partial_prefix(folder)}{os.getpid()}-", dir=folder.parent))
-    out, log_path, result_path = partial / "out", partial / "export.log", partial / "result.json"
-    stage_read, stage_write = os.pipe()  # the exporter names its stages on its own fd
-    job = {
-        "target": exporter.target,
-        "input": str(input_path),
-        "out": str(out),
-        "quantization": quantization,
-        "result": str(result_path),
-        "stage_fd": stage_write,
-    }
+    out, log_path = partial / "out", partial / "export.log"
+    work = {"target": exporter.target, "input": str(input_path), "out": str(out), "quantization": quantization}
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     started = time.monotonic()
-    stages = _StageReader(stage_read)
-    proc = None
+    stage = ["starting"]  # the stage the exporter last named
+
+    def on_step(name: str) -> None:
+        stage[0] = name
+        show(name, time.monotonic() - started)
+
+    def on_wait(_seconds: float) -> None:
+        show(stage[0], time.monotonic() - started)
+        on_log(_last_line(log_path))
+
     try:
         out.mkdir()
-        with log_path.open("wb") as log, tempfile.TemporaryDirectory(prefix="edgebench-export-") as cwd:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "bench.artifacts.export_worker"],
-                stdin=subprocess.PIPE,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=cwd,
-                env=env,
-                pass_fds=(stage_write,),
-            )
-            os.close(stage_write)
-            stage_write = None
-            proc.stdin.write(json.dumps(job).encode())
-            proc.stdin.close()
-            while proc.poll() is None:
-                time.sleep(POLL_S)
-                for stage in stages.read() or [stages.stage]:  # every stage named, even a brief one
-                    show(stage, time.monotonic() - started)
-                on_log(_last_line(log_path))
-            for stage in stages.read():
-                show(stage, time.monotonic() - started)
-        if proc.returncode != 0:
-            tail = "\n".join(log_path.read_text(errors="replace").strip().splitlines()[-LOG_TAIL_LINES:])
+        with log_path.open("w+b") as log, tempfile.TemporaryDirectory(prefix="edgebench-export-") as cwd:
+            orders = Orders("bench.artifacts.export_worker:export", work, exit_with_parent=True)
+            ended = run_task(orders, log, on_step, on_wait, POLL_S, LOG_TAIL_LINES, cwd, env)
+        if not ended.ok:
+            tail = "\n".join(ended.tail)
             raise BenchError(
-                f"{exporter.tool} failed (exit {proc.returncode}); its last lines:\n{tail}",
+                f"{exporter.tool} failed (exit {ended.code}); its last lines:\n{tail}",
                 "fix the cause above and run `edgebench prepare` again; nothing was cached",
             )
-        result = json.loads(result_path.read_text())
+        result = ended.result
         files, digest = describe_files(out)
         manifest = {
             **describe,
@@ -130,34 +112,8 @@ def _export(
             # Another prepare finished the same artifact first: same key, same content.
             return lookup(folder)
     finally:
-        if proc is not None and proc.poll() is None:  # interrupted: the exporter goes too
-            proc.kill()
-            proc.wait()
-        for fd in (stage_read, stage_write):
-            if fd is not None:
-                os.close(fd)
         shutil.rmtree(partial, ignore_errors=True)
     return Prepared(folder / manifest["artifact"], folder, manifest, built=True)
-
-
-class _StageReader:
-    """The stage names an exporter writes, one a line, to its stage fd (read without waiting)."""
-
-    def __init__(self, fd: int):
-        os.set_blocking(fd, False)
-        self.fd, self.pending, self.stage = fd, b"", "starting"
-
-    def read(self) -> list[str]:
-        """The stages named since the last call, in order."""
-        try:
-            while chunk := os.read(self.fd, 4096):
-                self.pending += chunk
-        except BlockingIOError:
-            pass
-        *done, self.pending = self.pending.split(b"\n")
-        named = [line.decode(errors="replace").strip() for line in done if line.strip()]
-        self.stage = named[-1] if named else self.stage
-        return named
 
 
 def _partial_prefix(folder: Path) -> str:

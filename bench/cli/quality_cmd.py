@@ -34,6 +34,7 @@ def quality(
     """Each runner and quantization against the fp32 reference: perplexity, KL divergence, top-1 and greedy
     agreement."""
     from bench.quality.run import run_quality, setup_quality
+    from bench.records import is_failed
     from bench.run.setup import RunOptions
     from bench.views import report
     from bench.views.table import terminal
@@ -58,5 +59,5 @@ def quality(
     records = run_quality(setup, cache, say=err.print)
     out.print(terminal(report.quality_terminal(records), f"edgebench quality {setup.run_id}"))
     out.print(f"results: {setup.results_path}")
-    if any(r["status"] != "ok" for r in records):
+    if any(map(is_failed, records)):
         raise typer.Exit(1)

@@ -109,14 +109,14 @@ def run_remote(
 def _report_remote_runs(runs: list, out_dir: Path) -> tuple[list[str], int]:
     """Each target's reports, as a run here writes them (bench.views.run_reports), and one
     matrix when there are several; returns what was written and the count of generations that failed."""
-    from bench.records import read_records
+    from bench.records import is_failed, read_records
     from bench.views import report
     from bench.views.run_reports import write_run_reports
 
     lines, failed, files = [], 0, []
     for run in runs:
         records = read_records([run.results_path]) if run.run_id and run.results_path.exists() else []
-        failed += sum(r["status"] not in ("ok", "skipped") for r in records)
+        failed += sum(map(is_failed, records))
         if records:
             files.append(run.results_path)
             written = write_run_reports(records, run.run_id, out_dir).values()

@@ -14,8 +14,8 @@ hold 86.5%, 4,096 99.5%; the manifest keeps the rest bucket's mean and max). The
 lower bound because of that bucket (bench.quality.metrics.kl_divergence): divergence among the tokens
 inside it is not counted.
 
-The computation runs in its own process (`python -m bench.quality.reference`: job JSON on
-stdin), so the parent never imports torch.
+The computation runs in its own process (the task `compute`, in bench.workers.child), so the
+parent never imports torch.
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ import importlib.metadata
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -40,6 +38,8 @@ from bench.data import files as datafiles
 from bench.data.models import Model
 from bench.errors import BenchError
 from bench.quality import metrics as quality
+from bench.workers.protocol import Orders
+from bench.workers.session import run_task
 
 TOP_K = 1024
 GREEDY_TOKENS = 32
@@ -187,29 +187,21 @@ def _compute(job: dict, folder: Path, describe: dict) -> Reference:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     started = time.monotonic()
     try:
-        with (partial / "reference.log").open("wb") as log:
-            proc = subprocess.run(
-                [sys.executable, "-m", "bench.quality.reference", str(partial)],
-                input=json.dumps(job).encode(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
+        with (partial / "reference.log").open("w+b") as log:
+            ended = run_task(
+                Orders("bench.quality.reference:compute", job | {"out": str(partial)}),
+                log,
+                tail_lines=LOG_TAIL_LINES,
                 env=env,
             )
-        if proc.returncode != 0:
-            tail = "\n".join(
-                (partial / "reference.log").read_text(errors="replace").strip().splitlines()[-LOG_TAIL_LINES:]
-            )
+        if not ended.ok:
+            tail = "\n".join(ended.tail)
             raise BenchError(
-                f"computing the quality reference failed (exit {proc.returncode}); its last lines:\n{tail}",
+                f"computing the quality reference failed (exit {ended.code}); its last lines:\n{tail}",
                 "fix the cause above and run again; nothing was cached",
             )
         (partial / "reference.log").unlink()
-        manifest = {
-            **describe,
-            **json.loads((partial / "computed.json").read_text()),
-            "seconds": round(time.monotonic() - started, 1),
-        }
-        (partial / "computed.json").unlink()
+        manifest = {**describe, **ended.result, "seconds": round(time.monotonic() - started, 1)}
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=2))
         try:
             partial.rename(folder)
@@ -268,12 +260,12 @@ def _greedy(model, tokenizer, prompts: list[dict], n: int) -> dict:
     return found
 
 
-def main() -> None:
+def compute(job: dict, _channel) -> dict:
+    """The task: the reference files written into job["out"]; returns what the manifest adds."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    out = Path(sys.argv[1])
-    job = json.loads(sys.stdin.read())
+    out = Path(job["out"])
     if job.get("threads"):
         torch.set_num_threads(job["threads"])
     tokenizer = AutoTokenizer.from_pretrained(job["checkpoint"])
@@ -284,23 +276,15 @@ def main() -> None:
     np.savez_compressed(out / "reference.npz", **arrays)
     (out / "greedy.json").write_text(json.dumps(_greedy(model, tokenizer, job["prompts"], job["greedy_tokens"])))
     rest_mass = np.exp(arrays["rest_logp"].astype(np.float64))
-    (out / "computed.json").write_text(
-        json.dumps(
-            {
-                "tokens": len(token_ids),
-                "tokens_scored": int(arrays["target_logp"].size),
-                "n_ctx": job["n_ctx"],
-                "windows": len(plan),
-                "top_k": job["top_k"],
-                "greedy_tokens": job["greedy_tokens"],
-                "bos_added": bool(tokenizer.bos_token_id is not None and token_ids[:1] == [tokenizer.bos_token_id]),
-                "perplexity": quality.perplexity(arrays["target_logp"].astype(np.float64)),
-                "rest_mass_mean": float(rest_mass.mean()),
-                "rest_mass_max": float(rest_mass.max()),
-            }
-        )
-    )
-
-
-if __name__ == "__main__":
-    main()
+    return {
+        "tokens": len(token_ids),
+        "tokens_scored": int(arrays["target_logp"].size),
+        "n_ctx": job["n_ctx"],
+        "windows": len(plan),
+        "top_k": job["top_k"],
+        "greedy_tokens": job["greedy_tokens"],
+        "bos_added": bool(tokenizer.bos_token_id is not None and token_ids[:1] == [tokenizer.bos_token_id]),
+        "perplexity": quality.perplexity(arrays["target_logp"].astype(np.float64)),
+        "rest_mass_mean": float(rest_mass.mean()),
+        "rest_mass_max": float(rest_mass.max()),
+    }

@@ -6,14 +6,14 @@ suite (QualityStep), unless its estimate from its own rates in this run overruns
 profile's `quality_budget`: then its record is `skipped` and says why.
 
 The parent never imports a runtime or torch: the reference is computed in its own process
-(bench.quality.reference) and each runner scores in its own (bench.quality.worker). A worker
-that crashes or hangs becomes a record with status crashed/timeout; the next runner goes on.
+(bench.quality.reference) and each runner scores in its own (bench.quality.worker), both
+through bench.workers. A worker that crashes, hangs or outgrows the run's memory limit becomes
+a record with status crashed/timeout/oom (bench.run.record builds it); the next runner goes on.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -25,17 +25,30 @@ from bench.artifacts import prepare
 from bench.artifacts.cache import artifact_stage, cache_root
 from bench.data.suite import Suite
 from bench.device.facts import load_average_1m
-from bench.device.monitor import ProcessMonitor
+from bench.device.sensors import DeviceReader
 from bench.errors import BenchError
 from bench.quality import metrics as quality
 from bench.quality import reference as quality_reference
-from bench.records import ResultsWriter, make_record, read_records, utc_now
+from bench.records import ResultsWriter, read_records
 from bench.run import resume
 from bench.run import setup as run_setup
-from bench.run.supervisor import RunnerPlan, runner_fields, suite_fields
+from bench.run.record import build_record, error_status, runner_fields
+from bench.run.supervisor import RunnerPlan, load_orders
 from bench.run.time_budget import CHARS_PER_TOKEN, Pace, QualityWork, Skip, quality_skip
 from bench.run.worker import build_request
-from bench.run.worker_process import WorkerProcess, describe_exit, kill_worker, load_orders, start_worker
+from bench.workers.protocol import (
+    Failed,
+    Finished,
+    Generated,
+    Loaded,
+    LoadFailed,
+    Message,
+    Orders,
+    Scored,
+    Step,
+    Work,
+)
+from bench.workers.session import Exit, Limits, Session
 from runners import load_class, registrations
 
 
@@ -107,12 +120,35 @@ class Shared:
         )
 
 
-def _shared(setup: run_setup.RunSetup, root: Path, say: Callable[[str], None]) -> Shared:
-    """The text, the suite's chat prompts and the whole-text reference (computed once, cached)."""
+def run_quality(
+    setup: run_setup.RunSetup,
+    cache: Path | None,
+    on_record: Callable[[dict], None] = lambda r: None,
+    say: Callable[[str], None] = lambda message: None,
+) -> list[dict]:
+    """One quality record per plan of `setup`, appended to its results file."""
+    shared = shared_for(setup, cache, say)
+    writer, records = ResultsWriter(setup.results_path), []
+    try:
+        for plan in setup.plans:
+            say(f"quality: {plan.name} {plan.artifact.quantization or ''}")
+            record = score_plan(shared, plan)
+            writer.append(record)
+            records.append(record)
+            on_record(record)
+    finally:
+        writer.close()
+    return records
+
+
+def shared_for(setup: run_setup.RunSetup, cache: Path | None, say: Callable[[str], None]) -> Shared:
+    """What scoring any plan of `setup` needs (score_plan): the whole-text reference computed
+    (once; cached) if it is not yet."""
     prompts = chat_prompts(setup.suite)
     if not prompts:
         raise BenchError(f"suite '{setup.suite.id}' has no chat prompt for greedy agreement", "use --suite default")
-    text, threads = quality_reference.eval_text(), setup.plans[0].threads
+    root, text = cache_root(cache), quality_reference.eval_text()
+    threads = setup.plans[0].threads
     whole = quality_reference.ensure(
         setup.model,
         root,
@@ -125,25 +161,9 @@ def _shared(setup: run_setup.RunSetup, root: Path, say: Callable[[str], None]) -
     return Shared(setup, root, text, prompts, whole, threads, say)
 
 
-def run_quality(
-    setup: run_setup.RunSetup,
-    cache: Path | None,
-    on_record: Callable[[dict], None] = lambda r: None,
-    say: Callable[[str], None] = lambda message: None,
-) -> list[dict]:
-    """One quality record per plan of `setup`, appended to its results file."""
-    shared = _shared(setup, cache_root(cache), say)
-    writer, records = ResultsWriter(setup.results_path), []
-    try:
-        for plan in setup.plans:
-            say(f"quality: {plan.name} {plan.artifact.quantization or ''}")
-            record = _Session(shared, plan).run()
-            writer.append(record)
-            records.append(record)
-            on_record(record)
-    finally:
-        writer.close()
-    return records
+def score_plan(shared: Shared, plan: RunnerPlan) -> dict:
+    """One plan's quality record: its runner loaded, scored and generating in a worker of its own."""
+    return _Scoring(shared, plan).run()
 
 
 class QualityStep:
@@ -157,7 +177,7 @@ class QualityStep:
     def __init__(
         self, setup: run_setup.RunSetup, cache: Path | None, make_checkpoint: bool, say: Callable[[str], None]
     ) -> None:
-        self.setup, self.root, self.make_checkpoint, self.say = setup, cache_root(cache), make_checkpoint, say
+        self.setup, self.cache, self.make_checkpoint, self.say = setup, cache, make_checkpoint, say
         self.shared: Shared | None = None
         self.unavailable: Skip | None = None  # why no runner can be scored (no checkpoint for the reference)
 
@@ -176,14 +196,14 @@ class QualityStep:
         if self.shared is None and self.unavailable is None:
             try:
                 if self.make_checkpoint:
-                    prepare.checkpoint(self.setup.model, self.root)
-                self.shared = _shared(self.setup, self.root, self.say)
+                    prepare.checkpoint(self.setup.model, cache_root(self.cache))
+                self.shared = shared_for(self.setup, self.cache, self.say)
             except BenchError as exc:  # no reference to score against: said once, in each runner's record
                 self.unavailable = Skip(f"no fp32 reference: {exc.message}; {exc.hint}", None)
         if self.unavailable:
             return [skipped_record(self.setup, plan, self.unavailable, suite[-1])]
         self.say(f"quality: {plan.name} {plan.artifact.quantization or ''}")
-        return [_Session(self.shared, plan).run()]
+        return [score_plan(self.shared, plan)]
 
     def _skip(self, plan: RunnerPlan, suite: list[dict]) -> Skip | None:
         limit = self.setup.profile.quality_budget_s
@@ -208,21 +228,23 @@ class QualityStep:
 def skipped_record(setup: run_setup.RunSetup, plan: RunnerPlan, skip: Skip, measured: dict) -> dict:
     """A runner's quality record when its scoring was not run: what it says of its runner and
     artifact is what the runner's suite record `measured` says (the same load of the same artifact)."""
-    fields = runner_fields(plan, {}, setup.profile.context_tokens)
-    return make_record(
-        **setup.run_fields,
-        **{name: measured.get(name, value) for name, value in fields.items()},
-        **suite_fields(setup.suite, setup.profile),
-        measured_at=utc_now(),
+    record = build_record(
+        setup.run_fields,
+        setup.suite,
+        setup.profile,
+        plan,
+        {},
         mode="quality",
-        prompt_id="quality",
         status="skipped",
+        prompt_id="quality",
         skip_reason=skip.reason,
         estimated_s=skip.estimated_s,
     )
+    record.update({name: measured.get(name) for name in runner_fields(plan, {}, setup.profile.context_tokens)})
+    return record
 
 
-class _Session:
+class _Scoring:
     """One worker process: load, score, generate; whatever happens, one record."""
 
     def __init__(self, shared: Shared, plan: RunnerPlan) -> None:
@@ -230,108 +252,79 @@ class _Session:
         self.loaded: dict = {}
         self.load_ms: float | None = None
         self.reference = shared.whole
-        self.scored: dict = {}
-        self.generated: dict[str, dict] = {}
-        self.step = "load"
+        self.scored: Scored | None = None
+        self.generated: dict[str, Generated] = {}
 
     def run(self) -> dict:
-        worker = start_worker("bench.quality.worker")
-        monitor = ProcessMonitor(worker.proc.pid)
-        load_avg = load_average_1m()
-        try:
-            status, error = self._converse(worker)
-        except BaseException:
-            kill_worker(worker.proc)
-            raise
-        finally:
-            if not worker.proc.stdin.closed:
-                worker.proc.stdin.close()
-            worker.close()
-        peak, cpu = monitor.window()
-        monitor.stop()
-        return self._record(status, error, peak, cpu, load_avg)
-
-    def _send(self, proc, payload: dict) -> None:
-        try:
-            proc.stdin.write((json.dumps(payload) + "\n").encode())
-            proc.stdin.flush()
-        except BrokenPipeError:  # the worker is gone: reading its pipe says how
-            pass
-
-    def _converse(self, worker: WorkerProcess) -> tuple[str, str | None]:
-        profile, proc = self.shared.setup.profile, worker.proc
-        self._send(proc, load_orders(self.plan, profile.context_tokens))
-        timeout = profile.load_timeout_s
-        while True:
-            try:
-                message = worker.messages.next(timeout)
-            except TimeoutError:
-                kill_worker(proc)
-                return "timeout", f"{self.step} exceeded {timeout:g} s"
-            if message is None:
-                return "crashed", f"during {self.step}: {describe_exit(proc.wait(), worker.stderr)}"
-            event = message["event"]
-            if event == "load_failed":
-                return "error", message["error"]
-            if event == "failed":
-                return "error", f"during {self.step}: {message['error']}"
-            if event == "finished":
-                return "ok", None
-            if event == "loaded":
-                self.load_ms, self.loaded = message["load_ms"], message["info"]
-                self.reference = self.shared.reference_for(self.loaded.get("context_tokens") or profile.context_tokens)
-                self._send(
-                    proc,
-                    {
-                        "reference": str(self.reference.folder),
-                        "prompts": self.shared.prompts,
-                        "greedy_tokens": self.reference.manifest["greedy_tokens"],
-                        "tokenizer": self.reference.manifest["checkpoint"],
-                    },
-                )
-                proc.stdin.close()
-            elif event == "scoring":
-                self.step = "scoring"
-            elif event == "generating":
-                self.step = f"greedy generation of {message['prompt']}"
-            elif event == "scored":
-                self.scored = message
-            elif event == "generated":
-                self.generated[message["prompt"]] = message
-            timeout = profile.generation_timeout_s
-
-    def _record(self, status: str, error: str | None, peak_rss_mb, cpu_percent, load_avg) -> dict:
+        profile = self.shared.setup.profile
+        orders = Orders("bench.quality.worker:score", {}, load_orders(self.plan, profile.context_tokens))
+        limits = Limits(profile.load_timeout_s, profile.generation_timeout_s, self.plan.memory_limit_mb)
+        with Session(orders, limits, device=DeviceReader()) as self.session:
+            start, load_avg = self.session.device_state(), load_average_1m()
+            ended = self.session.follow(self._on_message)
+            if isinstance(ended, Exit):
+                during = f"during {self.session.step}: " if ended.status == "crashed" else ""
+                ended = ended.status, during + ended.error
+            peak, cpu = self.session.window()
+        status, error = ended
         setup = self.shared.setup
-        return make_record(
-            **setup.run_fields,
-            **runner_fields(self.plan, self.loaded, setup.profile.context_tokens),
-            **suite_fields(setup.suite, setup.profile),
-            measured_at=utc_now(),
-            load_avg_1m_start=load_avg,
+        return build_record(
+            setup.run_fields,
+            setup.suite,
+            setup.profile,
+            self.plan,
+            self.loaded,
             mode="quality",
+            status=status,
+            start=start,
+            load_avg_1m_start=load_avg,
             prompt_id="quality",
             load_ms=self.load_ms,
-            peak_rss_mb=peak_rss_mb,
-            cpu_percent=cpu_percent,
-            status=status,
+            peak_rss_mb=peak,
+            cpu_percent=cpu,
             error=error,
             **self._figures(),
         )
 
+    def _on_message(self, message: Message) -> tuple[str, str | None] | None:
+        """One message of the worker; (status, error) when it ends the session."""
+        session = self.session
+        if isinstance(message, LoadFailed):
+            return error_status(message.error), message.error
+        if isinstance(message, Failed):
+            return "error", f"during {session.step}: {message.error}"
+        if isinstance(message, Finished):
+            return "ok", None
+        if isinstance(message, Loaded):
+            self.load_ms, self.loaded = message.load_ms, message.info
+            context = self.loaded.get("context_tokens") or self.shared.setup.profile.context_tokens
+            self.reference = self.shared.reference_for(context)
+            work = {
+                "reference": str(self.reference.folder),
+                "prompts": self.shared.prompts,
+                "greedy_tokens": self.reference.manifest["greedy_tokens"],
+                "tokenizer": self.reference.manifest["checkpoint"],
+            }
+            session.child.send(Work(work))
+            session.child.end_input()
+        elif isinstance(message, Scored):
+            self.scored = message
+        elif isinstance(message, Generated):
+            self.generated[message.prompt] = message
+        # Each message restarts the time the worker has (its step, when it names a new one).
+        session.begin(message.name if isinstance(message, Step) else session.step)
+        return None
+
     def _figures(self) -> dict:
         """The record's quality figures from what the worker sent (None where it sent nothing)."""
-        ref, figures = self.reference, {}
-        if "nll" in self.scored:
+        ref, figures, scored = self.reference, {}, self.scored
+        if scored and scored.nll is not None:
             figures = quality.summary(
-                quality.PositionFigures(
-                    np.asarray(self.scored["nll"]),
-                    np.asarray(self.scored["kld"]),
-                    np.asarray(self.scored["top1"], bool),
-                )
+                quality.PositionFigures(np.asarray(scored.nll), np.asarray(scored.kld), np.asarray(scored.top1, bool))
             )
         by_prompt = self._greedy_by_prompt()
         firsts = [g["first_divergence"] for g in by_prompt.values() if g["first_divergence"] is not None]
-        compared = {g["compared_by"] for g in self.generated.values()}
+        compared = {g.compared_by for g in self.generated.values()}
         detail = {
             "eval_text": self.shared.text.path.name,
             "eval_sha256": self.shared.text.sha256,
@@ -344,9 +337,9 @@ class _Session:
             "reference_rest_mass_mean": ref.manifest["rest_mass_mean"],
             "greedy_tokens": ref.manifest["greedy_tokens"],
             "greedy_by_prompt": by_prompt,
-            "scoring_s": self.scored.get("seconds"),
-            "greedy_s": sum(g["seconds"] for g in self.generated.values()) if self.generated else None,
-            "no_logits": self.scored.get("no_logits"),
+            "scoring_s": scored and scored.seconds,
+            "greedy_s": sum(g.seconds for g in self.generated.values()) if self.generated else None,
+            "no_logits": scored and scored.no_logits,
             "compared_by": compared.pop() if len(compared) == 1 else None,
         }
         return {
@@ -369,13 +362,13 @@ class _Session:
             expected = reference[prompt_id]
             agreement, first = quality.greedy_agreement(
                 quality.greedy_sequence(expected["tokens"], expected["stopped_at_end_of_turn"]),
-                quality.greedy_sequence(got["tokens"], got["stopped_at_end_of_turn"]),
+                quality.greedy_sequence(got.tokens, got.stopped_at_end_of_turn),
                 n,
             )
             found[prompt_id] = {
                 "agreement": agreement,
                 "first_divergence": first,
-                "compared_by": got["compared_by"],
-                "seconds": got["seconds"],
+                "compared_by": got.compared_by,
+                "seconds": got.seconds,
             }
         return found

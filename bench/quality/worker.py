@@ -1,30 +1,25 @@
-"""Child-process entry of `edgebench quality`: one runner, one artifact. Only this process
-imports the runtime.
+"""Quality's work in its child process (bench.workers.child): one runner, one artifact.
+Only this process imports the runtime.
 
-`python -m bench.quality.worker FD`: reads two JSON lines on stdin, the load plan
-({"runner_target", "artifact", "options"}) and, once it has said "loaded" (with the context
-the runtime really has, which decides the scoring windows), the work ({"reference": folder,
-"prompts": [{"id", "messages"}], "greedy_tokens", "tokenizer"}). Writes one JSON message per
-line to FD, as bench.run.worker does. The logits never leave this process: it scores them against
-the reference file and sends per-position figures (NLL, KL, top-1 match) back.
+The task `score` gets the loaded runner, then (once the parent knows the context the
+runtime really has, which decides the scoring windows) a Work message {"reference": folder,
+"prompts": [{"id", "messages"}], "greedy_tokens", "tokenizer"}. The logits never leave this
+process: it scores them against the reference file and sends per-position figures (NLL, KL,
+top-1 match) back as Scored, then each prompt's greedy generation as Generated.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import json
-import sys
 import time
-import traceback
 from pathlib import Path
 
 import numpy as np
 
 from bench.quality import metrics as quality
-from bench.run.worker import Channel
-from runners import load_class
-from runners.base import ArtifactError, GenerationRequest, NoLogits, RunnerOptions, TokenEvent
+from bench.workers.child import Channel
+from bench.workers.protocol import Generated, Scored, Step, Work
+from runners.base import GenerationRequest, NoLogits, TokenEvent
 
 
 def score_text(runner, reference: dict) -> tuple[quality.PositionFigures, float]:
@@ -74,61 +69,21 @@ def _reference_tokenizer(checkpoint: str):
     return Tokenizer.from_file(str(Path(checkpoint) / "tokenizer.json"))
 
 
-def load(plan: dict, channel: Channel):
-    runner = load_class(plan["runner_target"])()
-    t0 = time.perf_counter_ns()
-    try:
-        info = runner.load(Path(plan["artifact"]), RunnerOptions(**plan["options"]))
-    except ArtifactError as exc:
-        channel.send("load_failed", error=str(exc))
-        return None
-    except Exception as exc:  # a runtime's own failure: reported, the command goes on
-        channel.send("load_failed", error=f"{type(exc).__name__}: {exc}", trace=traceback.format_exc(limit=5))
-        return None
-    channel.send("loaded", load_ms=(time.perf_counter_ns() - t0) / 1e6, info=dataclasses.asdict(info))
-    return runner
-
-
-def work(runner, job: dict, channel: Channel) -> None:
+def score(runner, _orders: dict, channel: Channel) -> None:
+    work = channel.receive()
+    if not isinstance(work, Work):  # the parent closed our stdin without work: nothing to do
+        return
+    job = work.payload
     with np.load(Path(job["reference"]) / "reference.npz") as data:
         reference = dict(data)
-    channel.send("scoring")
+    channel.send(Step("scoring"))
     try:
         figures, seconds = score_text(runner, reference)
-        channel.send(
-            "scored",
-            seconds=seconds,
-            nll=figures.nll.tolist(),
-            kld=figures.kld.tolist(),
-            top1=figures.top1.astype(int).tolist(),
-        )
+        channel.send(Scored(seconds, figures.nll.tolist(), figures.kld.tolist(), figures.top1.astype(int).tolist()))
     except NoLogits as exc:
-        channel.send("scored", seconds=None, no_logits=str(exc))
+        channel.send(Scored(None, no_logits=str(exc)))
     for prompt in job["prompts"]:
-        channel.send("generating", prompt=prompt["id"])
+        channel.send(Step(f"greedy generation of {prompt['id']}"))
         t0 = time.perf_counter()
         found = greedy_tokens(runner, prompt["messages"], job["greedy_tokens"], job["tokenizer"])
-        channel.send("generated", prompt=prompt["id"], seconds=time.perf_counter() - t0, **found)
-
-
-def main() -> None:
-    channel = Channel(int(sys.argv[1]))
-    runner = load(_read_line(), channel)
-    if runner is None:
-        return
-    job = _read_line()
-    try:
-        work(runner, job, channel)
-    except Exception as exc:
-        channel.send("failed", error=f"{type(exc).__name__}: {exc}")
-        return
-    channel.send("finished")
-    runner.close()
-
-
-def _read_line() -> dict:
-    return json.loads(sys.stdin.readline())
-
-
-if __name__ == "__main__":
-    main()
+        channel.send(Generated(prompt["id"], time.perf_counter() - t0, **found))

@@ -13,10 +13,11 @@ from bench.artifacts.prepare import prepare_artifact
 from bench.device.hygiene import Cooldown, cool_down
 from bench.device.sensors import DeviceReader
 from bench.errors import BenchError
-from bench.records import SCHEMA_VERSION, ResultsWriter, make_record, utc_now
+from bench.records import SCHEMA_VERSION, ResultsWriter
 from bench.run import resume
+from bench.run.record import build_record
 from bench.run.setup import PendingPlan, RunSetup, checked_artifact, prepared_artifact
-from bench.run.supervisor import Job, RunnerOutcome, RunnerPlan, Supervisor, suite_fields
+from bench.run.supervisor import Job, RunnerOutcome, RunnerPlan, Supervisor
 
 Say = Callable[[str], None]
 
@@ -117,10 +118,12 @@ def _export_for_turn(
 
 def _unsupported_record(setup: RunSetup, plan: PendingPlan, exc: Unsupported) -> dict:
     """A runner whose exporter does not take the model's family: one error record saying so."""
-    return make_record(
-        **setup.run_fields,
-        **suite_fields(setup.suite, setup.profile),
-        measured_at=utc_now(),
+    return build_record(
+        setup.run_fields,
+        setup.suite,
+        setup.profile,
+        None,
+        {},
         mode="suite",
         runner=plan.name,
         quantization=plan.quant,

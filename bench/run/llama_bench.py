@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench import selection
 from bench.errors import BenchError
-from bench.records import is_measured, read_records
+from bench.records import is_failed, is_measured, read_records
 from bench.run import setup as run_setup
 from bench.run.execute import execute
 
@@ -186,7 +186,7 @@ def run_edgebench(gguf: Path, threads: int, overrides: tuple[str, ...], repetiti
         )
         execute(setup)
         records = read_records([setup.results_path])
-    failed = [r for r in records if r["status"] != "ok" and not r["warmup"]]
+    failed = [r for r in records if is_failed(r) and not r["warmup"]]
     if failed:
         raise BenchError(
             f"edgebench's llama.cpp run failed: {failed[0].get('error')}",

@@ -1,42 +1,24 @@
-"""Child-process entry: one runner, one artifact, a list of jobs.
+"""A run's work in its child process (bench.workers.child): one runner, a list of jobs.
 
-In sustained mode (`sustain_s` in its orders) the last job repeats back to back until that
-many seconds have passed on the runner's clock; each repetition gets the next job number
-and its start time within the loop (`elapsed_s`).
-
-Started by bench.run.supervisor as `python -m bench.run.worker FD`: reads its orders as one
-line of JSON on stdin and writes one JSON message per line to file descriptor FD (never
-stdout, which the runtime's own native code may print to). With `ask` in its orders (a run
-with a time budget) it says "ready" before each generation and reads the answer, "go" or
-"skip", from stdin. Only this process imports the runtime.
+The task `run` gets the loaded runner and {"jobs", "sustain_s", "ask"}. Each generation is
+timed on the harness clock: Start, then Done with its figures or Failed. With `ask` (a run
+with a time budget) it says Ready before each generation and runs it only if the answer
+says go. In sustained mode (`sustain_s`) the last job repeats back to back until that many
+seconds have passed on the runner's clock; each repetition gets the next job number and
+its start time within the loop (`elapsed_s`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
-import sys
-import time
-from pathlib import Path
-
 from bench.run import harness
-from runners import load_class
-from runners.base import ArtifactError, GenerationRequest, RunnerOptions
+from bench.workers.child import Channel, clock_of
+from bench.workers.protocol import Answer, Done, Failed, Ready, Start
+from runners.base import GenerationRequest
 
 
 class CountMismatch(Exception):
     """The tokens a generation produced are not the ones asked for or counted: its
     figures would describe another generation than the record says."""
-
-
-class Channel:
-    def __init__(self, fd: int) -> None:
-        self._out = os.fdopen(fd, "w", buffering=1)
-
-    def send(self, event: str, **payload) -> None:
-        self._out.write(json.dumps({"event": event, **payload}) + "\n")
-        self._out.flush()
 
 
 def fixed_prompt_tokens(runner, fill_text: str, count: int) -> tuple[int, ...]:
@@ -78,76 +60,40 @@ def planned_jobs(orders: dict, clock):
             break
 
 
-def run(orders: dict, channel: Channel) -> None:
-    runner_cls = load_class(orders["runner_target"])
-    runner = runner_cls()
-    clock = runner_cls.scripted_clock or time.perf_counter_ns
-    if not load(runner, orders, clock, channel):
-        return
-    token_cache: dict = {}
-    for job, loop_t0 in planned_jobs(orders, clock):
-        if orders.get("ask") and not allowed(job, channel):
+def run(runner, work: dict, channel: Channel) -> None:
+    """Every job of `work` in turn (a failure breaks a sustained series: it is not retried)."""
+    clock, token_cache = clock_of(runner), {}
+    for job, loop_t0 in planned_jobs(work, clock):
+        if work.get("ask") and not allowed(job, channel):
             continue
         if not generate(runner, job, loop_t0, clock, token_cache, channel) and loop_t0 is not None:
-            break  # a failure breaks a sustained series; it is not retried
-    channel.send("finished")
-    runner.close()
+            break
 
 
 def allowed(job: dict, channel: Channel) -> bool:
     """Ask the supervisor whether to run this generation (its time budget may rule it out)."""
-    channel.send("ready", job=job["job"])
-    return sys.stdin.readline().strip() == "go"
-
-
-def load(runner, orders: dict, clock, channel: Channel) -> bool:
-    """Load the artifact and say how long it took and what the runtime applied; False when it failed."""
-    options = RunnerOptions(**orders["options"])
-    t0 = clock()
-    try:
-        info = runner.load(Path(orders["artifact"]), options)
-    except ArtifactError as exc:
-        channel.send("load_failed", error=str(exc))
-        return False
-    except Exception as exc:  # a runtime's own failure: report it, the run goes on
-        channel.send("load_failed", error=f"{type(exc).__name__}: {exc}")
-        return False
-    channel.send("loaded", load_ms=(clock() - t0) / 1e6, info=dataclasses.asdict(info))
-    return True
+    channel.send(Ready(job["job"]))
+    answer = channel.receive()
+    return isinstance(answer, Answer) and answer.go
 
 
 def generate(runner, job: dict, loop_t0: int | None, clock, token_cache: dict, channel: Channel) -> bool:
-    """One generation on the harness clock: "start", then "done" with its figures, or "failed"
+    """One generation on the harness clock: Start, then Done with its figures, or Failed
     (returns False)."""
     try:
         request = build_request(runner, job, token_cache)
-        channel.send("start", job=job["job"])
+        channel.send(Start(job["job"]))
         stream = harness.collect(runner.generate(request), clock)
         gen = runner.generation_info()
         problem = harness.count_problem(request, gen, len(stream.events))
         if problem:
             raise CountMismatch(problem)
     except Exception as exc:
-        channel.send("failed", job=job["job"], error=f"{type(exc).__name__}: {exc}")
+        channel.send(Failed(f"{type(exc).__name__}: {exc}", job["job"]))
         return False
     m = harness.measure(stream, gen.prompt_tokens)
     elapsed_s = (stream.t0 - loop_t0) / 1e9 if loop_t0 is not None else None
     channel.send(
-        "done",
-        job=job["job"],
-        measurement=m.__dict__,
-        stop_reason=gen.stop_reason,
-        native=gen.native,
-        elapsed_s=elapsed_s,
-        itl_basis="chunk" if gen.chunked else "token",
+        Done(job["job"], m.__dict__, gen.stop_reason, gen.native, elapsed_s, "chunk" if gen.chunked else "token")
     )
     return True
-
-
-def main() -> None:
-    channel = Channel(int(sys.argv[1]))
-    run(json.loads(sys.stdin.readline()), channel)
-
-
-if __name__ == "__main__":
-    main()

@@ -27,6 +27,7 @@ import pandas as pd
 
 from bench.analysis import resultset, stats
 from bench.errors import BenchError
+from bench.records import OK
 from bench.views import matrix
 from bench.views import table as view
 from bench.views.junit import Case
@@ -78,7 +79,7 @@ def parse_threshold(text: str) -> float:
 
 class Side(NamedTuple):
     ok: pd.DataFrame  # successful measured (non-warm-up) timing records
-    failed: pd.DataFrame  # failed measured timing records
+    failed: pd.DataFrame  # measured timing records that are not ok (failed or skipped)
     quality: dict[tuple, stats.Quality]  # per QUALITY_KEY: the latest successful quality record, else failed one
     labels: dict[str, str]  # device labels
 
@@ -90,7 +91,7 @@ def _side(target: str) -> Side:
     labels = matrix.label_devices(frame)
     frame, scored = matrix.split_quality(frame)
     repetitions = frame[stats.is_repetition(frame)]
-    failed = repetitions[repetitions["status"] != "ok"]
+    failed = repetitions[repetitions["status"] != OK]  # skipped ones included: the note names them
     return Side(stats.measured(repetitions), failed, stats.latest_quality(scored, QUALITY_KEY), labels)
 
 

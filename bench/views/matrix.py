@@ -33,6 +33,7 @@ from bench.analysis.stats import Quality
 from bench.analysis.verdicts import Verdict
 from bench.data import workloads as workload_data
 from bench.data.suite import PROBE_CATEGORY
+from bench.records import FAILED
 from bench.views.table import runner_label
 
 COLUMNS = (
@@ -325,7 +326,7 @@ def _variant_rows(
     grouping = resultset.groups(ok, keys)
     group, sizes = grouping.ngroup().to_numpy(), grouping.size()
     cells = list(sizes.index)  # cells[number] = key
-    failed = resultset.groups(df[~df["status"].isin(stats.NOT_FAILED)], keys).size()
+    failed = resultset.groups(df[df["status"].isin(FAILED)], keys).size()
     failed = dict(zip(failed.index, failed.to_numpy()))
     suites = df[["suite_sha256", "suite_id"]].drop_duplicates()
     suite_ids = dict(zip(suites["suite_sha256"], suites["suite_id"]))
