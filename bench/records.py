@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Iterator
 
 from bench.errors import BenchError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # Every record carries these keys (None where a figure does not apply), in this order.
 FIELDS = (
@@ -100,6 +100,9 @@ FIELDS = (
     "mbu",
     "peak_rss_mb",
     "cpu_percent",
+    # the worker's threads that each ran at least a quarter of its busiest one's CPU time during
+    # the generation (the scheduler's own counts): how many threads the runtime really kept busy
+    "busy_threads",
     # where the model ran: the accelerator asked for (cpu/gpu/npu/auto) and the one the runtime
     # reports it used, with its evidence (devices, offloaded layers, providers) in `placement`
     "accelerator_requested",
@@ -208,7 +211,12 @@ def _v3_to_v4(record: dict) -> dict:
     return {**{name: None for name in V4_FIELDS}, **record, "accelerator": "cpu"}
 
 
-MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
+def _v4_to_v5(record: dict) -> dict:
+    """Schema 5 added busy_threads: unknown before."""
+    return {**record, "busy_threads": None}
+
+
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5}
 
 STATUSES = ("ok", "error", "crashed", "timeout", "oom", "interrupted", "skipped")
 OK = "ok"

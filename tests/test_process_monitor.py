@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
-from bench.device.monitor import ProcessMonitor
+from bench.device.monitor import ProcessMonitor, thread_cpu_ns
 
 # The child burns 15.5 ms of CPU (a figure between two 10 ms ticks), says how much its own
 # clock counted, then waits to be read.
@@ -30,3 +31,41 @@ def test_the_worker_cpu_time_is_read_to_the_millisecond():
     finally:
         child.communicate("\n")
     assert abs(seen - own) < 0.002, (seen, own)
+
+
+SPINNERS = """
+import threading, time
+def spin():
+    end = time.process_time() + 30
+    while time.process_time() < end:
+        pass
+threads = [threading.Thread(target=spin) for _ in range({n})]
+for t in threads:
+    t.start()
+print("spinning", flush=True)
+for t in threads:
+    t.join()
+"""
+
+
+def _busy_threads_of(n: int) -> int | None:
+    child = subprocess.Popen([sys.executable, "-c", SPINNERS.format(n=n)], stdout=subprocess.PIPE, text=True)
+    try:
+        child.stdout.readline()
+        monitor = ProcessMonitor(child.pid)
+        monitor.window()
+        while sum(thread_cpu_ns(child.pid).values()) < 3e8:  # 0.3 s of CPU, however busy the machine is
+            time.sleep(0.05)
+        found = monitor.window().busy_threads
+        monitor.stop()
+        return found
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_busy_threads_counts_the_threads_that_did_the_work_from_the_schedulers_counts():
+    # Python threads take turns on one core (the GIL): each still runs its share, so counts
+    # say what a CPU share of wall time cannot on a busy machine: how many threads worked.
+    assert _busy_threads_of(1) == 1
+    assert _busy_threads_of(3) == 3

@@ -39,3 +39,9 @@ def test_schema_3_runs_read_as_local_cpu_runs_with_no_quality_figures():
     for record in iter_records(FIXTURES / "results-v3.jsonl"):
         assert record["accelerator"] == "cpu" and record["remote_target"] is None
         assert record["perplexity"] is None and record["skip_reason"] is None
+
+
+def test_schema_4_records_read_with_no_busy_thread_count():
+    records = list(iter_records(FIXTURES / "results-v4.jsonl"))
+    assert records and all(r["busy_threads"] is None for r in records)
+    assert {r["mode"] for r in records} == {"suite", "quality"}

@@ -10,10 +10,11 @@ counters, power and load.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import psutil
 
@@ -24,6 +25,44 @@ def _process_cpu_clock(pid: int) -> int:
     """Linux's clockid for another process's CPU time: what clock_getcpuclockid(3) returns
     (the pid, bit-inverted, shifted past the clock type CPUCLOCK_SCHED = 2)."""
     return (~pid << 3) | 2
+
+
+class Window(NamedTuple):
+    """What a worker did between two calls of ProcessMonitor.window."""
+
+    peak_rss_mb: float | None
+    cpu_percent: float | None  # CPU time of all its threads over the wall time, in % of one core
+    busy_threads: int | None  # threads that ran at least BUSY_SHARE of its busiest thread's CPU time
+
+
+# A thread counts as busy when it ran at least this share of the busiest thread's CPU time: a
+# runtime's compute threads split the work about evenly, a waiting or bookkeeping thread is far below.
+BUSY_SHARE = 0.25
+
+
+def thread_cpu_ns(pid: int) -> dict[int, int]:
+    """Each thread's CPU time so far in nanoseconds (Linux's /proc/PID/task/TID/schedstat):
+    counts the scheduler keeps, so another busy program does not change them; {} elsewhere."""
+    found = {}
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                found[int(tid)] = int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def busy_threads(before: dict[int, int], after: dict[int, int]) -> int | None:
+    """How many threads ran at least BUSY_SHARE of the busiest one's CPU time between two readings."""
+    ran = [ns - before.get(tid, 0) for tid, ns in after.items()]
+    if not ran or max(ran) <= 0:
+        return None
+    return sum(r >= BUSY_SHARE * max(ran) for r in ran)
 
 
 class ProcessMonitor:
@@ -44,6 +83,7 @@ class ProcessMonitor:
         self._stop = threading.Event()
         self._cpu_mark = self.cpu_seconds()
         self._wall_mark = time.monotonic()
+        self._threads_mark = thread_cpu_ns(pid)
         self._thread = threading.Thread(target=self._loop, name="edgebench-monitor", daemon=True)
         self._thread.start()
 
@@ -75,8 +115,8 @@ class ProcessMonitor:
                 self.exceeded_mb = rss / 2**20
                 self._on_exceed()
 
-    def window(self) -> tuple[float | None, float | None]:
-        """(peak RSS in MB, CPU percent of one core) since the last call; resets both."""
+    def window(self) -> Window:
+        """Peak RSS, CPU share and busy threads since the last call; resets them."""
         try:
             rss = self._process.memory_info().rss
         except psutil.Error:
@@ -87,8 +127,10 @@ class ProcessMonitor:
             self._peak_rss = rss
         span = wall - self._wall_mark
         share = 100 * (cpu - self._cpu_mark) / span if span > 0 and cpu else None
-        self._cpu_mark, self._wall_mark = cpu, wall
-        return (round(peak / 2**20, 1) if peak else None), (round(share, 1) if share is not None else None)
+        threads = thread_cpu_ns(self._process.pid)
+        busy = busy_threads(self._threads_mark, threads)
+        self._cpu_mark, self._wall_mark, self._threads_mark = cpu, wall, threads
+        return Window(round(peak / 2**20, 1) if peak else None, round(share, 1) if share is not None else None, busy)
 
     def stop(self) -> None:
         self._stop.set()

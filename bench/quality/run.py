@@ -265,7 +265,7 @@ class _Scoring:
             if isinstance(ended, Exit):
                 during = f"during {self.session.step}: " if ended.status == "crashed" else ""
                 ended = ended.status, during + ended.error
-            peak, cpu = self.session.window()
+            window = self.session.window()
         status, error = ended
         setup = self.shared.setup
         return build_record(
@@ -280,8 +280,9 @@ class _Scoring:
             load_avg_1m_start=load_avg,
             prompt_id="quality",
             load_ms=self.load_ms,
-            peak_rss_mb=peak,
-            cpu_percent=cpu,
+            peak_rss_mb=window.peak_rss_mb,
+            cpu_percent=window.cpu_percent,
+            busy_threads=window.busy_threads,
             error=error,
             **self._figures(),
         )

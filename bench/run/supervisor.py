@@ -22,6 +22,7 @@ from bench.data.models import Artifact
 from bench.data.run_profiles import RunProfile, SustainedSettings
 from bench.data.suite import Suite
 from bench.device.facts import load_average_1m
+from bench.device.monitor import Window
 from bench.device.sensors import DeviceReader
 from bench.records import ResultsWriter, is_failed
 from bench.run.record import MEASURED, build_record, error_status
@@ -245,7 +246,6 @@ class _WorkerSession:
                     "skipped",
                     None,
                     None,
-                    None,
                     load_average_1m(),
                     skip_reason=skip.reason,
                     estimated_s=skip.estimated_s,
@@ -266,11 +266,11 @@ class _WorkerSession:
     def _ended(self, message: Done | Failed) -> None:
         """A generation finished (Done) or failed: its record goes out."""
         job = self.by_index[message.job]
-        peak, cpu = self.session.window()
+        window = self.session.window()
         if isinstance(message, Done):
-            made = self._record(job, "ok", None, peak, cpu, self.load_avg, done=message)
+            made = self._record(job, "ok", None, window, self.load_avg, done=message)
         else:
-            made = self._record(job, error_status(message.error), message.error, peak, cpu, self.load_avg)
+            made = self._record(job, error_status(message.error), message.error, window, self.load_avg)
         self.supervisor.emit(self.outcome, made)
         if self.budget:
             self.budget.learn(made)
@@ -300,16 +300,14 @@ class _WorkerSession:
         return [j for j in self.jobs if j.index not in self.done and j is not current]
 
     def _failure(self, job: Job | None, status: str, error: str) -> None:
-        peak, cpu = self.session.window()
-        self.supervisor.emit(self.outcome, self._record(job, status, error, peak, cpu, load_average_1m()))
+        self.supervisor.emit(self.outcome, self._record(job, status, error, self.session.window(), load_average_1m()))
 
     def _record(
         self,
         job: Job | None,
         status: str,
         error: str | None,
-        peak_rss_mb,
-        cpu_percent,
+        window: Window | None,
         load_avg,
         done: Done | None = None,
         **values,
@@ -338,8 +336,9 @@ class _WorkerSession:
             stop_reason=done and done.stop_reason,
             load_ms=self.load_ms,
             itl_basis=done and done.itl_basis,
-            peak_rss_mb=peak_rss_mb,
-            cpu_percent=cpu_percent,
+            peak_rss_mb=window and window.peak_rss_mb,
+            cpu_percent=window and window.cpu_percent,
+            busy_threads=window and window.busy_threads,
             output_token_ids=measured.get("token_ids"),
             native=done and done.native,
             error=error,

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import IO, Any, Callable, TypeVar
 
-from bench.device.monitor import DeviceMonitor, ProcessMonitor
+from bench.device.monitor import DeviceMonitor, ProcessMonitor, Window
 from bench.device.sensors import DeviceReader
 from bench.workers.process import ChildProcess
 from bench.workers.protocol import Finished, Message, Orders, Step
@@ -75,9 +75,9 @@ class Session:
         self.since = time.monotonic()
         self.deadline = None if self.timeout_s is None else self.since + self.timeout_s
 
-    def window(self) -> tuple[float | None, float | None]:
-        """(peak RSS in MB, CPU percent of one core) since the last call (bench.device.monitor)."""
-        return self.monitor.window() if self.monitor else (None, None)
+    def window(self) -> Window:
+        """Peak RSS, CPU share and busy threads since the last call (bench.device.monitor)."""
+        return self.monitor.window() if self.monitor else Window(None, None, None)
 
     def device_state(self) -> dict:
         """The device's latest sample (empty without a device to sample)."""
