@@ -60,6 +60,18 @@ if [ ! -x /usr/sbin/sshd ] || ! command -v ssh >/dev/null; then
         "(Debian/Ubuntu: apt-get install openssh-server openssh-client; Fedora: dnf install openssh-server openssh-clients)"
   fi
 fi
+# Phone runs (--target adb://…) use the platform's adb; their tests serve it with a test double
+# whose pushed aarch64 device runner runs under qemu-user-static.
+if ! command -v adb >/dev/null || [ ! -x /usr/bin/qemu-aarch64-static ]; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    log "installing adb and qemu-user-static (phone runs, and their tests)"
+    { apt-get update -q >/dev/null 2>&1; apt-get install -y -q adb qemu-user-static binfmt-support >/dev/null 2>&1; } \
+      || log "adb could not be installed; the phone tests will be skipped"
+  else
+    log "phone runs need adb, and their tests qemu-user-static: install them as root" \
+        "(Debian/Ubuntu: apt-get install adb qemu-user-static binfmt-support; elsewhere: Android SDK platform-tools)"
+  fi
+fi
 # MLX's OpenBLAS (cmeel-openblas) links libgfortran.so.5; without it OpenBLAS does not load
 # and MLX's fp32 products fall back to the bundled reference BLAS (~20x slower prefill).
 openblas=$("$venv/bin/python" -c "from runners.mlx_blas import openblas_path; print(openblas_path() or '')" 2>/dev/null || true)

@@ -131,8 +131,8 @@ Targets = Annotated[
     Optional[List[str]],
     typer.Option(
         "--target",
-        help="ssh://[user@]host[:port]: run there over SSH, records streamed back here "
-        "(repeatable: one target after another).",
+        help="ssh://[user@]host[:port]: run there over SSH, records streamed back here; adb://[SERIAL]: "
+        "run llama.cpp on that Android phone (adb://: the one attached) (repeatable: one target after another).",
     ),
 ]
 

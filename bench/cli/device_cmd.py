@@ -23,7 +23,7 @@ def device(
     device_profile: Optional[str] = typer.Option(None, "--device-profile", help="A device profile name or .toml path."),
     list_: bool = typer.Option(False, "--list", help="List the packaged device profiles."),
     target: Optional[List[str]] = typer.Option(
-        None, "--target", help="ssh://[user@]host[:port]: that device's facts instead (repeatable)."
+        None, "--target", help="ssh://[user@]host[:port] or adb://[SERIAL]: that device's facts instead (repeatable)."
     ),
     remote_edgebench: RemoteEdgebench = None,
 ) -> None:

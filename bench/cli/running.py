@@ -1,5 +1,5 @@
 """What `run` and `sustained` share: their options as RunOptions, cool-downs, remote targets
-over SSH, running here with a progress view, and the exit code."""
+over SSH and adb, running here with a progress view, and the exit code."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Remote targets: `--target ssh://[user@]host[:port]` on run, sustained and device.
+"""Remote targets: `--target ssh://[user@]host[:port]` on run, sustained and device (and
+`adb://[SERIAL]`, a phone, whose runs the host runs itself: bench.run.phone_run).
 
 The host validates every input and finds (or prepares) the artifacts; then, per target in
 turn, it asks the target's edgebench what it is and what its cache holds, copies the
@@ -35,6 +36,7 @@ from bench.errors import BenchError
 from bench.records import ResultsWriter
 
 SSH_OPTIONS_ENV = "EDGEBENCH_SSH_OPTIONS"
+PHONE_SCHEME = "adb://"
 RECORD_START = '{"schema_version"'
 SSH_FAILED = 255  # ssh's own exit code: it could not connect, or the connection broke
 Say = Callable[[str], None]
@@ -82,8 +84,8 @@ def parse_target(spec: str, edgebench: str | None = None) -> Target:
         or parts.hostname.startswith("-")
     ):
         raise BenchError(
-            f"--target '{spec}' is not ssh://[user@]host[:port]",
-            "e.g. --target ssh://pi@raspberrypi.local",
+            f"--target '{spec}' is not ssh://[user@]host[:port] or adb://[SERIAL]",
+            "e.g. --target ssh://pi@raspberrypi.local, or --target adb:// for the one phone attached",
             exit_code=2,
         )
     destination = f"{parts.username}@{parts.hostname}" if parts.username else parts.hostname
@@ -309,7 +311,7 @@ class RemoteRun:
         """RUN_ID.remote.json: where the run lives on the target, for --resume."""
         payload = {
             "target": self.target.spec,
-            "remote_edgebench": self.target.edgebench,
+            "remote_edgebench": getattr(self.target, "edgebench", None),  # a phone has none
             "remote_folder": self.remote_folder,
             "run_id": self.run_id,
         }
@@ -441,6 +443,9 @@ def run_on_targets(
 
 def fetch_series(run: RemoteRun) -> Path | None:
     """A sustained run's device time series, as the target recorded it."""
+    if run.target.spec.startswith(PHONE_SCHEME):  # written here as the phone was sampled
+        path = run.results_path.with_suffix(".device.jsonl")
+        return path if path.is_file() else None
     data = get_file(run.target, f"{run.remote_folder}/{run.run_id}.device.jsonl")
     if data is None:
         return None
@@ -459,6 +464,10 @@ def resume_run(results_path: Path, edgebench: str | None, on_record: Callable[[d
     """Finish a remote run: the host's records (the ones that count) replace the target's
     results file, and the target's `run --resume` does the rest, streaming as before."""
     saved = json.loads(remote_sidecar(results_path).read_text())
+    if saved["target"].startswith(PHONE_SCHEME):
+        from bench.run.phone_run import resume_on_phone
+
+        return resume_on_phone(results_path, saved["target"], on_record, say)
     target = parse_target(saved["target"], edgebench or saved["remote_edgebench"])
     check_target(target, [])
     run = RemoteRun(target, results_path.parent, saved["remote_folder"], saved["run_id"])
@@ -487,18 +496,26 @@ def run_command(
     on_record: Callable[[dict], None],
     say: Say,
 ) -> list[RemoteRun]:
-    """`edgebench run|sustained --target …`: validate here, then each target in turn."""
-    targets = [parse_target(spec, edgebench) for spec in specs]
-    model, plans = host_plans(options, say)
-    return run_on_targets(options, targets, plans, model, command, extra, on_record, say)
+    """`edgebench run|sustained --target …`: validate here, then each target in turn (the
+    phones first: their runs are the host's own)."""
+    from bench.run.phone_run import run_on_phone
+
+    runs = [run_on_phone(options, spec, on_record, say) for spec in specs if spec.startswith(PHONE_SCHEME)]
+    targets = [parse_target(spec, edgebench) for spec in specs if not spec.startswith(PHONE_SCHEME)]
+    if targets:
+        model, plans = host_plans(options, say)
+        runs += run_on_targets(options, targets, plans, model, command, extra, on_record, say)
+    return runs
 
 
 def device_on_targets(
     specs: list[str], edgebench: str | None, args: list[str], device_profile: str | None
 ) -> list[tuple[str, str]]:
     """`edgebench device --target …`: each target's own facts and tier, as it prints them."""
-    shown = []
-    for target in (parse_target(spec, edgebench) for spec in specs):
+    from bench.run.phone_run import describe_phone
+
+    shown = [(spec, describe_phone(spec, device_profile)) for spec in specs if spec.startswith(PHONE_SCHEME)]
+    for target in (parse_target(spec, edgebench) for spec in specs if not spec.startswith(PHONE_SCHEME)):
         info = check_target(target, [])
         profile = (
             ["--device-profile", uploader(target, f"{info['runs']}/device")(device_profile)] if device_profile else []

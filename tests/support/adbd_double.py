@@ -17,7 +17,7 @@ While a pushed program (under /data/local/tmp) runs, the fixture battery's curre
 reads `busy_current` instead of `idle_current` (from ROOT/phone.json), the stand-in for
 the draw of a phone computing.
 
-    unshare -m python -m tests.support.adbd_double ROOT PORT [--unauthorized]
+    unshare -m python -m tests.support.adbd_double ROOT PORT [unauthorized|offline]
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ A_CNXN, A_OPEN, A_OKAY, A_CLSE, A_WRTE, A_AUTH = (
     int.from_bytes(name, "little") for name in (b"CNXN", b"OPEN", b"OKAY", b"CLSE", b"WRTE", b"AUTH")
 )
 VERSION, MAX_DATA = 0x01000001, 256 * 1024
+AUTH_SIGNATURE = 2
 FEATURES = "shell_v2,cmd,stat_v2,ls_v2,fixed_push_mkdir"
 SHELL_STDIN, SHELL_STDOUT, SHELL_STDERR, SHELL_EXIT, SHELL_CLOSE_STDIN = 0, 1, 2, 3, 4
 HOST_BINDS = ("bin", "sbin", "usr", "lib", "lib64", "etc", "dev", "proc")
@@ -49,7 +50,7 @@ def mount_userland(root: Path) -> None:
         if Path("/", name).exists() and not Path("/", name).is_symlink():
             (root / name).mkdir(exist_ok=True)
             subprocess.run(["mount", "--rbind", f"/{name}", str(root / name)], check=True)
-        elif Path("/", name).is_symlink() and not (root / name).exists():
+        elif Path("/", name).is_symlink() and not (root / name).is_symlink():
             (root / name).symlink_to(os.readlink(f"/{name}"))
 
 
@@ -114,14 +115,17 @@ class Connection:
 
     def dispatch(self, command: int, arg0: int, arg1: int, data: bytes) -> None:
         if command == A_CNXN:
-            if self.phone.unauthorized:  # a phone that has not accepted this host's key
+            if self.phone.mode == "offline":  # a phone that never completes the handshake
+                return
+            if self.phone.mode == "unauthorized":  # a phone that has not accepted this host's key
                 self.send(A_AUTH, 1, 0, os.urandom(20))
                 return
             banner = f"device::ro.product.name={self.phone.prop('ro.product.name')};"
             banner += f"ro.product.model={self.phone.prop('ro.product.model')};features={FEATURES}"
             self.send(A_CNXN, VERSION, MAX_DATA, banner.encode())
-        elif command == A_AUTH:
-            self.send(A_AUTH, 1, 0, os.urandom(20))  # every signature refused: unauthorized
+        elif command == A_AUTH and arg0 == AUTH_SIGNATURE:
+            self.send(A_AUTH, 1, 0, os.urandom(20))  # every signature refused; the public key then
+            # offered waits for a tap on the phone's screen that never comes: unauthorized
         elif command == A_OPEN:
             local, self.next_id = self.next_id, self.next_id + 1
             stream = Stream(self, local, arg0)
@@ -141,8 +145,8 @@ class Connection:
 
 
 class Phone:
-    def __init__(self, root: Path, unauthorized: bool) -> None:
-        self.root, self.unauthorized = root, unauthorized
+    def __init__(self, root: Path, mode: str) -> None:
+        self.root, self.mode = root, mode
         self.config = json.loads((root / "phone.json").read_text())
         self.busy = 0
         self.set_current()
@@ -287,10 +291,6 @@ class Phone:
             if kind == b"DONE":
                 break
             chunks.append(await take(length))
-        free = self.config.get("free_bytes")
-        if free is not None and sum(map(len, chunks)) > free:
-            await fail(stream, "No space left on device")
-            return
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(b"".join(chunks))
         target.chmod(int(mode) & 0o7777)
@@ -312,8 +312,8 @@ async def fail(stream: Stream, message: str) -> None:
     await stream.write(b"FAIL" + struct.pack("<I", len(message)) + message.encode())
 
 
-async def serve(root: Path, port: int, unauthorized: bool) -> None:
-    phone = Phone(root, unauthorized)
+async def serve(root: Path, port: int, mode: str) -> None:
+    phone = Phone(root, mode)
     server = await asyncio.start_server(lambda r, w: Connection(phone, r, w).serve(), "127.0.0.1", port)
     print("listening", flush=True)
     async with server:
@@ -323,7 +323,7 @@ async def serve(root: Path, port: int, unauthorized: bool) -> None:
 def main() -> None:
     root, port = Path(sys.argv[1]).resolve(), int(sys.argv[2])
     mount_userland(root)
-    asyncio.run(serve(root, port, "--unauthorized" in sys.argv[3:]))
+    asyncio.run(serve(root, port, sys.argv[3] if len(sys.argv) > 3 else "device"))
 
 
 if __name__ == "__main__":

@@ -87,6 +87,11 @@ GETPROP = """#!/bin/sh
 if [ $# -eq 0 ]; then sed 's/^\\([^=]*\\)=\\(.*\\)$/[\\1]: [\\2]/' /fixtures/props; exit 0; fi
 grep "^$1=" /fixtures/props | head -1 | cut -d= -f2-
 """
+DF = """#!/bin/sh
+# TEST DOUBLE of Android's df -k: the fixture's free space on /data.
+echo "Filesystem     1K-blocks    Used Available Use% Mounted on"
+echo "/dev/block/dm-5 {total} {used} {free} 99% /data"
+"""
 DUMPSYS = """#!/bin/sh
 # TEST DOUBLE of Android's dumpsys: the fixture's service dumps.
 [ -f "/fixtures/dumpsys/$1" ] && cat "/fixtures/dumpsys/$1" || echo "Can't find service: $1"
@@ -112,7 +117,10 @@ def make_phone(folder: Path, name: str = "pixel", free_bytes: int | None = None)
     (folder / "fixtures/dumpsys/battery").write_text(dumpsys_battery(battery_fields, sysfs))
     (folder / "fixtures/dumpsys/thermalservice").write_text(THERMALSERVICE)
     (folder / "system/bin").mkdir(parents=True)
-    for tool, script in (("getprop", GETPROP), ("dumpsys", DUMPSYS)):
+    tools = {"getprop": GETPROP, "dumpsys": DUMPSYS}
+    if free_bytes is not None:
+        tools["df"] = DF.format(total=free_bytes // 1024 + 1000, used=1000, free=free_bytes // 1024)
+    for tool, script in tools.items():
         (folder / "system/bin" / tool).write_text(script)
         (folder / "system/bin" / tool).chmod(0o755)
     (folder / BATTERY).mkdir(parents=True)
@@ -128,7 +136,7 @@ def make_phone(folder: Path, name: str = "pixel", free_bytes: int | None = None)
     (zone / "type").write_text("cpu-0-0\n")
     (zone / "temp").write_text("41500\n")
     (folder / "data/local/tmp").mkdir(parents=True)
-    config = {"props": props, "battery_sysfs": BATTERY, "free_bytes": free_bytes}
+    config = {"props": props, "battery_sysfs": BATTERY}
     if idle is not None:
         config |= {"idle_current": idle, "busy_current": busy}
     (folder / "phone.json").write_text(json.dumps(config))
@@ -187,10 +195,10 @@ class AttachedPhone:
             ["adb", *args], capture_output=True, text=True, env={**os.environ, **self.env}, timeout=timeout
         )
 
-    def start(self, unauthorized: bool = False) -> None:
+    def start(self, mode: str = "device") -> None:
+        """Serve the phone: `mode` "device", or "unauthorized" / "offline" as adb will list it."""
         self.proc = subprocess.Popen(
-            ["unshare", "-m", sys.executable, "-m", "tests.support.adbd_double", str(self.root), str(self.port)]
-            + (["--unauthorized"] if unauthorized else []),
+            ["unshare", "-m", sys.executable, "-m", "tests.support.adbd_double", str(self.root), str(self.port), mode],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -198,10 +206,7 @@ class AttachedPhone:
         assert self.proc.stdout.readline().strip() == b"listening"
         self.adb("connect", self.serial)
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and self.adb("-s", self.serial, "get-state").stdout.strip() not in (
-            "device",
-            "unauthorized",
-        ):
+        while time.monotonic() < deadline and f"{self.serial}\t{mode}" not in self.adb("devices").stdout:
             time.sleep(0.2)
 
     def stop(self) -> None:
@@ -216,10 +221,10 @@ class AttachedPhone:
         self.adb("kill-server")
 
 
-def attached_phone(folder: Path, name: str = "pixel", free_bytes: int | None = None, unauthorized: bool = False):
+def attached_phone(folder: Path, name: str = "pixel", free_bytes: int | None = None, mode: str = "device"):
     """A started phone double of kind `name` with its own adb server (close() it)."""
     phone = AttachedPhone(
         make_phone(folder / "phone", name, free_bytes), free_port(), {"ANDROID_ADB_SERVER_PORT": str(free_port())}
     )
-    phone.start(unauthorized)
+    phone.start(mode)
     return phone
