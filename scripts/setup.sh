@@ -65,7 +65,7 @@ fi
 if ! command -v adb >/dev/null || [ ! -x /usr/bin/qemu-aarch64-static ]; then
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     log "installing adb and qemu-user-static (phone runs, and their tests)"
-    { apt-get update -q >/dev/null 2>&1; apt-get install -y -q adb qemu-user-static binfmt-support >/dev/null 2>&1; } \
+    with_heartbeat "installing adb" apt_install adb qemu-user-static binfmt-support \
       || log "adb could not be installed; the phone tests will be skipped"
   else
     log "phone runs need adb, and their tests qemu-user-static: install them as root" \
