@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -99,6 +100,11 @@ warmups = 0
 repetitions = 1
 context_tokens = 256
 generation_timeout_s = 300
+
+[sustained]
+prompt = "pp8-tg3"
+duration = "20s"
+window = "5s"
 """
 
 
@@ -284,3 +290,20 @@ def test_the_phone_state_is_read_in_each_vendors_units(tmp_path, name, watts, so
     finally:
         os.environ.pop("ANDROID_ADB_SERVER_PORT")
         phone.close()
+
+
+@needs_runner
+@needs_phone
+def test_sustained_on_a_phone_samples_the_phones_power_and_temperature(pixel, tmp_path):
+    """The sustained series is the phone's: its thermal HAL, and its battery's draw, which the
+    fixture raises from 0.25 A to 1.25 A while the device runner runs (all the loop long). Each
+    sample's power is the energy counter's rise over the monitor's own span, so the check
+    is the median's order of magnitude: busy, not idle (0.98 W), nor a unit off."""
+    run = tiny_args(tmp_path)
+    done = edgebench("sustained", *run[1:], "--target", f"adb://{pixel.serial}", env=pixel.env)
+    assert done.returncode == 0, done.stderr
+    samples = read_jsonl(next((tmp_path / "out").glob("*.device.jsonl")))
+    assert {s["temp_source"] for s in samples} == {"dumpsys thermalservice AP (thermal status 1)"}
+    assert {s["power_source"] for s in samples} == {"battery V×I (current_now in µA, negative while discharging)"}
+    assert 3.9 * 1.25 / 1.5 < statistics.median(s["power_w"] for s in samples) < 3.9 * 1.25 * 1.5
+    assert list((tmp_path / "out").glob("*.llama.cpp.png"))  # power and temperature against time

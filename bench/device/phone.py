@@ -172,10 +172,13 @@ class PhoneReader(DeviceReader):
         return []  # the worker is the host's; the device runner's threads are the phone's
 
     def energy(self) -> Energy | None:
+        """The battery's energy counter: its draw integrated up to now, each reading held
+        until the next."""
         self._state()
         if self.power.watts is None:
             return None
-        return Energy(((round(self._joules * 1e6), None),), self.power.source)
+        joules = self._joules + self.power.watts * (time.monotonic() - self._at)
+        return Energy(((round(joules * 1e6), None),), self.power.source)
 
     def load_1m(self) -> float | None:
         return _float(self._state().get("load", ["?"])[0].split()[:1])
