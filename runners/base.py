@@ -179,7 +179,9 @@ class Runner(ABC):
     # How to make this runner's artifact from the shared checkpoint; None: it reads the
     # model's source (e.g. llama.cpp reads the GGUF) and needs no prepare step.
     exporter: ClassVar[Exporter | None] = None
-    # Only the fake runner sets this: a clock it scripts, which the harness then reads.
+    # A clock the runner supplies, which the harness then reads instead of its own: the fake
+    # runner's script (its records are synthetic), or the phone's clock as the device runner
+    # reports it (runners.device_llamacpp, which `--target adb://` plans use).
     scripted_clock: ClassVar[Callable[[], int] | None] = None
     # The settings this runtime's own benchmark/CLI uses by default on this platform
     # (e.g. llama-bench's flash attention and batch sizes): what `load` applies unless the

@@ -28,10 +28,11 @@ from runners.base import ArtifactError, GenerationInfo, GenerationRequest, LoadI
 from runners.llamacpp import (
     DEVICE_KINDS,
     FILE_TYPES,
-    FLASH_ATTN_LOG,
     KV_CACHE_LOG,
     LOAD_MODE_LOG,
     LlamaCppRunner,
+    _flash_attn_resolved,
+    _not_applied,
     _placement,
     perf_figures,
     weights_bytes,
@@ -85,7 +86,6 @@ class DeviceLlamaCppRunner(Runner):
             stdout=subprocess.PIPE,
             stderr=self.stderr,
         )
-        self.context_tokens = options.context_tokens
         orders = {"artifact": self.device["artifact"], "options": dataclasses.asdict(options) | {"settings": settings}}
         clock = self.scripted_clock
         self._send(orders)
@@ -101,21 +101,18 @@ class DeviceLlamaCppRunner(Runner):
         attention's resolution and the K/V cache types (as runners.llamacpp reads them)."""
         log = loaded["log"]
         kv, load_mode = KV_CACHE_LOG.search(log), LOAD_MODE_LOG.search(log)
-        flash = FLASH_ATTN_LOG.search(log)
         applied = loaded["applied"] | {
-            "flash_attn": settings["flash_attn"]
-            if settings["flash_attn"] != "auto"
-            else (None if flash is None else "on" if flash.group(1) == "enabled" else "off"),
+            "flash_attn": _flash_attn_resolved(log, settings["flash_attn"]),
             "type_k": kv.group(2) if kv else None,
             "type_v": kv.group(3) if kv else None,
             "kv_cells": int(kv.group(1)) if kv else None,
             "use_mmap": load_mode.group(1).startswith("mmap") if load_mode else None,
         }
-        asked = {"n_threads": options.threads, "n_ctx": options.context_tokens, **settings}
-        not_applied = {
-            k: f"asked {v}, llama.cpp applied {applied.get(k)}"
-            for k, v in asked.items()
-            if k in applied and applied[k] != v and not (k == "flash_attn" and v == "auto")
+        asked = {
+            "n_threads": options.threads,
+            "n_threads_batch": options.threads,
+            "n_ctx": options.context_tokens,
+            **settings,
         }
         file_type = loaded["file_type"]
         devices = {name: (DEVICE_KINDS.get(kind, "other"), about) for name, kind, about in loaded["devices"]}
@@ -126,7 +123,7 @@ class DeviceLlamaCppRunner(Runner):
             {**applied, "system_info": loaded["system_info"].strip(), "device_runner": self.device["runner"]},
             threads=applied["n_threads"],
             context_tokens=applied["n_ctx"],
-            not_applied=not_applied,
+            not_applied=_not_applied(asked, applied),
             weights_bytes=weights_bytes([Tensor(name, size) for name, size in loaded["tensors"]], loaded["n_vocab"]),
             kv_bytes_per_token=loaded["kv_bytes_per_token"],
             **_placement(log, devices, "cpu"),

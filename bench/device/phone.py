@@ -183,10 +183,6 @@ class PhoneReader(DeviceReader):
     def load_1m(self) -> float | None:
         return _float(self._state().get("load", ["?"])[0].split()[:1])
 
-    def missing(self) -> list[str]:
-        gaps = [] if self.temperature() else ["temperature (no thermal HAL or battery reading)"]
-        return gaps + ([] if self.energy() else [f"power ({self.power.source})"])
-
 
 def _int(lines: list[str] | None) -> int | None:
     value = (lines or [""])[0].strip()
