@@ -92,6 +92,11 @@ class DeviceLlamaCppRunner(Runner):
         loaded = self._next()
         if loaded["event"] == "load_failed":
             raise ArtifactError(loaded["error"])
+        self.chat_template, self.bos_text, self.eos_text = (
+            loaded["chat_template"],
+            loaded["bos_text"],
+            loaded["eos_text"],
+        )
         clock.anchor(loaded["t_start_ns"])
         clock.at(loaded["t_ns"])
         return self._load_info(loaded, options, settings)
@@ -135,7 +140,10 @@ class DeviceLlamaCppRunner(Runner):
 
     def generate(self, request: GenerationRequest) -> Iterator[TokenEvent]:
         clock = self.scripted_clock
-        self._send(dataclasses.asdict(request))
+        message = dataclasses.asdict(request)
+        if request.messages is not None:  # the GGUF's own Jinja template, as the host runner renders it
+            message["chat_text"] = self._chat_text(list(message.pop("messages")))
+        self._send(message)
         clock.anchor(self._expect("start")["t_ns"])
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         while (event := self._next())["event"] == "token":
@@ -148,6 +156,16 @@ class DeviceLlamaCppRunner(Runner):
         self._finished(
             GenerationInfo(event["prompt_tokens"], event["stop"], native, runtime_new_tokens=event["new_tokens"])
         )
+
+    def _chat_text(self, messages: list[dict[str, str]]) -> str:
+        """The chat prompt as llama-cpp-python renders the GGUF's template (runners.llamacpp's
+        formatter): rendered here, as llama.cpp's C API knows only a fixed list of templates."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        if self.chat_template is None:
+            raise ArtifactError("this model has no chat template; use completion or fixed prompts")
+        formatter = Jinja2ChatFormatter(self.chat_template, eos_token=self.eos_text, bos_token=self.bos_text)
+        return formatter(messages=messages).prompt
 
     def close(self) -> None:
         if self.proc.stdin:

@@ -47,4 +47,7 @@ cmake --build "$work/build" --target llama_device_runner -j "$(nproc)" >"$work/b
 mkdir -p "$out.partial"
 aarch64-linux-gnu-strip -o "$out.partial/llama_device_runner" "$work/build/llama_device_runner"
 rm -rf "$out" && mv "$out.partial" "$out"
+for older in "$cache/device-runner-$flags_key"-*; do  # builds of earlier runner sources
+  [ "$older" = "$out" ] || [ "$older" = "$out.partial" ] || rm -rf "$older"
+done
 echo "$out/llama_device_runner"

@@ -85,6 +85,14 @@ text = "The capital of France is"
 max_new_tokens = 3
 
 [[prompt]]
+id = "chat"
+category = "chat"
+kind = "chat"
+description = "A question through the GGUF's chat template."
+user = "Hi"
+max_new_tokens = 2
+
+[[prompt]]
 id = "pp8-tg3"
 category = "throughput"
 kind = "fixed"
@@ -160,10 +168,11 @@ def test_a_phone_run_records_what_a_host_run_records(pixel, phone_records, tmp_p
     explained = {"device_python", "bandwidth_gbs", "bandwidth_source", "bandwidth_threads"}
     explained |= {"decode_roofline_tok_s", "mbu"}
     filled = lambda record: {key for key, value in record.items() if value is not None}  # noqa: E731
-    assert [r["status"] for r in phone_records] == ["ok", "ok"]
+    assert [r["status"] for r in phone_records] == ["ok", "ok", "ok"]
     for phone, here in zip(phone_records, host_records, strict=True):
         assert filled(here) - filled(phone) <= explained
-        assert phone["output_token_ids"] == here["output_token_ids"]  # same GGUF, same greedy tokens
+        # same GGUF, same prompt (a chat through the same template), same greedy tokens
+        assert (phone["prompt_tokens"], phone["output_token_ids"]) == (here["prompt_tokens"], here["output_token_ids"])
         assert phone["remote_target"] == f"adb://{pixel.serial}" and not phone["synthetic"]
         assert (phone["device_board"], phone["device_arch"]) == ("Google Pixel 8, Tensor G3", "arm64-v8a")
         assert phone["device_os"].startswith("Android 14") and phone["device_cores_logical"] == 8
@@ -173,7 +182,7 @@ def test_a_phone_run_records_what_a_host_run_records(pixel, phone_records, tmp_p
         native = phone["native"]
         assert (native["n_p_eval"], native["n_eval"]) == (phone["prompt_tokens"], phone["new_tokens"] - 1)
         assert native["t_p_eval_ms"] <= phone["ttft_ms"] < native["t_p_eval_ms"] * 1.2
-    assert phone_records[1]["new_tokens"] == 3 and phone_records[1]["prompt_tokens"] == 8
+    assert phone_records[2]["new_tokens"] == 3 and phone_records[2]["prompt_tokens"] == 8
 
 
 def one_line_error(done, *words: str) -> str:
@@ -257,7 +266,7 @@ def test_a_dropped_phone_keeps_its_records_and_resume_finishes(tmp_path):
         done = edgebench("run", "--resume", hint, "--out", str(tmp_path / "out"), env=phone.env)
         assert done.returncode == 0, done.stderr
         measured = [(r["prompt_id"], r["repeat"]) for r in read_jsonl(results) if r["status"] == "ok"]
-        assert sorted(measured) == [("complete", 0), ("complete", 1), ("pp8-tg3", 0), ("pp8-tg3", 1)]
+        assert sorted(measured) == [(p, r) for p in ("chat", "complete", "pp8-tg3") for r in (0, 1)]
     finally:
         phone.close()
 

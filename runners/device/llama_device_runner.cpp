@@ -4,13 +4,14 @@
 //
 // stdin, one JSON object a line: first the load orders the Python worker takes
 // ({"artifact", "options": {"threads", "context_tokens", "settings"}}), then requests: a
-// generation as runners.base.GenerationRequest has it, or {"tokenize": TEXT}. stdout, one
-// JSON object a line: "loaded" (stamps, what the context got, llama.cpp's log and system
-// info); per generation "start" (t0, taken on receipt, before templating and tokenizing, as
-// the host harness takes it), one "token" per token (its stamp, id and bytes), and "end"
-// (stamp, counts, llama.cpp's perf counters) or "failed"; per tokenize "tokens". Stamps are
-// CLOCK_MONOTONIC ns (steady_clock).
-// The runner only stamps; the host turns the stamps into figures with bench.run.harness.
+// generation as runners.base.GenerationRequest has it (chat messages rendered by the host
+// through the GGUF's own Jinja template, as the host runner renders them), or {"tokenize":
+// TEXT}. stdout, one JSON object a line: "loaded" (stamps, what the context got, llama.cpp's
+// log and system info, the chat template); per generation "start" (t0, taken on receipt,
+// before tokenizing), one "token" per token (its stamp, id and bytes), and "end" (stamp,
+// counts, llama.cpp's perf counters) or "failed"; per tokenize "tokens". Stamps are
+// CLOCK_MONOTONIC ns (steady_clock). The runner only stamps; the host turns the stamps into
+// figures with bench.run.harness.
 
 #include "gguf.h"
 #include "llama.h"
@@ -96,43 +97,21 @@ struct Runner {
         return std::string(buf, n);
     }
 
-    // Chat messages through the GGUF's template, as llama.cpp's C API renders it.
-    std::vector<llama_token> chat_ids(const json & messages) const {
-        const char * tmpl = llama_model_chat_template(model, nullptr);
-        if (!tmpl) throw std::runtime_error("this model has no chat template; use completion or fixed prompts");
-        std::vector<std::string> roles, contents;
-        std::vector<llama_chat_message> chat;
-        size_t size = 0;
-        for (const json & m : messages) {
-            roles.push_back(m["role"]);
-            contents.push_back(m["content"]);
-            size += contents.back().size();
-        }
-        for (size_t i = 0; i < roles.size(); i++) chat.push_back({roles[i].c_str(), contents[i].c_str()});
-        std::string buf(2 * size + 256, '\0');
-        int n = llama_chat_apply_template(tmpl, chat.data(), chat.size(), true, buf.data(), (int) buf.size());
-        if (n > (int) buf.size()) {
-            buf.resize(n);
-            n = llama_chat_apply_template(tmpl, chat.data(), chat.size(), true, buf.data(), (int) buf.size());
-        }
-        if (n < 0) throw std::runtime_error("llama.cpp's C API does not know this model's chat template");
-        return tokenize(buf.substr(0, n), true, true);
-    }
-
     void decode(std::vector<llama_token> & ids, size_t from, size_t n) {
         if (llama_decode(ctx, llama_batch_get_one(ids.data() + from, (int32_t) n)) != 0)
             throw std::runtime_error("llama_decode failed");
     }
 
     // One request as runners.base.GenerationRequest has it: max_new_tokens, ignore_eos and
-    // exactly one of messages, text (raw completion) or token_ids.
+    // exactly one of chat_text (chat messages the host rendered through the GGUF's own Jinja
+    // template, as the host runner does), text (raw completion) or token_ids.
     void generate(const json & request) {
         int64_t t0 = now_ns();
         emit({{"event", "start"}, {"t_ns", t0}});
         int max_new = request["max_new_tokens"];
         bool ignore_eos = request.value("ignore_eos", false);
         std::vector<llama_token> prompt;
-        if (!request.value("messages", json()).is_null()) prompt = chat_ids(request["messages"]);
+        if (!request.value("chat_text", json()).is_null()) prompt = tokenize(request["chat_text"], true, true);
         else if (!request.value("text", json()).is_null()) prompt = tokenize(request["text"], true, false);
         else prompt = request["token_ids"].get<std::vector<llama_token>>();
         if (prompt.empty()) throw std::runtime_error("the prompt tokenizes to nothing");
@@ -184,6 +163,10 @@ struct Runner {
                 {"n_p_eval", perf.n_p_eval},
                 {"t_eval_ms", perf.t_eval_ms},
                 {"n_eval", perf.n_eval}}}});
+    }
+
+    std::string token_text(llama_token token) const {
+        return token == LLAMA_TOKEN_NULL ? "" : llama_vocab_get_text(vocab, token);
     }
 
     std::string meta(const std::string & key) const {
@@ -245,6 +228,7 @@ struct Runner {
         for (llama_token t = 0; t < llama_vocab_n_tokens(vocab); t++)
             if (llama_vocab_is_eog(vocab, t)) eog_bias.push_back({t, -INFINITY});
         json facts = model_facts(orders["artifact"], cparams);
+        const char * tmpl = llama_model_chat_template(model, nullptr);
         char file_type[64] = "";
         llama_model_meta_val_str(model, "general.file_type", file_type, sizeof file_type);
         emit({{"event", "loaded"},
@@ -263,6 +247,9 @@ struct Runner {
               {"tensors", facts["tensors"]},
               {"devices", facts["devices"]},
               {"kv_bytes_per_token", facts["kv_bytes_per_token"]},
+              {"chat_template", tmpl ? json(tmpl) : json()},
+              {"bos_text", token_text(llama_vocab_bos(vocab))},
+              {"eos_text", token_text(llama_vocab_eos(vocab))},
               {"log", load_log}});
     }
 };
