@@ -116,7 +116,7 @@ def _report_remote_runs(runs: list, out_dir: Path) -> tuple[list[str], int]:
     lines, failed, files = [], 0, []
     for run in runs:
         records = read_records([run.results_path]) if run.run_id and run.results_path.exists() else []
-        failed += sum(map(is_failed, records))
+        failed += sum(map(is_failed, _latest_of_each(records)))
         if records:
             files.append(run.results_path)
             written = write_run_reports(records, run.run_id, out_dir).values()
@@ -131,6 +131,15 @@ def _report_remote_runs(runs: list, out_dir: Path) -> tuple[list[str], int]:
             written = report.write_text(matrix_tables.markdown(built), out_dir / f"matrix-{runs[0].run_id}.md")
             lines.append(f"matrix: {written}")
     return lines, failed
+
+
+def _latest_of_each(records: list[dict]) -> list[dict]:
+    """Each generation's last record: one cut short by a dropped connection and measured again
+    by `run --resume` counts as measured."""
+    latest = {
+        (r["runner"], r["artifact_sha256"], r["mode"], r["prompt_id"], r["warmup"], r["repeat"]): r for r in records
+    }
+    return list(latest.values())
 
 
 def _report_remote_sustained(runs: list, options) -> list[str]:
