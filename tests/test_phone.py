@@ -313,6 +313,9 @@ def test_sustained_on_a_phone_samples_the_phones_power_and_temperature(pixel, tm
     assert done.returncode == 0, done.stderr
     samples = read_jsonl(next((tmp_path / "out").glob("*.device.jsonl")))
     assert {s["temp_source"] for s in samples} == {"dumpsys thermalservice AP (thermal status 1)"}
-    assert {s["power_source"] for s in samples} == {"battery V×I (current_now in µA, negative while discharging)"}
-    assert 3.9 * 1.25 / 1.5 < statistics.median(s["power_w"] for s in samples) < 3.9 * 1.25 * 1.5
+    # A reading over adb that a busy host did not finish in time leaves its sample without power.
+    powered = [s for s in samples if s["power_w"] is not None]
+    assert len(powered) >= 0.75 * len(samples)
+    assert {s["power_source"] for s in powered} == {"battery V×I (current_now in µA, negative while discharging)"}
+    assert 3.9 * 1.25 / 1.5 < statistics.median(s["power_w"] for s in powered) < 3.9 * 1.25 * 1.5
     assert list((tmp_path / "out").glob("*.llama.cpp.png"))  # power and temperature against time

@@ -2,7 +2,7 @@
 
 Each runtime whose thread count can be set decodes the same fixed-length probe with one
 thread and with two; the record's busy_threads (the worker's threads that each ran at least a
-quarter of the busiest one's CPU time, from the scheduler's own per-thread counts) must be one,
+tenth of the busiest one's CPU time, from the scheduler's own per-thread counts) must be one,
 then two or more. Those counts do not depend on what else the machine runs, as a CPU share of
 wall time does. A runtime without a thread setting (MLX) must say so in its records instead
 of echoing the request.
