@@ -56,58 +56,54 @@ def device(
 
 
 def _list_device_profiles() -> None:
-    from rich.table import Table
-
     from bench.data import workloads as workload_data
+    from bench.views.table import listing, terminal
 
-    table = Table("profile", "name", "class", "SoC", "RAM GB", "cores", "GB/s")
-    for p in workload_data.device_profiles().values():
-        table.add_row(
+    rows = [
+        (
             p.id,
             p.name,
             p.device_class,
             p.soc,
             f"{p.ram_gb:g}",
             str(p.cores),
-            f"{p.bandwidth_gbs:g}" if p.bandwidth_gbs else "–",
+            f"{p.bandwidth_gbs:g}" if p.bandwidth_gbs else None,
         )
-    out.print(table)
+        for p in workload_data.device_profiles().values()
+    ]
+    out.print(terminal(listing(("profile", "name", "class", "SoC", "RAM GB", "cores", "GB/s"), rows)))
 
 
 def _device_table(facts: dict, measured, placement):
     """The device's facts, the bandwidth measured and the tiering's fields."""
-    from rich.table import Table
+    from bench.views.table import listing, terminal
 
-    table = Table("fact", "value", title="device", title_justify="left")
-    for key, value in facts.items():
-        table.add_row(key.removeprefix("device_"), "–" if value is None else str(value))
+    rows = [(key.removeprefix("device_"), value) for key, value in facts.items()]
     if measured:
-        table.add_row(
-            "bandwidth (copy)",
-            f"{measured.gbs:g} GB/s best, {measured.median_gbs:g} median "
-            f"({measured.passes} passes of {measured.buffer_mb} MB on {measured.threads} threads)",
+        rows.append(
+            (
+                "bandwidth (copy)",
+                f"{measured.gbs:g} GB/s best, {measured.median_gbs:g} median "
+                f"({measured.passes} passes of {measured.buffer_mb} MB on {measured.threads} threads)",
+            )
         )
-    for key, value in placement.record_fields().items():
-        table.add_row(key, "–" if value is None else str(value))
-    return table
+    rows += list(placement.record_fields().items())
+    return terminal(listing(("fact", "value"), rows), "device")
 
 
 def _accelerators_table():
-    from rich.table import Table
-
     from bench.device.facts import runtime_accelerators
+    from bench.views.table import listing, terminal
 
-    seen = Table(
-        "runtime",
-        "accelerator",
-        "as the runtime names it",
-        title="accelerators each runtime can use here (--accelerator RUNNER=KIND)",
-        title_justify="left",
+    rows = [
+        (runtime, kind, what)
+        for runtime, kinds in runtime_accelerators().items()
+        for kind, what in (kinds.items() if isinstance(kinds, dict) else [(None, kinds)])
+    ]
+    return terminal(
+        listing(("runtime", "accelerator", "as the runtime names it"), rows),
+        "accelerators each runtime can use here (--accelerator RUNNER=KIND)",
     )
-    for runtime, kinds in runtime_accelerators().items():
-        for kind, what in kinds.items() if isinstance(kinds, dict) else [("–", kinds)]:
-            seen.add_row(runtime, kind, what)
-    return seen
 
 
 @app.command()
@@ -128,7 +124,27 @@ def selfcheck(
 ) -> None:
     """Fidelity benchmark: harness figures vs each runtime's own timers (and llama-bench), in one run."""
     from bench import selection
-    from bench.run.selfcheck import run_selfcheck
+    from bench.run.selfcheck import DECODE_RATIO_TARGET, run_selfcheck
+    from bench.views.table import listing, terminal
 
-    if not run_selfcheck(tuple(runner or ()), threads or selection.default_threads(), out, llama_bench):
+    found = run_selfcheck(tuple(runner or ()), threads or selection.default_threads(), out, llama_bench)
+    rows = [
+        (r.runner, r.probe, r.figure, f"{r.harness:,.1f}", f"{r.runtime:,.1f}", f"{r.ratio:.3f}") for r in found.rows
+    ]
+    headings = ("runner", "probe", "figure", "harness", "runtime's own", "ratio")
+    out.print(terminal(listing(headings, rows), "harness vs runtime"))
+    for name in found.silent:
+        out.print(f"{name}: the runtime times nothing itself; only the harness clock measures it")
+    if found.llama_bench_rows:
+        rows = [
+            (r["test"], f"{r['edgebench_tok_s']:,.1f}", f"{r['llama_bench_tok_s']:,.1f}", f"{r['ratio']:.3f}")
+            for r in found.llama_bench_rows
+        ]
+        title = "llama.cpp vs llama-bench (same GGUF, threads and settings; interleaved rounds)"
+        out.print(terminal(listing(("test", "edgebench tok/s", "llama-bench tok/s", "ratio"), rows), title))
+    if found.llama_bench != "off":
+        out.print(f"llama-bench: {found.llama_bench}")
+    out.print(f"harness cost per token (empty stream): {found.harness_cost_us:.2f} µs")
+    out.print(f"target: decode ratio >= {DECODE_RATIO_TARGET}: " + ("[green]met[/]" if found.ok else "[red]not met[/]"))
+    if not found.ok:
         raise typer.Exit(1)

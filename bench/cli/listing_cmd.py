@@ -15,55 +15,54 @@ from bench.errors import BenchError
 @app.command()
 def runners(all_: bool = typer.Option(False, "--all", help="Also list the fake runner used by tests.")) -> None:
     """Every registered runner: available or not, version, artifact kind, what to install."""
-    from rich.table import Table
-
+    from bench.views.table import listing, terminal
     from runners import load_class, registrations
 
-    table = Table("runner", "available", "version", "artifact", "install", "from")
+    rows = []
     for reg in registrations().values():
         if reg.hidden and not all_:
             continue
         cls = load_class(reg.target)
         probe = cls.probe()
-        table.add_row(
-            reg.name + (" (FAKE: tests only)" if reg.hidden else ""),
-            "yes" if probe.available else "no",
-            probe.runtime_version or "–",
-            cls.artifact_kind,
-            "" if probe.available else probe.reason,
-            reg.origin,
+        rows.append(
+            (
+                reg.name + (" (FAKE: tests only)" if reg.hidden else ""),
+                "yes" if probe.available else "no",
+                probe.runtime_version,
+                cls.artifact_kind,
+                "" if probe.available else probe.reason,
+                reg.origin,
+            )
         )
-    out.print(table)
+    out.print(terminal(listing(("runner", "available", "version", "artifact", "install", "from"), rows)))
 
 
 @app.command()
 def suites() -> None:
     """The packaged prompt suites."""
-    from rich.table import Table
-
     from bench.data import files as datafiles
     from bench.data.suite import load_suite
+    from bench.views.table import listing, terminal
 
-    table = Table("suite", "prompts", "categories", "description")
-    for name in datafiles.packaged_names("suites"):
-        s = load_suite(name)
-        table.add_row(s.id, str(len(s.prompts)), ", ".join(dict.fromkeys(p.category for p in s.prompts)), s.description)
-    out.print(table)
+    rows = [
+        (s.id, str(len(s.prompts)), ", ".join(dict.fromkeys(p.category for p in s.prompts)), s.description)
+        for s in map(load_suite, datafiles.packaged_names("suites"))
+    ]
+    out.print(terminal(listing(("suite", "prompts", "categories", "description"), rows)))
 
 
 @app.command()
 def profiles() -> None:
     """The packaged run profiles."""
-    from rich.table import Table
-
     from bench.data import files as datafiles
     from bench.data.run_profiles import load_profile
+    from bench.views.table import listing, terminal
 
-    table = Table("profile", "warm-ups", "repetitions", "prompt tags", "description")
-    for name in datafiles.packaged_names("runs"):
-        p = load_profile(name)
-        table.add_row(p.name, str(p.warmups), str(p.repetitions), ", ".join(p.tags) or "all", p.description)
-    out.print(table)
+    rows = [
+        (p.name, str(p.warmups), str(p.repetitions), ", ".join(p.tags) or "all", p.description)
+        for p in map(load_profile, datafiles.packaged_names("runs"))
+    ]
+    out.print(terminal(listing(("profile", "warm-ups", "repetitions", "prompt tags", "description"), rows)))
 
 
 @app.command()
@@ -89,28 +88,29 @@ def models_cmd(
     ),
 ) -> None:
     """The model catalogue and where each model's source artifact is."""
-    from rich.table import Table
-
     from bench.data import models
+    from bench.views.table import listing, terminal
 
     if support:
         _print_family_support()
         return
-    table = Table("model", "name", "params (M)", "source", "quant", "where")
+    rows = []
     for m in models.catalogue().values():
         try:
             where = str(m.source_path())
         except BenchError as exc:
             where = f"not installed: {exc.hint}"
-        table.add_row(
-            m.id + (" (default)" if m.default else ""),
-            m.name,
-            f"{m.parameters_m:g}",
-            f"{m.source.format} in {m.source.package}",
-            m.source.quantization,
-            where,
+        rows.append(
+            (
+                m.id + (" (default)" if m.default else ""),
+                m.name,
+                f"{m.parameters_m:g}",
+                f"{m.source.format} in {m.source.package}",
+                m.source.quantization,
+                where,
+            )
         )
-    out.print(table)
+    out.print(terminal(listing(("model", "name", "params (M)", "source", "quant", "where"), rows)))
     out.print(_listed_table(models.listed_models().values()))
 
 
@@ -120,45 +120,38 @@ KV_SHOWN_AT_TOKENS = 2048
 
 def _listed_table(listed):
     """Real models listed for their sizes only: what their KV cache holds at the default context."""
-    from rich.table import Table
+    from bench.views.table import listing, terminal
 
-    table = Table(
-        "listed model",
-        "name",
-        "family",
-        "params (M)",
-        "layers",
-        "KV heads x dim",
-        "sliding window",
-        f"KV MB at {KV_SHOWN_AT_TOKENS} tokens (f16)",
-        title="Listed for their sizes only: nothing shipped or downloaded; point --model at your own copy",
-    )
-    for m in listed:
-        window = f"{m.kv.sliding_window} on {m.kv.sliding_layers} layers" if m.kv.sliding_window else "–"
-        table.add_row(
+    headings = ("listed model", "name", "family", "params (M)", "layers", "KV heads x dim", "sliding window")
+    rows = [
+        (
             m.id,
             m.name,
             m.family,
             f"{m.parameters_m:g}",
             str(m.kv.layers),
             f"{m.kv.kv_heads} x {m.kv.head_dim}",
-            window,
+            f"{m.kv.sliding_window} on {m.kv.sliding_layers} layers" if m.kv.sliding_window else None,
             f"{m.kv.kv_bytes(KV_SHOWN_AT_TOKENS) / 2**20:,.1f}",
         )
-    return table
+        for m in listed
+    ]
+    return terminal(
+        listing((*headings, f"KV MB at {KV_SHOWN_AT_TOKENS} tokens (f16)"), rows),
+        "Listed for their sizes only: nothing shipped or downloaded; point --model at your own copy",
+    )
 
 
 def _print_family_support() -> None:
     """Family x runner: the quantizations it takes, or a numbered reason it takes none."""
-    from rich.table import Table
-
     from bench.artifacts.families import support_cells
     from bench.data import models
+    from bench.views.table import listing, terminal
 
     cells = {family: support_cells(family) for family in models.FAMILIES}
     runners = list(next(iter(cells.values())))
     reasons: list[str] = []
-    table = Table("family (model_type)", *runners)
+    rows = []
     for family, row in cells.items():
         shown = []
         for cell in row.values():
@@ -168,7 +161,7 @@ def _print_family_support() -> None:
             else:
                 cell = ", ".join(cell)
             shown.append(cell)
-        table.add_row(models.family_name(family), *shown)
-    out.print(table)
+        rows.append((models.family_name(family), *shown))
+    out.print(terminal(listing(("family (model_type)", *runners), rows)))
     for number, reason in enumerate(reasons, 1):
         out.print(f"({number}) {reason}", highlight=False)

@@ -25,19 +25,18 @@ def prepare_cmd(
 ) -> None:
     """Convert the model into each runner's artifact with that runtime's own exporter; cached."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-    from rich.table import Table
     from rich.text import Text
 
     from bench.artifacts import prepare
     from bench.artifacts.cache import cache_root
     from bench.data import models
+    from bench.views.table import listing, terminal
 
     stop_on_sigterm()  # a stopped job still removes its unfinished export
     target = models.get_model(model or models.default_model_id())
     work = prepare.select(tuple(runner or ()), tuple(quant or ()))
     root = cache_root(cache)
-    table = Table("runner", "quant", "status", "export s", "MB", "artifact")
-    failures = []
+    rows, failures = [], []
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -48,9 +47,9 @@ def prepare_cmd(
     ) as progress:
         for name, exporter, q in work:
             row, failure = _prepare_one(progress, target, name, exporter, q, root, force, by_name=bool(runner))
-            table.add_row(*row)
+            rows.append(row)
             failures += [failure] if failure else []
-    out.print(table)
+    out.print(terminal(listing(("runner", "quant", "status", "export s", "MB", "artifact"), rows)))
     for failure in failures:
         err.print(Text(failure, style="red"))
     if failures:

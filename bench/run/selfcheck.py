@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
 from bench.errors import BenchError
 from bench.records import is_measured, read_records
@@ -110,62 +109,42 @@ def measure_runners(runners: tuple[str, ...], threads: int, console: Console) ->
         return read_records([setup.results_path])
 
 
-def run_selfcheck(runners: tuple[str, ...], threads: int, console: Console, llama_bench: str | None) -> bool:
+@dataclass
+class Selfcheck:
+    """What a selfcheck found: harness against runtime per figure, the runtimes that time
+    nothing, llama.cpp against llama-bench (interleaved rows, the binary, or why it was not
+    run), the harness's own cost per token, and whether the decode ratios meet the target."""
+
+    rows: list
+    silent: list[str]
+    llama_bench_rows: list[dict]
+    llama_bench: str  # the binary compared with, or why none was
+    harness_cost_us: float
+    ok: bool
+
+
+def run_selfcheck(runners: tuple[str, ...], threads: int, console: Console, llama_bench: str | None) -> Selfcheck:
+    """Measure every runner's probes (progress on `console`) and compare them."""
     rows, silent = fidelity_rows(measure_runners(runners, threads, console))
     if not rows and not silent:
         raise BenchError("selfcheck: no probe finished on any runner", "see `edgebench run --suite selfcheck`")
-    table = Table(
-        "runner",
-        "probe",
-        "figure",
-        "harness",
-        "runtime's own",
-        "ratio",
-        title="harness vs runtime",
-        title_justify="left",
-    )
-    for row in rows:
-        table.add_row(
-            row.runner, row.probe, row.figure, f"{row.harness:,.1f}", f"{row.runtime:,.1f}", f"{row.ratio:.3f}"
-        )
-    console.print(table)
-    for runner in silent:
-        console.print(f"{runner}: the runtime times nothing itself; only the harness clock measures it")
-    decode = [r for r in rows if r.figure == "decode tok/s"]
-    ok = all(r.ratio >= DECODE_RATIO_TARGET for r in decode)
+    ok = all(r.ratio >= DECODE_RATIO_TARGET for r in rows if r.figure == "decode tok/s")
+    bench_rows, binary = [], "off"
     if llama_bench != "off" and (not runners or "llama.cpp" in runners):
-        ok &= _against_llama_bench(threads, console, llama_bench)
-    console.print(f"harness cost per token (empty stream): {harness_cost_ns() / 1000:.2f} µs")
-    console.print(f"target: decode ratio >= {DECODE_RATIO_TARGET}: " + ("[green]met[/]" if ok else "[red]not met[/]"))
-    return ok
+        bench_rows, binary = _against_llama_bench(threads, llama_bench)
+        ok &= all(row["ratio"] >= DECODE_RATIO_TARGET for row in bench_rows if row["test"].startswith("tg"))
+    return Selfcheck(rows, silent, bench_rows, binary, harness_cost_ns() / 1000, ok)
 
 
-def _against_llama_bench(threads: int, console: Console, binary: str | None) -> bool:
-    """edgebench's llama.cpp vs llama-bench on the same GGUF, interleaved."""
+def _against_llama_bench(threads: int, binary: str | None) -> tuple[list[dict], str]:
+    """edgebench's llama.cpp vs llama-bench on the same GGUF, interleaved; no rows where it is not built."""
     from bench.data import models
     from bench.run import llama_bench
 
     found = llama_bench.find(binary)
     if found is None:
-        console.print(
-            "llama-bench: not built here (bash scripts/build-llama-bench.sh builds it from the same "
-            "vendored llama.cpp); skipped"
+        return [], (
+            "not built here (bash scripts/build-llama-bench.sh builds it from the same vendored llama.cpp); skipped"
         )
-        return True
     model = models.get_model(models.default_model_id())
-    rows = llama_bench.interleaved_rows(model.source_path(), threads, found)
-    table = Table(
-        "test",
-        "edgebench tok/s",
-        "llama-bench tok/s",
-        "ratio",
-        title_justify="left",
-        title="llama.cpp vs llama-bench (same GGUF, threads and settings; interleaved rounds)",
-    )
-    for row in rows:
-        table.add_row(
-            row["test"], f"{row['edgebench_tok_s']:,.1f}", f"{row['llama_bench_tok_s']:,.1f}", f"{row['ratio']:.3f}"
-        )
-    console.print(table)
-    console.print(f"llama-bench: {found}")
-    return all(row["ratio"] >= DECODE_RATIO_TARGET for row in rows if row["test"].startswith("tg"))
+    return llama_bench.interleaved_rows(model.source_path(), threads, found), str(found)

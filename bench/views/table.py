@@ -121,7 +121,12 @@ def html(table: Table) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def terminal(table: Table, title: str, caption: str | None = None):
+def listing(headings: tuple[str, ...], rows) -> Table:
+    """A table of text columns, as the listing commands (runners, suites, models, device) show."""
+    return Table(tuple(text(h) for h in headings), tuple(tuple(row) for row in rows))
+
+
+def terminal(table: Table, title: str | None = None, caption: str | None = None):
     """The table for the terminal: a rich Table (rich is imported only when one is drawn)."""
     from rich.table import Table as RichTable
 
