@@ -4,8 +4,9 @@ The artifact is a folder holding model.pte (KV cache, custom SDPA, XNNPACK deleg
 the model's tokenizer.json and chat template. The runner drives the program's `forward`
 method itself through `executorch.runtime` (the Python LLM runner cannot ignore EOS, and
 one code path for chat and fixed-length decodes keeps one clock): the prompt is prefilled
-in as few calls as the program allows, then one call per token, greedy. Fixed-length
-decodes give end-of-generation tokens -inf logits, as llama.cpp's ignore_eos does.
+in as few calls as the program allows, then one call per token, greedy, in the runners'
+shared loop (runners.decode_loop). Fixed-length decodes give end-of-generation tokens -inf
+logits, as llama.cpp's ignore_eos does.
 Tokenization and the chat template come from the artifact's files (`tokenizers`, jinja2),
 not transformers.
 The program's own metadata methods give bos/eos ids and the context size (its KV cache
@@ -36,6 +37,7 @@ from runners.base import (
     scored_token_by_token,
 )
 from runners.chat_template import compile_chat_template
+from runners.decode_loop import greedy_decode
 from runners.executorch_export import QUANTIZATIONS
 from runners.weights import Tensor, streamed_bytes
 
@@ -205,47 +207,46 @@ class ExecuTorchRunner(Runner):
             [torch.tensor([tokens], dtype=torch.long), torch.tensor([position], dtype=torch.long)]
         )[0]
 
-    def generate(self, request: GenerationRequest) -> Iterator[TokenEvent]:
-        from tokenizers.decoders import DecodeStream
+    def _detokenize(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
 
+    def generate(self, request: GenerationRequest) -> Iterator[TokenEvent]:
         prompt = self._fitting_prompt_ids(request, self.context_tokens)
-        decoder = DecodeStream(skip_special_tokens=False)
         torch = self.torch
         # Fixed length: end-of-generation tokens can never win, as llama.cpp's ignore_eos.
         banned = torch.tensor(sorted(self.eos_ids), dtype=torch.long) if request.ignore_eos else None
+        clock = time.perf_counter_ns
+        spent = {"prefill": 0, "decode": 0}  # ns in each phase's method calls, argmax included
 
         def pick(logits) -> int:
             if banned is not None and len(banned):
                 logits[..., banned] = float("-inf")
             return int(logits.argmax(dim=-1))
 
-        clock = time.perf_counter_ns
-        t = clock()
-        # Position 0 onwards: each call overwrites the cache from there and attends only up
-        # to its own position, so nothing of a previous prompt is reused.
-        for start in range(0, len(prompt), self.max_chunk):
-            logits = self._step(prompt[start : start + self.max_chunk], start)
-        token = pick(logits)
-        prefill_ns, decode_ns, decode_calls = clock() - t, 0, 0
-        position, stop = len(prompt), "length"
-        for produced in range(request.max_new_tokens):
-            if token in self.eos_ids:
-                stop = "eos"
-                break
-            yield TokenEvent(token, decoder.step(self.tokenizer, token) or "")
-            if produced + 1 < request.max_new_tokens:
-                t = clock()
-                token = pick(self._step([token], position))
-                decode_ns += clock() - t
-                decode_calls += 1
-                position += 1
+        def prefill(ids: list[int]) -> int:
+            t = clock()
+            # Position 0 onwards: each call overwrites the cache from there and attends only up
+            # to its own position, so nothing of a previous prompt is reused.
+            for start in range(0, len(ids), self.max_chunk):
+                logits = self._step(ids[start : start + self.max_chunk], start)
+            token = pick(logits)
+            spent["prefill"] = clock() - t
+            return token
+
+        def step(token: int, position: int) -> int:
+            t = clock()
+            token = pick(self._step([token], position))
+            spent["decode"] += clock() - t
+            return token
+
+        decoded = yield from greedy_decode(request, prompt, prefill, step, self.eos_ids, self._detokenize)
         self._finished(
             GenerationInfo(
                 len(prompt),
-                stop,
+                decoded.stop,
                 {
-                    **_adapter_figures("prefill", -(-len(prompt) // self.max_chunk), len(prompt), prefill_ns),
-                    **_adapter_figures("decode", decode_calls, decode_calls, decode_ns),
+                    **_adapter_figures("prefill", -(-len(prompt) // self.max_chunk), len(prompt), spent["prefill"]),
+                    **_adapter_figures("decode", decoded.steps, decoded.steps, spent["decode"]),
                 },
             )
         )

@@ -9,7 +9,8 @@ the last prompt token goes through `decode`, which yields the first token's logi
 
 The token sequence is the one LiteRT-LM builds from the same artifact: the bundle's start
 token, then the rendered chat template (its `bos_token` rendered empty, as LiteRT-LM does)
-or the raw text. Greedy: argmax of the logits; fixed-length mode suppresses the end tokens.
+or the raw text. Greedy: argmax of the logits in the runners' shared loop
+(runners.decode_loop); fixed-length mode suppresses the end tokens.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from runners.base import (
     scored_token_by_token,
 )
 from runners.chat_template import compile_chat_template
+from runners.decode_loop import greedy_decode
 
 if TYPE_CHECKING:  # annotations only: the runtime's arrays, imported lazily where used
     import numpy as np
@@ -231,29 +233,26 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
         self._run("decode", np.array([[token]]), np.array([position]), True)
         return self.logits.read(self.vocab, np.float32)
 
+    def _detokenize(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
+
     def generate(self, request: GenerationRequest) -> Iterator[TokenEvent]:
         import numpy as np
 
         prompt = self._fitting_prompt_ids(request, self.cache_length)
         suppressed = list(self.meta.end_token_ids) if request.ignore_eos else []
-        generated: list[int] = []
-        shown = ""
-        stop = "length"
-        self._prefill(prompt[:-1])  # no logits from prefill: the last prompt token is decoded
-        token, position = prompt[-1], len(prompt) - 1
-        for _ in range(request.max_new_tokens):
+
+        def step(token: int, position: int) -> int:
             logits = self._decode(token, position)
             logits[suppressed] = -np.inf
-            token, position = int(np.argmax(logits)), position + 1
-            if not request.ignore_eos and token in self.meta.stop_token_ids:
-                stop = "eos"
-                break
-            generated.append(token)
-            text = self.tokenizer.decode(generated, skip_special_tokens=False)
-            piece = "" if text.endswith("\ufffd") else text[len(shown) :]  # wait for a split character
-            shown += piece
-            yield TokenEvent(token, piece)
-        self._finished(GenerationInfo(len(prompt), stop))
+            return int(np.argmax(logits))
+
+        def prefill(ids: list[int]) -> int:
+            self._prefill(ids[:-1])  # no logits from prefill: the last prompt token is decoded
+            return step(ids[-1], len(ids) - 1)
+
+        decoded = yield from greedy_decode(request, prompt, prefill, step, self.meta.stop_token_ids, self._detokenize)
+        self._finished(GenerationInfo(len(prompt), decoded.stop))
 
     def score(self, token_ids: Sequence[int]) -> np.ndarray:
         """Teacher-forced logits token by token through `decode`: the prefill signatures

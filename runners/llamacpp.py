@@ -1,8 +1,9 @@
 """llama.cpp through llama-cpp-python: GGUF models on the CPU.
 
-The decode loop is llama.cpp's own (batched prompt eval, then one eval per token) with a
-native sampler chain: greedy, plus a -inf logit bias on every end-of-generation token in
-fixed-length mode, as llama.cpp's ignore_eos does. The chat template is the one stored
+Generation is the runners' shared greedy loop (runners.decode_loop) over llama.cpp's own
+batched prompt eval, one eval per token and a native sampler chain: greedy, plus a -inf
+logit bias on every end-of-generation token in fixed-length mode, as llama.cpp's ignore_eos
+does. The chat template is the one stored
 in the GGUF. The perf-context counters are reset before each generation and kept as the
 runtime's own figures (`runtime_prefill_tok_s`, `runtime_decode_tok_s`, `runtime_ttft_ms`,
 beside the raw counters).
@@ -15,7 +16,6 @@ K/V cache types from llama.cpp's own log of the context it built (the API expose
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import ctypes
 import functools
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 from runners.base import ArtifactError, GenerationInfo, GenerationRequest, LoadInfo, Runner, RunnerOptions, TokenEvent
+from runners.decode_loop import greedy_decode
 from runners.weights import Tensor, streamed_bytes
 
 if TYPE_CHECKING:  # annotations only: the runtime's arrays, imported lazily where used
@@ -209,6 +210,19 @@ class LlamaCppRunner(Runner):
         prompt = self.formatter(messages=messages).prompt
         return self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
 
+    @functools.cached_property
+    def _pieces(self) -> dict[int, bytes]:
+        """Each token's piece, asked of llama.cpp once: a ctypes call costs microseconds."""
+        return {}
+
+    def _detokenize(self, ids: Sequence[int]) -> str:
+        """llama.cpp's text of `ids`: their pieces joined, as its own detokenize joins them."""
+        pieces = self._pieces
+        for token in ids:
+            if token not in pieces:
+                pieces[token] = self.llm.detokenize([token])
+        return b"".join([pieces[token] for token in ids]).decode("utf-8", errors="replace")
+
     def generate(self, request: GenerationRequest) -> Iterator[TokenEvent]:
         llm = self.llm
         # llama.cpp may round its context up; the Python side holds exactly what was asked.
@@ -217,23 +231,20 @@ class LlamaCppRunner(Runner):
         if request.ignore_eos:
             sampler.add_logit_bias(self.n_vocab, {t: float("-inf") for t in self.eog_ids})
         sampler.add_greedy()
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         llm.reset()  # forget the previous prompt: a cached prefix would fake the TTFT
         self.lib.llama_perf_context_reset(self.ctx)
-        stop = "length"
+
+        def next_token(ids: list[int]) -> int:
+            llm.eval(ids)
+            return sampler.sample(llm._ctx, -1)
+
         try:
-            llm.eval(prompt)
-            for produced in range(request.max_new_tokens):
-                token = sampler.sample(llm._ctx, -1)
-                if not request.ignore_eos and token in self.eog_ids:
-                    stop = "eos"
-                    break
-                yield TokenEvent(token, decoder.decode(llm.detokenize([token])))
-                if produced + 1 < request.max_new_tokens:
-                    llm.eval([token])
+            decoded = yield from greedy_decode(
+                request, prompt, next_token, lambda token, _: next_token([token]), self.eog_ids, self._detokenize
+            )
         finally:
             sampler.close()
-        self._finished(GenerationInfo(len(prompt), stop, perf_figures(self.lib.llama_perf_context(self.ctx))))
+        self._finished(GenerationInfo(len(prompt), decoded.stop, perf_figures(self.lib.llama_perf_context(self.ctx))))
 
     def score(self, token_ids: Sequence[int]) -> "numpy.ndarray":
         """Teacher-forced logits as llama.cpp's perplexity tool gets them: the KV memory

@@ -5,8 +5,9 @@ onnxruntime-genai examples do, the runner loads og.Config from the folder and ov
 settings: the thread count into the decoder's session options, the search options
 (`defaults`). onnxruntime-genai exposes no session options once loaded, so the thread pool
 ONNX Runtime really built is read from its own session trace (logged at INFO while the
-model loads). Greedy search; a fresh Generator per prompt (marked SETUP_DONE), then
-`append_tokens`, which runs the prefill, so it happens inside the harness clock.
+model loads). Greedy search; a fresh Generator per prompt (marked SETUP_DONE), then the
+runners' shared greedy loop (runners.decode_loop): `append_tokens`, which runs the prefill
+inside the harness clock, and one `generate_next_token` per token.
 Fixed-length mode sets min_length = max_length = prompt + N, which keeps end-of-sequence
 out until N tokens are made. onnxruntime-genai measures nothing itself: no runtime_*
 figures; its own sequence length is kept as a cross-check.
@@ -35,6 +36,7 @@ from runners.base import (
     SetupDone,
     TokenEvent,
 )
+from runners.decode_loop import greedy_decode
 from runners.onnxruntime_export import QUANTIZATIONS
 from runners.weights import Tensor, streamed_bytes
 
@@ -173,6 +175,9 @@ class OnnxRuntimeRunner(Runner):
     def _chat_ids(self, messages: list[dict[str, str]]) -> list[int]:
         return self.tokenize(self.tokenizer.apply_chat_template(json.dumps(messages), add_generation_prompt=True))
 
+    def _detokenize(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(ids)
+
     def generate(self, request: GenerationRequest) -> Iterator[TokenEvent | SetupDone]:
         og = self.og
         prompt = self._fitting_prompt_ids(request, self.context_tokens)
@@ -181,23 +186,23 @@ class OnnxRuntimeRunner(Runner):
         params.set_search_options(do_sample=False, max_length=total, min_length=total if request.ignore_eos else 0)
         generator = og.Generator(self.model, params)  # a fresh one: no cache from an earlier prompt
         yield SETUP_DONE
-        stream = self.tokenizer.create_stream()
-        stop = "length"
-        generator.append_tokens(prompt)  # runs the prefill
-        produced = 0
-        while produced < request.max_new_tokens and not generator.is_done():
+
+        def step(*_) -> int:  # the Generator keeps the tokens and positions itself
             generator.generate_next_token()
-            token = int(generator.get_next_tokens()[0])
-            if not request.ignore_eos and token in self.eos_ids:
-                stop = "eos"
-                break
-            produced += 1
-            yield TokenEvent(token, stream.decode(token))
+            return int(generator.get_next_tokens()[0])
+
+        def prefill(ids: list[int]) -> int:
+            generator.append_tokens(ids)  # runs the prefill
+            return step()
+
+        decoded = yield from greedy_decode(request, prompt, prefill, step, self.eos_ids, self._detokenize)
         sequence = generator.token_count()
         # The runtime's sequence holds the prompt and the tokens made; an end of turn it
         # picked is not appended to it (seen on the builder's int4 and fp32 models).
         self._finished(
-            GenerationInfo(len(prompt), stop, {"sequence_length": sequence}, runtime_new_tokens=sequence - len(prompt))
+            GenerationInfo(
+                len(prompt), decoded.stop, {"sequence_length": sequence}, runtime_new_tokens=sequence - len(prompt)
+            )
         )
 
     def score(self, token_ids: Sequence[int]) -> "numpy.ndarray":

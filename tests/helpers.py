@@ -57,6 +57,30 @@ def install_plugin(site, name: str, source: str, runner_class: str):
     return site
 
 
+# The most ids a runner's incremental detokenizer may hand its tokenizer at once (the piece
+# shown last and the tokens of one unfinished character): never the whole output.
+DECODE_WINDOW = 8
+
+
+def assert_decodes_incrementally(runner, request) -> list:
+    """Drain `runner.generate(request)` with its tokenizer's decode (`_detokenize`) counting the
+    ids of each call; check every token was decoded in a short window, at most twice, and that
+    the pieces join to the whole answer decoded at once. Returns the token events."""
+    from runners.base import TokenEvent
+
+    sizes: list[int] = []
+    decode = runner._detokenize
+    runner._detokenize = lambda ids: sizes.append(len(ids)) or decode(ids)
+    try:
+        events = [e for e in runner.generate(request) if isinstance(e, TokenEvent)]
+    finally:
+        del runner._detokenize
+    assert len(events) <= len(sizes) <= 2 * len(events), f"{len(sizes)} decodes for {len(events)} tokens"
+    assert max(sizes) <= DECODE_WINDOW, f"a decode of {max(sizes)} ids: the output decoded again, not a window"
+    assert "".join(e.text for e in events) == runner._detokenize([e.token_id for e in events])
+    return events
+
+
 def write_files(root: Path, files: dict[str, str]) -> Path:
     for name, text in files.items():
         path = root / name

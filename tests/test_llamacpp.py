@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.helpers import edgebench, read_jsonl
+from tests.helpers import assert_decodes_incrementally, edgebench, read_jsonl
 from tests.reference_logits import PROSE, logprob_gap
 
 pytestmark = pytest.mark.real
@@ -313,3 +313,13 @@ def test_scoring_is_deterministic_and_leaves_nothing_for_the_next_generation(def
     assert [e.token_id for e in runner.generate(request)] == before
     assert np.array_equal(runner.score(ids), scored)  # and the generation left nothing for scoring
     runner.close()
+
+
+def test_each_token_is_decoded_in_a_short_window_of_llama_cpps_own_pieces(default_gguf):
+    from runners.base import GenerationRequest
+
+    runner, _ = load_runner(default_gguf)
+    request = GenerationRequest(96, messages=({"role": "user", "content": "Say something in French."},))
+    events = assert_decodes_incrementally(runner, request)
+    runner.close()
+    assert len(events) > 8 and runner.generation_info().stop_reason == "eos"

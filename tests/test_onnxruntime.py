@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, edgebench, read_jsonl
+from tests.helpers import ROOT, assert_decodes_incrementally, edgebench, read_jsonl
 from tests.reference_logits import (
     assert_scores_like_transformers,
     assert_scoring_and_generation_leave_each_other_nothing,
@@ -276,6 +276,14 @@ def test_fixed_length_mode_runs_past_the_end_of_turn(fp32_runner):
     info = fp32_runner.generation_info()
     assert len(events) == 24 and info.stop_reason == "length"
     assert "".join(e.text for e in events).startswith("The capital of France is Paris.")  # and on, past its end
+
+
+@pytest.mark.real
+def test_each_token_is_decoded_in_a_short_window_by_onnxruntime_genais_tokenizer(fp32_runner):
+    from runners.base import GenerationRequest
+
+    events = assert_decodes_incrementally(fp32_runner, GenerationRequest(96, messages=CHAT, ignore_eos=True))
+    assert len(events) == 96 and "".join(e.text for e in events).startswith("The capital of France is Paris.")
 
 
 @pytest.mark.real
