@@ -164,19 +164,24 @@ class QualityWork:
     new_tokens: int  # greedy tokens per prompt
 
 
+# How a runner's `scoring` feeds the evaluation text: the Pace rate it goes at, in words.
+SCORING = {
+    "batch": ("prefill_tok_s", "in one pass at prefill pace"),
+    "step": ("decode_tok_s", "a decode step per token"),
+}
+
+
 def quality_skip(pace: Pace, limit_s: float, work: QualityWork) -> Skip | None:
     """Why a runner's quality scoring is skipped (its estimate at the runtime's fastest rates
     in this run overruns `limit_s`), or None when it runs; nothing is skipped without rates."""
     if not pace.known:
         return None
-    scoring = {"batch": work.text_tokens / pace.prefill_tok_s, "step": work.text_tokens / pace.decode_tok_s}.get(
-        work.scoring, 0.0
-    )
+    rate, how = SCORING.get(work.scoring, (None, None))
+    scoring = work.text_tokens / getattr(pace, rate) if rate else 0.0
     greedy = sum(pace.seconds(tokens, work.new_tokens) for tokens in work.prompt_tokens)
     seconds = work.load_s + scoring + greedy
     if seconds <= limit_s:
         return None
-    how = {"batch": "in one pass at prefill pace", "step": "a decode step per token"}.get(work.scoring)
     scored = f"scoring ~{work.text_tokens} tokens {how} {scoring:.0f} s + " if how else ""
     return Skip(
         f"quality estimated {seconds:.1f} s > quality budget {limit_s:g} s: load {work.load_s:.0f} s + {scored}"
