@@ -33,29 +33,36 @@ def test_the_worker_cpu_time_is_read_to_the_millisecond():
     assert abs(seen - own) < 0.002, (seen, own)
 
 
+# N threads spin, each until it ran `seconds` of CPU of its own (30: until killed); the main
+# thread says "done" when all of them ended, then waits to be killed.
 SPINNERS = """
-import threading, time
+import sys, threading, time
 def spin():
-    end = time.process_time() + 30
-    while time.process_time() < end:
+    while time.thread_time() < {seconds}:
         pass
 threads = [threading.Thread(target=spin) for _ in range({n})]
-for t in threads:
-    t.start()
 print("spinning", flush=True)
 for t in threads:
+    t.start()
+for t in threads:
     t.join()
+print("done", flush=True)
+sys.stdin.readline()
 """
 
 
-def _busy_threads_of(n: int) -> int | None:
-    child = subprocess.Popen([sys.executable, "-c", SPINNERS.format(n=n)], stdout=subprocess.PIPE, text=True)
+def _busy_threads_of(n: int, until_they_end: bool = False) -> int | None:
+    script = SPINNERS.format(n=n, seconds=0.3 if until_they_end else 30)
+    child = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         child.stdout.readline()
         monitor = ProcessMonitor(child.pid)
         monitor.window()
-        while sum(thread_cpu_ns(child.pid).values()) < 3e8:  # 0.3 s of CPU, however busy the machine is
-            time.sleep(0.05)
+        if until_they_end:
+            child.stdout.readline()
+        else:
+            while sum(thread_cpu_ns(child.pid).values()) < 3e8:  # 0.3 s of CPU, however busy the machine is
+                time.sleep(0.05)
         found = monitor.window().busy_threads
         monitor.stop()
         return found
@@ -69,3 +76,9 @@ def test_busy_threads_counts_the_threads_that_did_the_work_from_the_schedulers_c
     # say what a CPU share of wall time cannot on a busy machine: how many threads worked.
     assert _busy_threads_of(1) == 1
     assert _busy_threads_of(3) == 3
+
+
+def test_threads_that_ended_before_the_reading_still_count():
+    # LiteRT-LM's compute threads end with the generation's session, before the parent reads
+    # the window: the monitor's polls must have kept what they ran.
+    assert _busy_threads_of(3, until_they_end=True) == 3

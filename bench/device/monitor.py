@@ -1,8 +1,8 @@
 """Samples from the parent: a worker's memory and CPU use, and the device's state.
 
-ProcessMonitor polls psutil every `interval_s` and, when a memory limit is set, calls
+ProcessMonitor polls the worker's RSS and its threads' CPU times every `interval_s` and, when a memory limit is set, calls
 `on_exceed` (the supervisor kills the worker) the first time RSS crosses it; `window()`
-returns the peak RSS and the mean CPU share since the previous call, so each measurement
+returns the peak RSS, the mean CPU share and the busy threads since the previous call, so each measurement
 gets its own figures. DeviceMonitor takes the slower time series of temperature,
 frequency (of every core, and of the cores the worker is running on), the OS's throttle
 counters, power and load.
@@ -85,6 +85,7 @@ class ProcessMonitor:
         self._cpu_mark = self.cpu_seconds()
         self._wall_mark = time.monotonic()
         self._threads_mark = thread_cpu_ns(pid)
+        self._threads_seen: dict[int, int] = {}  # each thread's latest count this window, kept past its exit
         self._thread = threading.Thread(target=self._loop, name="edgebench-monitor", daemon=True)
         self._thread.start()
 
@@ -110,8 +111,10 @@ class ProcessMonitor:
                 rss = self._process.memory_info().rss
             except psutil.Error:
                 return
+            threads = thread_cpu_ns(self._process.pid)
             with self._lock:
                 self._peak_rss = max(self._peak_rss, rss)
+                self._threads_seen.update(threads)
             if self._limit and rss > self._limit and self.exceeded_mb is None:
                 self.exceeded_mb = rss / 2**20
                 self._on_exceed()
@@ -123,13 +126,17 @@ class ProcessMonitor:
         except psutil.Error:
             rss = 0
         cpu, wall = self.cpu_seconds(), time.monotonic()
+        threads = thread_cpu_ns(self._process.pid)
         with self._lock:
             peak = max(self._peak_rss, rss)
             self._peak_rss = rss
+            # A runtime may end its threads with the generation (LiteRT-LM does, when its
+            # session closes) before this reading: they count with what the last poll saw.
+            ran = {**self._threads_seen, **threads}
+            self._threads_seen = {}
         span = wall - self._wall_mark
         share = 100 * (cpu - self._cpu_mark) / span if span > 0 and cpu else None
-        threads = thread_cpu_ns(self._process.pid)
-        busy = busy_threads(self._threads_mark, threads)
+        busy = busy_threads(self._threads_mark, ran)
         self._cpu_mark, self._wall_mark, self._threads_mark = cpu, wall, threads
         return Window(round(peak / 2**20, 1) if peak else None, round(share, 1) if share is not None else None, busy)
 
