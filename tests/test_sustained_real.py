@@ -49,6 +49,7 @@ window = "5s"
 
 
 @pytest.mark.real
+@pytest.mark.idle  # the onset is told from the throughput before it: other load would blur both
 def test_competing_load_is_found_within_one_window_of_its_onset(tmp_path):
     pytest.importorskip("llama_cpp")
     (tmp_path / "suite.toml").write_text(SUITE)
