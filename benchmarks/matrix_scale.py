@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.records import read_records  # noqa: E402
 from bench.views import matrix  # noqa: E402
-from tests import simulated_devices as sim  # noqa: E402
+from tests.support import simulated_devices as sim  # noqa: E402
 
 
 def generate(folder: Path, files: int, records: int, units: int) -> int:

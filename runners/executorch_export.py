@@ -47,7 +47,7 @@ QUANTIZATIONS = {
     "8da4w": {"qmode": "8da4w", "group_size": GROUP_SIZE, "embedding_quantize": f"4,{GROUP_SIZE}"},
 }
 # Families (config.json model_type, see bench.data.models.FAMILIES): the quantizations this export
-# makes, or why it makes none. tests/test_families.py proves each supported one.
+# makes, or why it makes none. tests/real/test_families.py proves each supported one.
 FAMILY_SUPPORT = {
     **dict.fromkeys(("llama", "qwen2", "qwen3", "phi3"), tuple(QUANTIZATIONS)),
     **dict.fromkeys(

@@ -22,7 +22,7 @@ from runners.export_stages import announce_calls
 # The quantizations (runners.litert_artifact's Exporter reads them here), each -> litert-torch's recipe.
 QUANTIZATIONS = {"fp32": "none", "int8": "dynamic_wi8_afp32"}
 # Families (config.json model_type, see bench.data.models.FAMILIES): litert-torch's export_hf
-# converts the transformers model itself. tests/test_families.py proves every one
+# converts the transformers model itself. tests/real/test_families.py proves every one
 # (with --families-slow: LiteRT exports take tens of seconds each).
 FAMILY_SUPPORT = {
     **dict.fromkeys(("llama", "qwen2", "qwen3", "gemma2", "gemma3_text"), tuple(QUANTIZATIONS)),

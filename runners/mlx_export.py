@@ -20,7 +20,7 @@ CONVERT_OPTIONS = {
     "4bit": {"quantize": True, "q_bits": 4, "q_group_size": 32},
 }
 # Families (config.json model_type, see bench.data.models.FAMILIES): mlx-lm has a model class for
-# each. tests/test_families.py proves every one.
+# each. tests/real/test_families.py proves every one.
 FAMILY_SUPPORT = {
     **dict.fromkeys(("llama", "qwen2", "qwen3", "gemma3_text"), tuple(CONVERT_OPTIONS)),
     "phi3": "mlx-lm 0.32's SuScaledRoPE applies LongRoPE's long factors at every length; the model uses its "

@@ -19,7 +19,7 @@ EXECUTION_PROVIDER = "cpu"
 # used (block size 32; accuracy level 4 = int8 activations in the matmul).
 QUANTIZATIONS = {"fp32": {}, "int4": {"block_size": "32", "accuracy_level": "4"}}
 # Families (config.json model_type, see bench.data.models.FAMILIES): the builder has a model class
-# for each architecture. tests/test_families.py proves every supported one.
+# for each architecture. tests/real/test_families.py proves every supported one.
 FAMILY_SUPPORT = {
     # phi3: see rope_type_also_as_type
     **dict.fromkeys(("llama", "qwen2", "qwen3", "gemma2", "phi3"), tuple(QUANTIZATIONS)),

@@ -1,4 +1,4 @@
-"""Fixtures the tests share (helpers they import are in tests/helpers.py)."""
+"""Fixtures the tests share (helpers they import are in tests/support/helpers.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, SCRIPTED_EXPORT_PLUGIN, edgebench, install_plugin
+from tests.support.helpers import ROOT, SCRIPTED_EXPORT_PLUGIN, edgebench, install_plugin
 
 
 @pytest.fixture
@@ -44,8 +44,8 @@ def default_checkpoint(artifact_cache) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory, default_checkpoint) -> Path:
-    """A 3 M-parameter random llama with the default model's tokenizer (tests/tiny_model.py)."""
-    from tests.tiny_model import build_tiny_checkpoint
+    """A 3 M-parameter random llama with the default model's tokenizer (tests/support/tiny_model.py)."""
+    from tests.support.tiny_model import build_tiny_checkpoint
 
     return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-llama"), default_checkpoint)
 

@@ -3,7 +3,7 @@
 A million records are ~3 GB of JSONL, most of it raw token stamps, token ids and output
 text that the matrix and compare never look at. Reading goes:
 
-1. Cut. Records are written with their keys in FIELDS order (tests/test_matrix.py checks
+1. Cut. Records are written with their keys in FIELDS order (tests/unit/views/test_matrix.py checks
    that every column read here comes before them), so one regex over a whole file drops,
    on each line, everything from `"token_times_ns"` to the record's last `"status"` key.
    A line that does not cut that way stays whole. The cut text is parsed in one orjson

@@ -84,7 +84,7 @@ def models_cmd(
         False,
         "--support",
         help="Which model families each runner takes, per quantization, "
-        "or why not (what tests/test_families.py proves).",
+        "or why not (what tests/real/test_families.py proves).",
     ),
 ) -> None:
     """The model catalogue and where each model's source artifact is."""

@@ -20,7 +20,7 @@ from bench.errors import BenchError, unknown_name
 
 # The model families people ship on devices, by the `model_type` of a transformers
 # config.json. Each exporter declares, per family, the quantizations it converts or why it
-# cannot (FAMILY_SUPPORT in runners/*_export.py); tests/test_families.py proves every
+# cannot (FAMILY_SUPPORT in runners/*_export.py); tests/real/test_families.py proves every
 # declared cell on a tiny random model of the family, and `models --support` prints them.
 FAMILIES = {
     "llama": "Llama 3.2 / SmolLM2",

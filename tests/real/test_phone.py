@@ -1,0 +1,321 @@
+"""Phones over adb, against the adbd test double (tests/support/adbd_double.py) serving the
+real Debian `adb`: the transport, its one-line errors, the pushed aarch64 device runner
+under qemu-user-static, and the phone's state from fixture files."""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.run import harness
+from runners.base import TokenEvent
+from runners.device_llamacpp import DeviceClock
+from tests.support.helpers import ROOT, edgebench, read_jsonl, write_files
+from tests.support.phone import attached_phone, why_no_aarch64, why_no_phone
+
+BUILD = ROOT / "scripts" / "build-device-runner.sh"
+
+needs_phone = pytest.mark.skipif(why_no_phone() is not None, reason=why_no_phone() or "")
+
+
+def test_the_device_clock_times_spans_on_the_phone_not_the_gaps_between():
+    """The harness reads the phone's stamps: a span starts where the phone received it, so
+    adb's latency before a request (here 990 µs after the load ended) is in no figure."""
+    clock = DeviceClock()
+    before_load = clock()
+    clock.anchor(5_000)  # the device runner started loading at 5 µs on its clock...
+    clock.at(9_000)  # ...and was loaded at 9 µs
+    assert clock() - before_load == 4_000
+
+    def generation():
+        clock.anchor(1_000_000)  # the request reached the phone
+        clock.at(1_250_000)
+        yield TokenEvent(1, "a")
+        clock.at(1_300_000)
+        yield TokenEvent(2, "b")
+        clock.at(1_310_000)  # the runner's end
+
+    m = harness.measure(harness.collect(generation(), clock), prompt_tokens=4)
+    assert m.token_times_ns == (250_000, 300_000)
+    assert (m.ttft_ms, m.e2e_ms) == pytest.approx((0.25, 0.31))
+
+
+@pytest.fixture(scope="module")
+def pixel(tmp_path_factory):
+    if why_no_phone():
+        pytest.skip(why_no_phone())
+    phone = attached_phone(tmp_path_factory.mktemp("pixel"))
+    yield phone
+    phone.close()
+
+
+@needs_phone
+def test_the_double_serves_the_real_adb_client(pixel, tmp_path):
+    """adb sees the phone, its shell gives exit codes, and a push reads back the same bytes."""
+    listed = pixel.adb("devices", "-l").stdout
+    assert f"{pixel.serial}" in listed and "model:Pixel_8" in listed
+    done = pixel.adb("-s", pixel.serial, "shell", "getprop ro.product.model; exit 3")
+    assert (done.stdout, done.returncode) == ("Pixel 8\n", 3)
+    sent = tmp_path / "blob"
+    sent.write_bytes(bytes(range(256)) * 3000)
+    assert pixel.adb("-s", pixel.serial, "push", str(sent), "/data/local/tmp/t/blob").returncode == 0
+    back = tmp_path / "back"
+    assert pixel.adb("-s", pixel.serial, "pull", "/data/local/tmp/t/blob", str(back)).returncode == 0
+    assert back.read_bytes() == sent.read_bytes()
+
+
+SUITE = """
+id = "phone-tiny"
+description = "Small prompts for a phone under emulation (~1 token/s)."
+version = 1
+
+[[prompt]]
+id = "complete"
+category = "autocomplete"
+kind = "completion"
+description = "A short completion."
+text = "The capital of France is"
+max_new_tokens = 3
+
+[[prompt]]
+id = "chat"
+category = "chat"
+kind = "chat"
+description = "A question through the GGUF's chat template."
+user = "Hi"
+max_new_tokens = 2
+
+[[prompt]]
+id = "pp8-tg3"
+category = "throughput"
+kind = "fixed"
+description = "Prefill exactly 8 tokens, then decode exactly 3."
+prompt_tokens = 8
+fill_from = "complete"
+max_new_tokens = 3
+"""
+PROFILE = """
+name = "phone-tiny"
+description = "One repetition, no warm-up."
+warmups = 0
+repetitions = 1
+context_tokens = 256
+generation_timeout_s = 300
+
+[sustained]
+prompt = "pp8-tg3"
+duration = "20s"
+window = "5s"
+"""
+
+
+def built_runner() -> Path | None:
+    path = Path(subprocess.run(["bash", str(BUILD), "--print-path"], capture_output=True, text=True).stdout.strip())
+    return path if path.is_file() else None
+
+
+def why_no_runner() -> str | None:
+    if built_runner() is None:
+        return "the aarch64 device runner is not built (bash scripts/build-device-runner.sh, ~6-25 min once)"
+    return why_no_aarch64()
+
+
+def needs_runner(test):
+    """A test of the aarch64 device runner (a real runtime): skipped, saying why, where it cannot run."""
+    return pytest.mark.real(pytest.mark.skipif(why_no_runner() is not None, reason=why_no_runner() or "")(test))
+
+
+def tiny_args(folder: Path, repetitions: int = 1) -> list[str]:
+    """`edgebench run` of the tiny suite on llama.cpp, results in folder/out."""
+    write_files(
+        folder,
+        {"suite.toml": SUITE, "profile.toml": PROFILE.replace("repetitions = 1", f"repetitions = {repetitions}")},
+    )
+    files = ["--suite", str(folder / "suite.toml"), "--profile", str(folder / "profile.toml")]
+    return ["run", "--runner", "llama.cpp", *files, "--threads", "2", "--out", str(folder / "out")]
+
+
+def tiny_run(folder: Path, *more: str, env: dict | None = None):
+    return edgebench(*tiny_args(folder), *more, env=env)
+
+
+@pytest.fixture(scope="module")
+def phone_records(pixel, tmp_path_factory):
+    if why_no_runner():
+        pytest.skip(why_no_runner())
+    done = tiny_run(tmp_path_factory.mktemp("phone-run"), "--target", f"adb://{pixel.serial}", env=pixel.env)
+    assert done.returncode == 0, done.stderr
+    (results,) = re.findall(r"results (\S+\.jsonl)", done.stdout)
+    return read_jsonl(Path(results))
+
+
+@needs_runner
+def test_a_phone_run_records_what_a_host_run_records(pixel, phone_records, tmp_path):
+    """The aarch64 device runner's records carry the host runner's fields and greedy tokens,
+    the phone's facts, and the phone's own clock: TTFT covers llama.cpp's prompt eval as
+    measured on the device, with no adb round trip in it."""
+    host = tiny_run(tmp_path)
+    assert host.returncode == 0, host.stderr
+    host_records = read_jsonl(next((tmp_path / "out").glob("*.jsonl")))
+    # A phone has no Python, and no bandwidth figure without a device profile (so no roofline).
+    explained = {"device_python", "bandwidth_gbs", "bandwidth_source", "bandwidth_threads"}
+    explained |= {"decode_roofline_tok_s", "mbu"}
+    filled = lambda record: {key for key, value in record.items() if value is not None}  # noqa: E731
+    assert [r["status"] for r in phone_records] == ["ok", "ok", "ok"]
+    for phone, here in zip(phone_records, host_records, strict=True):
+        assert filled(here) - filled(phone) <= explained
+        # same GGUF, same prompt (a chat through the same template), same greedy tokens
+        assert (phone["prompt_tokens"], phone["output_token_ids"]) == (here["prompt_tokens"], here["output_token_ids"])
+        assert phone["remote_target"] == f"adb://{pixel.serial}" and not phone["synthetic"]
+        assert (phone["device_board"], phone["device_arch"]) == ("Google Pixel 8, Tensor G3", "arm64-v8a")
+        assert phone["device_os"].startswith("Android 14") and phone["device_cores_logical"] == 8
+        assert (phone["temp_c_start"], phone["cpu_freq_max_mhz"]) == (41.5, 2367)  # sampled on the phone
+        assert phone["runtime_version"].endswith("(device runner)")
+        assert "NEON = 1" in phone["runner_settings"]["system_info"]  # the aarch64 build's features
+        native = phone["native"]
+        assert (native["n_p_eval"], native["n_eval"]) == (phone["prompt_tokens"], phone["new_tokens"] - 1)
+        assert native["t_p_eval_ms"] <= phone["ttft_ms"] < native["t_p_eval_ms"] * 1.2
+    assert phone_records[2]["new_tokens"] == 3 and phone_records[2]["prompt_tokens"] == 8
+
+
+def one_line_error(done, *words: str) -> str:
+    """The command failed with one `Error:` line (and its hint), saying `words`, no traceback."""
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert all(word in line for word in words), line
+    return line
+
+
+@needs_phone
+def test_device_shows_the_phone(pixel):
+    """`device --target adb://` (the one phone attached) prints the phone's facts and tier."""
+    done = edgebench("device", "--target", "adb://", env=pixel.env)
+    assert done.returncode == 0, done.stderr
+    assert "adb://:" in done.stdout and "Google Pixel 8, Tensor G3" in done.stdout
+    assert "arch: arm64-v8a" in done.stdout and "os: Android 14 (SDK 34" in done.stdout and "tier:" in done.stdout
+
+
+@needs_phone
+def test_no_device_is_one_line(pixel):
+    one_line_error(
+        edgebench("device", "--target", "adb://R58N12ABCDE", env=pixel.env), "no device R58N12ABCDE", pixel.serial
+    )
+
+
+@needs_phone
+@pytest.mark.parametrize(
+    "mode,words", [("unauthorized", "has not authorized this computer"), ("offline", "is offline")]
+)
+def test_an_unready_phone_is_one_line(tmp_path, mode, words):
+    phone = attached_phone(tmp_path, mode=mode)
+    try:
+        one_line_error(edgebench("device", "--target", f"adb://{phone.serial}", env=phone.env), words)
+    finally:
+        phone.close()
+
+
+@needs_phone
+def test_a_full_phone_is_one_line(tmp_path):
+    phone = attached_phone(tmp_path, free_bytes=5 * 2**20)
+    try:
+        done = tiny_run(tmp_path, "--target", f"adb://{phone.serial}", env=phone.env)
+        one_line_error(done, "no space on the phone", "5 MiB free")
+    finally:
+        phone.close()
+
+
+@needs_phone
+def test_a_binary_the_phone_cannot_execute_is_one_line(pixel, tmp_path):
+    """An x86-64 device runner is refused before anything is pushed."""
+    done = tiny_run(
+        tmp_path, "--target", f"adb://{pixel.serial}", env=pixel.env | {"EDGEBENCH_DEVICE_RUNNER": "/bin/true"}
+    )
+    one_line_error(done, "the phone (arm64-v8a) cannot execute /bin/true", "x86-64 binary")
+
+
+@needs_runner
+@needs_phone
+def test_a_dropped_phone_keeps_its_records_and_resume_finishes(tmp_path):
+    """The phone goes away after the first record: the run stops saying how to resume, the
+    record is kept, and `run --resume` on the reattached phone measures the rest."""
+    phone = attached_phone(tmp_path)
+    try:
+        command = [sys.executable, "-c", "from bench.cli import main; main()", *tiny_args(tmp_path, repetitions=2)]
+        command += ["--target", f"adb://{phone.serial}"]
+        run = subprocess.Popen(command, cwd=ROOT, env=os.environ | phone.env, stderr=subprocess.PIPE, text=True)
+        results = None
+        while run.poll() is None and not (results and read_jsonl(results)):
+            results = next((tmp_path / "out").glob("*.jsonl"), None) if (tmp_path / "out").exists() else None
+            time.sleep(0.2)
+        phone.stop()
+        _, stderr = run.communicate(timeout=300)
+        line = one_line_error(subprocess.CompletedProcess(command, run.returncode, "", stderr), "went away mid-run")
+        kept = read_jsonl(results)
+        assert kept[0]["status"] == "ok" and "kept" in line
+        assert [r["status"] for r in kept[1:]] in ([], ["interrupted"])
+        (hint,) = re.findall(r"edgebench run --resume (\S+) --out", stderr)
+
+        phone.start()
+        done = edgebench("run", "--resume", hint, "--out", str(tmp_path / "out"), env=phone.env)
+        assert done.returncode == 0, done.stderr
+        measured = [(r["prompt_id"], r["repeat"]) for r in read_jsonl(results) if r["status"] == "ok"]
+        assert sorted(measured) == [(p, r) for p in ("chat", "complete", "pp8-tg3") for r in (0, 1)]
+    finally:
+        phone.close()
+
+
+@needs_phone
+@pytest.mark.parametrize(
+    "name,watts,source",
+    [
+        ("pixel", 3.9 * 0.25, "current_now in µA, negative while discharging"),
+        ("galaxy", 4.1 * 0.3, "current_now in mA, positive while discharging"),
+        ("charging", None, "charging (AC powered)"),
+        ("nocurrent", None, "no battery current_now"),
+    ],
+)
+def test_the_phone_state_is_read_in_each_vendors_units(tmp_path, name, watts, source):
+    """The battery's draw in W whatever the vendor's units and sign, refused with the reason
+    while charging or without a current; temperature from the thermal HAL, cpufreq in MHz."""
+    from bench.device.adb import AdbTarget
+    from bench.device.phone import PhoneReader
+
+    phone = attached_phone(tmp_path, name)
+    try:
+        os.environ["ANDROID_ADB_SERVER_PORT"] = phone.env["ANDROID_ADB_SERVER_PORT"]
+        reader = PhoneReader(AdbTarget(f"adb://{phone.serial}", phone.serial))
+        temp, freq = reader.temperature(), reader.frequency()
+        assert (reader.power.watts, source in reader.power.source) == (pytest.approx(watts), True)
+        assert (reader.energy() is None) == (watts is None)
+        assert (temp.celsius, temp.source) == (41.5, "dumpsys thermalservice AP (thermal status 1)")
+        assert (freq.current_mhz, freq.max_mhz) == ((1704 + 2367) / 2, 2367)
+    finally:
+        os.environ.pop("ANDROID_ADB_SERVER_PORT")
+        phone.close()
+
+
+@needs_runner
+@needs_phone
+def test_sustained_on_a_phone_samples_the_phones_power_and_temperature(pixel, tmp_path):
+    """The sustained series is the phone's: its thermal HAL, and its battery's draw, which the
+    fixture raises from 0.25 A to 1.25 A while the device runner runs (all the loop long). Each
+    sample's power is the energy counter's rise over the monitor's own span, so the check
+    is the median's order of magnitude: busy, not idle (0.98 W), nor a unit off."""
+    run = tiny_args(tmp_path)
+    done = edgebench("sustained", *run[1:], "--target", f"adb://{pixel.serial}", env=pixel.env)
+    assert done.returncode == 0, done.stderr
+    samples = read_jsonl(next((tmp_path / "out").glob("*.device.jsonl")))
+    assert {s["temp_source"] for s in samples} == {"dumpsys thermalservice AP (thermal status 1)"}
+    # A reading over adb that a busy host did not finish in time leaves its sample without power.
+    powered = [s for s in samples if s["power_w"] is not None]
+    assert len(powered) >= 0.75 * len(samples)
+    assert {s["power_source"] for s in powered} == {"battery V×I (current_now in µA, negative while discharging)"}
+    assert 3.9 * 1.25 / 1.5 < statistics.median(s["power_w"] for s in powered) < 3.9 * 1.25 * 1.5
+    assert list((tmp_path / "out").glob("*.llama.cpp.png"))  # power and temperature against time
