@@ -147,12 +147,19 @@ def tiny_run(folder: Path, *more: str, env: dict | None = None):
 
 
 @pytest.fixture(scope="module")
-def phone_records(pixel, tmp_path_factory):
+def phone_run(pixel, tmp_path_factory):
+    """The tiny suite on the phone double, cooled down first to its 41.5 °C (a no-op wait)."""
     if why_no_runner():
         pytest.skip(why_no_runner())
-    done = tiny_run(tmp_path_factory.mktemp("phone-run"), "--target", f"adb://{pixel.serial}", env=pixel.env)
+    target = ["--target", f"adb://{pixel.serial}", "--cooldown-until-temp", "45"]
+    done = tiny_run(tmp_path_factory.mktemp("phone-run"), *target, env=pixel.env)
     assert done.returncode == 0, done.stderr
-    (results,) = re.findall(r"results (\S+\.jsonl)", done.stdout)
+    return done
+
+
+@pytest.fixture(scope="module")
+def phone_records(phone_run):
+    (results,) = re.findall(r"results (\S+\.jsonl)", phone_run.stdout)
     return read_jsonl(Path(results))
 
 
@@ -167,6 +174,7 @@ def test_a_phone_run_records_what_a_host_run_records(pixel, phone_records, tmp_p
     # A phone has no Python, and no bandwidth figure without a device profile (so no roofline).
     explained = {"device_python", "bandwidth_gbs", "bandwidth_source", "bandwidth_threads"}
     explained |= {"decode_roofline_tok_s", "mbu"}
+    explained |= {"energy_refused"}  # this host has no RAPL counter; the phone's battery gives a figure
     filled = lambda record: {key for key, value in record.items() if value is not None}  # noqa: E731
     assert [r["status"] for r in phone_records] == ["ok", "ok", "ok"]
     for phone, here in zip(phone_records, host_records, strict=True):
@@ -183,6 +191,32 @@ def test_a_phone_run_records_what_a_host_run_records(pixel, phone_records, tmp_p
         assert (native["n_p_eval"], native["n_eval"]) == (phone["prompt_tokens"], phone["new_tokens"] - 1)
         assert native["t_p_eval_ms"] <= phone["ttft_ms"] < native["t_p_eval_ms"] * 1.2
     assert phone_records[2]["new_tokens"] == 3 and phone_records[2]["prompt_tokens"] == 8
+
+
+@needs_runner
+def test_a_phone_run_cools_the_phone_first_and_records_its_state_before_the_runner(phone_run, phone_records):
+    """--cooldown-until-temp before the phone's (one) runner, on the phone's own sensor; its
+    screen, charger and CPU use before the runner in every record (the CPU is this host's
+    under the double, whose /proc is the host's)."""
+    assert "device at 42 °C (dumpsys thermalservice AP (thermal status 1))" in phone_run.stderr
+    for record in phone_records:
+        assert (record["screen_state"], record["charging"]) == ("OFF", False)
+        assert 0 <= record["cpu_busy_percent_before"] <= 100
+
+
+@needs_runner
+def test_a_phone_runs_records_carry_energy_per_token_from_its_battery(pixel, phone_records):
+    """Each generation's energy above the idle draw measured just before it: the fixture
+    draws 3.9 V × 1 A more while the device runner computes, which it does the whole
+    generation long (e2e on the phone's clock), to within the readings' resolution."""
+    for record in phone_records:
+        assert record["energy_refused"] is None, record["energy_refused"]
+        assert record["idle_power_w"] == pytest.approx(3.9 * 0.25, rel=0.05)
+        readings = int(re.search(r"(\d+) readings", record["energy_source"]).group(1))
+        seconds = record["e2e_ms"] / 1000
+        expected_j = 3.9 * 1.0 * seconds
+        assert abs(record["energy_j"] - expected_j) <= 3.9 * 2 * seconds / readings + 0.1 * expected_j, record
+        assert record["energy_j_per_token"] == pytest.approx(record["energy_j"] / record["new_tokens"], rel=1e-3)
 
 
 def one_line_error(done, *words: str) -> str:

@@ -137,6 +137,7 @@ def run(
             remote_edgebench,
             cooldown_args(cooldown, cooldown_until_temp, cooldown_limit),
             resume_run,
+            pause,
         )
     setup = setup_run(dataclasses.replace(options, resume=resume_run))
     _say_run_started(setup)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from bench.device import adb, tiering
+from bench.device.hygiene import Cooldown
 from bench.device.phone import PhoneReader, phone_facts
 from bench.errors import BenchError
 from bench.run.remote import RemoteRun
@@ -65,8 +66,11 @@ def for_phone(setup, target: adb.AdbTarget, say: Say) -> None:
     setup.run_fields["remote_target"] = target.spec
 
 
-def run_on_phone(options, spec: str, on_record: Callable[[dict], None], say: Say) -> RemoteRun:
-    """`run`/`sustained --target adb://…`, or the rest of such a run (options.resume)."""
+def run_on_phone(
+    options, spec: str, on_record: Callable[[dict], None], say: Say, cooldown: Cooldown | None = None
+) -> RemoteRun:
+    """`run`/`sustained --target adb://…`, or the rest of such a run (options.resume); the
+    phone cooled down before each runner as `cooldown` asks."""
     from bench.run.execute import execute
     from bench.run.setup import setup_run
 
@@ -75,7 +79,7 @@ def run_on_phone(options, spec: str, on_record: Callable[[dict], None], say: Say
     for_phone(setup, target, say)
     run = RemoteRun(target, setup.results_path.parent, adb.FOLDER, setup.run_id)
     run.save()
-    result = execute(setup, on_record=on_record, say=say, device=PhoneReader(target))
+    result = execute(setup, on_record=on_record, say=say, device=PhoneReader(target), cooldown=cooldown)
     if result.interrupted:
         try:
             target.attached()
