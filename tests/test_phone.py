@@ -353,3 +353,62 @@ def test_sustained_on_a_phone_samples_the_phones_power_and_temperature(pixel, tm
     assert {s["power_source"] for s in powered} == {"battery V×I (current_now in µA, negative while discharging)"}
     assert 3.9 * 1.25 / 1.5 < statistics.median(s["power_w"] for s in powered) < 3.9 * 1.25 * 1.5
     assert list((tmp_path / "out").glob("*.llama.cpp.png"))  # power and temperature against time
+
+
+# The default suite's autocomplete-note completion: the first of its greedy tokens where x86
+# and the aarch64 build disagree is the 5th (the x86 top-2 margin there is 0.024 logits).
+NEAR_TIE_PROMPT = "The pump at the north well stopped twice this morning, so the technician replaced the"
+
+
+def host_greedy_with_margins(gguf: Path, prompt: str, n: int) -> tuple[list[int], list[int], list[float]]:
+    """The x86 host runner's greedy ids, with the runner-up and top-2 margin of the logits
+    each was sampled from (read from its context as each token is yielded)."""
+    import llama_cpp
+    import numpy as np
+
+    from runners.base import GenerationRequest, RunnerOptions
+    from runners.llamacpp import LlamaCppRunner
+
+    runner = LlamaCppRunner()
+    runner.load(gguf, RunnerOptions(threads=2, context_tokens=256, settings=dict(LlamaCppRunner.defaults)))
+    ids, seconds, margins = [], [], []
+    for event in runner.generate(GenerationRequest(n, text=prompt)):
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(runner.llm.ctx, -1), shape=(runner.n_vocab,))
+        second, first = np.argsort(logits)[-2:]
+        assert first == event.token_id
+        ids.append(int(first)), seconds.append(int(second)), margins.append(float(logits[first] - logits[second]))
+    runner.close()
+    return ids, seconds, margins
+
+
+@needs_runner
+def test_greedy_tokens_match_x86_until_a_near_tie_the_isas_round_apart(pixel, monkeypatch):
+    """The same GGUF, code, settings and thread count: the aarch64 device runner's greedy
+    tokens equal x86's while the top choice leads clearly, and part at the first near tie,
+    where it picks x86's runner-up. Not a thread count or sampler difference (1 and 2
+    threads give bit-identical logits on each ISA): the two ISAs' kernels round differently
+    (x86 AVX-512 and Arm NEON/dot-product quantize activations to 8 bits with differently
+    rounded scales), so every logit differs by ~0.14 on average from the first token on."""
+    from bench.data import models
+    from bench.device import adb
+    from bench.run.phone_run import device_runner_binary
+    from runners.base import GenerationRequest, RunnerOptions
+    from runners.device_llamacpp import DeviceLlamaCppRunner
+
+    gguf = models.get_model(models.default_model_id()).source_path()
+    host, runner_up, margins = host_greedy_with_margins(gguf, NEAR_TIE_PROMPT, 5)
+    tie = next(i for i, margin in enumerate(margins) if margin < 0.05)
+    assert tie == 4 and min(margins[:tie]) > 0.25  # clear leads, then a near tie at the 5th token
+
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", pixel.env["ANDROID_ADB_SERVER_PORT"])
+    target = adb.AdbTarget(f"adb://{pixel.serial}", pixel.serial)
+    device = {"adb": target.adb(), "runner": target.push_binary(device_runner_binary()), "artifact": target.push(gguf)}
+    runner = DeviceLlamaCppRunner()
+    settings = {**DeviceLlamaCppRunner.defaults, "device": device}
+    runner.load(gguf, RunnerOptions(threads=2, context_tokens=256, settings=settings))
+    try:
+        phone = [e.token_id for e in runner.generate(GenerationRequest(tie + 1, text=NEAR_TIE_PROMPT))]
+    finally:
+        runner.close()
+    assert phone[:tie] == host[:tie]
+    assert phone[tie] == runner_up[tie] != host[tie]
