@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -412,3 +413,38 @@ def test_greedy_tokens_match_x86_until_a_near_tie_the_isas_round_apart(pixel, mo
         runner.close()
     assert phone[:tie] == host[:tie]
     assert phone[tie] == runner_up[tie] != host[tie]
+
+
+@needs_phone
+def test_a_runtimes_own_phone_binary_gives_records_on_its_own_clock(pixel, tmp_path):
+    """--device-binary litert-lm=PATH: the binary (here a TEST DOUBLE of litert_lm_main, built
+    for aarch64 from tests/support/litert_lm_main_double.c, printing BenchmarkInfo in the real
+    engine's format) is pushed with the artifact and run for the fixed-length prompt with the
+    flags litert_lm_main takes; its statistics become records on the runtime's clock, which the
+    run's matrix labels; the chat and completion prompts are skipped, saying why."""
+    if why_no_aarch64() or not shutil.which("aarch64-linux-gnu-gcc"):
+        pytest.skip(why_no_aarch64() or "no aarch64 cross compiler (apt-get install gcc-aarch64-linux-gnu)")
+    double = tmp_path / "litert_lm_main"
+    source = ROOT / "tests" / "support" / "litert_lm_main_double.c"
+    subprocess.run(["aarch64-linux-gnu-gcc", "-static", "-O1", "-o", str(double), str(source)], check=True)
+    files = {"model.litertlm": "not a model: the double only opens it", "litert.json": "{}"}
+    artifact = write_files(tmp_path / "artifact", files)
+    args = tiny_args(tmp_path)
+    args[args.index("llama.cpp")] = "litert-lm"
+    done = edgebench(
+        *args, "--artifact", f"litert-lm={artifact}", "--target", f"adb://{pixel.serial}",
+        "--device-binary", f"litert-lm={double}", env=pixel.env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    records = {r["prompt_id"]: r for r in read_jsonl(next((tmp_path / "out").glob("*.jsonl")))}
+    assert {records[p]["skip_reason"] for p in ("complete", "chat")} == {
+        "litert_lm_main takes fixed-length requests only"
+    }
+    fixed = records["pp8-tg3"]
+    assert (fixed["status"], fixed["clock"], fixed["prompt_tokens"], fixed["new_tokens"]) == ("ok", "runtime", 8, 3)
+    assert (fixed["ttft_ms"], fixed["decode_tok_s"]) == (1020, pytest.approx(3 / 2.220158268, rel=1e-3))
+    assert fixed["token_times_ns"] is None and fixed["itl_p50_ms"] is None  # no per-token stamps: no ITL
+    assert fixed["native"]["prefill_turns"][0]["tokens"] == 8 and fixed["remote_target"] == f"adb://{pixel.serial}"
+    assert fixed["runtime_version"] == "litert_lm_main (the runtime's own binary)"
+    matrix = edgebench("matrix", str(next((tmp_path / "out").glob("*.jsonl"))))
+    assert "litert-lm (runtime clock)" in matrix.stdout, matrix.stdout + matrix.stderr
