@@ -234,7 +234,8 @@ def test_device_shows_the_phone(pixel):
     done = edgebench("device", "--target", "adb://", env=pixel.env)
     assert done.returncode == 0, done.stderr
     assert "adb://:" in done.stdout and "Google Pixel 8, Tensor G3" in done.stdout
-    assert "arch: arm64-v8a" in done.stdout and "os: Android 14 (SDK 34" in done.stdout and "tier:" in done.stdout
+    assert "arch: arm64-v8a" in done.stdout and "os: Android 14 (SDK 34" in done.stdout
+    assert "tier: flagship" in done.stdout and "as device profile pixel-8-pro states it" in done.stdout  # by its SoC
 
 
 @needs_phone
