@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Iterator
 
 from bench.errors import BenchError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Every record carries these keys (None where a figure does not apply), in this order.
 FIELDS = (
@@ -92,6 +92,9 @@ FIELDS = (
     "decode_tok_s",
     # itl_basis: "token" (one event per token) or "chunk" (the runtime streams text chunks)
     "itl_basis",
+    # "runtime": the figures are the runtime's own timing of itself (its phone binary's
+    # statistics: bench.run.device_binary), not the harness's per-token clock (None)
+    "clock",
     "itl_p50_ms",
     "itl_p90_ms",
     "itl_p99_ms",
@@ -103,6 +106,18 @@ FIELDS = (
     # the worker's threads that each ran at least a tenth of its busiest one's CPU time during
     # the generation (the scheduler's own counts): how many threads the runtime really kept busy
     "busy_threads",
+    # energy per generated token above the idle draw measured just before the generation
+    # (bench.device.energy): the counter it came from, or why there is no figure
+    "energy_j_per_token",
+    "energy_j",
+    "idle_power_w",
+    "energy_source",
+    "energy_refused",
+    # a phone's state before the runner (bench.device.phone_hygiene): its screen as dumpsys
+    # says (ON, OFF, DOZE), whether it was on a charger, its CPUs' busy share over the second before
+    "screen_state",
+    "charging",
+    "cpu_busy_percent_before",
     # where the model ran: the accelerator asked for (cpu/gpu/npu/auto) and the one the runtime
     # reports it used, with its evidence (devices, offloaded layers, providers) in `placement`
     "accelerator_requested",
@@ -216,7 +231,22 @@ def _v4_to_v5(record: dict) -> dict:
     return {**record, "busy_threads": None}
 
 
-MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5}
+V6_FIELDS = FIELDS[FIELDS.index("energy_j_per_token") : FIELDS.index("cpu_busy_percent_before") + 1] + ("clock",)
+
+
+def _v5_to_v6(record: dict) -> dict:
+    """Schema 6 added energy per token, a phone's screen, charger and idleness before each
+    runner, and which clock the figures came from: not read before, all the harness's."""
+    return {**{name: None for name in V6_FIELDS}, **record}
+
+
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {
+    1: _v1_to_v2,
+    2: _v2_to_v3,
+    3: _v3_to_v4,
+    4: _v4_to_v5,
+    5: _v5_to_v6,
+}
 
 STATUSES = ("ok", "error", "crashed", "timeout", "oom", "interrupted", "skipped")
 OK = "ok"

@@ -69,3 +69,18 @@ def prep(plugin_path, tiny_checkpoint, tmp_path):
     call.env = lambda mode: {"PYTHONPATH": os.pathsep.join([str(plugin_path), str(ROOT)]), "SCRIPTED_EXPORT": mode}
     call.folders = lambda: sorted((cache / tiny_checkpoint.name / "scripted").glob("*"))
     return call
+
+
+@pytest.fixture
+def phone(tmp_path, request):
+    """An attached phone double of kind request.param, this process's adb pointed at it
+    (for readers made here, not in an edgebench subprocess)."""
+    from tests.support.phone import attached_phone, why_no_phone
+
+    if why_no_phone():
+        pytest.skip(why_no_phone())
+    attached = attached_phone(tmp_path, request.param)
+    os.environ["ANDROID_ADB_SERVER_PORT"] = attached.env["ANDROID_ADB_SERVER_PORT"]
+    yield attached
+    os.environ.pop("ANDROID_ADB_SERVER_PORT")
+    attached.close()

@@ -132,7 +132,8 @@ Targets = Annotated[
     typer.Option(
         "--target",
         help="ssh://[user@]host[:port]: run there over SSH, records streamed back here; adb://[SERIAL]: "
-        "run llama.cpp on that Android phone (adb://: the one attached) (repeatable: one target after another).",
+        "run llama.cpp (and runtimes given --device-binary) on that Android phone (adb://: the one attached) "
+        "(repeatable: one target after another).",
     ),
 ]
 

@@ -46,6 +46,7 @@ from bench.cli.running import (
     run_records,
     run_remote,
 )
+from bench.errors import BenchError
 
 
 @app.command()
@@ -102,6 +103,12 @@ def run(
         help="A bundle from `edgebench bundle`: install its artifacts (sha256-checked) into the cache and run them.",
     ),
     stream_records: StreamRecords = False,
+    device_binary: Optional[List[str]] = typer.Option(
+        None,
+        "--device-binary",
+        help="RUNNER=PATH: with --target adb://, run executorch or litert-lm through the runtime's own phone "
+        "binary (llama_main, litert_lm_main), its fixed-length prompts timed by the runtime's own clock.",
+    ),
 ) -> None:
     """Run the suite on each runner; write JSONL results and Markdown/CSV reports."""
     from bench.run.setup import setup_run
@@ -128,7 +135,10 @@ def run(
         device_profile=device_profile,
         no_budget=no_budget,
         quality=quality,
+        device_binaries=tuple(device_binary or ()),
     )
+    if device_binary and not any(t.startswith("adb://") for t in target or ()):
+        raise BenchError("--device-binary takes a phone: give --target adb://[SERIAL]", "or leave it out", exit_code=2)
     if target or (resume_run and remote_resumable(resume_run, out_dir)):
         return run_remote(
             "run",
@@ -137,6 +147,7 @@ def run(
             remote_edgebench,
             cooldown_args(cooldown, cooldown_until_temp, cooldown_limit),
             resume_run,
+            pause,
         )
     setup = setup_run(dataclasses.replace(options, resume=resume_run))
     _say_run_started(setup)

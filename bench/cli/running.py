@@ -79,7 +79,13 @@ def remote_resumable(resume_run: str, out_dir: Path) -> bool:
 
 
 def run_remote(
-    command: str, options, targets, edgebench: Optional[str], extra: list[str], resume_run: Optional[str] = None
+    command: str,
+    options,
+    targets,
+    edgebench: Optional[str],
+    extra: list[str],
+    resume_run: Optional[str] = None,
+    cooldown=None,
 ):
     """run/sustained --target (or --resume of such a run): records stream into --out here."""
     from bench.run import remote
@@ -96,7 +102,7 @@ def run_remote(
     if found:
         runs = [remote.resume_run(found, edgebench, on_record, err.print)]
     else:
-        runs = remote.run_command(options, list(targets), edgebench, command, extra, on_record, err.print)
+        runs = remote.run_command(options, list(targets), edgebench, command, extra, on_record, err.print, cooldown)
     lines, failed = _report_remote_runs(runs, options.out)
     if command == "sustained":
         lines += _report_remote_sustained(runs, options)

@@ -108,6 +108,7 @@ def sustained(
             target,
             remote_edgebench,
             spans + cooldown_args(cooldown, cooldown_until_temp, cooldown_limit),
+            cooldown=pause,
         )
     setup = setup_run(options)
     err.print(

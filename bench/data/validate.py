@@ -26,7 +26,7 @@ def validate_file(path: Path) -> str:
         return f"run profile '{profile.name}'"
     if "workload" in table:
         return f"workloads, {len(workload_data.load_workloads(path))} workloads"
-    if "tier" in table:
+    if isinstance(table.get("tier"), list):  # a phone profile states its own tier as a string
         return f"device tiers, {len(workload_data.load_tiers(path))} tiers"
     if "sources" in table:
         device = workload_data.load_device_profile(str(path))

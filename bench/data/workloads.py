@@ -66,6 +66,10 @@ class DeviceProfile:
     bandwidth_gbs: float | None = None
     gpu: str = ""
     npu: str = ""
+    # A phone's own tier by its SoC's class (flagship, mid, entry), stated rather than ruled,
+    # and the SoC names its getprop gives (ro.soc.model, ro.board.platform) to find it by.
+    tier: str = ""
+    soc_models: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,8 @@ class _DeviceFile:  # `class` is a Python keyword: renamed on reading
     bandwidth_gbs: float | None = None
     gpu: str = ""
     npu: str = ""
+    tier: str = ""
+    soc_models: tuple[str, ...] = ()
 
 
 def _packaged(name: str) -> Path:
@@ -142,7 +148,15 @@ def load_device_profile(name_or_path: str) -> DeviceProfile:
     _check_class(path, device_class)
     if data.bandwidth_gbs is not None and data.bandwidth_gbs <= 0:
         raise BenchError(f"{path}: bandwidth_gbs must be positive", "give the memory bandwidth in GB/s")
+    tiers = [t.id for t in load_tiers()]
+    if data.tier and data.tier not in tiers:
+        raise BenchError(f"{path}: tier '{data.tier}' is not a tier of tiers.toml", f"use one of {', '.join(tiers)}")
     return DeviceProfile(**vars(data), device_class=device_class)
+
+
+def phone_profile_for_soc(soc: str | None) -> DeviceProfile | None:
+    """The packaged phone profile whose SoC getprop names `soc` and that states a tier."""
+    return next((p for p in device_profiles().values() if soc and soc in p.soc_models and p.tier), None)
 
 
 @lru_cache(maxsize=None)

@@ -20,6 +20,9 @@ class Cooldown:
     seconds: float = 0.0  # always wait this long
     until_temp_c: float | None = None  # then wait until the device is at most this warm
     limit_s: float = 600.0  # but never longer than this for the temperature
+    # and, where the OS has a thermal status (Android's), until it is at most this: 1, LIGHT,
+    # is Android's "UX not impacted"; 2, MODERATE, and above throttle
+    max_thermal_status: int = 1
 
 
 def cool_down(
@@ -29,7 +32,9 @@ def cool_down(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
-    """Wait between runners as asked; say what happened (including a missing sensor)."""
+    """Wait between runners as asked; say what happened (including a missing sensor). The
+    device is cool at most `until_temp_c` warm with its thermal status (where it has one)
+    at most `max_thermal_status`."""
     if cooldown.seconds > 0:
         say(f"cooling down for {cooldown.seconds:g} s")
         sleep(cooldown.seconds)
@@ -40,7 +45,12 @@ def cool_down(
         say(f"--cooldown-until-temp {cooldown.until_temp_c:g}: this device exposes no temperature; not waiting")
         return
     deadline = clock() + cooldown.limit_s
-    while reading is not None and reading.celsius > cooldown.until_temp_c:
+
+    def hot(reading) -> bool:
+        status = reader.thermal_status()
+        return reading.celsius > cooldown.until_temp_c or (status or 0) > cooldown.max_thermal_status
+
+    while reading is not None and hot(reading):
         if clock() >= deadline:
             say(f"still {reading.celsius:.0f} °C after {cooldown.limit_s:g} s of cooling ({reading.source}); going on")
             return

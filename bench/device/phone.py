@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 import time
 from dataclasses import dataclass
 
+from bench.device import phone_hygiene
 from bench.device.adb import AdbTarget
+from bench.device.phone_hygiene import chargers
 from bench.device.sensors import DeviceReader, Energy, Frequency, Temperature, ThreadCpu
 
 SECTIONS = "getprop; echo @@freq; cat /sys/devices/system/cpu/cpu[0-9]*/cpufreq/cpuinfo_max_freq; echo @@mem; cat /proc/meminfo; echo @@kernel; uname -r"
@@ -73,8 +76,10 @@ STATE = (
     "echo @@cur; cat /sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_cur_freq; "
     "echo @@max; cat /sys/devices/system/cpu/cpu[0-9]*/cpufreq/cpuinfo_max_freq; echo @@load; cat /proc/loadavg"
 )
+BATTERY = STATE.split("; echo @@thermal")[0]  # the battery's part: what an energy meter reads
 HAL_TEMPERATURE = re.compile(r"Temperature\{mValue=([\d.]+), mType=(\d+), mName=([^,]+),")
 HAL_CPU = 0  # android.os.Temperature.TYPE_CPU
+THERMAL_STATUS = "Thermal Status: "
 MICRO_FROM_MILLI = 20_000  # |current_now| below this is mA (a phone draws 0.02-5 A), above it µA
 
 
@@ -91,11 +96,10 @@ def battery_power(read: dict[str, list[str]]) -> BatteryPower:
     vendors give mA (told by magnitude); its sign for discharging is negative by the ABI and
     positive on some vendors: whichever sign it has while dumpsys says discharging is that
     phone's. Refused while charging (the charger, not the battery, powers the phone)."""
-    battery = dict(line.split(": ", 1) for line in read.get("battery", []) if ": " in line)
     current, voltage = _int(read.get("current")), _int(read.get("voltage"))
-    powered = [k.split()[0] for k in ("AC powered", "USB powered", "Wireless powered") if battery.get(k) == "true"]
-    if battery.get("status") == "2" or powered:
-        return BatteryPower(None, f"charging ({'+'.join(powered) or 'status 2'} powered): no battery draw to measure")
+    powered = chargers(read.get("battery", []))
+    if powered:
+        return BatteryPower(None, f"charging ({'+'.join(powered)} powered): no battery draw to measure")
     if current is None or voltage is None:
         return BatteryPower(None, "the phone exposes no battery current_now/voltage_now")
     if current == 0:
@@ -122,38 +126,62 @@ def hal_temperatures(lines: list[str]) -> list[tuple[float, int, str]]:
 class PhoneReader(DeviceReader):
     """bench.device.sensors' readers for a phone over adb: the DeviceMonitor samples it as it
     samples this machine. Each sample is one `adb shell` (read once, shared by the readers);
-    energy is the battery's V×I integrated between samples."""
+    energy is the battery's V×I integrated between readings (and the last one held until
+    now). An energy meter (bench.device.energy) reads only the battery (BATTERY), every
+    energy_poll_s; the monitor's thread and the meter's share the reader, hence the lock."""
+
+    energy_poll_s = 0.1
+    cool_before_first = True  # a phone in a hand or on a charger is warm before the first runner too
 
     def __init__(self, target: AdbTarget, fresh_s: float = 0.25) -> None:
         super().__init__()
         self.target, self.fresh_s = target, fresh_s
         self._read: dict[str, list[str]] = {}
         self._at = -1e9
+        self._power_at = -1e9
         self._joules = 0.0
+        self._readings = 0
+        self._lock = threading.Lock()
         self.power = BatteryPower(None, "not read yet")
 
     def _state(self) -> dict[str, list[str]]:
-        now = time.monotonic()
-        if now - self._at > self.fresh_s:
-            self._read = sections(self.target.shell(STATE, check=False).stdout)
-            if self.power.watts is not None:  # the draw since the last reading, held between readings
-                self._joules += self.power.watts * (now - self._at)
-            self.power, self._at = battery_power(self._read), now
-        return self._read
+        with self._lock:
+            if time.monotonic() - self._at > self.fresh_s:
+                self._read = sections(self.target.shell(STATE, check=False).stdout)
+                self._at = time.monotonic()
+                self._battery(self._read, self._at)
+            return self._read
+
+    def _battery(self, read: dict[str, list[str]], now: float) -> None:
+        """A new battery reading at `now`: the draw since the last one is counted as the mean
+        of the two (a step between readings counts half, early or late alike)."""
+        power = battery_power(read)
+        if self.power.watts is not None:
+            mean = (self.power.watts + power.watts) / 2 if power.watts is not None else self.power.watts
+            self._joules += mean * (now - self._power_at)
+        self.power, self._power_at = power, now
+        self._readings += 1
 
     def temperature(self) -> Temperature | None:
         """The hottest CPU sensor of Android's thermal HAL, else the battery's."""
         read = self._state()
         hal = [(celsius, name) for celsius, kind, name in hal_temperatures(read.get("thermal", [])) if kind == HAL_CPU]
-        status = next(
-            (line.split(": ")[1] for line in read.get("thermal", []) if line.startswith("Thermal Status")), "?"
-        )
         if hal:
             celsius, name = max(hal)
-            return Temperature(celsius, None, f"dumpsys thermalservice {name} (thermal status {status})")
+            said = "?" if (status := self.thermal_status()) is None else status
+            return Temperature(celsius, None, f"dumpsys thermalservice {name} (thermal status {said})")
         battery = dict(line.split(": ", 1) for line in read.get("battery", []) if ": " in line)
         tenths = _int([battery.get("temperature", "")])
         return Temperature(tenths / 10, None, "dumpsys battery (battery)") if tenths is not None else None
+
+    def thermal_status(self) -> int | None:
+        """Android's thermal status (0 none, 1 light, 2 moderate, 3 severe ... 6 shutdown)."""
+        lines = self._state().get("thermal", [])
+        return _int([next((line.split(": ")[1] for line in lines if line.startswith(THERMAL_STATUS)), "")])
+
+    def runner_state(self) -> dict:
+        """The phone's screen, charger and CPU use over the second before a runner."""
+        return phone_hygiene.runner_state(sections(self.target.shell(phone_hygiene.SCRIPT, check=False).stdout))
 
     def frequency(self) -> Frequency | None:
         read = self._state()
@@ -173,12 +201,19 @@ class PhoneReader(DeviceReader):
 
     def energy(self) -> Energy | None:
         """The battery's energy counter: its draw integrated up to now, each reading held
-        until the next."""
-        self._state()
-        if self.power.watts is None:
-            return None
-        joules = self._joules + self.power.watts * (time.monotonic() - self._at)
-        return Energy(((round(joules * 1e6), None),), self.power.source)
+        until the next; the battery is read again when its last reading is older than
+        energy_poll_s."""
+        with self._lock:
+            if time.monotonic() - self._power_at > self.energy_poll_s:
+                read = sections(self.target.shell(BATTERY, check=False).stdout)
+                self._battery(read, time.monotonic())
+            if self.power.watts is None:
+                return None
+            joules = self._joules + self.power.watts * (time.monotonic() - self._power_at)
+            return Energy(((round(joules * 1e6), None),), self.power.source, self._readings)
+
+    def energy_refusal(self) -> str:
+        return self.power.source
 
     def load_1m(self) -> float | None:
         return _float(self._state().get("load", ["?"])[0].split()[:1])

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psutil
 
+RAPL_ZONE = re.compile(r"[a-z-]+rapl:\d+")  # a package zone (intel-rapl:0); its sub-zones are inside it
 # Trip types that mean "the device starts protecting itself here", coolest first.
 _TRIP_TYPES = ("passive", "hot", "critical")
 
@@ -52,6 +53,9 @@ class ThreadCpu:
 class Energy:
     counters: tuple[tuple[int, int | None], ...]  # (energy_uj, wrap range) per package
     source: str
+    # How many discrete power readings the counter integrates so far (a phone's battery
+    # V×I, read over adb); None for a hardware counter (RAPL) that counts continuously.
+    readings: int | None = None
 
 
 def _read(path: Path) -> str | None:
@@ -70,6 +74,11 @@ def _number(path: Path) -> float | None:
 
 
 class DeviceReader:
+    # How often an energy meter must read energy() to follow the draw (bench.device.energy):
+    # None for a hardware counter, which two readings bracket exactly.
+    energy_poll_s: float | None = None
+    cool_before_first = False  # --cooldown-until-temp waits between runners only (a phone: before each)
+
     def __init__(self, root: str | Path = "/") -> None:
         self.root = Path(root)
         self._live = self.root == Path("/")  # psutil only describes the real machine
@@ -161,12 +170,13 @@ class DeviceReader:
                 threads.append(ThreadCpu(int(task.name), int(fields[36]), int(fields[11]) + int(fields[12])))
         return threads
 
+    def _rapl_zones(self) -> list[Path]:
+        return [z for z in sorted((self.root / "sys/class/powercap").glob("*")) if RAPL_ZONE.fullmatch(z.name)]
+
     def energy(self) -> Energy | None:
         """Linux RAPL powercap package counters (sub-zones are inside them, not added)."""
         counters, names = [], []
-        for zone in sorted((self.root / "sys/class/powercap").glob("*")):
-            if not re.fullmatch(r"[a-z-]+rapl:\d+", zone.name):
-                continue
+        for zone in self._rapl_zones():
             uj = _number(zone / "energy_uj")
             if uj is None:
                 continue
@@ -176,6 +186,31 @@ class DeviceReader:
         if not names:
             return None
         return Energy(tuple(counters), f"powercap {'+'.join(names)}")
+
+    def energy_refusal(self) -> str:
+        """Why energy() is None here, in words for a record."""
+        zones = self._rapl_zones()
+        if not zones:
+            return f"no RAPL powercap counter ({self.root / 'sys/class/powercap'} has no intel-rapl zone)"
+        try:
+            (zones[0] / "energy_uj").read_text()
+        except PermissionError:
+            return (
+                f"{zones[0] / 'energy_uj'} is readable by root only (Linux 5.10+ since CVE-2020-8694): "
+                "run as root or chmod o+r it"
+            )
+        except OSError as exc:
+            return f"cannot read {zones[0] / 'energy_uj'}: {exc.strerror}"
+        return "the RAPL counters give no number"
+
+    def thermal_status(self) -> int | None:
+        """The OS's own thermal status where it has one (Android's); None here."""
+        return None
+
+    def runner_state(self) -> dict:
+        """Record fields of the device's state before a runner that only some devices give
+        (a phone's screen, charger and idleness: bench.device.phone_hygiene); none here."""
+        return {}
 
     def load_1m(self) -> float | None:
         text = _read(self.root / "proc/loadavg")

@@ -51,9 +51,13 @@ def place(
         ram, cores, device_class = profile.ram_gb, profile.cores, profile.device_class or None
     else:
         ram, cores, device_class = facts.get("device_ram_gb"), facts.get("device_cores_logical"), None
-    tier, why = workloads.assign_tier(
-        workloads.load_tiers(), ram_gb=ram, cores=cores, bandwidth_gbs=figure, device_class=device_class
-    )
+    tiers = workloads.load_tiers()
+    tier, why = workloads.assign_tier(tiers, ram_gb=ram, cores=cores, bandwidth_gbs=figure, device_class=device_class)
+    # A phone's own tier is its SoC's class, which its RAM and core count do not tell.
+    by_soc = profile if profile and profile.tier else workloads.phone_profile_for_soc(facts.get("device_cpu_model"))
+    if by_soc:
+        tier = next(t for t in tiers if t.id == by_soc.tier)
+        why = [f"{tier.id}: the tier of its SoC, {by_soc.soc}, as device profile {by_soc.id} states it"]
     return Placement(
         profile.id if profile else None, device_class, tier.id if tier else None, figure, source, tuple(why), threads
     )

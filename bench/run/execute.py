@@ -76,8 +76,9 @@ def execute(
                 plan = _export_for_turn(setup, number, plan, supervisor, result, say)
                 if plan is None:
                     continue
-            if number and cooldown:
+            if cooldown and (number or device.cool_before_first):
                 cool_down(cooldown, device, say)
+            supervisor.run_fields = {**setup.run_fields, **device.runner_state()}
             jobs = resume.remaining(setup.jobs, plan, setup.done) if setup.done else setup.jobs
             result.outcomes.append(supervisor.run_runner(plan, jobs))
             for record in after_runner(plan):

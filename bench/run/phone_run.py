@@ -18,9 +18,13 @@ from pathlib import Path
 from typing import Callable
 
 from bench.device import adb, tiering
+from bench.device.hygiene import Cooldown
 from bench.device.phone import PhoneReader, phone_facts
 from bench.errors import BenchError
+from bench.records import ResultsWriter
+from bench.run import device_binary
 from bench.run.remote import RemoteRun
+from bench.selection import parse_pairs
 
 DEVICE_RUNNER = "runners.device_llamacpp:DeviceLlamaCppRunner"
 DEVICE_RUNNER_ENV = "EDGEBENCH_DEVICE_RUNNER"  # a device runner binary of the user's own
@@ -44,38 +48,59 @@ def device_runner_binary() -> Path:
     return path
 
 
-def for_phone(setup, target: adb.AdbTarget, say: Say) -> None:
-    """Make a checked run the phone's: its facts and tier, its llama.cpp plans on the device runner."""
-    others = sorted({p.name for p in setup.plans if p.name != "llama.cpp"})
+def for_phone(setup, target: adb.AdbTarget, say: Say, binaries: dict[str, Path]) -> list:
+    """Make a checked run the phone's: its facts and tier, its llama.cpp plans on the device
+    runner; the plans of runners with their own binary (`binaries`) are taken out and returned."""
+    others = sorted({p.name for p in setup.plans if p.name != "llama.cpp" and p.name not in binaries})
     if others:
         raise BenchError(
-            f"{target.spec}: {', '.join(others)} cannot run on a phone yet (only llama.cpp has a device runner)",
-            "run llama.cpp there: --runner llama.cpp",
+            f"{target.spec}: {', '.join(others)} cannot run on a phone without its own binary "
+            "(llama.cpp has edgebench's device runner)",
+            "run llama.cpp there (--runner llama.cpp), or give the runtime's phone binary: --device-binary RUNNER=PATH",
         )
-    runner = target.push_binary(device_runner_binary())
+    tools = [p for p in setup.plans if p.name in binaries]
+    setup.plans[:] = [p for p in setup.plans if p.name not in binaries]
+    runner = target.push_binary(device_runner_binary()) if setup.plans else None
     for number, plan in enumerate(setup.plans):
         artifact = target.push(plan.artifact.path, plan.artifact.sha256)
         device = {"adb": target.adb(), "runner": runner, "artifact": artifact, "interrupt_run": True}
         setup.plans[number] = dataclasses.replace(
             plan, target=DEVICE_RUNNER, synthetic=False, settings={**plan.settings, "device": device}
         )
-    say(f"{target.spec}: device runner and {len(setup.plans)} GGUF(s) on the phone in {adb.FOLDER}")
+    if runner:
+        say(f"{target.spec}: device runner and {len(setup.plans)} GGUF(s) on the phone in {adb.FOLDER}")
     facts = phone_facts(target)
     setup.run_fields.update(facts, **tiering.place(facts, setup.farm_device, None).record_fields())
     setup.run_fields["remote_target"] = target.spec
+    return tools
 
 
-def run_on_phone(options, spec: str, on_record: Callable[[dict], None], say: Say) -> RemoteRun:
-    """`run`/`sustained --target adb://…`, or the rest of such a run (options.resume)."""
+def run_on_phone(
+    options, spec: str, on_record: Callable[[dict], None], say: Say, cooldown: Cooldown | None = None
+) -> RemoteRun:
+    """`run`/`sustained --target adb://…`, or the rest of such a run (options.resume); the
+    phone cooled down before each runner as `cooldown` asks."""
     from bench.run.execute import execute
     from bench.run.setup import setup_run
 
     target = adb.parse_target(spec).attached()
     setup = setup_run(options)
-    for_phone(setup, target, say)
+    given = parse_pairs("--device-binary", options.device_binaries, "litert-lm=./litert_lm_main")
+    binaries = device_binary.check_binaries(given, {p.name for p in setup.plans})
+    tools = for_phone(setup, target, say, binaries)
     run = RemoteRun(target, setup.results_path.parent, adb.FOLDER, setup.run_id)
     run.save()
-    result = execute(setup, on_record=on_record, say=say, device=PhoneReader(target))
+    result = execute(setup, on_record=on_record, say=say, device=PhoneReader(target), cooldown=cooldown)
+    if tools and not result.interrupted:
+        writer = ResultsWriter(setup.results_path)
+        try:
+            for plan in tools:
+                say(
+                    f"{target.spec}: {plan.name} through its own binary {binaries[plan.name].name} (the runtime's clock)"
+                )
+                device_binary.run_plan(setup, plan, binaries[plan.name], target, writer, on_record)
+        finally:
+            writer.close()
     if result.interrupted:
         try:
             target.attached()

@@ -495,12 +495,14 @@ def run_command(
     extra: list[str],
     on_record: Callable[[dict], None],
     say: Say,
+    cooldown=None,
 ) -> list[RemoteRun]:
     """`edgebench run|sustained --target …`: validate here, then each target in turn (the
-    phones first: their runs are the host's own)."""
+    phones first: their runs are the host's own, cooled down here as `cooldown` asks; the
+    other targets get it in `extra`)."""
     from bench.run.phone_run import run_on_phone
 
-    runs = [run_on_phone(options, spec, on_record, say) for spec in specs if spec.startswith(PHONE_SCHEME)]
+    runs = [run_on_phone(options, spec, on_record, say, cooldown) for spec in specs if spec.startswith(PHONE_SCHEME)]
     targets = [parse_target(spec, edgebench) for spec in specs if not spec.startswith(PHONE_SCHEME)]
     if targets:
         model, plans = host_plans(options, say)

@@ -82,6 +82,8 @@ class RunOptions:
     window: str | None = _option(None, resumed=False)
     # keep results of a runner that ran elsewhere than its --accelerator asked
     allow_fallback: bool = _option(False, forward="switch", flag="--allow-fallback")
+    # "RUNNER=PATH": a runtime's own phone binary (adb:// targets; bench.run.device_binary)
+    device_binaries: tuple[str, ...] = _option(())
     # score each runner's quality after its suite (None: as the profile says); never on a target,
     # as the reference needs the host's fp32 checkpoint
     quality: bool | None = _option(None)

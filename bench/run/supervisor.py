@@ -21,6 +21,7 @@ from typing import Callable
 from bench.data.models import Artifact
 from bench.data.run_profiles import RunProfile, SustainedSettings
 from bench.data.suite import Suite
+from bench.device.energy import EnergyMeter, GenerationEnergy
 from bench.device.facts import load_average_1m
 from bench.device.monitor import Window
 from bench.device.sensors import DeviceReader
@@ -119,6 +120,8 @@ class Supervisor:
         self.on_sample = on_sample
         self.on_wait = on_wait  # (runner, job in flight or None while loading, seconds it has taken): ~2 per second
         self.budget_s = budget_s
+        # Suite records' energy per token (a sustained run's comes from its series instead).
+        self.meter = EnergyMeter(self.device) if sustained is None else None
 
     def run_runner(self, plan: RunnerPlan, jobs: list[Job] | None = None) -> RunnerOutcome:
         """Run `jobs` (default: all of the run's) on one runner, in as many workers as it takes."""
@@ -181,6 +184,11 @@ class _WorkerSession:
         self.current: Job | None = None  # the job in flight
         self.loop_origin: float | None = None  # parent's clock at the first sustained generation
         self.early_samples: list[dict] = []  # device samples taken before the loop began
+        meter = supervisor.meter
+        # Energy is metered around each measured generation when the device has a counter;
+        # otherwise every measured record says why not.
+        self.energy_off: GenerationEnergy | None = meter.available() if meter else None
+        self.meter = meter if meter and self.energy_off is None else None
 
     def run(self) -> Ending:
         """Start a worker on the jobs and follow it to its end."""
@@ -189,7 +197,7 @@ class _WorkerSession:
             self.session = session
             self.start_state = session.device_state()
             self.load_avg = load_average_1m()
-            if self.budget is None:  # nothing to ask: the worker runs every job
+            if self.budget is None and self.meter is None:  # nothing to ask: the worker runs every job
                 session.child.end_input()
             try:
                 ended = session.follow(self._on_message, self._waiting)
@@ -208,7 +216,7 @@ class _WorkerSession:
         work = {
             "jobs": [j.payload for j in self.jobs],
             "sustain_s": sustained.duration_s if sustained else None,
-            "ask": self.budget is not None,
+            "ask": self.budget is not None or self.meter is not None,
         }
         return Orders("bench.run.worker:run", work, load_orders(self.plan, self.profile.context_tokens))
 
@@ -237,7 +245,7 @@ class _WorkerSession:
     def _answer(self, index: int) -> None:
         """The worker asks before a generation: "go", or "skip" with a skipped record saying why."""
         job = self.by_index[index]
-        skip = self.budget.skip(job.prompt_id, job.warmup, job.repeat, job.payload)
+        skip = self.budget.skip(job.prompt_id, job.warmup, job.repeat, job.payload) if self.budget else None
         if skip:
             self.supervisor.emit(
                 self.outcome,
@@ -252,6 +260,10 @@ class _WorkerSession:
                 ),
             )
             self.done.add(index)
+        else:
+            if self.meter and not job.warmup:
+                self.meter.idle()  # the idle draw just before the generation
+            self.current = job  # in flight once it may go (a stop before its Start message is its)
         self.session.child.send(Answer(go=not skip))
 
     def _started(self, index: int) -> None:
@@ -262,13 +274,18 @@ class _WorkerSession:
         self.start_state = self.session.device_state()
         self.load_avg = load_average_1m()
         self.session.window()
+        if self.meter and not self.current.warmup:
+            self.meter.start()
 
     def _ended(self, message: Done | Failed) -> None:
         """A generation finished (Done) or failed: its record goes out."""
         job = self.by_index[message.job]
         window = self.session.window()
+        tokens = message.measurement["new_tokens"] if isinstance(message, Done) else 0
+        energy = self.meter.stop(tokens or 0) if self.meter and not job.warmup else self.energy_off
         if isinstance(message, Done):
-            made = self._record(job, "ok", None, window, self.load_avg, done=message)
+            fields = energy.record_fields() if energy and not job.warmup else {}
+            made = self._record(job, "ok", None, window, self.load_avg, done=message, **fields)
         else:
             made = self._record(job, error_status(message.error), message.error, window, self.load_avg)
         self.supervisor.emit(self.outcome, made)

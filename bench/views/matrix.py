@@ -51,6 +51,7 @@ COLUMNS = (
     "runner",
     "accelerator",
     "synthetic",
+    "clock",
     "model_id",
     "quantization",
     "artifact_sha256",
@@ -111,10 +112,11 @@ class Row:
     verdicts: list[Verdict] = field(default_factory=list)
     not_comparable: str = ""  # why this row stands apart from others of its cell
     quality: Quality | None = None  # the quality record of this cell and artifact, if any
+    runtime_clock: bool = False  # its figures are the runtime's own timing (clock "runtime"), not the harness's
 
     @property
     def runner_label(self) -> str:
-        return runner_label(self.runner, self.synthetic)
+        return runner_label(self.runner, self.synthetic) + (" (runtime clock)" if self.runtime_clock else "")
 
     def roofline_tok_s(self) -> float | None:
         """The roofline to draw: from measured bandwidth where known, else the datasheet's."""
@@ -319,7 +321,16 @@ def _variant_rows(
     keys = CELL + VARIANT
     used = list(
         dict.fromkeys(
-            [*keys, *verdicts.READ, "synthetic", "decode_roofline_tok_s", "mbu", "prompt_tokens", "bandwidth_source"]
+            [
+                *keys,
+                *verdicts.READ,
+                "synthetic",
+                "clock",
+                "decode_roofline_tok_s",
+                "mbu",
+                "prompt_tokens",
+                "bandwidth_source",
+            ]
         )
     )
     ok = stats.measured(df, used)
@@ -332,6 +343,7 @@ def _variant_rows(
     suite_ids = dict(zip(suites["suite_sha256"], suites["suite_id"]))
     probes = _probe_figures(ok, group)
     synthetic = ok["synthetic"].isin([True]).groupby(group).any().to_numpy()
+    runtime_clock = ok["clock"].isin(["runtime"]).groupby(group).any().to_numpy()
     judged = [verdicts.judge_groups(ok, group, w) for w in workloads]
     variants: dict[tuple, list[tuple]] = {}
     for key in cells:
@@ -352,6 +364,7 @@ def _variant_rows(
                 artifact_sha256=variant[1],
                 prompt_set=variant[2],
                 synthetic=bool(synthetic[number]),
+                runtime_clock=bool(runtime_clock[number]),
                 n=int(n),
                 failed=int(failed.get(key, 0)),
                 decode_probe=probe.get("probe"),

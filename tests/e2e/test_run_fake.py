@@ -126,3 +126,20 @@ def test_records_carry_what_the_runner_applied_beside_what_was_asked(tmp_path, f
     assert (record["threads"], record["threads_requested"]) == (1, 2)
     assert (record["weights_bytes"], record["kv_bytes_per_token"], record["setup_ms"]) == (1000, 10, 3)
     assert record["itl_basis"] == "token"
+
+
+def test_each_measured_record_has_an_energy_figure_or_says_why_not(quick_run):
+    """This host's energy counter (RAPL) meters each measured generation, or every measured
+    record says why there is none (here: no powercap zone, or root-only); warm-ups are not metered."""
+    from bench.device.sensors import DeviceReader
+
+    _, out = quick_run
+    records = read_jsonl(next(out.glob("*.jsonl")))
+    counter = DeviceReader().energy() is not None
+    for r in records:
+        if r["warmup"]:
+            assert (r["energy_j_per_token"], r["energy_refused"]) == (None, None)
+        elif counter:
+            assert r["energy_source"].startswith("powercap") and (r["energy_j_per_token"] or r["energy_refused"])
+        else:
+            assert r["energy_j_per_token"] is None and r["energy_refused"] == DeviceReader().energy_refusal()

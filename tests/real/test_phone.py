@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -147,12 +148,19 @@ def tiny_run(folder: Path, *more: str, env: dict | None = None):
 
 
 @pytest.fixture(scope="module")
-def phone_records(pixel, tmp_path_factory):
+def phone_run(pixel, tmp_path_factory):
+    """The tiny suite on the phone double, cooled down first to its 41.5 °C (a no-op wait)."""
     if why_no_runner():
         pytest.skip(why_no_runner())
-    done = tiny_run(tmp_path_factory.mktemp("phone-run"), "--target", f"adb://{pixel.serial}", env=pixel.env)
+    target = ["--target", f"adb://{pixel.serial}", "--cooldown-until-temp", "45"]
+    done = tiny_run(tmp_path_factory.mktemp("phone-run"), *target, env=pixel.env)
     assert done.returncode == 0, done.stderr
-    (results,) = re.findall(r"results (\S+\.jsonl)", done.stdout)
+    return done
+
+
+@pytest.fixture(scope="module")
+def phone_records(phone_run):
+    (results,) = re.findall(r"results (\S+\.jsonl)", phone_run.stdout)
     return read_jsonl(Path(results))
 
 
@@ -167,6 +175,7 @@ def test_a_phone_run_records_what_a_host_run_records(pixel, phone_records, tmp_p
     # A phone has no Python, and no bandwidth figure without a device profile (so no roofline).
     explained = {"device_python", "bandwidth_gbs", "bandwidth_source", "bandwidth_threads"}
     explained |= {"decode_roofline_tok_s", "mbu"}
+    explained |= {"energy_refused"}  # this host has no RAPL counter; the phone's battery gives a figure
     filled = lambda record: {key for key, value in record.items() if value is not None}  # noqa: E731
     assert [r["status"] for r in phone_records] == ["ok", "ok", "ok"]
     for phone, here in zip(phone_records, host_records, strict=True):
@@ -185,6 +194,32 @@ def test_a_phone_run_records_what_a_host_run_records(pixel, phone_records, tmp_p
     assert phone_records[2]["new_tokens"] == 3 and phone_records[2]["prompt_tokens"] == 8
 
 
+@needs_runner
+def test_a_phone_run_cools_the_phone_first_and_records_its_state_before_the_runner(phone_run, phone_records):
+    """--cooldown-until-temp before the phone's (one) runner, on the phone's own sensor; its
+    screen, charger and CPU use before the runner in every record (the CPU is this host's
+    under the double, whose /proc is the host's)."""
+    assert "device at 42 °C (dumpsys thermalservice AP (thermal status 1))" in phone_run.stderr
+    for record in phone_records:
+        assert (record["screen_state"], record["charging"]) == ("OFF", False)
+        assert 0 <= record["cpu_busy_percent_before"] <= 100
+
+
+@needs_runner
+def test_a_phone_runs_records_carry_energy_per_token_from_its_battery(pixel, phone_records):
+    """Each generation's energy above the idle draw measured just before it: the fixture
+    draws 3.9 V × 1 A more while the device runner computes, which it does the whole
+    generation long (e2e on the phone's clock), to within the readings' resolution."""
+    for record in phone_records:
+        assert record["energy_refused"] is None, record["energy_refused"]
+        assert record["idle_power_w"] == pytest.approx(3.9 * 0.25, rel=0.05)
+        readings = int(re.search(r"(\d+) readings", record["energy_source"]).group(1))
+        seconds = record["e2e_ms"] / 1000
+        expected_j = 3.9 * 1.0 * seconds
+        assert abs(record["energy_j"] - expected_j) <= 3.9 * 2 * seconds / readings + 0.1 * expected_j, record
+        assert record["energy_j_per_token"] == pytest.approx(record["energy_j"] / record["new_tokens"], rel=1e-3)
+
+
 def one_line_error(done, *words: str) -> str:
     """The command failed with one `Error:` line (and its hint), saying `words`, no traceback."""
     assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
@@ -199,7 +234,8 @@ def test_device_shows_the_phone(pixel):
     done = edgebench("device", "--target", "adb://", env=pixel.env)
     assert done.returncode == 0, done.stderr
     assert "adb://:" in done.stdout and "Google Pixel 8, Tensor G3" in done.stdout
-    assert "arch: arm64-v8a" in done.stdout and "os: Android 14 (SDK 34" in done.stdout and "tier:" in done.stdout
+    assert "arch: arm64-v8a" in done.stdout and "os: Android 14 (SDK 34" in done.stdout
+    assert "tier: flagship" in done.stdout and "as device profile pixel-8-pro states it" in done.stdout  # by its SoC
 
 
 @needs_phone
@@ -319,3 +355,97 @@ def test_sustained_on_a_phone_samples_the_phones_power_and_temperature(pixel, tm
     assert {s["power_source"] for s in powered} == {"battery V×I (current_now in µA, negative while discharging)"}
     assert 3.9 * 1.25 / 1.5 < statistics.median(s["power_w"] for s in powered) < 3.9 * 1.25 * 1.5
     assert list((tmp_path / "out").glob("*.llama.cpp.png"))  # power and temperature against time
+
+
+# The default suite's autocomplete-note completion: the first of its greedy tokens where x86
+# and the aarch64 build disagree is the 5th (the x86 top-2 margin there is 0.024 logits).
+NEAR_TIE_PROMPT = "The pump at the north well stopped twice this morning, so the technician replaced the"
+
+
+def host_greedy_with_margins(gguf: Path, prompt: str, n: int) -> tuple[list[int], list[int], list[float]]:
+    """The x86 host runner's greedy ids, with the runner-up and top-2 margin of the logits
+    each was sampled from (read from its context as each token is yielded)."""
+    import llama_cpp
+    import numpy as np
+
+    from runners.base import GenerationRequest, RunnerOptions
+    from runners.llamacpp import LlamaCppRunner
+
+    runner = LlamaCppRunner()
+    runner.load(gguf, RunnerOptions(threads=2, context_tokens=256, settings=dict(LlamaCppRunner.defaults)))
+    ids, seconds, margins = [], [], []
+    for event in runner.generate(GenerationRequest(n, text=prompt)):
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(runner.llm.ctx, -1), shape=(runner.n_vocab,))
+        second, first = np.argsort(logits)[-2:]
+        assert first == event.token_id
+        ids.append(int(first)), seconds.append(int(second)), margins.append(float(logits[first] - logits[second]))
+    runner.close()
+    return ids, seconds, margins
+
+
+@needs_runner
+def test_greedy_tokens_match_x86_until_a_near_tie_the_isas_round_apart(pixel, monkeypatch):
+    """The same GGUF, code, settings and thread count: the aarch64 device runner's greedy
+    tokens equal x86's while the top choice leads clearly, and part at the first near tie,
+    where it picks x86's runner-up. Not a thread count or sampler difference (1 and 2
+    threads give bit-identical logits on each ISA): the two ISAs' kernels round differently
+    (x86 AVX-512 and Arm NEON/dot-product quantize activations to 8 bits with differently
+    rounded scales), so every logit differs by ~0.14 on average from the first token on."""
+    from bench.data import models
+    from bench.device import adb
+    from bench.run.phone_run import device_runner_binary
+    from runners.base import GenerationRequest, RunnerOptions
+    from runners.device_llamacpp import DeviceLlamaCppRunner
+
+    gguf = models.get_model(models.default_model_id()).source_path()
+    host, runner_up, margins = host_greedy_with_margins(gguf, NEAR_TIE_PROMPT, 5)
+    tie = next(i for i, margin in enumerate(margins) if margin < 0.05)
+    assert tie == 4 and min(margins[:tie]) > 0.25  # clear leads, then a near tie at the 5th token
+
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", pixel.env["ANDROID_ADB_SERVER_PORT"])
+    target = adb.AdbTarget(f"adb://{pixel.serial}", pixel.serial)
+    device = {"adb": target.adb(), "runner": target.push_binary(device_runner_binary()), "artifact": target.push(gguf)}
+    runner = DeviceLlamaCppRunner()
+    settings = {**DeviceLlamaCppRunner.defaults, "device": device}
+    runner.load(gguf, RunnerOptions(threads=2, context_tokens=256, settings=settings))
+    try:
+        phone = [e.token_id for e in runner.generate(GenerationRequest(tie + 1, text=NEAR_TIE_PROMPT))]
+    finally:
+        runner.close()
+    assert phone[:tie] == host[:tie]
+    assert phone[tie] == runner_up[tie] != host[tie]
+
+
+@needs_phone
+def test_a_runtimes_own_phone_binary_gives_records_on_its_own_clock(pixel, tmp_path):
+    """--device-binary litert-lm=PATH: the binary (here a TEST DOUBLE of litert_lm_main, built
+    for aarch64 from tests/support/litert_lm_main_double.c, printing BenchmarkInfo in the real
+    engine's format) is pushed with the artifact and run for the fixed-length prompt with the
+    flags litert_lm_main takes; its statistics become records on the runtime's clock, which the
+    run's matrix labels; the chat and completion prompts are skipped, saying why."""
+    if why_no_aarch64() or not shutil.which("aarch64-linux-gnu-gcc"):
+        pytest.skip(why_no_aarch64() or "no aarch64 cross compiler (apt-get install gcc-aarch64-linux-gnu)")
+    double = tmp_path / "litert_lm_main"
+    source = ROOT / "tests" / "support" / "litert_lm_main_double.c"
+    subprocess.run(["aarch64-linux-gnu-gcc", "-static", "-O1", "-o", str(double), str(source)], check=True)
+    files = {"model.litertlm": "not a model: the double only opens it", "litert.json": "{}"}
+    artifact = write_files(tmp_path / "artifact", files)
+    args = tiny_args(tmp_path)
+    args[args.index("llama.cpp")] = "litert-lm"
+    done = edgebench(
+        *args, "--artifact", f"litert-lm={artifact}", "--target", f"adb://{pixel.serial}",
+        "--device-binary", f"litert-lm={double}", env=pixel.env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    records = {r["prompt_id"]: r for r in read_jsonl(next((tmp_path / "out").glob("*.jsonl")))}
+    assert {records[p]["skip_reason"] for p in ("complete", "chat")} == {
+        "litert_lm_main takes fixed-length requests only"
+    }
+    fixed = records["pp8-tg3"]
+    assert (fixed["status"], fixed["clock"], fixed["prompt_tokens"], fixed["new_tokens"]) == ("ok", "runtime", 8, 3)
+    assert (fixed["ttft_ms"], fixed["decode_tok_s"]) == (1020, pytest.approx(3 / 2.220158268, rel=1e-3))
+    assert fixed["token_times_ns"] is None and fixed["itl_p50_ms"] is None  # no per-token stamps: no ITL
+    assert fixed["native"]["prefill_turns"][0]["tokens"] == 8 and fixed["remote_target"] == f"adb://{pixel.serial}"
+    assert fixed["runtime_version"] == "litert_lm_main (the runtime's own binary)"
+    matrix = edgebench("matrix", str(next((tmp_path / "out").glob("*.jsonl"))))
+    assert "litert-lm (runtime clock)" in matrix.stdout, matrix.stdout + matrix.stderr

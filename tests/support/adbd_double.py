@@ -13,9 +13,12 @@ static aarch64 binaries run under qemu-user-static through binfmt_misc. The phon
 is fixture files in ROOT (see tests/support/phone.py): getprop and dumpsys are scripts in
 ROOT/system/bin reading them, sysfs is plain files under ROOT/sys.
 
-While a pushed program (under /data/local/tmp) runs, the fixture battery's current_now
+While a pushed program (under /data/local/tmp) computes, the fixture battery's current_now
 reads `busy_current` instead of `idle_current` (from ROOT/phone.json), the stand-in for
-the draw of a phone computing.
+the draw of a phone computing: "computes" is its process tree using CPU (the scheduler's
+per-thread counts, polled every POLL_S), so a device runner waiting for its next request
+draws the idle current. Every change is appended to ROOT/battery-trace as "WALL_NS
+CURRENT", the trace whose integral the energy figures are checked against.
 
     unshare -m python -m tests.support.adbd_double ROOT PORT [unauthorized|offline]
 """
@@ -29,6 +32,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 A_CNXN, A_OPEN, A_OKAY, A_CLSE, A_WRTE, A_AUTH = (
@@ -41,6 +45,22 @@ SHELL_STDIN, SHELL_STDOUT, SHELL_STDERR, SHELL_EXIT, SHELL_CLOSE_STDIN = 0, 1, 2
 HOST_BINDS = ("bin", "sbin", "usr", "lib", "lib64", "etc", "dev", "proc")
 DEVICE_PROGRAMS = "/data/local/tmp/"
 CHROOT = shutil.which("chroot") or "/usr/sbin/chroot"
+POLL_S = 0.02
+BUSY_SHARE = 0.2  # of one core, over the last poll: computing; below it over IDLE_POLLS polls: idle
+IDLE_POLLS = 4
+
+
+def tree_cpu_ns(pid: int) -> int:
+    """CPU time so far of `pid`, its threads and its descendants (0 once it has gone)."""
+    total, tasks = 0, Path(f"/proc/{pid}/task")
+    try:
+        for task in tasks.iterdir():
+            total += int((task / "schedstat").read_text().split()[0])
+            for child in (task / "children").read_text().split():
+                total += tree_cpu_ns(int(child))
+    except (OSError, ValueError, IndexError):
+        pass
+    return total
 
 
 def mount_userland(root: Path) -> None:
@@ -148,18 +168,35 @@ class Phone:
     def __init__(self, root: Path, mode: str) -> None:
         self.root, self.mode = root, mode
         self.config = json.loads((root / "phone.json").read_text())
-        self.busy = 0
+        self.programs: set[int] = set()  # pids of the pushed programs running
+        self.busy, self.current = False, None
         self.set_current()
 
     def prop(self, name: str) -> str:
         return self.config["props"].get(name, "")
 
     def set_current(self) -> None:
-        """The battery's current_now fixture: the busy draw while a pushed program runs."""
+        """The battery's current_now fixture: the busy draw while a pushed program computes."""
         battery = self.config.get("battery_sysfs")
         if battery and "idle_current" in self.config:
             value = self.config["busy_current" if self.busy else "idle_current"]
-            (self.root / battery / "current_now").write_text(f"{value}\n")
+            if value != self.current:
+                (self.root / battery / "current_now").write_text(f"{value}\n")
+                with (self.root / "battery-trace").open("a") as trace:
+                    trace.write(f"{time.time_ns()} {value}\n")
+                self.current = value
+
+    async def watch_programs(self) -> None:
+        """Busy while the pushed programs' processes use CPU, idle once they stop."""
+        last, quiet = 0, 0
+        while True:
+            await asyncio.sleep(POLL_S)
+            used = sum(tree_cpu_ns(pid) for pid in self.programs)
+            computing = self.programs and used - last >= BUSY_SHARE * POLL_S * 1e9
+            last, quiet = used, 0 if computing else quiet + 1
+            if computing != self.busy and (computing or quiet >= IDLE_POLLS):
+                self.busy = bool(computing)
+                self.set_current()
 
     def path(self, device_path: str) -> Path:
         return self.root / device_path.lstrip("/")
@@ -191,8 +228,7 @@ class Phone:
             env=env,
         )
         if busy:
-            self.busy += 1
-            self.set_current()
+            self.programs.add(proc.pid)
 
         async def pump(source, kind: int) -> None:
             while chunk := await source.read(65536):
@@ -225,8 +261,7 @@ class Phone:
         finally:
             feeder.cancel()
             if busy:
-                self.busy -= 1
-                self.set_current()
+                self.programs.discard(proc.pid)
         if v2:
             await stream.write(struct.pack("<BIB", SHELL_EXIT, 1, code & 0xFF))
 
@@ -314,6 +349,7 @@ async def fail(stream: Stream, message: str) -> None:
 
 async def serve(root: Path, port: int, mode: str) -> None:
     phone = Phone(root, mode)
+    asyncio.ensure_future(phone.watch_programs())
     server = await asyncio.start_server(lambda r, w: Connection(phone, r, w).serve(), "127.0.0.1", port)
     print("listening", flush=True)
     async with server:

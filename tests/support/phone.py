@@ -65,22 +65,29 @@ PHONES = {
     "nocurrent": ({}, {"voltage_now": "3800000", "status": "Discharging", "temp": "300"}, {"status": "3"}, None, None),
 }
 
-THERMALSERVICE = """IsStatusOverride: false
+# name -> dumpsys display's mScreenState, dumpsys power's mWakefulness (the screen's state)
+SCREENS = {"pixel": ("OFF", "Asleep"), "galaxy": ("ON", "Awake"), "charging": ("DOZE", "Dozing")}
+
+
+def thermalservice(celsius: float = 41.5, status: int = 1) -> str:
+    """dumpsys thermalservice with the CPU sensor at `celsius` and Android's thermal `status`."""
+    return f"""IsStatusOverride: false
 ThermalEventListeners:
 	callbacks: 1
-Thermal Status: 1
+Thermal Status: {status}
 Cached temperatures:
-	Temperature{mValue=44.0, mType=0, mName=AP, mStatus=0}
+	Temperature{{mValue=44.0, mType=0, mName=AP, mStatus=0}}
 HAL Ready: true
 HAL connection:
 	ThermalHAL 2.0 connected: yes
 Current temperatures from HAL:
-	Temperature{mValue=41.5, mType=0, mName=AP, mStatus=1}
-	Temperature{mValue=31.2, mType=2, mName=battery, mStatus=0}
-	Temperature{mValue=36.0, mType=3, mName=skin, mStatus=0}
+	Temperature{{mValue={celsius}, mType=0, mName=AP, mStatus=1}}
+	Temperature{{mValue=31.2, mType=2, mName=battery, mStatus=0}}
+	Temperature{{mValue=36.0, mType=3, mName=skin, mStatus=0}}
 Current cooling devices from HAL:
-	CoolingDevice{mValue=0, mType=2, mName=cpu0}
+	CoolingDevice{{mValue=0, mType=2, mName=cpu0}}
 """
+
 
 GETPROP = """#!/bin/sh
 # TEST DOUBLE of Android's getprop: the fixture's properties.
@@ -115,7 +122,10 @@ def make_phone(folder: Path, name: str = "pixel", free_bytes: int | None = None)
     (folder / "fixtures/dumpsys").mkdir(parents=True)
     (folder / "fixtures/props").write_text("".join(f"{k}={v}\n" for k, v in props.items()))
     (folder / "fixtures/dumpsys/battery").write_text(dumpsys_battery(battery_fields, sysfs))
-    (folder / "fixtures/dumpsys/thermalservice").write_text(THERMALSERVICE)
+    (folder / "fixtures/dumpsys/thermalservice").write_text(thermalservice())
+    screen, wakefulness = SCREENS.get(name, SCREENS["pixel"])
+    (folder / "fixtures/dumpsys/display").write_text(f"DISPLAY MANAGER (dumpsys display)\n  mScreenState={screen}\n")
+    (folder / "fixtures/dumpsys/power").write_text(f"POWER MANAGER (dumpsys power)\n  mWakefulness={wakefulness}\n")
     (folder / "system/bin").mkdir(parents=True)
     tools = {"getprop": GETPROP, "dumpsys": DUMPSYS}
     if free_bytes is not None:
@@ -184,6 +194,7 @@ class AttachedPhone:
     root: Path
     port: int
     env: dict  # ANDROID_ADB_SERVER_PORT for every adb (and edgebench) the test starts
+    kind: str = "pixel"  # which of PHONES
     proc: subprocess.Popen | None = None
 
     @property
@@ -224,7 +235,18 @@ class AttachedPhone:
 def attached_phone(folder: Path, name: str = "pixel", free_bytes: int | None = None, mode: str = "device"):
     """A started phone double of kind `name` with its own adb server (close() it)."""
     phone = AttachedPhone(
-        make_phone(folder / "phone", name, free_bytes), free_port(), {"ANDROID_ADB_SERVER_PORT": str(free_port())}
+        make_phone(folder / "phone", name, free_bytes),
+        free_port(),
+        {"ANDROID_ADB_SERVER_PORT": str(free_port())},
+        name,
     )
     phone.start(mode)
     return phone
+
+
+def reader_of(phone: AttachedPhone):
+    """bench's PhoneReader of the phone double."""
+    from bench.device.adb import AdbTarget
+    from bench.device.phone import PhoneReader
+
+    return PhoneReader(AdbTarget(f"adb://{phone.serial}", phone.serial))

@@ -42,3 +42,8 @@ def test_schema_4_records_read_with_no_busy_thread_count():
     records = list(iter_records(FIXTURES / "results-v4.jsonl"))
     assert records and all(r["busy_threads"] is None for r in records)
     assert {r["mode"] for r in records} == {"suite", "quality"}
+
+
+def test_schema_5_records_read_with_no_energy_figure():
+    records = list(iter_records(FIXTURES / "results-v5.jsonl"))
+    assert records and all(r["energy_j_per_token"] is None and r["energy_refused"] is None for r in records)

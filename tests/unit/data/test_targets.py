@@ -118,3 +118,40 @@ def test_a_targets_command_line_carries_each_run_option_as_run_options_declares_
     assert "--allow-fallback" in line and "--no-budget" in line
     assert "--no-quality" in line and "--cache" not in line  # the target scores none and keeps its own cache
     assert args[-1] == "--json" and uploaded == ["default", str(profile)]  # files go over first
+
+
+def test_phone_profiles_state_their_socs_own_tier():
+    """A phone's tier is its SoC's class (flagship, mid, entry), stated in its profile."""
+    phones = {p.id: p.tier for p in workload_data.device_profiles().values() if p.device_class == "phone"}
+    assert phones == {
+        "pixel-8-pro": "flagship",
+        "galaxy-s23-ultra": "flagship",
+        "galaxy-a54": "mid",
+        "galaxy-a15": "entry",
+    }
+
+
+def test_an_attached_phone_is_tiered_by_its_soc_else_by_the_rules():
+    """A Pixel 8 (8 GB, no bandwidth measured on a phone) would be ruled entry; its SoC,
+    getprop's "Tensor G3", is a flagship's. An unknown SoC falls back to the rules."""
+    from bench.device import tiering
+
+    facts = {"device_cpu_model": "Tensor G3", "device_ram_gb": 7.6, "device_cores_logical": 8}
+    placed = tiering.place(facts, None, None)
+    assert (placed.tier, placed.why) == (
+        "flagship",
+        ("flagship: the tier of its SoC, Google Tensor G3, as device profile pixel-8-pro states it",),
+    )
+    assert tiering.place(facts | {"device_cpu_model": "SM6225"}, None, None).tier == "entry"
+    assert tiering.place({}, workload_data.load_device_profile("galaxy-a54"), None).tier == "mid"
+
+
+def test_a_profile_stating_an_unknown_tier_is_refused(tmp_path):
+    import pytest
+
+    from bench.errors import BenchError
+
+    text = (workload_data.datafiles.packaged_dir(".") / "devices" / "galaxy-a15.toml").read_text()
+    (tmp_path / "x.toml").write_text(text.replace('tier = "entry"', 'tier = "low"'))
+    with pytest.raises(BenchError, match="tier 'low' is not a tier of tiers.toml"):
+        workload_data.load_device_profile(str(tmp_path / "x.toml"))
