@@ -1,6 +1,6 @@
 /* TEST DOUBLE of LiteRT-LM's litert_lm_main --benchmark, for the phone tests only: it runs no
    model. It checks its flags and model file, then prints BenchmarkInfo in the format LiteRT-LM's
-   engine prints it (tests/test_runtime_stats.py captures the real engine's), with the token
+   engine prints it (tests/unit/run/test_runtime_stats.py captures the real engine's), with the token
    counts it was asked for and fixed durations. */
 #include <stdio.h>
 #include <string.h>

@@ -12,7 +12,7 @@ import pytest
 
 from bench.device.energy import EnergyMeter, Span, net_energy
 from bench.device.sensors import DeviceReader, Energy
-from tests.helpers import write_files
+from tests.support.helpers import write_files
 from tests.support.phone import PHONES, reader_of, why_no_phone
 
 needs_phone = pytest.mark.skipif(why_no_phone() is not None, reason=why_no_phone() or "")

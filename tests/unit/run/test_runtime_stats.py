@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench.run import runtime_stats
-from tests.helpers import ROOT
+from tests.support.helpers import ROOT
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
