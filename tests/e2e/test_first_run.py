@@ -73,7 +73,7 @@ def test_a_log_gets_a_heartbeat_while_a_generation_runs_long(tmp_path, fake_scri
 def budget_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("budget")
     (tmp / "slow.json").write_text(json.dumps(SLOW))
-    result = edgebench(*on_fake("run", tmp / "slow.json"), "--out", str(tmp / "out"))
+    result = edgebench(*on_fake("run", tmp / "slow.json"), "--out", str(tmp / "out"), budget=True)
     return result, tmp
 
 
@@ -251,7 +251,13 @@ def test_on_a_device_five_times_slower_than_mlx_here_every_runtime_keeps_its_dec
     slower = {**SLOW, "prefill_ms_per_token": 500, "decode_ms": 625}
     scripts = [fake_script(**slower), fake_script(**{**slower, "first_token_ms": 1})]
     result = edgebench(
-        "run", "--runner", "fake", *(f"--artifact=fake={s}" for s in scripts), "--out", str(tmp_path / "out")
+        "run",
+        "--runner",
+        "fake",
+        *(f"--artifact=fake={s}" for s in scripts),
+        "--out",
+        str(tmp_path / "out"),
+        budget=True,
     )
     assert result.returncode == 0, result.stderr
     records = read_jsonl(next((tmp_path / "out").glob("*.jsonl")))

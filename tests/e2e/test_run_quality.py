@@ -35,7 +35,15 @@ def _profile(tmp_path, budget: str):
 def _run(tmp_path, script, model, *extra):
     out = tmp_path / "out"
     result = edgebench(
-        *on_fake("run", script), "--model", str(model), "--out", str(out), "--json", *extra, profile_quality=True
+        *on_fake("run", script),
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+        "--json",
+        *extra,
+        profile_quality=True,
+        budget=True,
     )
     return result, read_jsonl(next(out.glob("*.jsonl"))) if out.exists() else []
 

@@ -14,22 +14,33 @@ ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"  # results files of every earlier schema
 
 
-def cli(*args: str, profile_quality: bool = False) -> list[str]:
+def cli(*args: str, profile_quality: bool = False, budget: bool = False) -> list[str]:
     """The command line of `edgebench ARGS` in a fresh Python. A `run` scores no quality unless
     the test asks for it (--quality, or `profile_quality`: as the run profile says): the quality
-    step needs the model's fp32 reference, which only the tests of that step make."""
-    if args and args[0] == "run" and "--quality" not in args and not profile_quality:
-        args = ("run", "--no-quality", *args[1:])
+    step needs the model's fp32 reference, which only the tests of that step make. A `run`
+    measures every prompt unless the test asks for the profile's time budget (`budget`): the
+    budget skips by how fast the machine is now, and a test's verdict must not depend on that
+    (the budget's own tests pace the FAKE runner's scripted clock)."""
+    if args and args[0] == "run":
+        if "--quality" not in args and not profile_quality:
+            args = ("run", "--no-quality", *args[1:])
+        if not budget and "--no-budget" not in args:
+            args = ("run", "--no-budget", *args[1:])
     return [sys.executable, "-c", "from bench.cli import main; main()", *args]
 
 
 def edgebench(
-    *args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600, profile_quality: bool = False
+    *args: str,
+    cwd: Path | None = None,
+    env: dict | None = None,
+    timeout: float = 600,
+    profile_quality: bool = False,
+    budget: bool = False,
 ):
     """Run `edgebench ARGS` as a user would: a fresh process, real exit code and streams."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
-        cli(*args, profile_quality=profile_quality),
+        cli(*args, profile_quality=profile_quality, budget=budget),
         capture_output=True,
         text=True,
         cwd=cwd or ROOT,
