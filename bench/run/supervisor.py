@@ -25,8 +25,8 @@ from bench.device.facts import load_average_1m
 from bench.device.monitor import Window
 from bench.device.sensors import DeviceReader
 from bench.records import ResultsWriter, is_failed
-from bench.run.record import MEASURED, build_record, error_status
-from bench.run.time_budget import PromptBudget
+from bench.run.record import MEASURED, TURN_FIGURES, build_record, error_status
+from bench.run.time_budget import PromptBudget, Skip
 from bench.workers.protocol import Answer, Done, Failed, Finished, Loaded, LoadFailed, Message, Orders, Ready, Start
 from bench.workers.session import Exit, Limits, Session
 
@@ -70,20 +70,35 @@ def _payload(suite: Suite, prompt) -> dict:
     }
     if prompt.kind == "fixed":
         payload |= {"prompt_tokens": prompt.prompt_tokens, "fill_text": suite.fill_text(prompt)}
+    if prompt.kind == "conversation":
+        payload |= {"turns": list(prompt.turns), "turn": prompt.turn}
     return payload
 
 
 def jobs_for(suite: Suite, profile: RunProfile) -> list[Job]:
-    """Per selected prompt: its warm-ups, then its measured repetitions."""
+    """Per selected prompt: its warm-ups, then its measured repetitions. A conversation's
+    turns run in order within each warm-up and repetition, which is one conversation."""
     jobs: list[Job] = []
-    for prompt in suite.prompts:
-        if not profile.selects(prompt.tags):
-            continue
-        payload = _payload(suite, prompt)
-        runs = [(True, i) for i in range(profile.warmups)] + [(False, i) for i in range(profile.repetitions)]
+    runs = [(True, i) for i in range(profile.warmups)] + [(False, i) for i in range(profile.repetitions)]
+    for turns in _conversations(p for p in suite.prompts if profile.selects(p.tags)):
         for warmup, repeat in runs:
-            jobs.append(Job(len(jobs), prompt.id, warmup, repeat, payload | {"job": len(jobs)}))
+            for prompt in turns:
+                payload = _payload(suite, prompt) | {"job": len(jobs)}
+                if prompt.turn is not None:  # which run of the conversation this turn continues
+                    payload["conversation"] = f"{prompt.id.rsplit('/', 1)[0]} {'warm-up' if warmup else 'run'} {repeat}"
+                jobs.append(Job(len(jobs), prompt.id, warmup, repeat, payload))
     return jobs
+
+
+def _conversations(prompts) -> list[list]:
+    """The prompts in order, a conversation's turns together (every other prompt alone)."""
+    groups: list[list] = []
+    for prompt in prompts:
+        if prompt.turn is not None and prompt.turn > 1 and groups and groups[-1][-1].turn == prompt.turn - 1:
+            groups[-1].append(prompt)
+        else:
+            groups.append([prompt])
+    return groups
 
 
 def sustained_jobs(suite: Suite, prompt_id: str, warmups: int) -> list[Job]:
@@ -178,6 +193,7 @@ class _WorkerSession:
         self.load_avg: float | None = None  # the 1-minute load when the generation in flight began
         self.by_index = {j.index: j for j in jobs}
         self.done: set[int] = set()
+        self.unmeasured: set[int] = set()  # jobs skipped or failed: a conversation does not go on from them
         self.current: Job | None = None  # the job in flight
         self.loop_origin: float | None = None  # parent's clock at the first sustained generation
         self.early_samples: list[dict] = []  # device samples taken before the loop began
@@ -237,8 +253,9 @@ class _WorkerSession:
     def _answer(self, index: int) -> None:
         """The worker asks before a generation: "go", or "skip" with a skipped record saying why."""
         job = self.by_index[index]
-        skip = self.budget.skip(job.prompt_id, job.warmup, job.repeat, job.payload)
+        skip = self._broken_conversation(job) or self.budget.skip(job.prompt_id, job.warmup, job.repeat, job.payload)
         if skip:
+            self.unmeasured.add(index)
             self.supervisor.emit(
                 self.outcome,
                 self._record(
@@ -253,6 +270,14 @@ class _WorkerSession:
             )
             self.done.add(index)
         self.session.child.send(Answer(go=not skip))
+
+    def _broken_conversation(self, job: Job) -> Skip | None:
+        """A conversation turn whose previous turn was not measured has no history to continue."""
+        before = job.index - 1
+        if (job.payload.get("turn") or 1) == 1 or (before in self.done and before not in self.unmeasured):
+            return None
+        self.unmeasured.add(job.index)
+        return Skip(f"turn {job.payload['turn'] - 1} of this conversation was not measured", None)
 
     def _started(self, index: int) -> None:
         if self.supervisor.sustained and index >= self.jobs[-1].index:
@@ -271,6 +296,7 @@ class _WorkerSession:
             made = self._record(job, "ok", None, window, self.load_avg, done=message)
         else:
             made = self._record(job, error_status(message.error), message.error, window, self.load_avg)
+            self.unmeasured.add(job.index)
         self.supervisor.emit(self.outcome, made)
         if self.budget:
             self.budget.learn(made)
@@ -324,7 +350,8 @@ class _WorkerSession:
             mode="sustained" if supervisor.sustained else "suite",
             status=status,
             start=self.start_state,
-            **{name: measured.get(name) for name in MEASURED},
+            **{name: measured.get(name) for name in MEASURED + TURN_FIGURES},
+            turn=prompt.turn if prompt else None,
             load_avg_1m_start=load_avg,
             elapsed_s=done and done.elapsed_s,
             prompt_id=job.prompt_id if job else None,
