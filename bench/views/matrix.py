@@ -63,6 +63,7 @@ COLUMNS = (
     "prompt_tokens",
     "status",
     "mode",
+    "turn",
     "ttft_ms",
     "decode_tok_s",
     "e2e_ms",
