@@ -115,8 +115,9 @@ class FakeRunner(Runner):
         if "setup_ms" in s:
             _advance(s["setup_ms"])
             yield SETUP_DONE
-        kept = min(self._held, prompt_tokens - 1) if request.continues and s.get("keeps_history", True) else 0
-        claimed = min(self._held, prompt_tokens - 1) if s.get("refills_claiming_kept") and request.continues else kept
+        held = min(self._held, prompt_tokens - 1) if request.continues else 0
+        kept = held if s.get("keeps_history", True) and not s.get("refills_claiming_kept") else 0
+        claimed = held if s.get("refills_claiming_kept") else kept
         prefilled = prompt_tokens - kept
         self._held = 0
         _advance(prefilled * s.get("prefill_ms_per_token", 0) + s.get("first_token_ms", 0))
