@@ -147,3 +147,16 @@ def test_llamacpp_keeps_its_kv_cache_between_turns_by_its_own_count():
             replies.setdefault("c", []).append("".join(e.text for e in stream.events))
     finally:
         runner.close()
+
+
+def test_a_resumed_conversation_rebuilds_its_history_before_the_turns_left(tmp_path, fake_script):
+    result, _ = converse(tmp_path, fake_script(prefill_ms_per_token=1))
+    results = next((tmp_path / "out").glob("*.jsonl"))
+    lines = results.read_text().splitlines(keepends=True)
+    results.write_text("".join(lines[:-2]))  # the last repetition's turns 2 and 3 never happened
+    resumed = edgebench("run", "--resume", str(results), "--out", str(tmp_path / "out"))
+    assert resumed.returncode == 0, resumed.stderr
+    measured = [(r["turn"], r["repeat"]) for r in read_jsonl(results) if not r["warmup"] and r["status"] == "ok"]
+    assert sorted(measured) == sorted({(t, k) for t in (1, 2, 3) for k in range(3)})  # each once
+    last = [r for r in read_jsonl(results)[len(lines) - 2 :] if r["turn"] in (2, 3)]
+    assert [r["history_reused"] for r in last if not r["warmup"]] == [True, True]
