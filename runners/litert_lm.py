@@ -1,7 +1,8 @@
 """LiteRT-LM through its Python API (litert-lm-api): the .litertlm bundle on CPU.
 
 Every request is a fresh Conversation (no cache from an earlier prompt), greedy (top_k=1);
-its creation is per-request set-up, marked with SETUP_DONE. Chat requests use the bundle's
+its creation is per-request set-up, marked with SETUP_DONE. A conversation's later turns send
+their new message to the Conversation its first turn made, which keeps its own session. Chat requests use the bundle's
 own chat template; raw text and fixed prompts go through a pass-through template, so
 LiteRT-LM adds only its start token, as it does to every sequence. A fixed prompt is handed
 over as the text of its tokens after the first: the start token takes the first one's

@@ -9,7 +9,9 @@ model loads). Greedy search; a fresh Generator per prompt (marked SETUP_DONE), t
 runners' shared greedy loop (runners.decode_loop): `append_tokens`, which runs the prefill
 inside the harness clock, and one `generate_next_token` per token.
 Fixed-length mode sets min_length = max_length = prompt + N, which keeps end-of-sequence
-out until N tokens are made. onnxruntime-genai measures nothing itself: no runtime_*
+out until N tokens are made. A conversation keeps one Generator for all its turns, as the
+library's chat example does: sized to the context (min_length too, for fixed-length replies),
+rewound to where its sequence and the next turn's prompt part, and the rest appended. onnxruntime-genai measures nothing itself: no runtime_*
 figures; its own sequence length is kept as a cross-check.
 """
 

@@ -56,10 +56,10 @@ class Turn:
     conversation: str
     turn: int
     n: int  # measured repetitions
-    ttft_ms: float
+    ttft_ms: float | None
     decode_tok_s: float | None
-    history_tokens: int
-    prefilled_tokens: int
+    history_tokens: float | None
+    prefilled_tokens: float | None
     counted_by: str
     kept: str  # "yes", "no", "partly" (some repetitions), "–" on turn 1 (nothing to keep)
 
@@ -74,7 +74,7 @@ def turns(records: list[dict]) -> list[Turn]:
     for (runner, quant, prompt), group in ok.groupby(["runner", "quantization", "prompt_id"], sort=False):
         reused = group["history_reused"].dropna()
         kept = "–" if reused.empty else "yes" if reused.all() else "no" if not reused.any() else "partly"
-        decode = group["decode_tok_s"].median()
+        median = group[["ttft_ms", "decode_tok_s", "history_tokens", "prompt_tokens"]].astype(float).median()
         found.append(
             Turn(
                 runner_label(runner, bool(group["synthetic"].any())),
@@ -82,10 +82,7 @@ def turns(records: list[dict]) -> list[Turn]:
                 prompt.rsplit("/", 1)[0],
                 int(group["turn"].iloc[0]),
                 len(group),
-                float(group["ttft_ms"].median()),
-                None if pd.isna(decode) else float(decode),
-                int(group["history_tokens"].median()),
-                int(group["prompt_tokens"].median()),
+                *(None if pd.isna(v) else float(v) for v in median),  # a record without a figure: none
                 "/".join(sorted(set(group["prefill_counted_by"].dropna()))),
                 kept,
             )
@@ -116,12 +113,14 @@ def reuse_lines(records: list[dict]) -> list[str]:
             else "reuses the history in some turns only"
         )
         first, last = seen[0], seen[-1]
+        if first.ttft_ms is None or last.ttft_ms is None or first.prefilled_tokens is None:
+            continue  # not a record of a conversation run here (no figures)
         ratio = f" ({last.ttft_ms / first.ttft_ms:.2f}x)" if first.turn == 1 and first.ttft_ms else ""
         counted = "/".join(sorted({t.counted_by for t in seen}))
         lines.append(
             f"{runner} {quant}, {conversation}: {verdict}: turn {last.turn} TTFT {last.ttft_ms:,.0f} ms vs "
             f"turn {first.turn} {first.ttft_ms:,.0f} ms{ratio}; prefilled "
-            + " → ".join(f"{t.prefilled_tokens}/{t.history_tokens}" for t in seen)
+            + " → ".join(f"{t.prefilled_tokens:.0f}/{t.history_tokens or 0:.0f}" for t in seen)
             + f" tokens of the history per turn (counted by the {counted})"
         )
     return lines
