@@ -160,3 +160,20 @@ def test_a_resumed_conversation_rebuilds_its_history_before_the_turns_left(tmp_p
     assert sorted(measured) == sorted({(t, k) for t in (1, 2, 3) for k in range(3)})  # each once
     last = [r for r in read_jsonl(results)[len(lines) - 2 :] if r["turn"] in (2, 3)]
     assert [r["history_reused"] for r in last if not r["warmup"]] == [True, True]
+
+
+def test_a_runner_that_says_nothing_of_the_history_is_recorded_as_re_prefilling_it():
+    from bench.run import harness
+    from bench.run.worker import turn_figures
+    from runners.base import GenerationInfo
+
+    silent = GenerationInfo(50, "length")  # e.g. a plugin runner that knows nothing of conversations
+    assert harness.kept_problem(silent) == []
+    assert turn_figures(silent, 2) == {
+        "turn": 2,
+        "history_tokens": 50,
+        "history_reused": False,
+        "prefill_counted_by": "runner",
+    }
+    assert harness.kept_problem(GenerationInfo(50, "length", kept_tokens=40))  # a claim with no count
+    assert harness.kept_problem(GenerationInfo(50, "length", kept_tokens=0, prefilled_tokens=10))  # nor too few

@@ -137,5 +137,6 @@ def turn_figures(gen, turn: int) -> dict:
         "turn": turn,
         "history_tokens": gen.prompt_tokens,
         "history_reused": bool(gen.kept_tokens) if turn > 1 else None,
+        # a runner that says nothing kept nothing: it fed the whole history (the runner contract)
         "prefill_counted_by": gen.prefill_counted_by or "runner",
     }
