@@ -57,6 +57,14 @@ def test_each_turn_is_a_record_with_its_whole_history_and_what_was_prefilled(tmp
         assert r["ttft_ms"] == pytest.approx(prefilled[n] + 3)  # the scripted clock: 1 ms per token prefilled
         assert r["prefill_tok_s"] == pytest.approx(prefilled[n] / (prefilled[n] + 3) * 1000)
     assert "support: reuses the history: turn 3 TTFT" in result.stdout
+    report = next((tmp_path / "out").glob("*.md")).read_text()
+    matrix = edgebench("matrix", str(tmp_path / "out"), "--out", str(tmp_path / "matrix"))
+    assert matrix.returncode == 0, matrix.stderr
+    for view in (report, (tmp_path / "matrix" / "matrix.md").read_text()):  # each turn's figures
+        assert (
+            f"| fake (FAKE) | none | support | 3 | 3 | {prefilled[2] + 3:.1f} | 100.0 | {history[2]} | {prefilled[2]} |"
+            in view
+        )
 
 
 def test_a_runtime_that_keeps_no_state_re_prefills_the_history_and_its_records_say_so(tmp_path, fake_script):

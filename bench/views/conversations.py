@@ -62,36 +62,47 @@ class Turn:
     prefilled_tokens: float | None
     counted_by: str
     kept: str  # "yes", "no", "partly" (some repetitions), "–" on turn 1 (nothing to keep)
+    where: tuple[str, ...] = ()  # the values of turns_of's `by` (the matrix's device)
 
 
 def turns(records: list[dict]) -> list[Turn]:
-    """The medians of every measured conversation turn, in run order."""
+    """The medians of every measured conversation turn of one run, in run order."""
     rows = [{c: r.get(c) for c in COLUMNS} for r in records if r.get("turn") is not None]
-    if not rows:
-        return []
-    ok = stats.measured(pd.DataFrame.from_records(rows, columns=COLUMNS))
+    return turns_of(pd.DataFrame.from_records(rows, columns=COLUMNS)) if rows else []
+
+
+def turns_of(frame: pd.DataFrame, by: tuple[str, ...] = ()) -> list[Turn]:
+    """The medians of every measured conversation turn of a frame of records (of COLUMNS and
+    `by`, e.g. the matrix's device), per `by`, runner, quantization and turn."""
+    ok = stats.measured(frame[pd.to_numeric(frame["turn"], errors="coerce").notna()])
     found = []
-    for (runner, quant, prompt), group in ok.groupby(["runner", "quantization", "prompt_id"], sort=False):
-        reused = group["history_reused"].dropna()
-        kept = "–" if reused.empty else "yes" if reused.all() else "no" if not reused.any() else "partly"
+    for key, group in ok.groupby([*by, "runner", "quantization", "prompt_id"], sort=False, observed=True):
+        *where, runner, quant, prompt = key
+        reused = [bool(v) for v in group["history_reused"].dropna()]
+        kept = "–" if not reused else "yes" if all(reused) else "no" if not any(reused) else "partly"
         median = group[["ttft_ms", "decode_tok_s", "history_tokens", "prompt_tokens"]].astype(float).median()
         found.append(
             Turn(
-                runner_label(runner, bool(group["synthetic"].any())),
+                runner_label(str(runner), bool(group["synthetic"].isin([True]).any())),
                 str(quant),
-                prompt.rsplit("/", 1)[0],
-                int(group["turn"].iloc[0]),
+                str(prompt).rsplit("/", 1)[0],
+                int(float(group["turn"].iloc[0])),
                 len(group),
                 *(None if pd.isna(v) else float(v) for v in median),  # a record without a figure: none
-                "/".join(sorted(set(group["prefill_counted_by"].dropna()))),
+                "/".join(sorted(set(group["prefill_counted_by"].dropna().astype(str)))),
                 kept,
+                tuple(str(w) for w in where),
             )
         )
     return found
 
 
 def table(records: list[dict]) -> Table:
-    return Table(TABLE, tuple(astuple(t) for t in turns(records)))
+    return table_of(turns(records))
+
+
+def table_of(found: list[Turn]) -> Table:
+    return Table(TABLE, tuple(astuple(t)[: len(TABLE)] for t in found))
 
 
 def reuse_lines(records: list[dict]) -> list[str]:
