@@ -14,6 +14,7 @@ from dataclasses import astuple, dataclass
 import pandas as pd
 
 from bench.analysis import stats
+from bench.analysis.resultset import numbers
 from bench.views.table import Table, fixed, number, runner_label, text
 
 COLUMNS = [
@@ -80,13 +81,13 @@ def turns_of(frame: pd.DataFrame, by: tuple[str, ...] = ()) -> list[Turn]:
         *where, runner, quant, prompt = key
         reused = [bool(v) for v in group["history_reused"].dropna()]
         kept = "–" if not reused else "yes" if all(reused) else "no" if not any(reused) else "partly"
-        median = group[["ttft_ms", "decode_tok_s", "history_tokens", "prompt_tokens"]].astype(float).median()
+        median = numbers(group[["ttft_ms", "decode_tok_s", "history_tokens", "prompt_tokens"]]).median()
         found.append(
             Turn(
                 runner_label(str(runner), bool(group["synthetic"].isin([True]).any())),
                 str(quant),
                 str(prompt).rsplit("/", 1)[0],
-                int(float(group["turn"].iloc[0])),
+                int(numbers(group[["turn"]])["turn"].iloc[0]),
                 len(group),
                 *(None if pd.isna(v) else float(v) for v in median),  # a record without a figure: none
                 "/".join(sorted(set(group["prefill_counted_by"].dropna().astype(str)))),
