@@ -185,3 +185,16 @@ def test_a_runner_that_says_nothing_of_the_history_is_recorded_as_re_prefilling_
     }
     assert harness.kept_problem(GenerationInfo(50, "length", kept_tokens=40))  # a claim with no count
     assert harness.kept_problem(GenerationInfo(50, "length", kept_tokens=0, prefilled_tokens=10))  # nor too few
+
+
+def test_compare_treats_each_turn_as_its_own_cell(tmp_path, fake_script):
+    (tmp_path / "base").mkdir()
+    (tmp_path / "cand").mkdir()
+    converse(tmp_path / "base", fake_script(prefill_ms_per_token=1, first_token_ms=3))
+    converse(tmp_path / "cand", fake_script(prefill_ms_per_token=1, first_token_ms=3, keeps_history=False))
+    baseline, candidate = (next((tmp_path / d / "out").glob("*.jsonl")) for d in ("base", "cand"))
+    result = edgebench("compare", str(baseline), str(candidate))
+    assert result.returncode == 1  # the later turns' TTFT regressed: the history is prefilled again
+    rows = [[c.strip() for c in line.split("|")] for line in result.stdout.splitlines()]
+    regressed = {r[5] for r in rows if len(r) > 6 and r[1] == "regression" and r[6] == "TTFT ms"}
+    assert {"support/turn2", "support/turn3"} <= regressed and "support/turn1" not in regressed, result.stdout
