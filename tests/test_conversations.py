@@ -22,6 +22,7 @@ kind = "conversation"
 system = "{SYSTEM}"
 turns = {TURNS!r}
 max_new_tokens = {REPLY}
+tags = ["short"]
 """.replace("'", '"')
 
 
@@ -198,3 +199,16 @@ def test_compare_treats_each_turn_as_its_own_cell(tmp_path, fake_script):
     rows = [[c.strip() for c in line.split("|")] for line in result.stdout.splitlines()]
     regressed = {r[5] for r in rows if len(r) > 6 and r[1] == "regression" and r[6] == "TTFT ms"}
     assert {"support/turn2", "support/turn3"} <= regressed and "support/turn1" not in regressed, result.stdout
+
+
+def test_the_time_budget_holds_a_conversation_whole_and_cuts_only_whole_runs(tmp_path, fake_script):
+    # ~5 s a turn on the scripted clock: 15 s a run. Turn by turn every prompt fits the quick
+    # profile's 45 s; the conversation as a whole fits its warm-up and one repetition only.
+    script = fake_script(prefill_ms_per_token=10, decode_ms=700)
+    result, records = converse(tmp_path, script, "--profile", "quick")
+    assert result.returncode == 0, result.stderr
+    status = {(r["repeat"], r["turn"]): r["status"] for r in records}
+    assert [status[(0, t)] for t in (1, 2, 3)] == ["ok"] * 3
+    assert [status[(1, t)] for t in (1, 2, 3)] == ["skipped"] * 3
+    cut = next(r for r in records if r["repeat"] == 1 and r["turn"] == 1)
+    assert "3 turns" in cut["skip_reason"] and cut["estimated_s"] > 10

@@ -20,6 +20,7 @@ from pathlib import Path
 from bench.errors import BenchError
 from bench.records import iter_records
 from bench.run.supervisor import Job, RunnerPlan
+from bench.run.time_budget import budget_unit
 
 RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{4}")
 
@@ -113,19 +114,15 @@ def remaining(jobs: list[Job], plan: RunnerPlan, done: set[tuple]) -> list[Job]:
     def is_done(job: Job) -> bool:
         return (plan.name, plan.artifact.sha256, job.prompt_id, job.warmup, job.repeat) in done
 
-    unfinished = {_unit(j) for j in jobs if not j.warmup and not is_done(j)}
+    # what resumes as a whole: a prompt, or a conversation (every turn of it), as the time budget holds them
+    unfinished = {budget_unit(j.prompt_id, j.payload) for j in jobs if not j.warmup and not is_done(j)}
     broken = {j.payload["conversation"] for j in jobs if j.payload.get("conversation") and not is_done(j)}
     left = []
     for job in jobs:
-        if _unit(job) not in unfinished:
+        if budget_unit(job.prompt_id, job.payload) not in unfinished:
             continue
         if job.warmup or not is_done(job):
             left.append(job)
         elif job.payload.get("conversation") in broken:  # its history must be rebuilt: again, as a warm-up
             left.append(dataclasses.replace(job, warmup=True))
     return left
-
-
-def _unit(job: Job) -> str:
-    """What resumes as a whole: a prompt, or a conversation (every turn of it)."""
-    return job.payload["conversation"].split(" ")[0] if job.payload.get("conversation") else job.prompt_id

@@ -26,7 +26,7 @@ from bench.device.monitor import Window
 from bench.device.sensors import DeviceReader
 from bench.records import ResultsWriter, is_failed
 from bench.run.record import MEASURED, TURN_FIGURES, build_record, error_status
-from bench.run.time_budget import PromptBudget, Skip
+from bench.run.time_budget import PromptBudget, Skip, budget_unit
 from bench.workers.protocol import Answer, Done, Failed, Finished, Loaded, LoadFailed, Message, Orders, Ready, Start
 from bench.workers.session import Exit, Limits, Session
 
@@ -84,8 +84,10 @@ def jobs_for(suite: Suite, profile: RunProfile) -> list[Job]:
         for warmup, repeat in runs:
             for prompt in turns:
                 payload = _payload(suite, prompt) | {"job": len(jobs)}
-                if prompt.turn is not None:  # which run of the conversation this turn continues
-                    payload["conversation"] = f"{prompt.id.rsplit('/', 1)[0]} {'warm-up' if warmup else 'run'} {repeat}"
+                if prompt.turn is not None:  # its conversation, and which run of it this turn continues
+                    conversation = prompt.id.rsplit("/", 1)[0]
+                    payload["conversation_id"] = conversation
+                    payload["conversation"] = f"{conversation} {'warm-up' if warmup else 'run'} {repeat}"
                 jobs.append(Job(len(jobs), prompt.id, warmup, repeat, payload))
     return jobs
 
@@ -299,7 +301,7 @@ class _WorkerSession:
             self.unmeasured.add(job.index)
         self.supervisor.emit(self.outcome, made)
         if self.budget:
-            self.budget.learn(made)
+            self.budget.learn(made, budget_unit(job.prompt_id, job.payload))
         self.done.add(job.index)
         self.current = None
         self.session.begin("generation")
