@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Iterator
 
 from bench.errors import BenchError
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # Every record carries these keys (None where a figure does not apply), in this order.
 FIELDS = (
@@ -81,8 +81,17 @@ FIELDS = (
     "kind",
     "warmup",
     "repeat",
+    # a conversation's turn (1-based; None outside conversations)
+    "turn",
     "max_new_tokens",
+    # the tokens prefilled for the request; for a conversation turn, those the runtime prefilled of it
     "prompt_tokens",
+    # a conversation turn: the tokens of its whole history (earlier turns, replies as generated,
+    # this message, through the chat template), whether the runtime kept the earlier turns'
+    # state (None on turn 1), and who counted prompt_tokens ("runtime" or "runner": fed it)
+    "history_tokens",
+    "history_reused",
+    "prefill_counted_by",
     "new_tokens",
     "stop_reason",
     "load_ms",
@@ -240,12 +249,21 @@ def _v5_to_v6(record: dict) -> dict:
     return {**{name: None for name in V6_FIELDS}, **record}
 
 
+V7_FIELDS = ("turn", "history_tokens", "history_reused", "prefill_counted_by")
+
+
+def _v6_to_v7(record: dict) -> dict:
+    """Schema 7 added conversation turns: none before."""
+    return {**{name: None for name in V7_FIELDS}, **record}
+
+
 MIGRATIONS: dict[int, Callable[[dict], dict]] = {
     1: _v1_to_v2,
     2: _v2_to_v3,
     3: _v3_to_v4,
     4: _v4_to_v5,
     5: _v5_to_v6,
+    6: _v6_to_v7,
 }
 
 STATUSES = ("ok", "error", "crashed", "timeout", "oom", "interrupted", "skipped")

@@ -88,6 +88,14 @@ class GenerationRequest:
 
     With `ignore_eos` the runner produces exactly `max_new_tokens` tokens: the mode every
     throughput comparison across runtimes uses.
+
+    `turn` makes the request a turn of a conversation (1-based; None: not one). Turn 1 starts
+    a conversation from an empty cache; later turns `continue` it: `messages` is the previous
+    request's messages, its reply as generated and a new user message, and the runner keeps
+    what its runtime still holds of the previous turn where it can, as a chat app keeps its
+    session (`GenerationInfo.kept_tokens` says how much). A runtime that sizes its state per
+    request sizes a turn's for the whole context, as the later turns need it. Outside a
+    continued conversation nothing of an earlier request is reused.
     """
 
     max_new_tokens: int
@@ -95,6 +103,12 @@ class GenerationRequest:
     text: str | None = None
     token_ids: tuple[int, ...] | None = None
     ignore_eos: bool = False
+    turn: int | None = None
+
+    @property
+    def continues(self) -> bool:
+        """A conversation's turn 2 onwards: the previous request's state may be kept."""
+        return (self.turn or 1) > 1
 
     def __post_init__(self) -> None:
         given = [x is not None for x in (self.messages, self.text, self.token_ids)]
@@ -125,6 +139,15 @@ class GenerationInfo:
     # True when events are text chunks as the runtime streamed them (not one per token):
     # the gaps between events are then chunk gaps, and the record says so.
     chunked: bool = False
+    # A conversation turn (a request with `continues`, or the first turn): of the prompt's
+    # `prompt_tokens`, how many the runner took from the runtime's kept state (its claim), and
+    # how many were prefilled for this turn, counted by the runtime itself where it tells
+    # (`prefill_counted_by` "runtime") else what the runner fed it ("runner"). The harness
+    # refuses a turn whose two do not add up to the prompt: a runtime that prefilled the
+    # whole history cannot be recorded as reusing it.
+    kept_tokens: int | None = None
+    prefilled_tokens: int | None = None
+    prefill_counted_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -252,7 +275,8 @@ class Runner(ABC):
         `next()`, so the harness clock covers templating, tokenization and prefill.
         Yields one event per generated token (optionally SETUP_DONE first); an end-of-turn
         token ends the generation and is not yielded. Must not reuse a previous prompt's
-        cache, and must leave no work of its own running when it returns. When it ends, it
+        cache unless the request `continues` it, and must leave no work of its own running
+        when it returns. When it ends, it
         hands what it knows of the generation to `_finished`."""
 
     def generation_info(self) -> GenerationInfo:

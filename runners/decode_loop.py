@@ -29,6 +29,12 @@ class Decoded:
     new_tokens: int  # tokens yielded
     stop: str  # "eos" | "length"
     steps: int  # decode steps run (the prefill gave the first token)
+    ids: tuple[int, ...] = ()  # the tokens yielded: the first `steps` went through a decode step
+
+    @property
+    def fed(self) -> tuple[int, ...]:
+        """The generated tokens the runtime's cache now holds (each decode step fed one)."""
+        return self.ids[: self.steps]
 
 
 class TextStream:
@@ -77,10 +83,12 @@ def greedy_decode(
     text = TextStream(decode)
     token = prefill(prompt)
     last = request.max_new_tokens - 1
+    ids: list[int] = []
     for produced in range(request.max_new_tokens):
         if token in stops:
-            return Decoded(produced, "eos", produced)
+            return Decoded(produced, "eos", produced, tuple(ids))
+        ids.append(token)
         yield TokenEvent(token, text.step(token))
         if produced < last:
             token = step(token, len(prompt) + produced)
-    return Decoded(request.max_new_tokens, "length", max(last, 0))
+    return Decoded(request.max_new_tokens, "length", max(last, 0), tuple(ids))

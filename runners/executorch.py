@@ -39,6 +39,7 @@ from runners.base import (
 from runners.chat_template import compile_chat_template
 from runners.decode_loop import greedy_decode
 from runners.executorch_export import QUANTIZATIONS
+from runners.kept_history import KeptHistory
 from runners.weights import Tensor, streamed_bytes
 
 if TYPE_CHECKING:  # annotations only: the runtime's arrays, imported lazily where used
@@ -121,6 +122,7 @@ class ExecuTorchRunner(Runner):
         self.vocab_size = self._constant(pte, "get_vocab_size")[0]
         self.tokenizer = Tokenizer.from_file(str(pte.parent / "tokenizer.json"))
         self.template = _chat_template(pte.parent)
+        self.kept = KeptHistory()  # what the cache holds of a conversation's last turn
         return self._load_info(pte, options, load_ms)
 
     def _load_program(self, pte: Path, threads: int) -> float:
@@ -223,11 +225,15 @@ class ExecuTorchRunner(Runner):
                 logits[..., banned] = float("-inf")
             return int(logits.argmax(dim=-1))
 
+        # A conversation's next turn keeps the positions its cache still holds of the prompt;
+        # anything else starts at position 0.
+        kept = self.kept.keep(request, prompt)
+
         def prefill(ids: list[int]) -> int:
             t = clock()
-            # Position 0 onwards: each call overwrites the cache from there and attends only up
-            # to its own position, so nothing of a previous prompt is reused.
-            for start in range(0, len(ids), self.max_chunk):
+            # Each call overwrites the cache from its position and attends only up to its own,
+            # so nothing past the kept positions is reused.
+            for start in range(kept, len(ids), self.max_chunk):
                 logits = self._step(ids[start : start + self.max_chunk], start)
             token = pick(logits)
             spent["prefill"] = clock() - t
@@ -240,20 +246,26 @@ class ExecuTorchRunner(Runner):
             return token
 
         decoded = yield from greedy_decode(request, prompt, prefill, step, self.eos_ids, self._detokenize)
+        self.kept.held(prompt, decoded.fed)
+        fed = len(prompt) - kept
         self._finished(
             GenerationInfo(
                 len(prompt),
                 decoded.stop,
                 {
-                    **_adapter_figures("prefill", -(-len(prompt) // self.max_chunk), len(prompt), spent["prefill"]),
+                    **_adapter_figures("prefill", -(-fed // self.max_chunk), fed, spent["prefill"]),
                     **_adapter_figures("decode", decoded.steps, decoded.steps, spent["decode"]),
                 },
+                kept_tokens=kept,
+                prefilled_tokens=fed,  # the runtime counts nothing: what the runner fed it
+                prefill_counted_by="runner",
             )
         )
 
     def score(self, token_ids: Sequence[int]) -> "numpy.ndarray":
         """Teacher-forced logits token by token: the program returns the last position's
         logits only (exported without full logits)."""
+        self.kept = KeptHistory()  # scoring overwrites the cache from position 0
         # .numpy() copies each row out: the output buffer is reused by the next call.
         return scored_token_by_token(
             token_ids,

@@ -15,7 +15,9 @@ The artifact is a JSON script:
   default the request), score_vocab (`score` returns uniform logits over that many tokens:
   FAKE logits whose perplexity is exactly score_vocab; without it, NoLogits), runs_on (the
   accelerator it reports at load, default "cpu": a scripted fallback when a run asks for the
-  FAKE "gpu"), and for fault tests
+  FAKE "gpu"), keeps_history (default true: a continued conversation turn prefills only what
+  the previous turn did not hold; false: it prefills the whole history), and for fault tests
+  refills_claiming_kept (a continued turn prefills the whole history but claims it kept it),
   crash_on / hang_on / raise_on / grow_on: a substring of the prompt that makes the worker
   die with SIGSEGV, sleep for real (to hit a timeout; with "hang_once": MARKER only the
   first time), raise an error, or really allocate `grow_mb` MB (default 2048) of memory;
@@ -80,6 +82,7 @@ class FakeRunner(Runner):
             raise ArtifactError(f"{artifact} is not a fake-runner script (JSON): {exc}") from None
         _advance(self.script.get("load_ms", 0))
         self._generations = 0
+        self._held = 0  # tokens the FAKE cache holds from the previous generation
         return LoadInfo(
             "fake",
             "FAKE (scripted clock)",
@@ -112,13 +115,28 @@ class FakeRunner(Runner):
         if "setup_ms" in s:
             _advance(s["setup_ms"])
             yield SETUP_DONE
-        _advance(prompt_tokens * s.get("prefill_ms_per_token", 0) + s.get("first_token_ms", 0))
+        held = min(self._held, prompt_tokens - 1) if request.continues else 0
+        kept = held if s.get("keeps_history", True) and not s.get("refills_claiming_kept") else 0
+        claimed = held if s.get("refills_claiming_kept") else kept
+        prefilled = prompt_tokens - kept
+        self._held = 0
+        _advance(prefilled * s.get("prefill_ms_per_token", 0) + s.get("first_token_ms", 0))
         for i in range(limit):
             if i:
                 _advance(steps[(i - 1) % len(steps)])
             yield TokenEvent(i, f" t{i}")
         reason = "length" if limit == request.max_new_tokens else "eos"
-        self._finished(GenerationInfo(prompt_tokens, reason, {"scripted": True}))
+        self._held = prompt_tokens + max(limit - 1, 0)  # the last token is never fed back
+        self._finished(
+            GenerationInfo(
+                prompt_tokens,
+                reason,
+                {"scripted": True},
+                kept_tokens=claimed,
+                prefilled_tokens=prefilled,
+                prefill_counted_by="runner",
+            )
+        )
 
     def score(self, token_ids):
         """FAKE logits: all equal over the script's `score_vocab` tokens."""

@@ -33,6 +33,7 @@ from runners.base import (
 )
 from runners.chat_template import compile_chat_template
 from runners.decode_loop import greedy_decode
+from runners.kept_history import KeptHistory
 
 if TYPE_CHECKING:  # annotations only: the runtime's arrays, imported lazily where used
     import numpy as np
@@ -139,6 +140,7 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
                 raise
             raise RuntimeError(compile_failure(exc, self.accelerator, self.accelerators())) from None
         self._bind_buffers()
+        self.kept = KeptHistory()  # what the cache holds of a conversation's last turn
         return self._load_info(artifact, options)
 
     def _bind_buffers(self) -> None:
@@ -216,13 +218,13 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
         outputs = dict(self.kv, logits=self.logits) if with_logits else self.kv
         self.model.run_by_name(signature, {**io, **self.kv}, outputs)
 
-    def _prefill(self, ids: list[int]) -> None:
+    def _prefill(self, ids: list[int], start: int) -> None:
         import numpy as np
 
-        position = 0
-        for length, used in prefill_chunks(len(ids), 0, self.prefill_lengths, self.cache_length):
+        position = start
+        for length, used in prefill_chunks(len(ids), start, self.prefill_lengths, self.cache_length):
             tokens = np.zeros(length, np.int32)
-            tokens[:used] = ids[position : position + used]
+            tokens[:used] = ids[position - start : position - start + used]
             # Padding continues the positions: it lands in cache slots the decode overwrites.
             self._run(f"prefill_{length}", tokens[None, :], np.arange(position, position + length), False)
             position += used
@@ -247,17 +249,30 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
             logits[suppressed] = -np.inf
             return int(np.argmax(logits))
 
+        # A conversation's next turn keeps the positions its cache still holds of the prompt.
+        kept = self.kept.keep(request, prompt)
+
         def prefill(ids: list[int]) -> int:
-            self._prefill(ids[:-1])  # no logits from prefill: the last prompt token is decoded
+            self._prefill(ids[kept:-1], kept)  # no logits from prefill: the last prompt token is decoded
             return step(ids[-1], len(ids) - 1)
 
         decoded = yield from greedy_decode(request, prompt, prefill, step, self.meta.stop_token_ids, self._detokenize)
-        self._finished(GenerationInfo(len(prompt), decoded.stop))
+        self.kept.held(prompt, decoded.fed)
+        self._finished(
+            GenerationInfo(
+                len(prompt),
+                decoded.stop,
+                kept_tokens=kept,
+                prefilled_tokens=len(prompt) - kept,  # the runtime counts nothing: what the runner fed it
+                prefill_counted_by="runner",
+            )
+        )
 
     def score(self, token_ids: Sequence[int]) -> np.ndarray:
         """Teacher-forced logits token by token through `decode`: the prefill signatures
         return no logits. The ids are fed as given (no start token swapped in, unlike a
         fixed prompt)."""
+        self.kept = KeptHistory()  # scoring overwrites the cache from position 0
         return scored_token_by_token(token_ids, self.cache_length, self.vocab, self._decode)
 
     def close(self) -> None:

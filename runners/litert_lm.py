@@ -1,7 +1,8 @@
 """LiteRT-LM through its Python API (litert-lm-api): the .litertlm bundle on CPU.
 
 Every request is a fresh Conversation (no cache from an earlier prompt), greedy (top_k=1);
-its creation is per-request set-up, marked with SETUP_DONE. Chat requests use the bundle's
+its creation is per-request set-up, marked with SETUP_DONE. A conversation's later turns send
+their new message to the Conversation its first turn made, which keeps its own session. Chat requests use the bundle's
 own chat template; raw text and fixed prompts go through a pass-through template, so
 LiteRT-LM adds only its start token, as it does to every sequence. A fixed prompt is handed
 over as the text of its tokens after the first: the start token takes the first one's
@@ -76,6 +77,7 @@ class LiteRTLMRunner(layout.SharedArtifact, Runner):
         activation = self.settings(options)["activation_data_type"]
         self.lm = litert_lm
         self.greedy = litert_lm.SamplerConfig(top_k=1)
+        self.kept_conversation, self.kept_tokens = None, 0  # a conversation's, between its turns
         self.meta = layout.read_metadata(artifact)
         graph = layout.read_decode_graph(artifact / layout.BUNDLE)
         asked = self.settings(options)["accelerator"]
@@ -138,11 +140,17 @@ class LiteRTLMRunner(layout.SharedArtifact, Runner):
         return conversation, {"role": "user", "content": text}
 
     def generate(self, request: GenerationRequest) -> Iterator[TokenEvent | SetupDone]:
-        conversation, message = self._conversation(request)
+        kept = self._kept(request)
+        if kept is None:  # a new Conversation: nothing of an earlier request
+            conversation, message = self._conversation(request)
+            kept = 0
+        else:  # the conversation's own session goes on: only the new message is sent
+            conversation, message = self.kept_conversation, request.messages[-1]
         suppress = self.lm.SuppressTokensConfig(self.meta.end_token_ids) if request.ignore_eos else None
         chunk_ids: list[list[int]] = []
         try:
-            yield SETUP_DONE
+            if not kept:
+                yield SETUP_DONE
             for chunk in conversation.send_message_async(
                 message, max_output_tokens=request.max_new_tokens, suppress_tokens_config=suppress
             ):
@@ -150,14 +158,32 @@ class LiteRTLMRunner(layout.SharedArtifact, Runner):
                 chunk_ids.append(self.engine.tokenize(text))
                 yield TokenEvent(chunk_ids[-1][0] if len(chunk_ids[-1]) == 1 else -1, text)
             bench = conversation.get_benchmark_info()
-        finally:
+        except BaseException:
+            self.kept_conversation = None  # a turn that failed leaves nothing to go on from
             conversation.close()
-        self._finished(self._generation_info(bench, request, chunk_ids))
+            raise
+        info = self._generation_info(bench, request, chunk_ids, kept)
+        if request.turn:  # kept for the next turn, with the tokens its session now holds
+            self.kept_conversation, self.kept_tokens = conversation, info.prompt_tokens + bench.last_decode_token_count
+        else:
+            conversation.close()
+        self._finished(info)
+
+    def _kept(self, request: GenerationRequest) -> int | None:
+        """The tokens the kept conversation's session holds, for a request that continues it;
+        None (the kept one closed) for any other request."""
+        if request.continues and self.kept_conversation is not None:
+            return self.kept_tokens
+        if self.kept_conversation is not None:
+            self.kept_conversation.close()
+        self.kept_conversation = None
+        return None
 
     @staticmethod
-    def _generation_info(bench, request: GenerationRequest, chunk_ids: list[list[int]]) -> GenerationInfo:
+    def _generation_info(bench, request: GenerationRequest, chunk_ids: list[list[int]], kept: int) -> GenerationInfo:
         """The runtime's own counts and rates; chunked unless every chunk was one decode step
-        holding one token."""
+        holding one token. A continued conversation's prompt is what its session held before
+        (`kept`, the earlier turns' own counts) and what the runtime prefilled for this turn."""
         decoded = bench.last_decode_token_count
         # Only an end of turn stops LiteRT-LM before the cap; it counts that token among the
         # decoded ones, but does not stream it.
@@ -176,12 +202,17 @@ class LiteRTLMRunner(layout.SharedArtifact, Runner):
         }
         one_token_each = len(chunk_ids) == new_tokens and all(len(ids) == 1 for ids in chunk_ids)
         return GenerationInfo(
-            bench.last_prefill_token_count,
+            kept + bench.last_prefill_token_count,
             "eos" if stopped_early else "length",
             native,
             runtime_new_tokens=new_tokens,
             chunked=not one_token_each,
+            kept_tokens=kept,
+            prefilled_tokens=bench.last_prefill_token_count,
+            prefill_counted_by="runtime",
         )
 
     def close(self) -> None:
+        if self.kept_conversation is not None:
+            self.kept_conversation.close()
         self.engine.close()

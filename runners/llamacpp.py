@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 
 from runners.base import ArtifactError, GenerationInfo, GenerationRequest, LoadInfo, Runner, RunnerOptions, TokenEvent
 from runners.decode_loop import greedy_decode
+from runners.kept_history import KeptHistory
 from runners.weights import Tensor, streamed_bytes
 
 if TYPE_CHECKING:  # annotations only: the runtime's arrays, imported lazily where used
@@ -118,6 +119,7 @@ class LlamaCppRunner(Runner):
         self.n_vocab = model.n_vocab()
         self.eog_ids = frozenset(t for t in range(self.n_vocab) if llama_cpp.llama_vocab_is_eog(model.vocab, t))
         self.formatter = _chat_formatter(self.llm)
+        self.kept = KeptHistory()
         applied = self._applied(log, flash_attn)
         asked = {
             "n_threads": options.threads,
@@ -231,7 +233,11 @@ class LlamaCppRunner(Runner):
         if request.ignore_eos:
             sampler.add_logit_bias(self.n_vocab, {t: float("-inf") for t in self.eog_ids})
         sampler.add_greedy()
-        llm.reset()  # forget the previous prompt: a cached prefix would fake the TTFT
+        # A conversation's next turn keeps the KV cells of the prefix its cache still holds (as
+        # llama.cpp's server does); any other request starts empty: a cached prefix would fake the TTFT.
+        kept = self.kept.keep(request, prompt) if not (llm._is_recurrent or llm._is_hybrid) else 0
+        llm.reset()
+        llm.n_tokens = kept  # eval drops every KV cell from here on before it appends
         self.lib.llama_perf_context_reset(self.ctx)
 
         def next_token(ids: list[int]) -> int:
@@ -240,11 +246,27 @@ class LlamaCppRunner(Runner):
 
         try:
             decoded = yield from greedy_decode(
-                request, prompt, next_token, lambda token, _: next_token([token]), self.eog_ids, self._detokenize
+                request,
+                prompt,
+                lambda ids: next_token(ids[kept:]),
+                lambda token, _: next_token([token]),
+                self.eog_ids,
+                self._detokenize,
             )
         finally:
             sampler.close()
-        self._finished(GenerationInfo(len(prompt), decoded.stop, perf_figures(self.lib.llama_perf_context(self.ctx))))
+        self.kept.held(prompt, decoded.fed)
+        perf = self.lib.llama_perf_context(self.ctx)
+        self._finished(
+            GenerationInfo(
+                len(prompt),
+                decoded.stop,
+                perf_figures(perf),
+                kept_tokens=kept,
+                prefilled_tokens=perf.n_p_eval,  # llama.cpp's own count of prompt tokens it evaluated
+                prefill_counted_by="runtime",
+            )
+        )
 
     def score(self, token_ids: Sequence[int]) -> "numpy.ndarray":
         """Teacher-forced logits as llama.cpp's perplexity tool gets them: the KV memory
@@ -255,6 +277,7 @@ class LlamaCppRunner(Runner):
 
         llm, batch = self.llm, self.llm._batch
         logits = np.empty((len(token_ids), self.n_vocab), dtype=np.float32)
+        self.kept = KeptHistory()  # the cache is cleared: no conversation goes on from it
         llm.reset()
         llm._ctx.kv_cache_clear()
         try:

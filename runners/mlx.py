@@ -35,6 +35,7 @@ from runners.base import (
     RunnerOptions,
     TokenEvent,
 )
+from runners.kept_history import shared_prefix
 from runners.mlx_blas import global_sgemm_library, use_openblas
 from runners.mlx_export import CONVERT_OPTIONS
 from runners.weights import Tensor, streamed_bytes
@@ -115,7 +116,7 @@ class MlxRunner(Runner):
         import mlx_lm
         from mlx_lm import stream_generate
         from mlx_lm.generate import generation_stream
-        from mlx_lm.models.cache import make_prompt_cache
+        from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
         from mlx_lm.sample_utils import make_sampler
 
         config = json.loads((artifact / "config.json").read_text())
@@ -128,6 +129,7 @@ class MlxRunner(Runner):
         except (ValueError, FileNotFoundError, KeyError) as exc:
             raise ArtifactError(f"mlx-lm could not load {artifact}: {exc}") from None
         self.mx, self.stream_generate, self.make_prompt_cache = mx, stream_generate, make_prompt_cache
+        self.trim_prompt_cache, self.cache = trim_prompt_cache, None
         self.generation_stream = generation_stream
         self.sampler = make_sampler(temp=0.0)
         self.context_tokens = options.context_tokens
@@ -192,19 +194,22 @@ class MlxRunner(Runner):
 
     def generate(self, request: GenerationRequest) -> Iterator[TokenEvent]:
         prompt = self._fitting_prompt_ids(request, self.context_tokens)
+        cache, kept = self._conversation_cache(request, prompt)
+        before = cache[0].offset if cache else 0  # what mlx-lm's own cache holds before this turn
         tokenizer = self.tokenizer
         end_of_turn = tokenizer.eos_token_ids
         if request.ignore_eos:
             tokenizer.eos_token_ids = set()
         self.mx.reset_peak_memory()
-        stop, last = "length", None
+        stop, last, ids = "length", None, []
         try:
             for last in self.stream_generate(
                 self.model,
                 tokenizer,
-                prompt,
+                prompt[kept:],
                 max_tokens=request.max_new_tokens,
                 sampler=self.sampler,
+                prompt_cache=cache,
                 **self.generate_settings,
             ):
                 if last.finish_reason == "stop":
@@ -212,17 +217,41 @@ class MlxRunner(Runner):
                     # back (at most a lone space or an unfinished UTF-8 byte) ends with it.
                     stop = "eos"
                     break
+                ids.append(last.token)
                 yield TokenEvent(last.token, last.text)
         finally:
             tokenizer.eos_token_ids = end_of_turn
+        turn = {}
+        if cache:
+            # The cache holds the prompt and every token generated (mlx-lm steps each one it
+            # hands out): what it grew by, less those, is what mlx-lm prefilled.
+            self.held = (prompt + ids)[: cache[0].offset]
+            fed = last.generation_tokens if last else 0
+            turn = {"prefilled_tokens": cache[0].offset - before - fed, "prefill_counted_by": "runtime"}
         self._finished(
             GenerationInfo(
                 len(prompt),
                 stop,
                 native_figures(last) if last else {},
                 runtime_new_tokens=runtime_new_tokens(last, stop),
+                kept_tokens=kept,
+                **turn,
             )
         )
+
+    def _conversation_cache(self, request: GenerationRequest, prompt: list[int]) -> tuple[list | None, int]:
+        """A conversation's prompt cache (mlx-lm's, kept between its turns and trimmed to where it
+        and the prompt part) and the prompt tokens it keeps; (None, 0) outside a conversation:
+        stream_generate makes a fresh cache, as mlx_lm.generate does."""
+        if not request.turn:
+            self.cache = None
+            return None, 0
+        if not request.continues or self.cache is None:
+            self.cache, self.held = self.make_prompt_cache(self.model), []
+            return self.cache, 0
+        kept = min(shared_prefix(self.held, prompt), len(prompt) - 1)
+        self.trim_prompt_cache(self.cache, self.cache[0].offset - kept)
+        return self.cache, kept
 
     def score(self, token_ids: Sequence[int]) -> "numpy.ndarray":
         """Teacher-forced logits as mlx_lm.perplexity gets them: one forward pass of the model

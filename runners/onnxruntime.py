@@ -9,7 +9,9 @@ model loads). Greedy search; a fresh Generator per prompt (marked SETUP_DONE), t
 runners' shared greedy loop (runners.decode_loop): `append_tokens`, which runs the prefill
 inside the harness clock, and one `generate_next_token` per token.
 Fixed-length mode sets min_length = max_length = prompt + N, which keeps end-of-sequence
-out until N tokens are made. onnxruntime-genai measures nothing itself: no runtime_*
+out until N tokens are made. A conversation keeps one Generator for all its turns, as the
+library's chat example does: sized to the context (min_length too, for fixed-length replies),
+rewound to where its sequence and the next turn's prompt part, and the rest appended. onnxruntime-genai measures nothing itself: no runtime_*
 figures; its own sequence length is kept as a cross-check.
 """
 
@@ -37,6 +39,7 @@ from runners.base import (
     TokenEvent,
 )
 from runners.decode_loop import greedy_decode
+from runners.kept_history import shared_prefix
 from runners.onnxruntime_export import QUANTIZATIONS
 from runners.weights import Tensor, streamed_bytes
 
@@ -100,6 +103,7 @@ class OnnxRuntimeRunner(Runner):
         search = {"past_present_share_buffer": self.settings(options)["past_present_share_buffer"]}
         trace = self._create(og, artifact, options, search)
         self.og = og
+        self.generator = None  # a conversation's, kept between its turns
         self.tokenizer = og.Tokenizer(self.model)
         self.eos_ids = frozenset(int(t) for t in self.tokenizer.eos_token_ids)
         model_context = genai["model"].get("context_length") or options.context_tokens
@@ -179,20 +183,26 @@ class OnnxRuntimeRunner(Runner):
         return self.tokenizer.decode(ids)
 
     def generate(self, request: GenerationRequest) -> Iterator[TokenEvent | SetupDone]:
-        og = self.og
         prompt = self._fitting_prompt_ids(request, self.context_tokens)
-        total = len(prompt) + request.max_new_tokens
-        params = og.GeneratorParams(self.model)
-        params.set_search_options(do_sample=False, max_length=total, min_length=total if request.ignore_eos else 0)
-        generator = og.Generator(self.model, params)  # a fresh one: no cache from an earlier prompt
-        yield SETUP_DONE
+        kept = self._kept(request, prompt)
+        if kept is None:  # a fresh Generator: no cache from an earlier prompt
+            generator = self._new_generator(request, len(prompt) + request.max_new_tokens)
+            self.generator = generator if request.turn else None  # a conversation's is kept for its next turn
+            kept = 0
+            yield SETUP_DONE
+        else:
+            generator = self.generator
 
         def step(*_) -> int:  # the Generator keeps the tokens and positions itself
             generator.generate_next_token()
             return int(generator.get_next_tokens()[0])
 
+        counts = {}
+
         def prefill(ids: list[int]) -> int:
-            generator.append_tokens(ids)  # runs the prefill
+            counts["before"] = generator.token_count()
+            generator.append_tokens(ids[kept:])  # runs the prefill
+            counts["after"] = generator.token_count()
             return step()
 
         decoded = yield from greedy_decode(request, prompt, prefill, step, self.eos_ids, self._detokenize)
@@ -201,9 +211,34 @@ class OnnxRuntimeRunner(Runner):
         # picked is not appended to it (seen on the builder's int4 and fp32 models).
         self._finished(
             GenerationInfo(
-                len(prompt), decoded.stop, {"sequence_length": sequence}, runtime_new_tokens=sequence - len(prompt)
+                len(prompt),
+                decoded.stop,
+                {"sequence_length": sequence},
+                runtime_new_tokens=sequence - counts["after"],
+                kept_tokens=kept,
+                prefilled_tokens=counts["after"] - counts["before"],  # by the Generator's own token count
+                prefill_counted_by="runtime",
             )
         )
+
+    def _new_generator(self, request: GenerationRequest, total: int):
+        """A Generator for one request, or for a whole conversation (as onnxruntime-genai's chat
+        example keeps one): then sized to the context, end tokens kept out for all of it when
+        its replies are fixed-length."""
+        params = self.og.GeneratorParams(self.model)
+        length = self.context_tokens if request.turn else total
+        params.set_search_options(do_sample=False, max_length=length, min_length=length if request.ignore_eos else 0)
+        return self.og.Generator(self.model, params)
+
+    def _kept(self, request: GenerationRequest, prompt: list[int]) -> int | None:
+        """How many leading prompt tokens the conversation's Generator keeps (rewound to where its
+        sequence and the prompt part); None when the request needs a fresh Generator."""
+        if not request.continues or self.generator is None:
+            return None
+        kept = min(shared_prefix(self.generator.get_sequence(0).tolist(), prompt), len(prompt) - 1)
+        if kept < self.generator.token_count():
+            self.generator.rewind_to(kept)
+        return kept
 
     def score(self, token_ids: Sequence[int]) -> "numpy.ndarray":
         """Teacher-forced logits: a fresh Generator holding exactly the sequence, one
@@ -222,6 +257,7 @@ class OnnxRuntimeRunner(Runner):
         return logits.astype(np.float32, copy=False)
 
     def close(self) -> None:
+        self.generator = None  # before the model it runs on
         del self.tokenizer, self.model
 
 

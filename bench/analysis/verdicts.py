@@ -7,7 +7,8 @@ outside, and is marginal when the budget lies within its spread: its repetitions
 disagree, so the answer depends on the moment. Unlike prompts (an 8-token autocomplete
 and a 1,000-token summary) are never pooled into one spread. A workload fails when any of
 its prompts misses a budget, is marginal when none misses and one straddles, and passes
-when every prompt is inside every budget. Sustained measurements (records with mode ==
+when every prompt is inside every budget. A workload stated for a conversation turn
+(`turn = N`) is judged on the records of that turn of a conversation only. Sustained measurements (records with mode ==
 "sustained") of a prompt are used where a group has them, never pooled with its suite
 records: they are what a device keeps up, not what it manages once cold.
 
@@ -31,7 +32,15 @@ from bench.data.workloads import Workload
 
 OUTCOMES = ["pass", "marginal", "fail"]  # of timing budgets, by index
 RANK = {"pass": 0, "unchecked": 1, "marginal": 2, "fail": 3}  # a workload's verdict: the worst of its budgets
-READ = ["category", "mode", "prompt_id", "ttft_ms", "decode_tok_s", "e2e_ms"]  # the record columns a verdict reads
+READ = [
+    "category",
+    "mode",
+    "prompt_id",
+    "turn",
+    "ttft_ms",
+    "decode_tok_s",
+    "e2e_ms",
+]  # the record columns a verdict reads
 # (record column, workload attribute, "max" or "min", label, unit)
 BUDGETS = (
     ("ttft_ms", "ttft_ms_max", "max", "TTFT", "ms"),
@@ -108,6 +117,8 @@ def judge_groups(rows: pd.DataFrame, group: np.ndarray, workload: Workload) -> d
     groups at once (`group`: each row's group number); a group without rows of the
     workload is left out."""
     mask = rows["category"].isin(workload.categories).to_numpy()
+    if workload.turn is not None:  # a conversation turn's budget: that turn's records only
+        mask = mask & (pd.to_numeric(rows["turn"], errors="coerce") == workload.turn).to_numpy()
     budgets = [b for b in BUDGETS if getattr(workload, b[1]) is not None]
     if not mask.any():
         return {}

@@ -255,14 +255,17 @@ def _run_progress(setup):
 
 
 def _print_summary(setup, result, records: list[dict], notes: list[str], reports: dict) -> None:
-    """The end of a run: workload x runtime, the budget and what it skipped, warnings, the files."""
+    """The end of a run: workload x runtime, whether each runtime reuses a conversation's history,
+    the budget and what it skipped, warnings, the files."""
     from rich.text import Text
 
-    from bench.views import summary
+    from bench.views import conversations, summary
 
     found = summary.build(records)
     tier = f", this device's tier: {found.tier}" if found.tier else ""
     out.print(summary.rich_table(found, f"edgebench {setup.run_id}: best runtime per workload{tier}"))
+    for line in conversations.reuse_lines(records):
+        out.print(f"conversation: {line}", highlight=False)
     if setup.budget_s:
         out.print(
             f"time budget {setup.budget_s:g} s per prompt and runtime: " + summary.budget_text(found),

@@ -3,14 +3,14 @@ and hashed so every record says exactly which suite produced it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 from bench.data import files as datafiles
 from bench.errors import BenchError
 
-KINDS = ("chat", "completion", "fixed")
+KINDS = ("chat", "completion", "fixed", "conversation")
 PROBE_CATEGORY = "throughput"  # the suites' fixed-length llama-bench style probes
 
 
@@ -19,7 +19,10 @@ class Prompt:
     """One prompt. `chat`: the model's chat template, stops at end of turn. `completion`:
     raw text continued, stops at end of text. `fixed`: a prompt of exactly
     `prompt_tokens` tokens cut from the text of prompt `fill_from`, then exactly
-    `max_new_tokens` tokens (end-of-sequence ignored), as llama-bench's pp/tg tests."""
+    `max_new_tokens` tokens (end-of-sequence ignored), as llama-bench's pp/tg tests.
+    `conversation`: a multi-turn chat, one user message per entry of `turns`, each reply
+    exactly `max_new_tokens` tokens (end of turn ignored, so turns compare); the suite holds
+    one prompt per turn, `ID/turnN`, with its `turn` (1-based) and `user` that turn's message."""
 
     id: str
     category: str
@@ -32,6 +35,8 @@ class Prompt:
     fill_from: str | None = None
     tags: tuple[str, ...] = ()
     description: str = ""
+    turns: tuple[str, ...] = ()
+    turn: int | None = None  # set by edgebench on a conversation's per-turn prompts, never in a file
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,18 @@ def load_suite(name_or_path: str) -> Suite:
     table, sha = datafiles.read_toml(path)
     data = datafiles.build(SuiteFile, table, str(path))
     _validate(data, str(path))
-    return Suite(data.id, data.description, sha, path, data.prompt)
+    return Suite(data.id, data.description, sha, path, tuple(p for each in data.prompt for p in per_turn(each)))
+
+
+def per_turn(prompt: Prompt) -> tuple[Prompt, ...]:
+    """A conversation as one prompt per turn (each its own cell in every view); others as they are."""
+    if prompt.kind != "conversation":
+        return (prompt,)
+    return tuple(replace(prompt, id=turn_id(prompt.id, n), turn=n, user=user) for n, user in enumerate(prompt.turns, 1))
+
+
+def turn_id(conversation: str, turn: int) -> str:
+    return f"{conversation}/turn{turn}"
 
 
 def _validate(data: SuiteFile, where: str) -> None:
@@ -85,10 +101,19 @@ def _validate(data: SuiteFile, where: str) -> None:
             raise BenchError(f"{at}: kind '{p.kind}' is not one of {', '.join(KINDS)}", "fix the kind")
         if p.max_new_tokens < 1:
             raise BenchError(f"{at}: max_new_tokens must be at least 1", "fix max_new_tokens")
-        needs = {"chat": ("user",), "completion": ("text",), "fixed": ("prompt_tokens", "fill_from")}[p.kind]
+        needs = {
+            "chat": ("user",),
+            "completion": ("text",),
+            "fixed": ("prompt_tokens", "fill_from"),
+            "conversation": ("turns",),
+        }[p.kind]
         for key in needs:
-            if getattr(p, key) in (None, ""):
+            if getattr(p, key) in (None, "", ()):
                 raise BenchError(f"{at}: a {p.kind} prompt needs '{key}'", f"add {key} to the prompt")
+        if p.turn is not None:
+            raise BenchError(f"{at}: 'turn' is set by edgebench", "give a conversation's messages in 'turns'")
+        if p.kind == "conversation" and (p.user or any(not t.strip() for t in p.turns)):
+            raise BenchError(f"{at}: a conversation's user messages are its 'turns', none empty", "fix turns")
         if p.kind == "fixed":
             if p.prompt_tokens < 1:
                 raise BenchError(f"{at}: prompt_tokens must be at least 1", "fix prompt_tokens")

@@ -25,13 +25,16 @@ class Workload:
     max_kld: float | None = None  # mean KL divergence, nats
     max_perplexity_increase: float | None = None  # relative to the reference's perplexity: 0.10 = 10% higher
     min_greedy_agreement: float | None = None  # share of greedy tokens equal to the reference's, 0-1
+    # a conversation's turn (1-based): the timing budgets hold for that turn of a conversation,
+    # judged on conversation records of that turn only
+    turn: int | None = None
 
     def budgets(self) -> dict[str, float]:
         """The budgets this workload states, by field name."""
         return {
             name: value
             for name, value in vars(self).items()
-            if name not in ("id", "description", "categories") and value is not None
+            if name not in ("id", "description", "categories", "turn") and value is not None
         }
 
 
@@ -115,6 +118,11 @@ def load_workloads(path: Path | None = None) -> tuple[Workload, ...]:
                 "or min_greedy_agreement",
             )
         _check_quality_ranges(path, w)
+        if w.turn is not None and (w.turn < 1 or any(getattr(w, b[0]) is not None for b in QUALITY_RANGES)):
+            raise BenchError(
+                f"{path}: workload '{w.id}': turn = {w.turn} needs a turn from 1 and timing budgets only",
+                "give turn = N (1 is the first turn) with ttft_ms_max, decode_tok_s_min or e2e_ms_max",
+            )
         for category in w.categories:
             if category in seen:
                 raise BenchError(

@@ -106,9 +106,13 @@ def count_problem(request: GenerationRequest, info: GenerationInfo, received: in
 
     A fixed-length request (ignore_eos) must prefill exactly the tokens given and produce
     exactly max_new_tokens; any request must produce as many events as the runtime's own
-    count says, unless the runner declared its events chunks.
+    count says, unless the runner declared its events chunks. A conversation turn whose
+    runner claims it kept tokens of the history must have the tokens kept and those prefilled
+    (by the runtime's own count where it keeps one) make up its prompt.
     """
     problems = []
+    if request.continues:
+        problems.extend(kept_problem(info))
     if info.runtime_new_tokens is not None and info.runtime_new_tokens != received and not info.chunked:
         problems.append(f"the runtime counted {info.runtime_new_tokens} new tokens, the harness received {received}")
     if request.ignore_eos:
@@ -123,3 +127,15 @@ def count_problem(request: GenerationRequest, info: GenerationInfo, received: in
                 f"and the harness received {received} event(s)"
             )
     return "; ".join(problems) or None
+
+
+def kept_problem(info: GenerationInfo) -> list[str]:
+    """Why a continued conversation turn's claim to have kept its history cannot be trusted."""
+    if not info.kept_tokens and info.prefilled_tokens is None:
+        return []  # no claim: by the runner contract it prefilled the whole history
+    if info.prefilled_tokens is None or (info.kept_tokens or 0) + info.prefilled_tokens != info.prompt_tokens:
+        return [
+            f"the runner claims it kept {info.kept_tokens} of the conversation's {info.prompt_tokens} tokens, "
+            f"but the {info.prefill_counted_by} counted {info.prefilled_tokens} prefilled"
+        ]
+    return []

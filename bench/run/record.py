@@ -32,6 +32,8 @@ MEASURED = (
     "token_times_ns",
     "output_text",
 )
+# What a conversation turn's generation adds (bench.run.worker.turn_figures).
+TURN_FIGURES = ("history_tokens", "history_reused", "prefill_counted_by")
 # A record's device state at its start, from a device sample (bench.device.monitor.DeviceMonitor).
 START_STATE = {
     "temp_c_start": "temp_c",

@@ -4,7 +4,9 @@ Every run saves the options it was started with beside its results (RUN_ID.run.j
 resumed run reloads them, checks the suite and profile are unchanged, skips every
 measurement already recorded (a generation skipped for the time budget counts as
 recorded: it is not run again), and appends the rest. A prompt with repetitions still to
-do gets its warm-ups again: the new worker starts cold, like the first one did.
+do gets its warm-ups again: the new worker starts cold, like the first one did. A
+conversation's run with a turn still to do runs its recorded turns again as warm-ups first,
+so the turn continues the history it needs.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from bench.errors import BenchError
 from bench.records import iter_records
 from bench.run.supervisor import Job, RunnerPlan
+from bench.run.time_budget import budget_unit
 
 RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{4}")
 
@@ -111,5 +114,15 @@ def remaining(jobs: list[Job], plan: RunnerPlan, done: set[tuple]) -> list[Job]:
     def is_done(job: Job) -> bool:
         return (plan.name, plan.artifact.sha256, job.prompt_id, job.warmup, job.repeat) in done
 
-    unfinished = {j.prompt_id for j in jobs if not j.warmup and not is_done(j)}
-    return [j for j in jobs if j.prompt_id in unfinished and (j.warmup or not is_done(j))]
+    # what resumes as a whole: a prompt, or a conversation (every turn of it), as the time budget holds them
+    unfinished = {budget_unit(j.prompt_id, j.payload) for j in jobs if not j.warmup and not is_done(j)}
+    broken = {j.payload["conversation"] for j in jobs if j.payload.get("conversation") and not is_done(j)}
+    left = []
+    for job in jobs:
+        if budget_unit(job.prompt_id, job.payload) not in unfinished:
+            continue
+        if job.warmup or not is_done(job):
+            left.append(job)
+        elif job.payload.get("conversation") in broken:  # its history must be rebuilt: again, as a warm-up
+            left.append(dataclasses.replace(job, warmup=True))
+    return left

@@ -26,8 +26,8 @@ from bench.device.facts import load_average_1m
 from bench.device.monitor import Window
 from bench.device.sensors import DeviceReader
 from bench.records import ResultsWriter, is_failed
-from bench.run.record import MEASURED, build_record, error_status
-from bench.run.time_budget import PromptBudget
+from bench.run.record import MEASURED, TURN_FIGURES, build_record, error_status
+from bench.run.time_budget import PromptBudget, Skip, budget_unit
 from bench.workers.protocol import Answer, Done, Failed, Finished, Loaded, LoadFailed, Message, Orders, Ready, Start
 from bench.workers.session import Exit, Limits, Session
 
@@ -71,20 +71,37 @@ def _payload(suite: Suite, prompt) -> dict:
     }
     if prompt.kind == "fixed":
         payload |= {"prompt_tokens": prompt.prompt_tokens, "fill_text": suite.fill_text(prompt)}
+    if prompt.kind == "conversation":
+        payload |= {"turns": list(prompt.turns), "turn": prompt.turn}
     return payload
 
 
 def jobs_for(suite: Suite, profile: RunProfile) -> list[Job]:
-    """Per selected prompt: its warm-ups, then its measured repetitions."""
+    """Per selected prompt: its warm-ups, then its measured repetitions. A conversation's
+    turns run in order within each warm-up and repetition, which is one conversation."""
     jobs: list[Job] = []
-    for prompt in suite.prompts:
-        if not profile.selects(prompt.tags):
-            continue
-        payload = _payload(suite, prompt)
-        runs = [(True, i) for i in range(profile.warmups)] + [(False, i) for i in range(profile.repetitions)]
+    runs = [(True, i) for i in range(profile.warmups)] + [(False, i) for i in range(profile.repetitions)]
+    for turns in _conversations(p for p in suite.prompts if profile.selects(p.tags)):
         for warmup, repeat in runs:
-            jobs.append(Job(len(jobs), prompt.id, warmup, repeat, payload | {"job": len(jobs)}))
+            for prompt in turns:
+                payload = _payload(suite, prompt) | {"job": len(jobs)}
+                if prompt.turn is not None:  # its conversation, and which run of it this turn continues
+                    conversation = prompt.id.rsplit("/", 1)[0]
+                    payload["conversation_id"] = conversation
+                    payload["conversation"] = f"{conversation} {'warm-up' if warmup else 'run'} {repeat}"
+                jobs.append(Job(len(jobs), prompt.id, warmup, repeat, payload))
     return jobs
+
+
+def _conversations(prompts) -> list[list]:
+    """The prompts in order, a conversation's turns together (every other prompt alone)."""
+    groups: list[list] = []
+    for prompt in prompts:
+        if prompt.turn is not None and prompt.turn > 1 and groups and groups[-1][-1].turn == prompt.turn - 1:
+            groups[-1].append(prompt)
+        else:
+            groups.append([prompt])
+    return groups
 
 
 def sustained_jobs(suite: Suite, prompt_id: str, warmups: int) -> list[Job]:
@@ -181,6 +198,7 @@ class _WorkerSession:
         self.load_avg: float | None = None  # the 1-minute load when the generation in flight began
         self.by_index = {j.index: j for j in jobs}
         self.done: set[int] = set()
+        self.unmeasured: set[int] = set()  # jobs skipped or failed: a conversation does not go on from them
         self.current: Job | None = None  # the job in flight
         self.loop_origin: float | None = None  # parent's clock at the first sustained generation
         self.early_samples: list[dict] = []  # device samples taken before the loop began
@@ -245,8 +263,11 @@ class _WorkerSession:
     def _answer(self, index: int) -> None:
         """The worker asks before a generation: "go", or "skip" with a skipped record saying why."""
         job = self.by_index[index]
-        skip = self.budget.skip(job.prompt_id, job.warmup, job.repeat, job.payload) if self.budget else None
+        skip = self._broken_conversation(job) or (
+            self.budget.skip(job.prompt_id, job.warmup, job.repeat, job.payload) if self.budget else None
+        )
         if skip:
+            self.unmeasured.add(index)
             self.supervisor.emit(
                 self.outcome,
                 self._record(
@@ -265,6 +286,14 @@ class _WorkerSession:
                 self.meter.idle()  # the idle draw just before the generation
             self.current = job  # in flight once it may go (a stop before its Start message is its)
         self.session.child.send(Answer(go=not skip))
+
+    def _broken_conversation(self, job: Job) -> Skip | None:
+        """A conversation turn whose previous turn was not measured has no history to continue."""
+        before = job.index - 1
+        if (job.payload.get("turn") or 1) == 1 or (before in self.done and before not in self.unmeasured):
+            return None
+        self.unmeasured.add(job.index)
+        return Skip(f"turn {job.payload['turn'] - 1} of this conversation was not measured", None)
 
     def _started(self, index: int) -> None:
         if self.supervisor.sustained and index >= self.jobs[-1].index:
@@ -288,9 +317,10 @@ class _WorkerSession:
             made = self._record(job, "ok", None, window, self.load_avg, done=message, **fields)
         else:
             made = self._record(job, error_status(message.error), message.error, window, self.load_avg)
+            self.unmeasured.add(job.index)
         self.supervisor.emit(self.outcome, made)
         if self.budget:
-            self.budget.learn(made)
+            self.budget.learn(made, budget_unit(job.prompt_id, job.payload))
         self.done.add(job.index)
         self.current = None
         self.session.begin("generation")
@@ -341,7 +371,8 @@ class _WorkerSession:
             mode="sustained" if supervisor.sustained else "suite",
             status=status,
             start=self.start_state,
-            **{name: measured.get(name) for name in MEASURED},
+            **{name: measured.get(name) for name in MEASURED + TURN_FIGURES},
+            turn=prompt.turn if prompt else None,
             load_avg_1m_start=load_avg,
             elapsed_s=done and done.elapsed_s,
             prompt_id=job.prompt_id if job else None,

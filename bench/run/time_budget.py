@@ -12,6 +12,8 @@ seen of each, so a generation is ruled out only when even the runtime's best pac
 - Otherwise its warm-ups and first repetition run, and each further repetition runs while
   the time its generations have taken (the harness's own end-to-end figures) plus the
   estimate of one more stays within the budget; the rest are cut.
+- A conversation is one prompt here: its turns share one budget, a run of it (a warm-up or a
+  repetition: every turn) is estimated as its turns, and only whole runs are skipped or cut.
 
 Before the first measured generation there is no estimate, and nothing is skipped. A
 skipped or cut generation gets a `skipped` record that says why (`skip_reason`,
@@ -76,6 +78,11 @@ class Pace:
         return f"{self.prefill_tok_s:.1f} tok/s prefill, {self.decode_tok_s:.1f} tok/s decode"
 
 
+def budget_unit(prompt_id: str, payload: dict) -> str:
+    """What one budget holds: a prompt, or a conversation (every turn of every run of it)."""
+    return payload.get("conversation_id") or prompt_id
+
+
 class PromptBudget:
     """The budget of one runner plan: learns that runtime's rates, and each prompt's time
     spent, as its records arrive; says which generations to skip."""
@@ -87,12 +94,12 @@ class PromptBudget:
         self.spent_s: dict[str, float] = {}  # prompt -> seconds its generations took
         self.ruled_out: dict[str, Skip] = {}  # prompt -> why it is skipped whole
 
-    def learn(self, record: dict) -> None:
+    def learn(self, record: dict, unit: str | None = None) -> None:
         """Keep the fastest prefill and decode rates of this runtime's successful generations,
-        and add the generation's time to its prompt's."""
+        and add the generation's time to its prompt's (`unit`: its conversation's)."""
         if record["status"] != "ok":
             return
-        prompt = record["prompt_id"]
+        prompt = unit or record["prompt_id"]
         self.spent_s[prompt] = self.spent_s.get(prompt, 0.0) + (record.get("e2e_ms") or 0.0) / 1e3
         self.pace.learn(record)
 
@@ -109,12 +116,19 @@ class PromptBudget:
         return Estimate(self.pace.seconds(tokens, payload["max_new_tokens"]), pace)
 
     def skip(self, prompt_id: str, warmup: bool, repeat: int, payload: dict) -> Skip | None:
-        """Why this generation is skipped, or None when it runs."""
+        """Why this generation is skipped, or None when it runs. A conversation is budgeted
+        whole (`budget_unit`): its turn 1 is estimated as all its turns and decides for them."""
+        if (payload.get("turn") or 1) > 1:
+            return None  # its conversation's turn 1 ran: the rest of that run goes with it
+        prompt_id = budget_unit(prompt_id, payload)
         if prompt_id in self.ruled_out:
             return self.ruled_out[prompt_id]
         one = self.estimate(payload)
         if one is None:
             return None
+        if payload.get("turns"):
+            turns = len(payload["turns"])
+            one = Estimate(one.seconds * turns, f"{turns} turns, each ~{one.seconds:.0f} s: {one.pace}")
         if prompt_id not in self.spent_s:  # nothing of it ran yet: can its warm-ups and one repetition fit?
             whole = (self.warmups + 1) * one.seconds
             if whole <= self.limit_s:

@@ -31,8 +31,10 @@ def fixed_prompt_tokens(runner, fill_text: str, count: int) -> tuple[int, ...]:
     return tuple(ids[:count])
 
 
-def build_request(runner, job: dict, token_cache: dict) -> GenerationRequest:
+def build_request(runner, job: dict, token_cache: dict, replies: dict | None = None) -> GenerationRequest:
     kind = job["kind"]
+    if kind == "conversation":
+        return conversation_turn(job, replies if replies is not None else {})
     if kind == "chat":
         messages = [{"role": "system", "content": job["system"]}] if job.get("system") else []
         messages.append({"role": "user", "content": job["user"]})
@@ -43,6 +45,29 @@ def build_request(runner, job: dict, token_cache: dict) -> GenerationRequest:
     if key not in token_cache:  # tokenized before the clock starts, like llama-bench's tokens
         token_cache[key] = fixed_prompt_tokens(runner, *key)
     return GenerationRequest(job["max_new_tokens"], token_ids=token_cache[key], ignore_eos=True)
+
+
+def conversation_turn(job: dict, replies: dict) -> GenerationRequest:
+    """Turn N of a conversation: the system message, the earlier user messages each followed by
+    the reply this worker generated for it (as an app keeps its history), then message N; a
+    fixed-length reply. `replies` maps the conversation's run to its replies so far."""
+    turn, key = job["turn"], job["conversation"]
+    earlier = replies.get(key, [])
+    if len(earlier) != turn - 1:
+        raise MissingTurns(
+            f"turn {turn} needs the replies of turns 1-{turn - 1} of this conversation, "
+            f"and this worker has {len(earlier)} (an earlier turn failed, was skipped or ran in a worker that ended)"
+        )
+    messages = [{"role": "system", "content": job["system"]}] if job.get("system") else []
+    for user, reply in zip(job["turns"], [*earlier, None]):
+        messages.append({"role": "user", "content": user})
+        if reply is not None:
+            messages.append({"role": "assistant", "content": reply})
+    return GenerationRequest(job["max_new_tokens"], messages=tuple(messages), ignore_eos=True, turn=turn)
+
+
+class MissingTurns(Exception):
+    """A conversation turn whose earlier turns did not all run in this worker."""
 
 
 def planned_jobs(orders: dict, clock):
@@ -62,11 +87,11 @@ def planned_jobs(orders: dict, clock):
 
 def run(runner, work: dict, channel: Channel) -> None:
     """Every job of `work` in turn (a failure breaks a sustained series: it is not retried)."""
-    clock, token_cache = clock_of(runner), {}
+    clock, token_cache, replies = clock_of(runner), {}, {}
     for job, loop_t0 in planned_jobs(work, clock):
         if work.get("ask") and not allowed(job, channel):
             continue
-        if not generate(runner, job, loop_t0, clock, token_cache, channel) and loop_t0 is not None:
+        if not generate(runner, job, loop_t0, clock, token_cache, channel, replies) and loop_t0 is not None:
             break
 
 
@@ -77,11 +102,14 @@ def allowed(job: dict, channel: Channel) -> bool:
     return isinstance(answer, Answer) and answer.go
 
 
-def generate(runner, job: dict, loop_t0: int | None, clock, token_cache: dict, channel: Channel) -> bool:
+def generate(
+    runner, job: dict, loop_t0: int | None, clock, token_cache: dict, channel: Channel, replies: dict | None = None
+) -> bool:
     """One generation on the harness clock: Start, then Done with its figures, or Failed
-    (returns False)."""
+    (returns False). A conversation turn's reply joins `replies` for the next turn."""
+    replies = {} if replies is None else replies
     try:
-        request = build_request(runner, job, token_cache)
+        request = build_request(runner, job, token_cache, replies)
         channel.send(Start(job["job"]))
         stream = harness.collect(runner.generate(request), clock)
         gen = runner.generation_info()
@@ -91,9 +119,24 @@ def generate(runner, job: dict, loop_t0: int | None, clock, token_cache: dict, c
     except Exception as exc:
         channel.send(Failed(f"{type(exc).__name__}: {exc}", job["job"]))
         return False
-    m = harness.measure(stream, gen.prompt_tokens)
+    turn = job.get("turn")
+    prefilled = gen.prompt_tokens if turn is None or gen.prefilled_tokens is None else gen.prefilled_tokens
+    m = harness.measure(stream, prefilled)
     elapsed_s = (stream.t0 - loop_t0) / 1e9 if loop_t0 is not None else None
-    channel.send(
-        Done(job["job"], m.__dict__, gen.stop_reason, gen.native, elapsed_s, "chunk" if gen.chunked else "token")
-    )
+    figures = m.__dict__ if turn is None else {**m.__dict__, **turn_figures(gen, turn)}
+    channel.send(Done(job["job"], figures, gen.stop_reason, gen.native, elapsed_s, "chunk" if gen.chunked else "token"))
+    if turn is not None:
+        replies.setdefault(job["conversation"], []).append(m.output_text)
     return True
+
+
+def turn_figures(gen, turn: int) -> dict:
+    """A conversation turn's record fields: the tokens in its history and whether the runtime
+    kept them (turn 1 has none to keep); its `prompt_tokens` are those prefilled for it."""
+    return {
+        "turn": turn,
+        "history_tokens": gen.prompt_tokens,
+        "history_reused": bool(gen.kept_tokens) if turn > 1 else None,
+        # a runner that says nothing kept nothing: it fed the whole history (the runner contract)
+        "prefill_counted_by": gen.prefill_counted_by or "runner",
+    }

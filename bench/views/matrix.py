@@ -34,6 +34,7 @@ from bench.analysis.verdicts import Verdict
 from bench.data import workloads as workload_data
 from bench.data.suite import PROBE_CATEGORY
 from bench.records import FAILED
+from bench.views import conversations
 from bench.views.table import runner_label
 
 COLUMNS = (
@@ -64,6 +65,10 @@ COLUMNS = (
     "prompt_tokens",
     "status",
     "mode",
+    "turn",
+    "history_tokens",
+    "history_reused",
+    "prefill_counted_by",
     "ttft_ms",
     "decode_tok_s",
     "e2e_ms",
@@ -133,6 +138,7 @@ class Matrix:
     devices: dict[str, str]  # device key -> how its tier was decided
     files: int
     records: int
+    turns: list = field(default_factory=list)  # conversation turns per device (bench.views.conversations.Turn)
 
 
 def load(targets_: list[str]) -> tuple[pd.DataFrame, int]:
@@ -307,7 +313,8 @@ def build(df: pd.DataFrame, files: int = 0, workloads: tuple[workload_data.Workl
         key=lambda r: (tier_order.get(r.tier, len(tier_order)), r.device_label, r.runner, r.model, r.quantization)
     )
     seen_tiers = list(dict.fromkeys(r.tier for r in rows))
-    return Matrix(rows, seen_tiers, [w.id for w in workloads], device_why, files, total)
+    turns = conversations.turns_of(df, ("device",))
+    return Matrix(rows, seen_tiers, [w.id for w in workloads], device_why, files, total, turns)
 
 
 def _variant_rows(

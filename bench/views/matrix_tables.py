@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.analysis.stats import Quality
+from bench.views import conversations
 from bench.views import table as view
 from bench.views.junit import Case
 from bench.views.matrix import BANDWIDTH_KINDS, Matrix, Row, bandwidth_kinds, has_quality
@@ -85,6 +86,14 @@ def markdown(matrix: Matrix) -> str:
             if apart:
                 lines += ["", "Not comparable with each other (never averaged):", ""]
                 lines += _table(matrix, apart, with_reason=True)
+            turns = [t for t in matrix.turns if t.where == (device,)]
+            if turns:
+                lines += [
+                    "",
+                    "Conversation turns (medians; prefilled: by the runtime's own count or what the runner fed it):",
+                    "",
+                ]
+                lines += view.markdown(conversations.table_of(turns))
             lines.append("")
     failures = [(r, v) for r in matrix.rows for v in r.verdicts if v.verdict in NOT_PASSED]
     if failures:

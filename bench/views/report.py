@@ -8,6 +8,7 @@ import pandas as pd
 
 from bench.analysis import stats
 from bench.errors import BenchError
+from bench.views import conversations
 from bench.views import table as view
 from bench.views.table import Column, Table, fixed, md_cell, number, runner_label, significant, text
 
@@ -149,6 +150,20 @@ def markdown(records: list[dict], table: pd.DataFrame, notes: list[str]) -> str:
             "",
         ]
     lines += view.markdown(suite_view(table))
+    turns = conversations.table(records)
+    if turns.rows:
+        lines += [
+            "",
+            "## Conversations",
+            "",
+            "Each turn of a conversation is its own prompt above (its `prompt tok` are the tokens prefilled for "
+            "it); here beside the tokens of its whole history, who counted the prefilled ones (the runtime "
+            "itself, or the runner: what it fed the runtime), and whether the runtime kept the earlier turns.",
+            "",
+            *[f"- {md_cell(line)}" for line in conversations.reuse_lines(records)],
+            "",
+        ]
+        lines += view.markdown(turns)
     quality = quality_view(records)
     if quality.rows:
         lines += [

@@ -29,6 +29,7 @@ COLUMNS = [
     "synthetic",
     "prompt_id",
     "category",
+    "turn",
     "mode",
     "status",
     "warmup",
@@ -122,6 +123,8 @@ def build(records: list[dict]) -> Summary:
     cells, shown = {}, []
     for workload in workloads:
         mine = df[df["category"].isin(workload.categories)]
+        if workload.turn is not None:  # as its verdict: that conversation turn's records only
+            mine = mine[mine["turn"] == workload.turn]
         by_decode = workload.decode_tok_s_min is not None
         found = {}
         for runtime, rows in mine.groupby("runtime", sort=False):

@@ -89,6 +89,7 @@ def records(
                 prompt_id=prompt.id,
                 category=prompt.category,
                 kind=prompt.kind,
+                turn=prompt.turn,
                 warmup=warmup,
                 repeat=repeat,
                 max_new_tokens=new,

@@ -47,3 +47,8 @@ def test_schema_4_records_read_with_no_busy_thread_count():
 def test_schema_5_records_read_with_no_energy_figure():
     records = list(iter_records(FIXTURES / "results-v5.jsonl"))
     assert records and all(r["energy_j_per_token"] is None and r["energy_refused"] is None for r in records)
+
+
+def test_schema_6_records_read_as_no_conversation_turn():
+    records = list(iter_records(FIXTURES / "results-v6.jsonl"))
+    assert records and all(r["turn"] is None and r["history_tokens"] is None for r in records)
