@@ -87,6 +87,9 @@ class FakeSensor:
         t = self.temps.pop(0) if len(self.temps) > 1 else self.temps[0]
         return Temperature(t, 90.0, "fixture") if t is not None else None
 
+    def thermal_status(self):
+        return None  # a host's: only Android has one
+
 
 def test_cooldown_waits_until_cool_enough():
     slept, said = [], []
