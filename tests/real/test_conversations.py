@@ -31,7 +31,7 @@ def converse(tmp_path, script, *extra: str) -> tuple:
     suite = tmp_path / "suite.toml"
     suite.write_text(SUITE)
     out = tmp_path / "out"
-    result = edgebench(*on_fake("run", script), "--suite", str(suite), "--out", str(out), *extra)
+    result = edgebench(*on_fake("run", script), "--suite", str(suite), "--out", str(out), *extra, budget=True)
     records = read_jsonl(next(out.glob("*.jsonl")))
     return result, [r for r in records if not r["warmup"]]
 

@@ -130,7 +130,7 @@ def test_the_share_buffer_setting_reaches_the_runtime(tiny_int4):
 def _process_threads_after_loading(folder: Path, threads: int) -> tuple[int, int]:
     """(threads the loaded runner reports, OS threads of the process) in a fresh process."""
     code = (
-        "import os, sys; from pathlib import Path; from tests.test_onnxruntime import _load; "
+        "import os, sys; from pathlib import Path; from tests.real.test_onnxruntime import _load; "
         f"_, info = _load(Path({str(folder)!r}), {threads}); "
         "print(info.threads, len(os.listdir('/proc/self/task')))"
     )

@@ -14,7 +14,15 @@ from tests.support.helpers import edgebench
 
 def test_every_default_suite_category_maps_to_a_workload():
     categories = {p.category for p in load_suite("default").prompts}
-    assert categories == {"autocomplete", "chat", "summarization", "extraction", "classification", "throughput"}
+    assert categories == {
+        "autocomplete",
+        "chat",
+        "summarization",
+        "extraction",
+        "classification",
+        "conversation",
+        "throughput",
+    }
     assert workload_data.check_suite_categories(categories, workload_data.load_workloads()) == []
 
 

@@ -133,7 +133,7 @@ def test_a_run_with_a_device_profile_labels_every_record(tmp_path, fake_script):
     )
     assert result.returncode == 0, result.stderr
     suites = ET.parse(tmp_path / "verdicts.xml").getroot()
-    assert suites.find("testsuite").get("name") == "entry.raspberry-pi-5" and int(suites.get("tests")) == 6
+    assert suites.find("testsuite").get("name") == "entry.raspberry-pi-5" and int(suites.get("tests")) == 7
     records = read_jsonl(next((tmp_path / "out").glob("*.jsonl")))
     assert {r["device_profile"] for r in records} == {"raspberry-pi-5"}
     assert {r["tier"] for r in records} == {"entry"}
@@ -163,4 +163,4 @@ def test_the_device_command_prints_facts_tier_and_why():
     result = edgebench("device", "--device-profile", "galaxy-a54")
     assert result.returncode == 0, result.stderr
     assert "fingerprint" in result.stdout and "tier: mid" in result.stdout
-    assert "not flagship: RAM 6 < 7.5 GB" in result.stdout
+    assert "mid: the tier of its SoC, Samsung Exynos 1380, as device profile galaxy-a54 states it" in result.stdout

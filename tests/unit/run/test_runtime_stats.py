@@ -9,9 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench.run import runtime_stats
-from tests.support.helpers import ROOT
-
-FIXTURES = Path(__file__).parent / "fixtures"
+from tests.support.helpers import FIXTURES, ROOT
 
 
 def test_llama_main_stats_in_its_own_rates():

@@ -99,7 +99,7 @@ def spawn_and_hang(work: dict, channel) -> None:
 
 
 def test_killing_a_session_kills_its_child_and_what_the_child_started():
-    with Session(protocol.Orders("tests.test_workers:spawn_and_hang"), Limits()) as session:
+    with Session(protocol.Orders("tests.unit.workers.test_workers:spawn_and_hang"), Limits()) as session:
         step = session.follow(lambda message: message if isinstance(message, protocol.Step) else None)
         grandchild = psutil.Process(int(step.name))
         session.kill()
