@@ -119,23 +119,26 @@ def test_records_carry_llama_benchs_settings_as_the_context_got_them(quick_run):
 
 
 def test_a_setting_override_reaches_llama_cpp(tmp_path):
+    # One pass of the short prompts on one thread: the settings are the point, not the figures.
+    profile = tmp_path / "once.toml"
+    profile.write_text('name = "once"\ndescription = ""\nwarmups = 0\nrepetitions = 1\ntags = ["short"]\n')
     result = edgebench(
         "run",
         "--runner",
         "llama.cpp",
         "--profile",
-        "quick",
+        str(profile),
         "--out",
-        str(tmp_path),
+        str(tmp_path / "out"),
         "--threads",
-        "2",
+        "1",
         "--setting",
         "llama.cpp:flash_attn=off",
         "--setting",
         "llama.cpp:n_ubatch=256",
     )
     assert result.returncode == 0, result.stderr
-    applied = read_jsonl(next(tmp_path.glob("*.jsonl")))[0]["runner_settings"]
+    applied = read_jsonl(next((tmp_path / "out").glob("*.jsonl")))[0]["runner_settings"]
     assert (applied["flash_attn"], applied["n_ubatch"]) == ("off", 256)
     assert "flash_attn" not in applied.get("not_applied", {})
 
