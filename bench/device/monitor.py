@@ -1,9 +1,9 @@
 """Samples from the parent: a worker's memory and CPU use, and the device's state.
 
-ProcessMonitor polls the worker's RSS and its threads' CPU times every `interval_s` and, when a memory limit is set, calls
-`on_exceed` (the supervisor kills the worker) the first time RSS crosses it; `window()`
-returns the peak RSS, the mean CPU share and the busy threads since the previous call, so each measurement
-gets its own figures. DeviceMonitor takes the slower time series of temperature,
+ProcessMonitor polls the worker's RSS and its threads' CPU times every `interval_s` and,
+when a memory limit is set, calls `on_exceed` (the supervisor kills the worker) the first
+time RSS crosses it; `window()` returns the peak RSS, the mean CPU share and the busy
+threads since the previous call, so each measurement gets its own figures. DeviceMonitor takes the slower time series of temperature,
 frequency (of every core, and of the cores the worker is running on), the OS's throttle
 counters, power and load.
 """
