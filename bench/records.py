@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Iterator
 
 from bench.errors import BenchError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Every record carries these keys (None where a figure does not apply), in this order.
 FIELDS = (
@@ -77,6 +77,11 @@ FIELDS = (
     "mode",
     "elapsed_s",
     "prompt_id",
+    # a depth sweep's record: the tokens of history in the cache before its request (None: a
+    # request on an empty cache), and how fast that history went in (not part of the request)
+    "depth",
+    "fill_ms",
+    "fill_tok_s",
     "category",
     "kind",
     "warmup",
@@ -216,7 +221,18 @@ def _v4_to_v5(record: dict) -> dict:
     return {**record, "busy_threads": None}
 
 
-MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5}
+def _v5_to_v6(record: dict) -> dict:
+    """Schema 6 added depth sweeps: every earlier request ran on an empty cache."""
+    return {**record, "depth": None, "fill_ms": None, "fill_tok_s": None}
+
+
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {
+    1: _v1_to_v2,
+    2: _v2_to_v3,
+    3: _v3_to_v4,
+    4: _v4_to_v5,
+    5: _v5_to_v6,
+}
 
 STATUSES = ("ok", "error", "crashed", "timeout", "oom", "interrupted", "skipped")
 OK = "ok"

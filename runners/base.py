@@ -88,6 +88,10 @@ class GenerationRequest:
 
     With `ignore_eos` the runner produces exactly `max_new_tokens` tokens: the mode every
     throughput comparison across runtimes uses.
+
+    `history` None: a fresh request on an empty cache. A number: the request continues after
+    that many tokens of history that `Runner.fill` just put in the runtime's cache (a depth
+    sweep): its prompt goes in at that position, and nothing is reset.
     """
 
     max_new_tokens: int
@@ -95,6 +99,7 @@ class GenerationRequest:
     text: str | None = None
     token_ids: tuple[int, ...] | None = None
     ignore_eos: bool = False
+    history: int | None = None
 
     def __post_init__(self) -> None:
         given = [x is not None for x in (self.messages, self.text, self.token_ids)]
@@ -125,6 +130,10 @@ class GenerationInfo:
     # True when events are text chunks as the runtime streamed them (not one per token):
     # the gaps between events are then chunk gaps, and the record says so.
     chunked: bool = False
+    # The tokens in the runtime's sequence when the generation ended (history + prompt + tokens
+    # made), by the runtime's own count where it keeps one: the harness checks a request with
+    # history against it, so a depth that was not really in the cache cannot pass.
+    runtime_context: int | None = None
 
 
 @dataclass(frozen=True)
@@ -255,6 +264,16 @@ class Runner(ABC):
         cache, and must leave no work of its own running when it returns. When it ends, it
         hands what it knows of the generation to `_finished`."""
 
+    def fill(self, token_ids: Sequence[int], room: int) -> int:
+        """Empty the runtime's cache, then put `token_ids` in it as history, the way an app
+        keeps a conversation (the runtime's own state: KV cache, generator, session), sized for
+        `room` more tokens (the next request's prompt and new tokens). The next `generate`,
+        whose request has `history == len(token_ids)`, continues from there. Returns the
+        tokens the runtime then holds, by its own count where it keeps one. Raises
+        ContextFull when history and room do not fit the cache (fixed at export or load).
+        Never timed as a request: the worker times it apart, as the fill's own rate."""
+        raise NotImplementedError(f"{self.name} cannot keep history in its cache")
+
     def generation_info(self) -> GenerationInfo:
         """Prompt token count, stop reason and the runtime's own figures for the
         generation `generate` just finished (what it gave `_finished`). Called after the
@@ -289,9 +308,11 @@ class Runner(ABC):
         prompt = self._prompt_ids(request)
         if not prompt:
             raise ValueError("the prompt tokenizes to nothing")
-        if len(prompt) + request.max_new_tokens > context_tokens:
+        history = request.history or 0
+        if history + len(prompt) + request.max_new_tokens > context_tokens:
             raise ValueError(
-                f"prompt of {len(prompt)} tokens + {request.max_new_tokens} new exceeds the context of {context_tokens}"
+                f"{f'{history} tokens of history + ' if history else ''}prompt of {len(prompt)} tokens + "
+                f"{request.max_new_tokens} new exceeds the context of {context_tokens}"
             )
         return prompt
 
@@ -341,6 +362,21 @@ def scored_token_by_token(
     for position, token in enumerate(token_ids):
         rows[position] = logits_after(token, position)
     return rows
+
+
+def check_room(history: int, room: int, capacity: int, why: str) -> None:
+    """`Runner.fill`'s check that history and the next request fit the cache; `why` says what
+    fixed the capacity (e.g. "fixed at export: prepare --context N")."""
+    if history + room > capacity:
+        raise ContextFull(capacity, f"{history} tokens of history + {room} exceed the cache of {capacity} ({why})")
+
+
+class ContextFull(Exception):
+    """The history asked for does not fit the runtime's cache: a depth sweep stops there."""
+
+    def __init__(self, capacity: int, message: str):
+        super().__init__(message)
+        self.capacity = capacity
 
 
 class ArtifactError(Exception):

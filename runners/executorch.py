@@ -34,6 +34,7 @@ from runners.base import (
     Runner,
     RunnerOptions,
     TokenEvent,
+    check_room,
     scored_token_by_token,
 )
 from runners.chat_template import compile_chat_template
@@ -201,11 +202,30 @@ class ExecuTorchRunner(Runner):
         return self.tokenizer.encode(prompt, add_special_tokens=False).ids
 
     def _step(self, tokens: list[int], position: int):
-        """One forward call: the logits of the last token, after `tokens` at `position`."""
+        """One forward call: the logits of the last token, after `tokens` at `position`. The
+        program keeps no count of its own: `self.position` is where the calls have written to."""
         torch = self.torch
-        return self.forward.execute(
+        logits = self.forward.execute(
             [torch.tensor([tokens], dtype=torch.long), torch.tensor([position], dtype=torch.long)]
         )[0]
+        self.position = position + len(tokens)
+        return logits
+
+    def _prefill(self, ids: list[int], start: int):
+        """`ids` into the cache from position `start`, in as few calls as the program takes;
+        the last one's logits. Each call overwrites the cache from its position and attends
+        only up to it, so nothing past `start` of an earlier sequence is seen."""
+        for offset in range(0, len(ids), self.max_chunk):
+            logits = self._step(ids[offset : offset + self.max_chunk], start + offset)
+        return logits
+
+    def fill(self, token_ids: Sequence[int], room: int) -> int:
+        """History in the program's position-indexed KV cache, from position 0."""
+        check_room(len(token_ids), room, self.context_tokens, "fixed at export: prepare with a larger --context")
+        self.position = 0
+        if token_ids:
+            self._prefill(list(token_ids), 0)
+        return self.position
 
     def _detokenize(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False)
@@ -225,11 +245,7 @@ class ExecuTorchRunner(Runner):
 
         def prefill(ids: list[int]) -> int:
             t = clock()
-            # Position 0 onwards: each call overwrites the cache from there and attends only up
-            # to its own position, so nothing of a previous prompt is reused.
-            for start in range(0, len(ids), self.max_chunk):
-                logits = self._step(ids[start : start + self.max_chunk], start)
-            token = pick(logits)
+            token = pick(self._prefill(ids, request.history or 0))
             spent["prefill"] = clock() - t
             return token
 
@@ -248,6 +264,8 @@ class ExecuTorchRunner(Runner):
                     **_adapter_figures("prefill", -(-len(prompt) // self.max_chunk), len(prompt), spent["prefill"]),
                     **_adapter_figures("decode", decoded.steps, decoded.steps, spent["decode"]),
                 },
+                # the positions the program was run at, and the last token made (never fed)
+                runtime_context=self.position + (decoded.stop == "length"),
             )
         )
 

@@ -19,7 +19,10 @@ The artifact is a JSON script:
   crash_on / hang_on / raise_on / grow_on: a substring of the prompt that makes the worker
   die with SIGSEGV, sleep for real (to hit a timeout; with "hang_once": MARKER only the
   first time), raise an error, or really allocate `grow_mb` MB (default 2048) of memory;
-  the prompt of `score` is "score".
+  the prompt of `score` is "score". Depth sweeps (`fill`): fill_ms_per_token (the history's
+  scripted rate), capacity (the cache's tokens: a fill past it raises ContextFull), and
+  loses_history (a broken runtime: its count at the end leaves the history out, as one that
+  re-prefilled from position 0 would).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from runners.base import (
     Runner,
     RunnerOptions,
     TokenEvent,
+    check_room,
 )
 
 _now_ns = [0]
@@ -96,6 +100,12 @@ class FakeRunner(Runner):
     def tokenize(self, text: str) -> list[int]:
         return [sum(map(ord, word)) % 1000 for word in text.split()]
 
+    def fill(self, token_ids, room: int) -> int:
+        check_room(len(token_ids), room, self.script.get("capacity", 10**9), "the FAKE script's capacity")
+        _advance(len(token_ids) * self.script.get("fill_ms_per_token", 0))
+        self._held = len(token_ids)
+        return self._held
+
     def generate(self, request: GenerationRequest) -> Iterator[TokenEvent]:
         s = self.script
         prompt = self._prompt_text(request)
@@ -118,7 +128,10 @@ class FakeRunner(Runner):
                 _advance(steps[(i - 1) % len(steps)])
             yield TokenEvent(i, f" t{i}")
         reason = "length" if limit == request.max_new_tokens else "eos"
-        self._finished(GenerationInfo(prompt_tokens, reason, {"scripted": True}))
+        held = 0 if request.history is None or s.get("loses_history") else self._held
+        self._finished(
+            GenerationInfo(prompt_tokens, reason, {"scripted": True}, runtime_context=held + prompt_tokens + limit)
+        )
 
     def score(self, token_ids):
         """FAKE logits: all equal over the script's `score_vocab` tokens."""

@@ -19,8 +19,9 @@ as "default activation type for Text decoder is fp16").
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from runners import litert_artifact as layout
 from runners.base import (
@@ -32,6 +33,7 @@ from runners.base import (
     RunnerOptions,
     SetupDone,
     TokenEvent,
+    check_room,
 )
 from runners.litert import compile_failure, webgpu_api
 
@@ -91,6 +93,7 @@ class LiteRTLMRunner(layout.SharedArtifact, Runner):
         # LiteRT-LM reports no placement: the backend its engine was built on (it fails rather
         # than fall back, as its GPU backend does here without a GPU)
         placement = {"engine_backend": backend.get_name()}
+        self.cache_length, self.kept = graph.cache_length, None  # kept: the Conversation `fill` left history in
         return self._shared_load_info(
             options, graph, settings, "Backend.CPU thread_count", accelerator=accelerator, placement=placement
         )
@@ -137,22 +140,55 @@ class LiteRTLMRunner(layout.SharedArtifact, Runner):
         conversation = self.engine.create_conversation(sampler_config=self.greedy, chat_template=PASS_THROUGH_TEMPLATE)
         return conversation, {"role": "user", "content": text}
 
+    def fill(self, token_ids: Sequence[int], room: int) -> int:
+        """History in one Conversation, as a chat app keeps one: a first message of the
+        history's ids after the start token but one, answered with a reply of one token
+        (LiteRT-LM has no prefill-only turn in a Conversation), so the history is `token_ids`
+        long by the Conversation's own token count. The next request's message goes to the
+        same Conversation, its prefill on top of the history."""
+        check_room(len(token_ids), room, self.cache_length, "fixed at export: prepare with a larger --context")
+        if len(token_ids) == 1:
+            raise ValueError("LiteRT-LM's history is a message and its reply: at least 2 tokens")
+        self._drop_kept()
+        self.kept = self.engine.create_conversation(sampler_config=self.greedy, chat_template=PASS_THROUGH_TEMPLATE)
+        if token_ids:
+            text = self.engine.detokenize(list(token_ids)[len(self.meta.start_token_ids) : -1])
+            suppress = self.lm.SuppressTokensConfig(self.meta.end_token_ids)
+            self.kept.send_message(
+                {"role": "user", "content": text}, max_output_tokens=1, suppress_tokens_config=suppress
+            )
+        return self.kept.token_count
+
+    def _drop_kept(self) -> None:
+        if self.kept is not None:
+            self.kept.close()
+            self.kept = None
+
     def generate(self, request: GenerationRequest) -> Iterator[TokenEvent | SetupDone]:
-        conversation, message = self._conversation(request)
+        if request.history is not None:  # the Conversation `fill` made: its first message gets the start token
+            if self.kept is None:
+                raise ValueError("a request with history needs a fill first")
+            conversation, self.kept = self.kept, None
+            ids = list(request.token_ids)[0 if request.history else len(self.meta.start_token_ids) :]
+            message = {"role": "user", "content": self.engine.detokenize(ids)}
+        else:
+            self._drop_kept()
+            conversation, message = self._conversation(request)
         suppress = self.lm.SuppressTokensConfig(self.meta.end_token_ids) if request.ignore_eos else None
         chunk_ids: list[list[int]] = []
         try:
-            yield SETUP_DONE
+            if request.history is None:
+                yield SETUP_DONE
             for chunk in conversation.send_message_async(
                 message, max_output_tokens=request.max_new_tokens, suppress_tokens_config=suppress
             ):
                 text = str(chunk.contents)
                 chunk_ids.append(self.engine.tokenize(text))
                 yield TokenEvent(chunk_ids[-1][0] if len(chunk_ids[-1]) == 1 else -1, text)
-            bench = conversation.get_benchmark_info()
+            bench, held = conversation.get_benchmark_info(), conversation.token_count
         finally:
             conversation.close()
-        self._finished(self._generation_info(bench, request, chunk_ids))
+        self._finished(replace(self._generation_info(bench, request, chunk_ids), runtime_context=held))
 
     @staticmethod
     def _generation_info(bench, request: GenerationRequest, chunk_ids: list[list[int]]) -> GenerationInfo:
@@ -184,4 +220,5 @@ class LiteRTLMRunner(layout.SharedArtifact, Runner):
         )
 
     def close(self) -> None:
+        self._drop_kept()
         self.engine.close()

@@ -23,6 +23,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
+from runners import base
 from runners.base import ArtifactError, GenerationInfo, GenerationRequest, LoadInfo, Runner, RunnerOptions, TokenEvent
 from runners.decode_loop import greedy_decode
 from runners.weights import Tensor, streamed_bytes
@@ -223,6 +224,21 @@ class LlamaCppRunner(Runner):
                 pieces[token] = self.llm.detokenize([token])
         return b"".join([pieces[token] for token in ids]).decode("utf-8", errors="replace")
 
+    def fill(self, token_ids: Sequence[int], room: int) -> int:
+        """History in llama.cpp's KV cache, as an app keeps a conversation: the memory cleared,
+        then the ids evaluated in batches of n_batch from position 0."""
+        llm = self.llm
+        base.check_room(len(token_ids), room, min(llm.n_ctx(), self.context_tokens), "the run's context_tokens")
+        llm.reset()
+        llm._ctx.kv_cache_clear()
+        if token_ids:
+            llm.eval(list(token_ids))
+        return self._kv_tokens()
+
+    def _kv_tokens(self) -> int:
+        """The tokens in llama.cpp's KV memory (sequence 0), by its own count."""
+        return self.lib.llama_memory_seq_pos_max(self.lib.llama_get_memory(self.ctx), 0) + 1
+
     def generate(self, request: GenerationRequest) -> Iterator[TokenEvent]:
         llm = self.llm
         # llama.cpp may round its context up; the Python side holds exactly what was asked.
@@ -231,7 +247,8 @@ class LlamaCppRunner(Runner):
         if request.ignore_eos:
             sampler.add_logit_bias(self.n_vocab, {t: float("-inf") for t in self.eog_ids})
         sampler.add_greedy()
-        llm.reset()  # forget the previous prompt: a cached prefix would fake the TTFT
+        if request.history is None:
+            llm.reset()  # forget the previous prompt: a cached prefix would fake the TTFT
         self.lib.llama_perf_context_reset(self.ctx)
 
         def next_token(ids: list[int]) -> int:
@@ -244,7 +261,10 @@ class LlamaCppRunner(Runner):
             )
         finally:
             sampler.close()
-        self._finished(GenerationInfo(len(prompt), decoded.stop, perf_figures(self.lib.llama_perf_context(self.ctx))))
+        # The KV memory holds every token but the last one made (sampled, never evaluated).
+        held = self._kv_tokens() + (decoded.stop == "length")
+        native = perf_figures(self.lib.llama_perf_context(self.ctx))
+        self._finished(GenerationInfo(len(prompt), decoded.stop, native, runtime_context=held))
 
     def score(self, token_ids: Sequence[int]) -> "numpy.ndarray":
         """Teacher-forced logits as llama.cpp's perplexity tool gets them: the KV memory

@@ -34,6 +34,7 @@ from runners.base import (
     Runner,
     RunnerOptions,
     TokenEvent,
+    check_room,
 )
 from runners.mlx_blas import global_sgemm_library, use_openblas
 from runners.mlx_export import CONVERT_OPTIONS
@@ -128,7 +129,7 @@ class MlxRunner(Runner):
         except (ValueError, FileNotFoundError, KeyError) as exc:
             raise ArtifactError(f"mlx-lm could not load {artifact}: {exc}") from None
         self.mx, self.stream_generate, self.make_prompt_cache = mx, stream_generate, make_prompt_cache
-        self.generation_stream = generation_stream
+        self.generation_stream, self.kept = generation_stream, None  # kept: the cache `fill` left history in
         self.sampler = make_sampler(temp=0.0)
         self.context_tokens = options.context_tokens
         self.generate_settings = generate_settings(self.settings(options))
@@ -190,8 +191,22 @@ class MlxRunner(Runner):
             return None
         return list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True))
 
+    def fill(self, token_ids: Sequence[int], room: int) -> int:
+        """History in a prompt cache of mlx-lm's own (make_prompt_cache), fed through the model
+        in chunks of prefill_step_size as its generate_step prefills; the next request's
+        stream_generate continues on that cache."""
+        check_room(len(token_ids), room, self.context_tokens, "the run's context_tokens")
+        mx, step = self.mx, self.generate_settings["prefill_step_size"]
+        self.kept = self.make_prompt_cache(self.model)
+        with mx.stream(self.generation_stream):
+            for start in range(0, len(token_ids), step):
+                self.model(mx.array(list(token_ids[start : start + step]))[None], cache=self.kept)
+                mx.eval([c.state for c in self.kept])
+        return self.kept[0].offset
+
     def generate(self, request: GenerationRequest) -> Iterator[TokenEvent]:
         prompt = self._fitting_prompt_ids(request, self.context_tokens)
+        cache = {} if request.history is None else {"prompt_cache": self._kept()}
         tokenizer = self.tokenizer
         end_of_turn = tokenizer.eos_token_ids
         if request.ignore_eos:
@@ -205,6 +220,7 @@ class MlxRunner(Runner):
                 prompt,
                 max_tokens=request.max_new_tokens,
                 sampler=self.sampler,
+                **cache,
                 **self.generate_settings,
             ):
                 if last.finish_reason == "stop":
@@ -221,8 +237,17 @@ class MlxRunner(Runner):
                 stop,
                 native_figures(last) if last else {},
                 runtime_new_tokens=runtime_new_tokens(last, stop),
+                # mlx-lm's own count: generate_step runs the last token made through the model too
+                runtime_context=cache["prompt_cache"][0].offset if cache else None,
             )
         )
+
+    def _kept(self) -> list:
+        """The prompt cache `fill` left history in (handed over once)."""
+        if self.kept is None:
+            raise ValueError("a request with history needs a fill first")
+        kept, self.kept = self.kept, None
+        return kept
 
     def score(self, token_ids: Sequence[int]) -> "numpy.ndarray":
         """Teacher-forced logits as mlx_lm.perplexity gets them: one forward pass of the model

@@ -35,6 +35,7 @@ from runners.base import (
     RunnerOptions,
     SetupDone,
     TokenEvent,
+    check_room,
 )
 from runners.decode_loop import greedy_decode
 from runners.onnxruntime_export import QUANTIZATIONS
@@ -99,7 +100,7 @@ class OnnxRuntimeRunner(Runner):
         genai = json.loads((artifact / CONFIG).read_text())
         search = {"past_present_share_buffer": self.settings(options)["past_present_share_buffer"]}
         trace = self._create(og, artifact, options, search)
-        self.og = og
+        self.og, self.kept = og, None  # kept: the Generator `fill` left history on
         self.tokenizer = og.Tokenizer(self.model)
         self.eos_ids = frozenset(int(t) for t in self.tokenizer.eos_token_ids)
         model_context = genai["model"].get("context_length") or options.context_tokens
@@ -178,14 +179,31 @@ class OnnxRuntimeRunner(Runner):
     def _detokenize(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(ids)
 
+    def _generator(self, total: int, fixed_length: bool):
+        """A fresh Generator (no cache from an earlier prompt) whose sequence may reach `total`."""
+        params = self.og.GeneratorParams(self.model)
+        params.set_search_options(do_sample=False, max_length=total, min_length=total if fixed_length else 0)
+        return self.og.Generator(self.model, params)
+
+    def fill(self, token_ids: Sequence[int], room: int) -> int:
+        """History on one Generator, as an app keeps a chat: appended to a fresh one sized for
+        it and the next (fixed-length) request, which appends its prompt to the same one."""
+        check_room(len(token_ids), room, self.context_tokens, "the run's context_tokens, held to the model's")
+        self.kept = self._generator(len(token_ids) + room, fixed_length=True)
+        if token_ids:
+            self.kept.append_tokens(list(token_ids))
+        return self.kept.token_count()
+
     def generate(self, request: GenerationRequest) -> Iterator[TokenEvent | SetupDone]:
-        og = self.og
         prompt = self._fitting_prompt_ids(request, self.context_tokens)
-        total = len(prompt) + request.max_new_tokens
-        params = og.GeneratorParams(self.model)
-        params.set_search_options(do_sample=False, max_length=total, min_length=total if request.ignore_eos else 0)
-        generator = og.Generator(self.model, params)  # a fresh one: no cache from an earlier prompt
-        yield SETUP_DONE
+        history = request.history or 0
+        if request.history is None:
+            generator = self._generator(len(prompt) + request.max_new_tokens, request.ignore_eos)
+            yield SETUP_DONE
+        elif self.kept is None:
+            raise ValueError("a request with history needs a fill first")
+        else:  # the one `fill` made and left the history on
+            generator, self.kept = self.kept, None
 
         def step(*_) -> int:  # the Generator keeps the tokens and positions itself
             generator.generate_next_token()
@@ -197,11 +215,15 @@ class OnnxRuntimeRunner(Runner):
 
         decoded = yield from greedy_decode(request, prompt, prefill, step, self.eos_ids, self._detokenize)
         sequence = generator.token_count()
-        # The runtime's sequence holds the prompt and the tokens made; an end of turn it
-        # picked is not appended to it (seen on the builder's int4 and fp32 models).
+        # The runtime's sequence holds the history, the prompt and the tokens made; an end of
+        # turn it picked is not appended to it (seen on the builder's int4 and fp32 models).
         self._finished(
             GenerationInfo(
-                len(prompt), decoded.stop, {"sequence_length": sequence}, runtime_new_tokens=sequence - len(prompt)
+                len(prompt),
+                decoded.stop,
+                {"sequence_length": sequence},
+                runtime_new_tokens=sequence - history - len(prompt),
+                runtime_context=sequence,
             )
         )
 

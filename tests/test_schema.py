@@ -45,3 +45,8 @@ def test_schema_4_records_read_with_no_busy_thread_count():
     records = list(iter_records(FIXTURES / "results-v4.jsonl"))
     assert records and all(r["busy_threads"] is None for r in records)
     assert {r["mode"] for r in records} == {"suite", "quality"}
+
+
+def test_schema_5_records_read_as_requests_on_an_empty_cache():
+    records = list(iter_records(FIXTURES / "results-v5.jsonl"))
+    assert records and all((r["depth"], r["fill_ms"], r["fill_tok_s"]) == (None, None, None) for r in records)

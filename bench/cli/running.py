@@ -150,7 +150,7 @@ def _report_remote_sustained(runs: list, options) -> list[str]:
     from bench.run import remote
     from bench.run.setup import sustained_settings_for
 
-    settings = sustained_settings_for(options, load_suite(options.suite), load_profile(options.profile))
+    settings = sustained_settings_for(options, load_suite(options.suite or "default"), load_profile(options.profile))
     lines = []
     for run in runs:
         series = remote.fetch_series(run) if run.run_id else None

@@ -3,6 +3,7 @@ and hashed so every record says exactly which suite produced it."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -10,7 +11,7 @@ from typing import Callable
 from bench.data import files as datafiles
 from bench.errors import BenchError
 
-KINDS = ("chat", "completion", "fixed")
+KINDS = ("chat", "completion", "fixed", "depth")
 PROBE_CATEGORY = "throughput"  # the suites' fixed-length llama-bench style probes
 
 
@@ -19,7 +20,11 @@ class Prompt:
     """One prompt. `chat`: the model's chat template, stops at end of turn. `completion`:
     raw text continued, stops at end of text. `fixed`: a prompt of exactly
     `prompt_tokens` tokens cut from the text of prompt `fill_from`, then exactly
-    `max_new_tokens` tokens (end-of-sequence ignored), as llama-bench's pp/tg tests."""
+    `max_new_tokens` tokens (end-of-sequence ignored), as llama-bench's pp/tg tests. `depth`:
+    that fixed prompt on top of `depth` tokens of history (also cut from `fill_from`'s text)
+    the runtime holds in its cache, as llama-bench's `-d`. A suite file gives a depth prompt
+    its `depths`; loading makes one prompt of each, "ID@dDEPTH", so every view keeps each
+    depth its own cell."""
 
     id: str
     category: str
@@ -30,6 +35,8 @@ class Prompt:
     text: str | None = None
     prompt_tokens: int | None = None
     fill_from: str | None = None
+    depths: tuple[int, ...] = ()
+    depth: int | None = None  # set by loading, one per entry of `depths`
     tags: tuple[str, ...] = ()
     description: str = ""
 
@@ -69,7 +76,21 @@ def load_suite(name_or_path: str) -> Suite:
     table, sha = datafiles.read_toml(path)
     data = datafiles.build(SuiteFile, table, str(path))
     _validate(data, str(path))
-    return Suite(data.id, data.description, sha, path, data.prompt)
+    return Suite(data.id, data.description, sha, path, tuple(expand_depths(data.prompt)))
+
+
+def depth_prompt_id(prompt_id: str, depth: int) -> str:
+    return f"{prompt_id}@d{depth}"
+
+
+def expand_depths(prompts: tuple[Prompt, ...]):
+    """Each depth prompt as one prompt per depth, in rising order; the others as they are."""
+    for p in prompts:
+        if p.kind != "depth":
+            yield p
+            continue
+        for depth in p.depths:
+            yield dataclasses.replace(p, id=depth_prompt_id(p.id, depth), depths=(depth,), depth=depth)
 
 
 def _validate(data: SuiteFile, where: str) -> None:
@@ -85,11 +106,20 @@ def _validate(data: SuiteFile, where: str) -> None:
             raise BenchError(f"{at}: kind '{p.kind}' is not one of {', '.join(KINDS)}", "fix the kind")
         if p.max_new_tokens < 1:
             raise BenchError(f"{at}: max_new_tokens must be at least 1", "fix max_new_tokens")
-        needs = {"chat": ("user",), "completion": ("text",), "fixed": ("prompt_tokens", "fill_from")}[p.kind]
+        needs = {
+            "chat": ("user",),
+            "completion": ("text",),
+            "fixed": ("prompt_tokens", "fill_from"),
+            "depth": ("prompt_tokens", "fill_from", "depths"),
+        }[p.kind]
         for key in needs:
-            if getattr(p, key) in (None, ""):
+            if getattr(p, key) in (None, "", ()):
                 raise BenchError(f"{at}: a {p.kind} prompt needs '{key}'", f"add {key} to the prompt")
-        if p.kind == "fixed":
+        if p.depth is not None:
+            raise BenchError(f"{at}: 'depth' is set by edgebench", "give the depths as depths = [0, 512, ...]")
+        if p.kind == "depth" and (any(d < 0 for d in p.depths) or list(p.depths) != sorted(set(p.depths))):
+            raise BenchError(f"{at}: depths must be distinct, 0 or more, in rising order", "fix depths")
+        if p.kind in ("fixed", "depth"):
             if p.prompt_tokens < 1:
                 raise BenchError(f"{at}: prompt_tokens must be at least 1", "fix prompt_tokens")
             if p.fill_from not in ids or p.fill_from == p.id:

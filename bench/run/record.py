@@ -31,6 +31,8 @@ MEASURED = (
     "e2e_ms",
     "token_times_ns",
     "output_text",
+    "fill_ms",
+    "fill_tok_s",
 )
 # A record's device state at its start, from a device sample (bench.device.monitor.DeviceMonitor).
 START_STATE = {

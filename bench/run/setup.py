@@ -61,7 +61,7 @@ class RunOptions:
     runners: tuple[str, ...] = _option(())  # forwarded with each plan's artifact on the target
     model: str | None = _option(None)  # forwarded as its catalogue id
     artifacts: tuple[str, ...] = _option(())  # "RUNNER=PATH"
-    suite: str = _option("default", forward="upload", flag="--suite")
+    suite: str | None = _option(None, forward="upload", flag="--suite")  # None: the profile's, else default
     profile: str = _option("default", forward="upload", flag="--profile")
     threads: int | None = _option(None, forward="value", flag="--threads")
     out: Path = _option(Path("results"), resumed=False)  # a resumed run writes beside its results file
@@ -148,8 +148,8 @@ def setup_run(options: RunOptions) -> RunSetup:
 def check_inputs(options: RunOptions) -> RunInputs:
     """Every input checked, and each runner's artifact found (or its export planned)."""
     _check_numbers(options)
-    suite = load_suite(options.suite)
     profile = load_profile(options.profile)
+    suite = load_suite(options.suite or profile.suite or "default")
     farm_device = workloads.load_device_profile(options.device_profile) if options.device_profile else None
     model = models.get_model(options.model or models.default_model_id())
     names, user_artifacts, quants, overrides = _per_runner_options(options)

@@ -27,7 +27,19 @@ from bench.device.sensors import DeviceReader
 from bench.records import ResultsWriter, is_failed
 from bench.run.record import MEASURED, build_record, error_status
 from bench.run.time_budget import PromptBudget
-from bench.workers.protocol import Answer, Done, Failed, Finished, Loaded, LoadFailed, Message, Orders, Ready, Start
+from bench.workers.protocol import (
+    Answer,
+    Done,
+    Failed,
+    Finished,
+    Loaded,
+    LoadFailed,
+    Message,
+    Orders,
+    Ready,
+    Skipped,
+    Start,
+)
 from bench.workers.session import Exit, Limits, Session
 
 
@@ -68,8 +80,10 @@ def _payload(suite: Suite, prompt) -> dict:
         "system": prompt.system,
         "text": prompt.text,
     }
-    if prompt.kind == "fixed":
+    if prompt.kind in ("fixed", "depth"):
         payload |= {"prompt_tokens": prompt.prompt_tokens, "fill_text": suite.fill_text(prompt)}
+    if prompt.kind == "depth":
+        payload["depth"] = prompt.depth
     return payload
 
 
@@ -232,6 +246,8 @@ class _WorkerSession:
             self._started(message.job)
         elif isinstance(message, (Done, Failed)) and message.job is not None:
             self._ended(message)
+        elif isinstance(message, Skipped):
+            self._ended(message)
         return None
 
     def _answer(self, index: int) -> None:
@@ -263,12 +279,14 @@ class _WorkerSession:
         self.load_avg = load_average_1m()
         self.session.window()
 
-    def _ended(self, message: Done | Failed) -> None:
-        """A generation finished (Done) or failed: its record goes out."""
+    def _ended(self, message: Done | Failed | Skipped) -> None:
+        """A generation finished (Done), failed or was skipped by the runner: its record goes out."""
         job = self.by_index[message.job]
         window = self.session.window()
         if isinstance(message, Done):
             made = self._record(job, "ok", None, window, self.load_avg, done=message)
+        elif isinstance(message, Skipped):
+            made = self._record(job, "skipped", None, None, self.load_avg, skip_reason=message.reason)
         else:
             made = self._record(job, error_status(message.error), message.error, window, self.load_avg)
         self.supervisor.emit(self.outcome, made)
@@ -328,6 +346,7 @@ class _WorkerSession:
             load_avg_1m_start=load_avg,
             elapsed_s=done and done.elapsed_s,
             prompt_id=job.prompt_id if job else None,
+            depth=job.payload.get("depth") if job else None,
             category=prompt.category if prompt else None,
             kind=prompt.kind if prompt else None,
             warmup=job.warmup if job else None,

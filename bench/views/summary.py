@@ -37,6 +37,7 @@ COLUMNS = [
     "e2e_ms",
     "tier",
     "estimated_s",
+    "skip_reason",
 ]
 
 
@@ -150,7 +151,9 @@ def _budgeted(df: pd.DataFrame) -> tuple[list[str], list[str]]:
         if left_out.empty:
             continue
         if (rows["status"] == "skipped").all():
-            skipped.append(f"{runner} {quant} {prompt} (estimated {left_out['estimated_s'].iloc[0]:,.0f} s each)")
+            estimated = left_out["estimated_s"].iloc[0]
+            why = left_out["skip_reason"].iloc[0] if pd.isna(estimated) else f"estimated {estimated:,.0f} s each"
+            skipped.append(f"{runner} {quant} {prompt} ({why})")
         else:
             cut.append(f"{runner} {quant} {prompt} ({len(rows) - len(left_out)} of {len(rows)} repetitions)")
     return skipped, cut

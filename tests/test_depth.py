@@ -1,0 +1,139 @@
+"""Depth sweeps: a fixed request on top of history the runtime holds in its own cache. The
+harness side on the FAKE runner (exact figures, capacity, a runtime that loses the history),
+then llama.cpp's own KV count on the real default model."""
+
+import textwrap
+
+import pytest
+
+from bench.data.suite import load_suite
+from bench.errors import BenchError
+from bench.run import harness
+from runners.base import GenerationRequest
+from tests.helpers import edgebench, on_fake, read_jsonl
+from tests.test_llamacpp import load_runner
+
+SUITE = """
+id = "depth-test"
+description = "a depth sweep"
+
+[[prompt]]
+id = "fill"
+category = "autocomplete"
+kind = "completion"
+text = "one two three four five six seven eight nine ten"
+max_new_tokens = 4
+
+[[prompt]]
+id = "pp8-tg4"
+category = "depth"
+kind = "depth"
+prompt_tokens = 8
+max_new_tokens = 4
+fill_from = "fill"
+depths = {depths}
+tags = ["depth"]
+"""
+PROFILE = """
+name = "depth-test"
+description = "one repetition per depth"
+suite = "{suite}"
+tags = ["depth"]
+warmups = 0
+repetitions = 1
+"""
+
+
+@pytest.fixture
+def sweep(tmp_path, fake_script):
+    """`edgebench run --profile P` on the FAKE runner over a depth suite; (result, records)."""
+
+    def run(depths="[0, 64, 256]", **script):
+        suite = tmp_path / "suite.toml"
+        suite.write_text(SUITE.format(depths=depths))
+        profile = tmp_path / "profile.toml"
+        profile.write_text(PROFILE.format(suite=suite))
+        out = tmp_path / "out"
+        script = fake_script(prefill_ms_per_token=1, first_token_ms=4, decode_ms=8, fill_ms_per_token=2, **script)
+        result = edgebench(*on_fake("run", script), "--profile", str(profile), "--out", str(out))
+        return result, read_jsonl(next(out.glob("*.jsonl")))
+
+    return run
+
+
+def test_a_depth_prompt_is_one_prompt_per_depth(tmp_path):
+    path = tmp_path / "suite.toml"
+    path.write_text(SUITE.format(depths="[0, 512, 2048]"))
+    suite = load_suite(str(path))
+    assert [(p.id, p.depth) for p in suite.prompts[1:]] == [
+        ("pp8-tg4@d0", 0),
+        ("pp8-tg4@d512", 512),
+        ("pp8-tg4@d2048", 2048),
+    ]
+    path.write_text(SUITE.format(depths="[512, 0]"))
+    with pytest.raises(BenchError, match="rising order"):
+        load_suite(str(path))
+
+
+def test_records_carry_the_depth_and_the_fills_own_rate(sweep):
+    result, records = sweep()
+    assert result.returncode == 0, result.stderr
+    by_depth = {r["depth"]: r for r in records}
+    assert set(by_depth) == {0, 64, 256} and all(r["status"] == "ok" for r in records)
+    assert by_depth[0]["fill_tok_s"] is None
+    deep = by_depth[256]
+    assert deep["fill_ms"] == 512 and deep["fill_tok_s"] == pytest.approx(500)  # 2 ms a token, outside the request
+    assert deep["ttft_ms"] == 8 + 4 and deep["prompt_tokens"] == 8 and deep["new_tokens"] == 4  # the request alone
+
+
+def test_a_history_the_runtime_does_not_hold_fails_its_records(sweep):
+    result, records = sweep(loses_history=True)
+    assert result.returncode == 1
+    deep = [r for r in records if r["depth"]]
+    assert deep and all(r["status"] == "error" and "history was not in its cache" in r["error"] for r in deep)
+    assert next(r for r in records if r["depth"] == 0)["status"] == "ok"  # no history: nothing to lose
+
+
+def test_the_sweep_stops_at_the_caches_capacity_and_says_where(sweep):
+    result, records = sweep(depths="[0, 64, 256, 512]", capacity=200)
+    assert result.returncode == 0, result.stderr  # a cache too small is not a failure
+    status = {r["depth"]: r["status"] for r in records}
+    assert status == {0: "ok", 64: "ok", 256: "skipped", 512: "skipped"}
+    reason = next(r for r in records if r["depth"] == 256)["skip_reason"]
+    assert "stops here" in reason and "256 tokens of history" in reason and "200" in reason
+
+
+def test_the_count_check_needs_the_runtimes_own_count_for_a_request_with_history():
+    from runners.base import GenerationInfo
+
+    request = GenerationRequest(4, token_ids=(1, 2, 3), ignore_eos=True, history=100)
+    assert harness.count_problem(request, GenerationInfo(3, "length", runtime_context=107), 4) is None
+    assert "not in its cache" in harness.count_problem(request, GenerationInfo(3, "length", runtime_context=7), 4)
+    assert "no count" in harness.count_problem(request, GenerationInfo(3, "length"), 4)
+
+
+@pytest.mark.real
+def test_llama_cpps_own_kv_count_shows_the_history_and_catches_a_runner_that_drops_it():
+    from bench.data import models
+
+    runner, _ = load_runner(models.get_model(models.default_model_id()).source_path(), context_tokens=512)
+    history = runner.tokenize(textwrap.dedent(SUITE) * 2)[:200]
+    request = GenerationRequest(8, token_ids=tuple(history[:16]), ignore_eos=True, history=200)
+
+    def measured(runner) -> str | None:
+        assert runner.fill(history, 24) == 200  # llama.cpp's own count after the fill
+        stream = harness.collect(runner.generate(request))
+        return harness.count_problem(request, runner.generation_info(), len(stream.events))
+
+    assert measured(runner) is None and runner.generation_info().runtime_context == 224
+    # Broken on purpose: a generate that clears the cache first, as a runner re-prefilling would.
+    generate = runner.generate
+
+    def forgetting(request):
+        runner.llm.reset()
+        runner.llm._ctx.kv_cache_clear()
+        return generate(request)
+
+    runner.generate = forgetting
+    assert "history was not in its cache" in measured(runner)
+    runner.close()
