@@ -103,6 +103,8 @@ FIELDS = (
     "e2e_ms",
     "decode_roofline_tok_s",
     "mbu",
+    # the KV cache's bytes when the generation ended (history + prompt + new tokens)
+    "kv_bytes",
     "peak_rss_mb",
     "cpu_percent",
     # the worker's threads that each ran at least a tenth of its busiest one's CPU time during
@@ -222,8 +224,9 @@ def _v4_to_v5(record: dict) -> dict:
 
 
 def _v5_to_v6(record: dict) -> dict:
-    """Schema 6 added depth sweeps: every earlier request ran on an empty cache."""
-    return {**record, "depth": None, "fill_ms": None, "fill_tok_s": None}
+    """Schema 6 added depth sweeps (every earlier request ran on an empty cache) and the KV
+    cache's bytes at the end of a generation (not recorded before)."""
+    return {**record, "depth": None, "fill_ms": None, "fill_tok_s": None, "kv_bytes": None}
 
 
 MIGRATIONS: dict[int, Callable[[dict], dict]] = {

@@ -68,6 +68,9 @@ class LoadInfo:
     # runtime's own KV dtype and layout. The roofline and MBU use these two.
     weights_bytes: int | None = None
     kv_bytes_per_token: int | None = None
+    # [tokens, bytes per token]: the share of kv_bytes_per_token in sliding-window layers, which
+    # hold at most that many tokens (None: every layer attends to the whole context).
+    kv_window: list[int] | None = None
     # Where the model really runs, as the runtime reports it (never the request echoed):
     # "cpu", "gpu" or "npu"; `placement` holds the runtime's own evidence (devices and the
     # layers on each, execution providers, the accelerator a model compiled for), and
@@ -141,7 +144,8 @@ class Exporter:
     """How `edgebench prepare` turns the shared checkpoint into this runner's artifact.
 
     `target` names a function "module:function" with the signature
-    `export(checkpoint: Path, out: Path, quantization: str) -> dict`: it writes the artifact
+    `export(checkpoint: Path, out: Path, quantization: str) -> dict` (and `context: int` where
+    the export fixes the KV cache's capacity, `context` below): it writes the artifact
     into the empty folder `out` and returns the options it used plus the key "artifact":
     the artifact's path relative to `out` ("." for the folder itself). It runs in its own
     process (the exporters import torch and friends), with the hub offline. It may take a
@@ -166,6 +170,9 @@ class Exporter:
     # the default model (SmolLM2-135M): the estimate `prepare` shows until this machine has its
     # own, and what orders a run's runners (cheapest export first).
     typical_seconds: dict[str, float] = field(default_factory=dict, hash=False)
+    # The KV-cache capacity in tokens the export fixes unless `prepare --context N` asks another
+    # (its function then takes the keyword `context`); None: the runtime sizes its cache at load.
+    context: int | None = None
     # Caches made before keys took recipes (edgebench up to 0.1.0) keyed on the exporter's
     # "module:function" and its source's sha256: this exporter's pair then, if it existed.
     # A folder under that old key is adopted as recipe 1's output (bench.artifacts.cache).

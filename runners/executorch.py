@@ -39,7 +39,7 @@ from runners.base import (
 )
 from runners.chat_template import compile_chat_template
 from runners.decode_loop import greedy_decode
-from runners.executorch_export import QUANTIZATIONS
+from runners.executorch_export import MAX_CONTEXT_LENGTH, QUANTIZATIONS
 from runners.weights import Tensor, streamed_bytes
 
 if TYPE_CHECKING:  # annotations only: the runtime's arrays, imported lazily where used
@@ -85,6 +85,7 @@ class ExecuTorchRunner(Runner):
         default_quantization="8da4w",
         extra="prepare-executorch",
         typical_seconds={"8da4w": 645, "fp32": 720},
+        context=MAX_CONTEXT_LENGTH,
         legacy_key=(
             "runners.executorch_export:export",
             "360709dc6de2da0ce112a56c111f8210bceb87775f41205682d0c72a357f1b5d",

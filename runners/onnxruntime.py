@@ -105,6 +105,9 @@ class OnnxRuntimeRunner(Runner):
         self.eos_ids = frozenset(int(t) for t in self.tokenizer.eos_token_ids)
         model_context = genai["model"].get("context_length") or options.context_tokens
         self.context_tokens = min(options.context_tokens, model_context)
+        # A sliding-window model's KV buffer must hold its window (GenAI refuses a smaller one),
+        # whatever the request needs.
+        self.window = (genai["model"]["decoder"].get("sliding_window") or {}).get("window_size") or 0
         return self._load_info(artifact, options, genai, search, trace)
 
     def _create(self, og, artifact: Path, options: RunnerOptions, search: dict) -> str:
@@ -149,7 +152,7 @@ class OnnxRuntimeRunner(Runner):
             "execution_provider": self.model.device_type.lower(),
             "intra_op_num_threads": threads,
             **search,
-            "kv_buffer": "allocated per request: prompt + max_new_tokens (max_length)",
+            "kv_buffer": "allocated per request: prompt + max_new_tokens (max_length), at least the sliding window",
             "model_type": self.model.type,
             "model_context_length": genai["model"].get("context_length"),
             "onnxruntime_version": _version("onnxruntime"),
@@ -163,7 +166,8 @@ class OnnxRuntimeRunner(Runner):
             context_tokens=self.context_tokens,
             not_applied=not_applied,
             weights_bytes=_weights_bytes(graph, genai["model"]["vocab_size"]),
-            kv_bytes_per_token=_kv_bytes_per_token(graph, genai["model"]["decoder"]),
+            kv_bytes_per_token=(per_token := _kv_bytes_per_token(graph, genai["model"]["decoder"])),
+            kv_window=_kv_window(genai["model"]["decoder"], per_token),
             **_placement(self.model.device_type, trace),
         )
 
@@ -180,9 +184,11 @@ class OnnxRuntimeRunner(Runner):
         return self.tokenizer.decode(ids)
 
     def _generator(self, total: int, fixed_length: bool):
-        """A fresh Generator (no cache from an earlier prompt) whose sequence may reach `total`."""
+        """A fresh Generator (no cache from an earlier prompt) whose sequence may reach `total`;
+        its KV buffer (max_length) holds at least the model's sliding window, as GenAI requires."""
         params = self.og.GeneratorParams(self.model)
-        params.set_search_options(do_sample=False, max_length=total, min_length=total if fixed_length else 0)
+        capacity = max(total, min(self.window, self.context_tokens))
+        params.set_search_options(do_sample=False, max_length=capacity, min_length=total if fixed_length else 0)
         return self.og.Generator(self.model, params)
 
     def fill(self, token_ids: Sequence[int], room: int) -> int:
@@ -234,9 +240,7 @@ class OnnxRuntimeRunner(Runner):
         (get_logits would give the last one only)."""
         import numpy as np
 
-        params = self.og.GeneratorParams(self.model)
-        params.set_search_options(max_length=len(token_ids))
-        generator = self.og.Generator(self.model, params)
+        generator = self._generator(len(token_ids), fixed_length=False)
         generator.append_tokens(list(token_ids))
         logits = generator.get_output("logits")[0]
         if len(logits) != len(token_ids):
@@ -379,6 +383,15 @@ def _kv_bytes_per_token(graph, decoder: dict) -> int:
             * (head_size.dim_value or decoder["head_size"])
         )
     return total
+
+
+def _kv_window(decoder: dict, kv_per_token: int) -> list[int] | None:
+    """[window, bytes per token] of the sliding-window layers genai_config.json lists (the
+    builder's layers are alike, so each holds an equal share of the KV bytes per token)."""
+    sliding = decoder.get("sliding_window")
+    if not sliding or not sliding.get("layers"):
+        return None
+    return [sliding["window_size"], kv_per_token * len(sliding["layers"]) // decoder["num_hidden_layers"]]
 
 
 def _version(distribution: str) -> str:

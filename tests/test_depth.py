@@ -137,3 +137,58 @@ def test_llama_cpps_own_kv_count_shows_the_history_and_catches_a_runner_that_dro
     runner.generate = forgetting
     assert "history was not in its cache" in measured(runner)
     runner.close()
+
+
+CONTEXT_PLUGIN = '''
+"""A FAKE runner whose export fixes its KV capacity, as ExecuTorch's and LiteRT's do (tests only)."""
+import json
+
+from runners.base import Exporter
+from runners.fake import FakeRunner
+
+
+class ContextRunner(FakeRunner):
+    name = "ctxfake"
+    artifact_kind = "scripted export"
+    exporter = Exporter(tool="ctx exporter", distribution="edgebench-ctxfake", target="edgebench_ctxfake:export",
+                        quantizations=("q8",), default_quantization="q8", extra="ctxfake", context=128)
+
+
+def export(checkpoint, out, quantization, context=128):
+    (out / "script.json").write_text(json.dumps({"decode_ms": 5, "capacity": context, "fill_ms_per_token": 1}))
+    return {"artifact": "script.json", "cache_length": context}
+'''
+
+
+def test_run_takes_the_artifact_that_holds_the_sweep_or_says_which_prepare_to_run(tmp_path, tiny_checkpoint):
+    import os
+
+    from tests.helpers import ROOT, install_plugin
+
+    (tmp_path / "site").mkdir()
+    site = install_plugin(tmp_path / "site", "ctxfake", CONTEXT_PLUGIN, "ContextRunner")
+    env = {"PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
+    suite, profile = tmp_path / "suite.toml", tmp_path / "profile.toml"
+    suite.write_text(SUITE.format(depths="[0, 64, 256]"))
+    profile.write_text(PROFILE.format(suite=suite) + "context_tokens = 300\n")
+    common = ("--model", str(tiny_checkpoint), "--cache", str(tmp_path / "cache"))
+
+    def run(out: str):
+        result = edgebench("run", "--runner", "ctxfake", "--profile", str(profile), "--out", out, *common, env=env)
+        return result, {r["depth"]: r["status"] for r in read_jsonl(next((tmp_path / out).glob("*.jsonl")))}
+
+    assert edgebench("prepare", "--runner", "ctxfake", *common, env=env).returncode == 0
+    result, status = run(str(tmp_path / "short"))
+    assert result.returncode == 0, result.stderr
+    assert status == {0: "ok", 64: "ok", 256: "skipped"}  # the export's 128 tokens hold 64 + 12, not 256 + 12
+    assert "edgebench prepare --runner ctxfake --quant q8 --context 300" in " ".join(result.stderr.split())
+    made = edgebench("prepare", "--runner", "ctxfake", "--context", "300", *common, env=env)
+    assert made.returncode == 0 and "exported" in made.stdout  # its own cache key, beside the first
+    result, status = run(str(tmp_path / "long"))
+    assert result.returncode == 0 and status == {0: "ok", 64: "ok", 256: "ok"}, result.stderr
+
+
+def test_prepare_context_refuses_a_runner_that_sizes_its_cache_at_load(tmp_path):
+    result = edgebench("prepare", "--runner", "onnxruntime", "--context", "4096", "--cache", str(tmp_path))
+    assert result.returncode == 2 and "sizes its KV cache when it loads" in result.stderr
+    assert "Traceback" not in result.stderr
