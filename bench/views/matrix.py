@@ -58,6 +58,7 @@ COLUMNS = (
     "suite_sha256",
     "prompt_id",
     "category",
+    "depth",
     "warmup",
     "repeat",
     "prompt_tokens",

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from bench.analysis import stats
-from bench.analysis.verdicts import Verdict
+from bench.analysis.verdicts import Verdict, workload_rows
 from bench.data import workloads as workload_data
 from bench.device.hygiene import busy_runners
 from bench.views import matrix
@@ -29,6 +29,7 @@ COLUMNS = [
     "synthetic",
     "prompt_id",
     "category",
+    "depth",
     "mode",
     "status",
     "warmup",
@@ -122,7 +123,7 @@ def build(records: list[dict]) -> Summary:
     runtimes = list(dict.fromkeys(df["runtime"]))
     cells, shown = {}, []
     for workload in workloads:
-        mine = df[df["category"].isin(workload.categories)]
+        mine = df[workload_rows(df, workload)]
         by_decode = workload.decode_tok_s_min is not None
         found = {}
         for runtime, rows in mine.groupby("runtime", sort=False):
