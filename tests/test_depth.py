@@ -48,14 +48,15 @@ repetitions = 1
 def sweep(tmp_path, fake_script):
     """`edgebench run --profile P` on the FAKE runner over a depth suite; (result, records)."""
 
-    def run(depths="[0, 64, 256]", **script):
+    def run(depths="[0, 64, 256]", out="out", **script):
         suite = tmp_path / "suite.toml"
         suite.write_text(SUITE.format(depths=depths))
         profile = tmp_path / "profile.toml"
         profile.write_text(PROFILE.format(suite=suite))
-        out = tmp_path / "out"
+        out = tmp_path / out
         script = fake_script(prefill_ms_per_token=1, first_token_ms=4, decode_ms=8, fill_ms_per_token=2, **script)
         result = edgebench(*on_fake("run", script), "--profile", str(profile), "--out", str(out))
+        run.out = out
         return result, read_jsonl(next(out.glob("*.jsonl")))
 
     return run
@@ -84,6 +85,27 @@ def test_records_carry_the_depth_and_the_fills_own_rate(sweep):
     deep = by_depth[256]
     assert deep["fill_ms"] == 512 and deep["fill_tok_s"] == pytest.approx(500)  # 2 ms a token, outside the request
     assert deep["ttft_ms"] == 8 + 4 and deep["prompt_tokens"] == 8 and deep["new_tokens"] == 4  # the request alone
+
+
+def test_the_report_and_the_page_show_speed_against_depth(sweep):
+    result, _ = sweep(kv_bytes_per_token=1000)
+    report = next(sweep.out.glob("*.md")).read_text()
+    section = report.split("## Speed at depth")[1]
+    rows = [line for line in section.splitlines() if line.startswith("| fake")]
+    assert [row.split("|")[3].strip() for row in rows] == ["0", "64", "256"]  # a row per depth
+    assert "| 125.0 |" in rows[0] and "| 0.3 |" in rows[2]  # decode 1000/8 tok/s; KV of 256 + 8 + 4 tokens
+    page = next(sweep.out.glob("*.html")).read_text()
+    assert "decode tok/s against tokens of history" in page and "TTFT ms against tokens of history" in page
+
+
+def test_compare_keeps_each_depth_its_own_cell(sweep):
+    sweep(out="base")
+    sweep(out="slower", decode_ms_from=[[2, 16]])  # the third generation on, depth 256: decode twice as slow
+    base, slower = (next((sweep.out.parent / name).glob("*.jsonl")) for name in ("base", "slower"))
+    result = edgebench("compare", str(base), str(slower))
+    assert result.returncode == 1
+    regressed = [line for line in result.stdout.splitlines() if "regress" in line.lower() and "@d" in line]
+    assert regressed and all("pp8-tg4@d256" in line for line in regressed), result.stdout
 
 
 def test_a_history_the_runtime_does_not_hold_fails_its_records(sweep):

@@ -34,6 +34,7 @@ from bench.analysis.verdicts import Verdict
 from bench.data import workloads as workload_data
 from bench.data.suite import PROBE_CATEGORY
 from bench.records import FAILED
+from bench.views import depth
 from bench.views.table import runner_label
 
 COLUMNS = (
@@ -73,6 +74,11 @@ COLUMNS = (
     "decode_roofline_tok_s",
     "mbu",
     "error",
+    # a depth sweep's figures (bench.views.depth)
+    "fill_tok_s",
+    "kv_bytes",
+    "peak_rss_mb",
+    "skip_reason",
     *stats.QUALITY_FIGURES,
 )
 CELL = ["tier", "device", "runner", "model_id", "quantization"]
@@ -132,6 +138,7 @@ class Matrix:
     devices: dict[str, str]  # device key -> how its tier was decided
     files: int
     records: int
+    depth: pd.DataFrame = field(default_factory=pd.DataFrame)  # the depth sweeps, per device (bench.views.depth)
 
 
 def load(targets_: list[str]) -> tuple[pd.DataFrame, int]:
@@ -306,7 +313,8 @@ def build(df: pd.DataFrame, files: int = 0, workloads: tuple[workload_data.Workl
         key=lambda r: (tier_order.get(r.tier, len(tier_order)), r.device_label, r.runner, r.model, r.quantization)
     )
     seen_tiers = list(dict.fromkeys(r.tier for r in rows))
-    return Matrix(rows, seen_tiers, [w.id for w in workloads], device_why, files, total)
+    sweep = depth.summary(df.assign(device=df["device"].astype(object).map(labels)))
+    return Matrix(rows, seen_tiers, [w.id for w in workloads], device_why, files, total, sweep)
 
 
 def _variant_rows(
