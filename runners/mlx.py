@@ -168,17 +168,20 @@ class MlxRunner(Runner):
             context_tokens=options.context_tokens,
             not_applied={"threads": threads_note(blas)},
             weights_bytes=weights_bytes(artifact, config),
-            kv_bytes_per_token=self._kv_bytes_per_token(),
+            **self._kv_per_token(),
             **placement(mx, stream),
         )
 
-    def _kv_bytes_per_token(self) -> int:
+    def _kv_per_token(self) -> dict:
         """KV-cache bytes per context token, read from the cache mlx-lm builds for this model
-        after one real forward pass (its arrays' own dtype and layout)."""
+        after one real forward pass (its arrays' own dtype and layout), and the share of its
+        sliding-window layers (mlx-lm's RotatingKVCache, which keeps max_size tokens)."""
         cache = self.make_prompt_cache(self.model)
         self.model(self.mx.array([[self.tokenizer.bos_token_id or 0]]), cache=cache)
         self.mx.eval([c.state for c in cache])
-        return sum(cache_nbytes(c) for c in cache) // cache[0].offset
+        rotating = [c for c in cache if getattr(c, "max_size", None)]
+        window = [rotating[0].max_size, sum(cache_nbytes(c) for c in rotating) // cache[0].offset] if rotating else None
+        return {"kv_bytes_per_token": sum(cache_nbytes(c) for c in cache) // cache[0].offset, "kv_window": window}
 
     def tokenize(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
