@@ -96,6 +96,8 @@ def test_the_report_and_the_page_show_speed_against_depth(sweep):
     assert "| 125.0 |" in rows[0] and "| 0.3 |" in rows[2]  # decode 1000/8 tok/s; KV of 256 + 8 + 4 tokens
     page = next(sweep.out.glob("*.html")).read_text()
     assert "decode tok/s against tokens of history" in page and "TTFT ms against tokens of history" in page
+    merged = edgebench("matrix", str(sweep.out))
+    assert merged.returncode == 0 and "## Speed at depth" in merged.stdout, merged.stderr
 
 
 def test_compare_keeps_each_depth_its_own_cell(sweep):
