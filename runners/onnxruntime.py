@@ -106,8 +106,9 @@ class OnnxRuntimeRunner(Runner):
         model_context = genai["model"].get("context_length") or options.context_tokens
         self.context_tokens = min(options.context_tokens, model_context)
         # A sliding-window model's KV buffer must hold its window (GenAI refuses a smaller one),
-        # whatever the request needs.
-        self.window = (genai["model"]["decoder"].get("sliding_window") or {}).get("window_size") or 0
+        # whatever the request or the run's context needs; the model's own context bounds it.
+        window = (genai["model"]["decoder"].get("sliding_window") or {}).get("window_size") or 0
+        self.least_buffer = min(window, model_context)
         return self._load_info(artifact, options, genai, search, trace)
 
     def _create(self, og, artifact: Path, options: RunnerOptions, search: dict) -> str:
@@ -187,7 +188,7 @@ class OnnxRuntimeRunner(Runner):
         """A fresh Generator (no cache from an earlier prompt) whose sequence may reach `total`;
         its KV buffer (max_length) holds at least the model's sliding window, as GenAI requires."""
         params = self.og.GeneratorParams(self.model)
-        capacity = max(total, min(self.window, self.context_tokens))
+        capacity = max(total, self.least_buffer)
         params.set_search_options(do_sample=False, max_length=capacity, min_length=total if fixed_length else 0)
         return self.og.Generator(self.model, params)
 
