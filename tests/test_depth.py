@@ -197,8 +197,10 @@ def test_run_takes_the_artifact_that_holds_the_sweep_or_says_which_prepare_to_ru
     profile.write_text(PROFILE.format(suite=suite) + "context_tokens = 300\n")
     common = ("--model", str(tiny_checkpoint), "--cache", str(tmp_path / "cache"))
 
-    def run(out: str):
-        result = edgebench("run", "--runner", "ctxfake", "--profile", str(profile), "--out", out, *common, env=env)
+    def run(out: str, *more: str):
+        result = edgebench(
+            "run", "--runner", "ctxfake", "--profile", str(profile), "--out", out, *common, *more, env=env
+        )
         return result, {r["depth"]: r["status"] for r in read_jsonl(next((tmp_path / out).glob("*.jsonl")))}
 
     assert edgebench("prepare", "--runner", "ctxfake", *common, env=env).returncode == 0
@@ -209,6 +211,9 @@ def test_run_takes_the_artifact_that_holds_the_sweep_or_says_which_prepare_to_ru
     made = edgebench("prepare", "--runner", "ctxfake", "--context", "300", *common, env=env)
     assert made.returncode == 0 and "exported" in made.stdout  # its own cache key, beside the first
     result, status = run(str(tmp_path / "long"))
+    assert result.returncode == 0 and status == {0: "ok", 64: "ok", 256: "ok"}, result.stderr
+    common = ("--model", str(tiny_checkpoint), "--cache", str(tmp_path / "fresh"))
+    result, status = run(str(tmp_path / "prepared"), "--prepare")  # exports one that holds the profile's context
     assert result.returncode == 0 and status == {0: "ok", 64: "ok", 256: "ok"}, result.stderr
 
 
