@@ -125,6 +125,8 @@ def test_the_sweep_stops_at_the_caches_capacity_and_says_where(sweep):
     assert status == {0: "ok", 64: "ok", 256: "skipped", 512: "skipped"}
     reason = next(r for r in records if r["depth"] == 256)["skip_reason"]
     assert "stops here" in reason and "256 tokens of history" in reason and "200" in reason
+    report = next(sweep.out.glob("*.md")).read_text()
+    assert "skipped: the depth sweep stops here" in report and "--no-budget" not in report  # not the time budget's
 
 
 def test_the_count_check_needs_the_runtimes_own_count_for_a_request_with_history():
