@@ -233,6 +233,9 @@ class LlamaCppRunner(Runner):
         llm._ctx.kv_cache_clear()
         if token_ids:
             llm.eval(list(token_ids))
+            # llama.cpp adds queued tokens to its perf counters at the next synchronize: here, so
+            # the history is the fill's and not counted in the next request's prompt eval.
+            self.lib.llama_synchronize(self.ctx)
         return self._kv_tokens()
 
     def _kv_tokens(self) -> int:

@@ -152,6 +152,8 @@ def test_llama_cpps_own_kv_count_shows_the_history_and_catches_a_runner_that_dro
         return harness.count_problem(request, runner.generation_info(), len(stream.events))
 
     assert measured(runner) is None and runner.generation_info().runtime_context == 224
+    # llama.cpp's own counters describe the request alone, not the history under it
+    assert runner.generation_info().native["n_p_eval"] == 16
     # Broken on purpose: a generate that clears the cache first, as a runner re-prefilling would.
     generate = runner.generate
 
