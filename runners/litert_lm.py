@@ -188,7 +188,10 @@ class LiteRTLMRunner(layout.SharedArtifact, Runner):
             bench, held = conversation.get_benchmark_info(), conversation.token_count
         finally:
             conversation.close()
-        self._finished(replace(self._generation_info(bench, request, chunk_ids), runtime_context=held))
+        info = self._generation_info(bench, request, chunk_ids)
+        if request.history:  # its time to first token is the Conversation's first turn's (the fill's), not this one's
+            info.native["runtime_ttft_ms"] = None
+        self._finished(replace(info, runtime_context=held))
 
     @staticmethod
     def _generation_info(bench, request: GenerationRequest, chunk_ids: list[list[int]]) -> GenerationInfo:
