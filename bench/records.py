@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Iterator
 
 from bench.errors import BenchError
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 # Every record carries these keys (None where a figure does not apply), in this order.
 FIELDS = (
@@ -77,6 +77,11 @@ FIELDS = (
     "mode",
     "elapsed_s",
     "prompt_id",
+    # a depth sweep's record: the tokens of history in the cache before its request (None: a
+    # request on an empty cache), and how fast that history went in (not part of the request)
+    "depth",
+    "fill_ms",
+    "fill_tok_s",
     "category",
     "kind",
     "warmup",
@@ -110,6 +115,8 @@ FIELDS = (
     "e2e_ms",
     "decode_roofline_tok_s",
     "mbu",
+    # the KV cache's bytes when the generation ended (history + prompt + new tokens)
+    "kv_bytes",
     "peak_rss_mb",
     "cpu_percent",
     # the worker's threads that each ran at least a tenth of its busiest one's CPU time during
@@ -257,6 +264,12 @@ def _v6_to_v7(record: dict) -> dict:
     return {**{name: None for name in V7_FIELDS}, **record}
 
 
+def _v7_to_v8(record: dict) -> dict:
+    """Schema 8 added depth sweeps (every earlier request ran on an empty cache) and the KV
+    cache's bytes at the end of a generation (not recorded before)."""
+    return {**record, "depth": None, "fill_ms": None, "fill_tok_s": None, "kv_bytes": None}
+
+
 MIGRATIONS: dict[int, Callable[[dict], dict]] = {
     1: _v1_to_v2,
     2: _v2_to_v3,
@@ -264,6 +277,7 @@ MIGRATIONS: dict[int, Callable[[dict], dict]] = {
     4: _v4_to_v5,
     5: _v5_to_v6,
     6: _v6_to_v7,
+    7: _v7_to_v8,
 }
 
 STATUSES = ("ok", "error", "crashed", "timeout", "oom", "interrupted", "skipped")

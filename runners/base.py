@@ -68,6 +68,9 @@ class LoadInfo:
     # runtime's own KV dtype and layout. The roofline and MBU use these two.
     weights_bytes: int | None = None
     kv_bytes_per_token: int | None = None
+    # [tokens, bytes per token]: the share of kv_bytes_per_token in sliding-window layers, which
+    # hold at most that many tokens (None: every layer attends to the whole context).
+    kv_window: list[int] | None = None
     # Where the model really runs, as the runtime reports it (never the request echoed):
     # "cpu", "gpu" or "npu"; `placement` holds the runtime's own evidence (devices and the
     # layers on each, execution providers, the accelerator a model compiled for), and
@@ -96,6 +99,10 @@ class GenerationRequest:
     session (`GenerationInfo.kept_tokens` says how much). A runtime that sizes its state per
     request sizes a turn's for the whole context, as the later turns need it. Outside a
     continued conversation nothing of an earlier request is reused.
+
+    `history` None: a fresh request on an empty cache. A number: the request continues after
+    that many tokens of history that `Runner.fill` just put in the runtime's cache (a depth
+    sweep): its prompt goes in at that position, and nothing is reset.
     """
 
     max_new_tokens: int
@@ -104,6 +111,7 @@ class GenerationRequest:
     token_ids: tuple[int, ...] | None = None
     ignore_eos: bool = False
     turn: int | None = None
+    history: int | None = None
 
     @property
     def continues(self) -> bool:
@@ -148,6 +156,10 @@ class GenerationInfo:
     kept_tokens: int | None = None
     prefilled_tokens: int | None = None
     prefill_counted_by: str | None = None
+    # The tokens in the runtime's sequence when the generation ended (history + prompt + tokens
+    # made), by the runtime's own count where it keeps one: the harness checks a request with
+    # history against it, so a depth that was not really in the cache cannot pass.
+    runtime_context: int | None = None
 
 
 @dataclass(frozen=True)
@@ -155,7 +167,8 @@ class Exporter:
     """How `edgebench prepare` turns the shared checkpoint into this runner's artifact.
 
     `target` names a function "module:function" with the signature
-    `export(checkpoint: Path, out: Path, quantization: str) -> dict`: it writes the artifact
+    `export(checkpoint: Path, out: Path, quantization: str) -> dict` (and `context: int` where
+    the export fixes the KV cache's capacity, `context` below): it writes the artifact
     into the empty folder `out` and returns the options it used plus the key "artifact":
     the artifact's path relative to `out` ("." for the folder itself). It runs in its own
     process (the exporters import torch and friends), with the hub offline. It may take a
@@ -180,6 +193,9 @@ class Exporter:
     # the default model (SmolLM2-135M): the estimate `prepare` shows until this machine has its
     # own, and what orders a run's runners (cheapest export first).
     typical_seconds: dict[str, float] = field(default_factory=dict, hash=False)
+    # The KV-cache capacity in tokens the export fixes unless `prepare --context N` asks another
+    # (its function then takes the keyword `context`); None: the runtime sizes its cache at load.
+    context: int | None = None
     # Caches made before keys took recipes (edgebench up to 0.1.0) keyed on the exporter's
     # "module:function" and its source's sha256: this exporter's pair then, if it existed.
     # A folder under that old key is adopted as recipe 1's output (bench.artifacts.cache).
@@ -279,6 +295,16 @@ class Runner(ABC):
         when it returns. When it ends, it
         hands what it knows of the generation to `_finished`."""
 
+    def fill(self, token_ids: Sequence[int], room: int) -> int:
+        """Empty the runtime's cache, then put `token_ids` in it as history, the way an app
+        keeps a conversation (the runtime's own state: KV cache, generator, session), sized for
+        `room` more tokens (the next request's prompt and new tokens). The next `generate`,
+        whose request has `history == len(token_ids)`, continues from there. Returns the
+        tokens the runtime then holds, by its own count where it keeps one. Raises
+        ContextFull when history and room do not fit the cache (fixed at export or load).
+        Never timed as a request: the worker times it apart, as the fill's own rate."""
+        raise NotImplementedError(f"{self.name} cannot keep history in its cache")
+
     def generation_info(self) -> GenerationInfo:
         """Prompt token count, stop reason and the runtime's own figures for the
         generation `generate` just finished (what it gave `_finished`). Called after the
@@ -313,9 +339,11 @@ class Runner(ABC):
         prompt = self._prompt_ids(request)
         if not prompt:
             raise ValueError("the prompt tokenizes to nothing")
-        if len(prompt) + request.max_new_tokens > context_tokens:
+        history = request.history or 0
+        if history + len(prompt) + request.max_new_tokens > context_tokens:
             raise ValueError(
-                f"prompt of {len(prompt)} tokens + {request.max_new_tokens} new exceeds the context of {context_tokens}"
+                f"{f'{history} tokens of history + ' if history else ''}prompt of {len(prompt)} tokens + "
+                f"{request.max_new_tokens} new exceeds the context of {context_tokens}"
             )
         return prompt
 
@@ -365,6 +393,21 @@ def scored_token_by_token(
     for position, token in enumerate(token_ids):
         rows[position] = logits_after(token, position)
     return rows
+
+
+def check_room(history: int, room: int, capacity: int, why: str) -> None:
+    """`Runner.fill`'s check that history and the next request fit the cache; `why` says what
+    fixed the capacity (e.g. "fixed at export: prepare --context N")."""
+    if history + room > capacity:
+        raise ContextFull(capacity, f"{history} tokens of history + {room} exceed the cache of {capacity} ({why})")
+
+
+class ContextFull(Exception):
+    """The history asked for does not fit the runtime's cache: a depth sweep stops there."""
+
+    def __init__(self, capacity: int, message: str):
+        super().__init__(message)
+        self.capacity = capacity
 
 
 class ArtifactError(Exception):

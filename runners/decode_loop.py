@@ -76,13 +76,14 @@ def greedy_decode(
     decode: Callable[[Sequence[int]], str],
 ) -> Generator[TokenEvent, None, Decoded]:
     """Prefill `prompt`, then one `step(token, position)` per further token, up to
-    `request.max_new_tokens`. A chat or completion request ends at the first of `end_ids`
+    `request.max_new_tokens`; positions count from the request's history (0 without). A chat
+    or completion request ends at the first of `end_ids`
     (not yielded); a fixed-length one (ignore_eos) never checks them: its runner keeps them out.
     Use as `decoded = yield from greedy_decode(...)`."""
     stops = frozenset() if request.ignore_eos else frozenset(end_ids)
     text = TextStream(decode)
     token = prefill(prompt)
-    last = request.max_new_tokens - 1
+    last, start = request.max_new_tokens - 1, (request.history or 0) + len(prompt)
     ids: list[int] = []
     for produced in range(request.max_new_tokens):
         if token in stops:
@@ -90,5 +91,5 @@ def greedy_decode(
         ids.append(token)
         yield TokenEvent(token, text.step(token))
         if produced < last:
-            token = step(token, len(prompt) + produced)
+            token = step(token, start + produced)
     return Decoded(request.max_new_tokens, "length", max(last, 0), tuple(ids))

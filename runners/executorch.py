@@ -34,11 +34,12 @@ from runners.base import (
     Runner,
     RunnerOptions,
     TokenEvent,
+    check_room,
     scored_token_by_token,
 )
 from runners.chat_template import compile_chat_template
 from runners.decode_loop import greedy_decode
-from runners.executorch_export import QUANTIZATIONS
+from runners.executorch_export import MAX_CONTEXT_LENGTH, QUANTIZATIONS
 from runners.kept_history import KeptHistory
 from runners.weights import Tensor, streamed_bytes
 
@@ -85,6 +86,7 @@ class ExecuTorchRunner(Runner):
         default_quantization="8da4w",
         extra="prepare-executorch",
         typical_seconds={"8da4w": 645, "fp32": 720},
+        context=MAX_CONTEXT_LENGTH,
         legacy_key=(
             "runners.executorch_export:export",
             "360709dc6de2da0ce112a56c111f8210bceb87775f41205682d0c72a357f1b5d",
@@ -203,11 +205,30 @@ class ExecuTorchRunner(Runner):
         return self.tokenizer.encode(prompt, add_special_tokens=False).ids
 
     def _step(self, tokens: list[int], position: int):
-        """One forward call: the logits of the last token, after `tokens` at `position`."""
+        """One forward call: the logits of the last token, after `tokens` at `position`. The
+        program keeps no count of its own: `self.position` is where the calls have written to."""
         torch = self.torch
-        return self.forward.execute(
+        logits = self.forward.execute(
             [torch.tensor([tokens], dtype=torch.long), torch.tensor([position], dtype=torch.long)]
         )[0]
+        self.position = position + len(tokens)
+        return logits
+
+    def _prefill(self, ids: list[int], start: int):
+        """`ids` into the cache from position `start`, in as few calls as the program takes;
+        the last one's logits. Each call overwrites the cache from its position and attends
+        only up to it, so nothing past `start` of an earlier sequence is seen."""
+        for offset in range(0, len(ids), self.max_chunk):
+            logits = self._step(ids[offset : offset + self.max_chunk], start + offset)
+        return logits
+
+    def fill(self, token_ids: Sequence[int], room: int) -> int:
+        """History in the program's position-indexed KV cache, from position 0."""
+        check_room(len(token_ids), room, self.context_tokens, "fixed at export: prepare with a larger --context")
+        self.position = 0
+        if token_ids:
+            self._prefill(list(token_ids), 0)
+        return self.position
 
     def _detokenize(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False)
@@ -225,17 +246,13 @@ class ExecuTorchRunner(Runner):
                 logits[..., banned] = float("-inf")
             return int(logits.argmax(dim=-1))
 
-        # A conversation's next turn keeps the positions its cache still holds of the prompt;
-        # anything else starts at position 0.
+        # A conversation's next turn keeps the positions its cache still holds of the prompt; a
+        # request after a depth fill starts at the history's end; anything else at position 0.
         kept = self.kept.keep(request, prompt)
 
         def prefill(ids: list[int]) -> int:
             t = clock()
-            # Each call overwrites the cache from its position and attends only up to its own,
-            # so nothing past the kept positions is reused.
-            for start in range(kept, len(ids), self.max_chunk):
-                logits = self._step(ids[start : start + self.max_chunk], start)
-            token = pick(logits)
+            token = pick(self._prefill(ids[kept:], (request.history or 0) + kept))
             spent["prefill"] = clock() - t
             return token
 
@@ -259,6 +276,8 @@ class ExecuTorchRunner(Runner):
                 kept_tokens=kept,
                 prefilled_tokens=fed,  # the runtime counts nothing: what the runner fed it
                 prefill_counted_by="runner",
+                # the positions the program was run at, and the last token made (never fed)
+                runtime_context=self.position + (decoded.stop == "length"),
             )
         )
 

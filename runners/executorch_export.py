@@ -364,6 +364,12 @@ def export_pte(
     return {"artifact": ".", **options}
 
 
-def export(checkpoint: Path, out: Path, quantization: str, stage: Callable[[str], None] = lambda name: None) -> dict:
-    """The prepare entry point (see runners.base.Exporter)."""
-    return export_pte(checkpoint, out, quantization, stage=stage)
+def export(
+    checkpoint: Path,
+    out: Path,
+    quantization: str,
+    stage: Callable[[str], None] = lambda name: None,
+    context: int = MAX_CONTEXT_LENGTH,
+) -> dict:
+    """The prepare entry point (see runners.base.Exporter): a KV cache of `context` tokens."""
+    return export_pte(checkpoint, out, quantization, max_context_length=context, stage=stage)

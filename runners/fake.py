@@ -21,7 +21,10 @@ The artifact is a JSON script:
   crash_on / hang_on / raise_on / grow_on: a substring of the prompt that makes the worker
   die with SIGSEGV, sleep for real (to hit a timeout; with "hang_once": MARKER only the
   first time), raise an error, or really allocate `grow_mb` MB (default 2048) of memory;
-  the prompt of `score` is "score".
+  the prompt of `score` is "score". Depth sweeps (`fill`): fill_ms_per_token (the history's
+  scripted rate), capacity (the cache's tokens: a fill past it raises ContextFull), and
+  loses_history (a broken runtime: its count at the end leaves the history out, as one that
+  re-prefilled from position 0 would).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from runners.base import (
     Runner,
     RunnerOptions,
     TokenEvent,
+    check_room,
 )
 
 _now_ns = [0]
@@ -99,6 +103,12 @@ class FakeRunner(Runner):
     def tokenize(self, text: str) -> list[int]:
         return [sum(map(ord, word)) % 1000 for word in text.split()]
 
+    def fill(self, token_ids, room: int) -> int:
+        check_room(len(token_ids), room, self.script.get("capacity", 10**9), "the FAKE script's capacity")
+        _advance(len(token_ids) * self.script.get("fill_ms_per_token", 0))
+        self._held = len(token_ids)
+        return self._held
+
     def generate(self, request: GenerationRequest) -> Iterator[TokenEvent]:
         s = self.script
         prompt = self._prompt_text(request)
@@ -119,6 +129,7 @@ class FakeRunner(Runner):
         kept = held if s.get("keeps_history", True) and not s.get("refills_claiming_kept") else 0
         claimed = held if s.get("refills_claiming_kept") else kept
         prefilled = prompt_tokens - kept
+        filled = 0 if request.history is None or s.get("loses_history") else self._held
         self._held = 0
         _advance(prefilled * s.get("prefill_ms_per_token", 0) + s.get("first_token_ms", 0))
         for i in range(limit):
@@ -135,6 +146,7 @@ class FakeRunner(Runner):
                 kept_tokens=claimed,
                 prefilled_tokens=prefilled,
                 prefill_counted_by="runner",
+                runtime_context=filled + prompt_tokens + limit,
             )
         )
 

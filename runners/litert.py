@@ -29,6 +29,7 @@ from runners.base import (
     Runner,
     RunnerOptions,
     TokenEvent,
+    check_room,
     scored_token_by_token,
 )
 from runners.chat_template import compile_chat_template
@@ -219,21 +220,33 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
         self.model.run_by_name(signature, {**io, **self.kv}, outputs)
 
     def _prefill(self, ids: list[int], start: int) -> None:
+        """`ids` into the cache from position `start`."""
         import numpy as np
 
-        position = start
+        done = 0
         for length, used in prefill_chunks(len(ids), start, self.prefill_lengths, self.cache_length):
             tokens = np.zeros(length, np.int32)
-            tokens[:used] = ids[position - start : position - start + used]
+            tokens[:used] = ids[done : done + used]
             # Padding continues the positions: it lands in cache slots the decode overwrites.
-            self._run(f"prefill_{length}", tokens[None, :], np.arange(position, position + length), False)
-            position += used
+            self._run(f"prefill_{length}", tokens[None, :], np.arange(start + done, start + done + length), False)
+            done += used
+        self.position = start + done
 
     def _decode(self, token: int, position: int) -> np.ndarray:
         import numpy as np
 
         self._run("decode", np.array([[token]]), np.array([position]), True)
+        self.position = position + 1
         return self.logits.read(self.vocab, np.float32)
+
+    def fill(self, token_ids: Sequence[int], room: int) -> int:
+        """History in the position-indexed KV cache from position 0. The signatures keep no
+        count of their own: `self.position` is where the runner's calls have written to."""
+        check_room(len(token_ids), room, self.cache_length, "fixed at export: prepare with a larger --context")
+        self.position = 0
+        if token_ids:
+            self._prefill(list(token_ids), 0)
+        return self.position
 
     def _detokenize(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False)
@@ -253,8 +266,9 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
         kept = self.kept.keep(request, prompt)
 
         def prefill(ids: list[int]) -> int:
-            self._prefill(ids[kept:-1], kept)  # no logits from prefill: the last prompt token is decoded
-            return step(ids[-1], len(ids) - 1)
+            history = request.history or 0  # after a depth fill, the prompt goes in at its end
+            self._prefill(ids[kept:-1], history + kept)  # no logits from prefill: the last prompt token is decoded
+            return step(ids[-1], history + len(ids) - 1)
 
         decoded = yield from greedy_decode(request, prompt, prefill, step, self.meta.stop_token_ids, self._detokenize)
         self.kept.held(prompt, decoded.fed)
@@ -265,6 +279,8 @@ class LiteRTRunner(layout.SharedArtifact, Runner):
                 kept_tokens=kept,
                 prefilled_tokens=len(prompt) - kept,  # the runtime counts nothing: what the runner fed it
                 prefill_counted_by="runner",
+                # the positions the signatures were run at, and the last token made (never fed)
+                runtime_context=self.position + (decoded.stop == "length"),
             )
         )
 

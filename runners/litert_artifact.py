@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from runners.base import ArtifactError, Exporter, LoadInfo, RunnerOptions
-from runners.litert_export import QUANTIZATIONS
+from runners.litert_export import CACHE_LENGTH, QUANTIZATIONS
 from runners.weights import Tensor, streamed_bytes
 
 TFLITE, BUNDLE, TOKENIZER, TEMPLATE, METADATA = (
@@ -45,6 +45,7 @@ EXPORTER = Exporter(
     extra="prepare-litert",
     artifact_group="litert",
     typical_seconds={"int8": 170, "fp32": 220},
+    context=CACHE_LENGTH,
     legacy_key=("runners.litert_export:export", "0c372683d6a67a2257d3bebdd68b28f142f5bd5ad8ec97a84a320b34c7e2b391"),
 )
 

@@ -114,9 +114,15 @@ EXPORT_STEPS = {
 BUNDLE_STEPS = {"package_model": "writing"}
 
 
-def export(checkpoint: Path, out: Path, quantization: str, stage: Callable[[str], None] = lambda name: None) -> dict:
+def export(
+    checkpoint: Path,
+    out: Path,
+    quantization: str,
+    stage: Callable[[str], None] = lambda name: None,
+    context: int = CACHE_LENGTH,
+) -> dict:
     """Convert `checkpoint` with litert-torch into `out`: model.tflite, model.litertlm,
-    tokenizer.json, chat_template.jinja and litert.json."""
+    tokenizer.json, chat_template.jinja and litert.json, with a KV cache of `context` tokens."""
     # The folder's layout; imported here, as runners.litert_artifact imports this module's QUANTIZATIONS.
     from tokenizers import Tokenizer
 
@@ -124,7 +130,7 @@ def export(checkpoint: Path, out: Path, quantization: str, stage: Callable[[str]
 
     recipe = QUANTIZATIONS[quantization]
     work = out / "work"
-    _convert(checkpoint, work, out / TEMPLATE, recipe, stage)
+    _convert(checkpoint, work, out / TEMPLATE, recipe, stage, context)
     tflite = work / ("model_quantized.tflite" if recipe != "none" else "model.tflite")
     tflite.rename(out / TFLITE)
     (work / BUNDLE).rename(out / BUNDLE)
@@ -134,7 +140,7 @@ def export(checkpoint: Path, out: Path, quantization: str, stage: Callable[[str]
     options = {
         "quantization_recipe": recipe,
         "prefill_lengths": list(PREFILL_LENGTHS),
-        "cache_length": CACHE_LENGTH,
+        "cache_length": context,
         **tokens,
     }
     (out / METADATA).write_text(
@@ -143,7 +149,9 @@ def export(checkpoint: Path, out: Path, quantization: str, stage: Callable[[str]
     return {**options, "artifact": "."}
 
 
-def _convert(checkpoint: Path, work: Path, template: Path, recipe: str, stage: Callable[[str], None]) -> None:
+def _convert(
+    checkpoint: Path, work: Path, template: Path, recipe: str, stage: Callable[[str], None], context: int
+) -> None:
     """litert-torch's export_hf into the new folder `work`, its temporary files kept (the bundle's
     metadata is read from them). The chat template it bundles, made part-aware, is written to
     `template` (beside, not inside, the work folder the converter fills)."""
@@ -167,7 +175,7 @@ def _convert(checkpoint: Path, work: Path, template: Path, recipe: str, stage: C
             model=str(checkpoint),
             output_dir=str(work),
             prefill_lengths=list(PREFILL_LENGTHS),
-            cache_length=CACHE_LENGTH,
+            cache_length=context,
             quantization_recipe=recipe,
             bundle_litert_lm=True,
             keep_temporary_files=True,

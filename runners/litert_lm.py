@@ -20,8 +20,9 @@ as "default activation type for Text decoder is fp16").
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from runners import litert_artifact as layout
 from runners.base import (
@@ -33,6 +34,7 @@ from runners.base import (
     RunnerOptions,
     SetupDone,
     TokenEvent,
+    check_room,
 )
 from runners.litert import compile_failure, webgpu_api
 
@@ -77,7 +79,8 @@ class LiteRTLMRunner(layout.SharedArtifact, Runner):
         activation = self.settings(options)["activation_data_type"]
         self.lm = litert_lm
         self.greedy = litert_lm.SamplerConfig(top_k=1)
-        self.kept_conversation, self.kept_tokens = None, 0  # a conversation's, between its turns
+        # the Conversation a conversation's turn or a depth fill left state in, and its tokens
+        self.kept_conversation, self.kept_tokens = None, 0
         self.meta = layout.read_metadata(artifact)
         graph = layout.read_decode_graph(artifact / layout.BUNDLE)
         asked = self.settings(options)["accelerator"]
@@ -93,6 +96,7 @@ class LiteRTLMRunner(layout.SharedArtifact, Runner):
         # LiteRT-LM reports no placement: the backend its engine was built on (it fails rather
         # than fall back, as its GPU backend does here without a GPU)
         placement = {"engine_backend": backend.get_name()}
+        self.cache_length = graph.cache_length
         return self._shared_load_info(
             options, graph, settings, "Backend.CPU thread_count", accelerator=accelerator, placement=placement
         )
@@ -139,17 +143,52 @@ class LiteRTLMRunner(layout.SharedArtifact, Runner):
         conversation = self.engine.create_conversation(sampler_config=self.greedy, chat_template=PASS_THROUGH_TEMPLATE)
         return conversation, {"role": "user", "content": text}
 
+    def fill(self, token_ids: Sequence[int], room: int) -> int:
+        """History in one Conversation, as a chat app keeps one: a first message of the
+        history's ids after the start token but one, answered with a reply of one token
+        (LiteRT-LM has no prefill-only turn in a Conversation), so the history is `token_ids`
+        long by the Conversation's own token count. The next request's message goes to the
+        same Conversation, its prefill on top of the history."""
+        check_room(len(token_ids), room, self.cache_length, "fixed at export: prepare with a larger --context")
+        if len(token_ids) == 1:
+            raise ValueError("LiteRT-LM's history is a message and its reply: at least 2 tokens")
+        self._drop_kept()
+        conversation = self.engine.create_conversation(sampler_config=self.greedy, chat_template=PASS_THROUGH_TEMPLATE)
+        if token_ids:
+            text = self.engine.detokenize(list(token_ids)[len(self.meta.start_token_ids) : -1])
+            suppress = self.lm.SuppressTokensConfig(self.meta.end_token_ids)
+            conversation.send_message(
+                {"role": "user", "content": text}, max_output_tokens=1, suppress_tokens_config=suppress
+            )
+        self.kept_conversation, self.kept_tokens = conversation, conversation.token_count
+        return self.kept_tokens
+
+    def _drop_kept(self) -> None:
+        if self.kept_conversation is not None:
+            self.kept_conversation.close()
+        self.kept_conversation = None
+
+    def _session(self, request: GenerationRequest) -> tuple[object, dict, int]:
+        """The Conversation to send the request's message to, that message, and the tokens of a
+        conversation's earlier turns its session holds (0 where nothing is kept)."""
+        if request.history is not None:  # the Conversation `fill` made: its first message gets the start token
+            if self.kept_conversation is None:
+                raise ValueError("a request with history needs a fill first")
+            ids = list(request.token_ids)[0 if request.history else len(self.meta.start_token_ids) :]
+            return self.kept_conversation, {"role": "user", "content": self.engine.detokenize(ids)}, 0
+        if request.continues and self.kept_conversation is not None:
+            # the conversation's own session goes on: only the new message is sent
+            return self.kept_conversation, request.messages[-1], self.kept_tokens
+        self._drop_kept()  # a new Conversation: nothing of an earlier request
+        return *self._conversation(request), 0
+
     def generate(self, request: GenerationRequest) -> Iterator[TokenEvent | SetupDone]:
-        kept = self._kept(request)
-        if kept is None:  # a new Conversation: nothing of an earlier request
-            conversation, message = self._conversation(request)
-            kept = 0
-        else:  # the conversation's own session goes on: only the new message is sent
-            conversation, message = self.kept_conversation, request.messages[-1]
+        conversation, message, kept = self._session(request)
+        self.kept_conversation = None  # until this request has ended well
         suppress = self.lm.SuppressTokensConfig(self.meta.end_token_ids) if request.ignore_eos else None
         chunk_ids: list[list[int]] = []
         try:
-            if not kept:
+            if not kept and request.history is None:
                 yield SETUP_DONE
             for chunk in conversation.send_message_async(
                 message, max_output_tokens=request.max_new_tokens, suppress_tokens_config=suppress
@@ -157,27 +196,18 @@ class LiteRTLMRunner(layout.SharedArtifact, Runner):
                 text = str(chunk.contents)
                 chunk_ids.append(self.engine.tokenize(text))
                 yield TokenEvent(chunk_ids[-1][0] if len(chunk_ids[-1]) == 1 else -1, text)
-            bench = conversation.get_benchmark_info()
+            bench, held = conversation.get_benchmark_info(), conversation.token_count
         except BaseException:
-            self.kept_conversation = None  # a turn that failed leaves nothing to go on from
-            conversation.close()
+            conversation.close()  # a turn that failed leaves nothing to go on from
             raise
         info = self._generation_info(bench, request, chunk_ids, kept)
+        if request.history:  # its time to first token is the Conversation's first turn's (the fill's), not this one's
+            info.native["runtime_ttft_ms"] = None
         if request.turn:  # kept for the next turn, with the tokens its session now holds
             self.kept_conversation, self.kept_tokens = conversation, info.prompt_tokens + bench.last_decode_token_count
         else:
             conversation.close()
-        self._finished(info)
-
-    def _kept(self, request: GenerationRequest) -> int | None:
-        """The tokens the kept conversation's session holds, for a request that continues it;
-        None (the kept one closed) for any other request."""
-        if request.continues and self.kept_conversation is not None:
-            return self.kept_tokens
-        if self.kept_conversation is not None:
-            self.kept_conversation.close()
-        self.kept_conversation = None
-        return None
+        self._finished(replace(info, runtime_context=held))
 
     @staticmethod
     def _generation_info(bench, request: GenerationRequest, chunk_ids: list[list[int]], kept: int) -> GenerationInfo:
@@ -213,6 +243,5 @@ class LiteRTLMRunner(layout.SharedArtifact, Runner):
         )
 
     def close(self) -> None:
-        if self.kept_conversation is not None:
-            self.kept_conversation.close()
+        self._drop_kept()
         self.engine.close()

@@ -23,6 +23,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
+from runners import base
 from runners.base import ArtifactError, GenerationInfo, GenerationRequest, LoadInfo, Runner, RunnerOptions, TokenEvent
 from runners.decode_loop import greedy_decode
 from runners.kept_history import KeptHistory
@@ -225,6 +226,24 @@ class LlamaCppRunner(Runner):
                 pieces[token] = self.llm.detokenize([token])
         return b"".join([pieces[token] for token in ids]).decode("utf-8", errors="replace")
 
+    def fill(self, token_ids: Sequence[int], room: int) -> int:
+        """History in llama.cpp's KV cache, as an app keeps a conversation: the memory cleared,
+        then the ids evaluated in batches of n_batch from position 0."""
+        llm = self.llm
+        base.check_room(len(token_ids), room, min(llm.n_ctx(), self.context_tokens), "the run's context_tokens")
+        llm.reset()
+        llm._ctx.kv_cache_clear()
+        if token_ids:
+            llm.eval(list(token_ids))
+            # llama.cpp adds queued tokens to its perf counters at the next synchronize: here, so
+            # the history is the fill's and not counted in the next request's prompt eval.
+            self.lib.llama_synchronize(self.ctx)
+        return self._kv_tokens()
+
+    def _kv_tokens(self) -> int:
+        """The tokens in llama.cpp's KV memory (sequence 0), by its own count."""
+        return self.lib.llama_memory_seq_pos_max(self.lib.llama_get_memory(self.ctx), 0) + 1
+
     def generate(self, request: GenerationRequest) -> Iterator[TokenEvent]:
         llm = self.llm
         # llama.cpp may round its context up; the Python side holds exactly what was asked.
@@ -234,10 +253,12 @@ class LlamaCppRunner(Runner):
             sampler.add_logit_bias(self.n_vocab, {t: float("-inf") for t in self.eog_ids})
         sampler.add_greedy()
         # A conversation's next turn keeps the KV cells of the prefix its cache still holds (as
-        # llama.cpp's server does); any other request starts empty: a cached prefix would fake the TTFT.
+        # llama.cpp's server does); a request after a depth fill goes on at the history's end; any
+        # other request starts empty: a cached prefix would fake the TTFT.
         kept = self.kept.keep(request, prompt) if not (llm._is_recurrent or llm._is_hybrid) else 0
-        llm.reset()
-        llm.n_tokens = kept  # eval drops every KV cell from here on before it appends
+        if request.history is None:
+            llm.reset()
+            llm.n_tokens = kept  # eval drops every KV cell from here on before it appends
         self.lib.llama_perf_context_reset(self.ctx)
 
         def next_token(ids: list[int]) -> int:
@@ -265,6 +286,8 @@ class LlamaCppRunner(Runner):
                 kept_tokens=kept,
                 prefilled_tokens=perf.n_p_eval,  # llama.cpp's own count of prompt tokens it evaluated
                 prefill_counted_by="runtime",
+                # The KV memory holds every token but the last one made (sampled, never evaluated).
+                runtime_context=self._kv_tokens() + (decoded.stop == "length"),
             )
         )
 

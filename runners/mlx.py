@@ -34,6 +34,7 @@ from runners.base import (
     Runner,
     RunnerOptions,
     TokenEvent,
+    check_room,
 )
 from runners.kept_history import shared_prefix
 from runners.mlx_blas import global_sgemm_library, use_openblas
@@ -129,6 +130,7 @@ class MlxRunner(Runner):
         except (ValueError, FileNotFoundError, KeyError) as exc:
             raise ArtifactError(f"mlx-lm could not load {artifact}: {exc}") from None
         self.mx, self.stream_generate, self.make_prompt_cache = mx, stream_generate, make_prompt_cache
+        # cache: the prompt cache a conversation keeps between its turns, or `fill` left history in
         self.trim_prompt_cache, self.cache = trim_prompt_cache, None
         self.generation_stream = generation_stream
         self.sampler = make_sampler(temp=0.0)
@@ -169,17 +171,20 @@ class MlxRunner(Runner):
             context_tokens=options.context_tokens,
             not_applied={"threads": threads_note(blas)},
             weights_bytes=weights_bytes(artifact, config),
-            kv_bytes_per_token=self._kv_bytes_per_token(),
+            **self._kv_per_token(),
             **placement(mx, stream),
         )
 
-    def _kv_bytes_per_token(self) -> int:
+    def _kv_per_token(self) -> dict:
         """KV-cache bytes per context token, read from the cache mlx-lm builds for this model
-        after one real forward pass (its arrays' own dtype and layout)."""
+        after one real forward pass (its arrays' own dtype and layout), and the share of its
+        sliding-window layers (mlx-lm's RotatingKVCache, which keeps max_size tokens)."""
         cache = self.make_prompt_cache(self.model)
         self.model(self.mx.array([[self.tokenizer.bos_token_id or 0]]), cache=cache)
         self.mx.eval([c.state for c in cache])
-        return sum(cache_nbytes(c) for c in cache) // cache[0].offset
+        rotating = [c for c in cache if getattr(c, "max_size", None)]
+        window = [rotating[0].max_size, sum(cache_nbytes(c) for c in rotating) // cache[0].offset] if rotating else None
+        return {"kv_bytes_per_token": sum(cache_nbytes(c) for c in cache) // cache[0].offset, "kv_window": window}
 
     def tokenize(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
@@ -192,10 +197,23 @@ class MlxRunner(Runner):
             return None
         return list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True))
 
+    def fill(self, token_ids: Sequence[int], room: int) -> int:
+        """History in a prompt cache of mlx-lm's own (make_prompt_cache), fed through the model
+        in chunks of prefill_step_size as its generate_step prefills; the next request's
+        stream_generate continues on that cache."""
+        check_room(len(token_ids), room, self.context_tokens, "the run's context_tokens")
+        mx, step = self.mx, self.generate_settings["prefill_step_size"]
+        self.cache = self.make_prompt_cache(self.model)
+        with mx.stream(self.generation_stream):
+            for start in range(0, len(token_ids), step):
+                self.model(mx.array(list(token_ids[start : start + step]))[None], cache=self.cache)
+                mx.eval([c.state for c in self.cache])
+        return self.cache[0].offset
+
     def generate(self, request: GenerationRequest) -> Iterator[TokenEvent]:
         prompt = self._fitting_prompt_ids(request, self.context_tokens)
-        cache, kept = self._conversation_cache(request, prompt)
-        before = cache[0].offset if cache else 0  # what mlx-lm's own cache holds before this turn
+        cache, kept = self._prompt_cache(request, prompt)
+        before = cache[0].offset if cache else 0  # what mlx-lm's own cache holds before this request
         tokenizer = self.tokenizer
         end_of_turn = tokenizer.eos_token_ids
         if request.ignore_eos:
@@ -236,13 +254,21 @@ class MlxRunner(Runner):
                 runtime_new_tokens=runtime_new_tokens(last, stop),
                 kept_tokens=kept,
                 **turn,
+                # mlx-lm's own count: generate_step runs the last token made through the model too
+                runtime_context=cache[0].offset if cache else None,
             )
         )
 
-    def _conversation_cache(self, request: GenerationRequest, prompt: list[int]) -> tuple[list | None, int]:
-        """A conversation's prompt cache (mlx-lm's, kept between its turns and trimmed to where it
-        and the prompt part) and the prompt tokens it keeps; (None, 0) outside a conversation:
-        stream_generate makes a fresh cache, as mlx_lm.generate does."""
+    def _prompt_cache(self, request: GenerationRequest, prompt: list[int]) -> tuple[list | None, int]:
+        """The prompt cache (mlx-lm's) the request goes on and the prompt tokens it keeps: the
+        one `fill` left history in (handed over once); a conversation's, kept between its turns
+        and trimmed to where it and the prompt part; else (None, 0): stream_generate makes a
+        fresh cache, as mlx_lm.generate does."""
+        if request.history is not None:
+            if self.cache is None:
+                raise ValueError("a request with history needs a fill first")
+            cache, self.cache = self.cache, None
+            return cache, 0
         if not request.turn:
             self.cache = None
             return None, 0

@@ -37,6 +37,7 @@ from runners.base import (
     RunnerOptions,
     SetupDone,
     TokenEvent,
+    check_room,
 )
 from runners.decode_loop import greedy_decode
 from runners.kept_history import shared_prefix
@@ -103,11 +104,15 @@ class OnnxRuntimeRunner(Runner):
         search = {"past_present_share_buffer": self.settings(options)["past_present_share_buffer"]}
         trace = self._create(og, artifact, options, search)
         self.og = og
-        self.generator = None  # a conversation's, kept between its turns
+        self.generator = None  # a conversation's, kept between its turns, or the one `fill` left history on
         self.tokenizer = og.Tokenizer(self.model)
         self.eos_ids = frozenset(int(t) for t in self.tokenizer.eos_token_ids)
         model_context = genai["model"].get("context_length") or options.context_tokens
         self.context_tokens = min(options.context_tokens, model_context)
+        # A sliding-window model's KV buffer must hold its window (GenAI refuses a smaller one),
+        # whatever the request or the run's context needs; the model's own context bounds it.
+        window = (genai["model"]["decoder"].get("sliding_window") or {}).get("window_size") or 0
+        self.least_buffer = min(window, model_context)
         return self._load_info(artifact, options, genai, search, trace)
 
     def _create(self, og, artifact: Path, options: RunnerOptions, search: dict) -> str:
@@ -152,7 +157,7 @@ class OnnxRuntimeRunner(Runner):
             "execution_provider": self.model.device_type.lower(),
             "intra_op_num_threads": threads,
             **search,
-            "kv_buffer": "allocated per request: prompt + max_new_tokens (max_length)",
+            "kv_buffer": "allocated per request: prompt + max_new_tokens (max_length), at least the sliding window",
             "model_type": self.model.type,
             "model_context_length": genai["model"].get("context_length"),
             "onnxruntime_version": _version("onnxruntime"),
@@ -166,7 +171,8 @@ class OnnxRuntimeRunner(Runner):
             context_tokens=self.context_tokens,
             not_applied=not_applied,
             weights_bytes=_weights_bytes(graph, genai["model"]["vocab_size"]),
-            kv_bytes_per_token=_kv_bytes_per_token(graph, genai["model"]["decoder"]),
+            kv_bytes_per_token=(per_token := _kv_bytes_per_token(graph, genai["model"]["decoder"])),
+            kv_window=_kv_window(genai["model"]["decoder"], per_token),
             **_placement(self.model.device_type, trace),
         )
 
@@ -182,12 +188,36 @@ class OnnxRuntimeRunner(Runner):
     def _detokenize(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(ids)
 
+    def _generator(self, total: int, fixed_length: bool):
+        """A fresh Generator (no cache from an earlier prompt) whose sequence may reach `total`;
+        its KV buffer (max_length) holds at least the model's sliding window, as GenAI requires.
+        Fixed-length: end tokens are kept out up to `total`."""
+        params = self.og.GeneratorParams(self.model)
+        capacity = max(total, self.least_buffer)
+        params.set_search_options(do_sample=False, max_length=capacity, min_length=total if fixed_length else 0)
+        return self.og.Generator(self.model, params)
+
+    def fill(self, token_ids: Sequence[int], room: int) -> int:
+        """History on one Generator, as an app keeps a chat: appended to a fresh one sized for
+        it and the next (fixed-length) request, which appends its prompt to the same one."""
+        check_room(len(token_ids), room, self.context_tokens, "the run's context_tokens, held to the model's")
+        self.generator = self._generator(len(token_ids) + room, fixed_length=True)
+        if token_ids:
+            self.generator.append_tokens(list(token_ids))
+        return self.generator.token_count()
+
     def generate(self, request: GenerationRequest) -> Iterator[TokenEvent | SetupDone]:
         prompt = self._fitting_prompt_ids(request, self.context_tokens)
-        kept = self._kept(request, prompt)
-        if kept is None:  # a fresh Generator: no cache from an earlier prompt
-            generator = self._new_generator(request, len(prompt) + request.max_new_tokens)
-            self.generator = generator if request.turn else None  # a conversation's is kept for its next turn
+        if request.history is not None:  # the Generator `fill` made and left the history on
+            if self.generator is None:
+                raise ValueError("a request with history needs a fill first")
+            generator, self.generator, kept = self.generator, None, 0
+        elif (kept := self._kept(request, prompt)) is None:  # a fresh Generator: no cache from an earlier prompt
+            # a conversation's is kept for its next turn, so sized for the whole context (as
+            # onnxruntime-genai's chat example keeps one)
+            total = self.context_tokens if request.turn else len(prompt) + request.max_new_tokens
+            generator = self._generator(total, request.ignore_eos)
+            self.generator = generator if request.turn else None
             kept = 0
             yield SETUP_DONE
         else:
@@ -207,8 +237,8 @@ class OnnxRuntimeRunner(Runner):
 
         decoded = yield from greedy_decode(request, prompt, prefill, step, self.eos_ids, self._detokenize)
         sequence = generator.token_count()
-        # The runtime's sequence holds the prompt and the tokens made; an end of turn it
-        # picked is not appended to it (seen on the builder's int4 and fp32 models).
+        # The runtime's sequence holds the history, the prompt and the tokens made; an end of
+        # turn it picked is not appended to it (seen on the builder's int4 and fp32 models).
         self._finished(
             GenerationInfo(
                 len(prompt),
@@ -218,17 +248,9 @@ class OnnxRuntimeRunner(Runner):
                 kept_tokens=kept,
                 prefilled_tokens=counts["after"] - counts["before"],  # by the Generator's own token count
                 prefill_counted_by="runtime",
+                runtime_context=sequence,
             )
         )
-
-    def _new_generator(self, request: GenerationRequest, total: int):
-        """A Generator for one request, or for a whole conversation (as onnxruntime-genai's chat
-        example keeps one): then sized to the context, end tokens kept out for all of it when
-        its replies are fixed-length."""
-        params = self.og.GeneratorParams(self.model)
-        length = self.context_tokens if request.turn else total
-        params.set_search_options(do_sample=False, max_length=length, min_length=length if request.ignore_eos else 0)
-        return self.og.Generator(self.model, params)
 
     def _kept(self, request: GenerationRequest, prompt: list[int]) -> int | None:
         """How many leading prompt tokens the conversation's Generator keeps (rewound to where its
@@ -247,9 +269,7 @@ class OnnxRuntimeRunner(Runner):
         (get_logits would give the last one only)."""
         import numpy as np
 
-        params = self.og.GeneratorParams(self.model)
-        params.set_search_options(max_length=len(token_ids))
-        generator = self.og.Generator(self.model, params)
+        generator = self._generator(len(token_ids), fixed_length=False)
         generator.append_tokens(list(token_ids))
         logits = generator.get_output("logits")[0]
         if len(logits) != len(token_ids):
@@ -393,6 +413,15 @@ def _kv_bytes_per_token(graph, decoder: dict) -> int:
             * (head_size.dim_value or decoder["head_size"])
         )
     return total
+
+
+def _kv_window(decoder: dict, kv_per_token: int) -> list[int] | None:
+    """[window, bytes per token] of the sliding-window layers genai_config.json lists (the
+    builder's layers are alike, so each holds an equal share of the KV bytes per token)."""
+    sliding = decoder.get("sliding_window")
+    if not sliding or not sliding.get("layers"):
+        return None
+    return [sliding["window_size"], kv_per_token * len(sliding["layers"]) // decoder["num_hidden_layers"]]
 
 
 def _version(distribution: str) -> str:

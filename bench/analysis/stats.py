@@ -64,6 +64,7 @@ def frame(records: list[dict]) -> pd.DataFrame:
         GROUP
         + METRICS
         + ["status", "warmup", "repeat", "prompt_tokens", "new_tokens", "peak_rss_mb", "load_ms", "synthetic"]
+        + ["estimated_s", "skip_reason"]
     )
     return pd.DataFrame.from_records(records, columns=columns)
 
@@ -135,6 +136,11 @@ def warnings(df: pd.DataFrame, summary: pd.DataFrame, budget_skips: bool = True)
     if not budget_skips:
         return notes
     for _, group in df[df["status"] == "skipped"].groupby(GROUP, dropna=False, sort=False):
+        if group["estimated_s"].isna().all():  # not the budget's: the runner could not run it (a full cache)
+            notes.append(
+                f"{cell_label(group.iloc[0])}: {len(group)} generation(s) skipped: {group['skip_reason'].iloc[0]}"
+            )
+            continue
         notes.append(
             f"{cell_label(group.iloc[0])}: {len(group)} generation(s) skipped by the run profile's prompt_budget "
             "(see `skip_reason`); run with --no-budget to measure them"

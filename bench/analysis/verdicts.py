@@ -1,6 +1,7 @@
 """Verdicts: does a (device, runtime, model/quantization) meet a workload's budgets?
 
-A workload is judged on its own prompts only, each prompt on its own: per budget, the
+A workload is judged on its own prompts only (a workload stated at a depth, on depth-sweep
+records at that depth only), each prompt on its own: per budget, the
 repetitions of one prompt give a spread (lowest to highest). That prompt meets the budget
 (pass) when its whole spread is inside it, misses it (fail) when its whole spread is
 outside, and is marginal when the budget lies within its spread: its repetitions
@@ -34,6 +35,7 @@ OUTCOMES = ["pass", "marginal", "fail"]  # of timing budgets, by index
 RANK = {"pass": 0, "unchecked": 1, "marginal": 2, "fail": 3}  # a workload's verdict: the worst of its budgets
 READ = [
     "category",
+    "depth",
     "mode",
     "prompt_id",
     "turn",
@@ -112,13 +114,23 @@ def _prompt_stats(rows: pd.DataFrame, group: np.ndarray, columns: list[str]):
     return stats, pairs, figures.size(), pd.Series(sustained[keep]).groupby(keys, sort=False).any()
 
 
+def workload_rows(rows: pd.DataFrame, workload: Workload) -> np.ndarray:
+    """Which rows a workload is judged on: its categories, a workload stated at a depth only on
+    depth-sweep rows at exactly that depth (one stated at none: never a sweep's), one stated
+    for a conversation turn only on that turn's rows."""
+    mask = rows["category"].isin(workload.categories).to_numpy()
+    depth = pd.to_numeric(rows["depth"], errors="coerce") if "depth" in rows else pd.Series(np.nan, rows.index)
+    mask = mask & (depth.isna() if workload.depth is None else depth == workload.depth).to_numpy()
+    if workload.turn is not None:  # a conversation turn's budget: that turn's records only
+        mask = mask & (pd.to_numeric(rows["turn"], errors="coerce") == workload.turn).to_numpy()
+    return mask
+
+
 def judge_groups(rows: pd.DataFrame, group: np.ndarray, workload: Workload) -> dict[int, Verdict]:
     """Verdict of one workload for every group of measured (ok, non-warm-up) rows, all
     groups at once (`group`: each row's group number); a group without rows of the
     workload is left out."""
-    mask = rows["category"].isin(workload.categories).to_numpy()
-    if workload.turn is not None:  # a conversation turn's budget: that turn's records only
-        mask = mask & (pd.to_numeric(rows["turn"], errors="coerce") == workload.turn).to_numpy()
+    mask = workload_rows(rows, workload)
     budgets = [b for b in BUDGETS if getattr(workload, b[1]) is not None]
     if not mask.any():
         return {}

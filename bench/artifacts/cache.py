@@ -61,7 +61,14 @@ def exporter_version(exporter: Exporter) -> str:
         ) from None
 
 
-def stage_key(input_sha256: str, exporter: Exporter, quantization: str) -> str:
+def asked_context(exporter: Exporter, context: int | None) -> int | None:
+    """A `prepare --context` that keys its own artifact: None for the exporter's own capacity,
+    so artifacts made before contexts were asked keep their keys."""
+    return None if context is None or context == exporter.context else context
+
+
+def stage_key(input_sha256: str, exporter: Exporter, quantization: str, context: int | None = None) -> str:
+    context = asked_context(exporter, context)
     material = json.dumps(
         {
             "input": input_sha256,
@@ -69,10 +76,12 @@ def stage_key(input_sha256: str, exporter: Exporter, quantization: str) -> str:
             "version": exporter_version(exporter),
             "quantization": quantization,
             "recipe": exporter.recipe,
+            **({"context": context} if context else {}),
         },
         sort_keys=True,
     )
-    return f"{quantization}-{hashlib.sha256(material.encode()).hexdigest()[:16]}"
+    digest = hashlib.sha256(material.encode()).hexdigest()[:16]
+    return f"{quantization}-{f'ctx{context}-' if context else ''}{digest}"
 
 
 def legacy_stage_key(input_sha256: str, exporter: Exporter, quantization: str) -> str | None:
@@ -150,15 +159,28 @@ def describe_files(folder: Path) -> tuple[list[dict], str]:
     return files, digest
 
 
-def newest(root: Path, model: Model, stage: str, input_sha: str, quantization: str) -> Prepared | None:
-    """The newest finished result of a stage made from `input_sha`. Run time needs no
+def newest(
+    root: Path, model: Model, stage: str, input_sha: str, quantization: str, context: int | None = None
+) -> Prepared | None:
+    """The newest finished result of a stage made from `input_sha` (with the KV capacity
+    `context` asked of `prepare --context`; None: the exporter's own). Run time needs no
     exporter installed, so this matches manifests rather than recomputing keys."""
     found = [
+        p
+        for p in prepared_contexts(root, model, stage, input_sha, quantization)
+        if p.manifest.get("context_asked") == context
+    ]
+    return max(found, key=lambda p: p.manifest["created_at"], default=None)
+
+
+def prepared_contexts(root: Path, model: Model, stage: str, input_sha: str, quantization: str) -> list[Prepared]:
+    """Every finished result of a stage made from `input_sha` in `quantization`, whatever
+    KV capacity it was exported with."""
+    return [
         p
         for p in map(lookup, sorted((root / model.id / stage).glob("*")))
         if p and p.manifest.get("input_sha256") == input_sha and p.manifest.get("quantization") == quantization
     ]
-    return max(found, key=lambda p: p.manifest["created_at"], default=None)
 
 
 def artifact_stage(runner_name: str, exporter: Exporter) -> str:

@@ -1,6 +1,7 @@
 """`prepare`'s work in its child process (bench.workers.child): run one exporter function.
 
-The task `export` gets {"target", "input", "out", "quantization"} and returns what the
+The task `export` gets {"target", "input", "out", "quantization", "context"} (context: None for
+the exporter's own KV capacity, else passed as its `context` keyword) and returns what the
 exporter returns (said as Finished). What the child prints is the export log. An exporter
 function that takes a `stage` keyword gets a callable that names the stage it enters
 ("export", "lowering", ...): the name goes to the parent as a Step message and into the log.
@@ -24,7 +25,8 @@ def export(work: dict, channel: Channel) -> dict:
         print(f"[edgebench] stage: {name}", flush=True)
         channel.send(Step(name))
 
+    context = {"context": work["context"]} if work.get("context") is not None else {}
     if "stage" in inspect.signature(exporter).parameters:
-        return exporter(Path(work["input"]), Path(work["out"]), work["quantization"], stage=stage)
+        return exporter(Path(work["input"]), Path(work["out"]), work["quantization"], stage=stage, **context)
     stage("export")  # an exporter that names no stages is one stage long
-    return exporter(Path(work["input"]), Path(work["out"]), work["quantization"])
+    return exporter(Path(work["input"]), Path(work["out"]), work["quantization"], **context)

@@ -23,11 +23,13 @@ from bench.artifacts.cache import (
     MANIFEST,
     Prepared,
     artifact_stage,
+    asked_context,
     describe_files,
     exporter_version,
     lookup,
     lookup_stage,
     newest,
+    prepared_contexts,
     source_sha256,
     stage_folder,
     stage_key,
@@ -54,6 +56,7 @@ def _export(
     describe: dict,
     on_log: Callable[[str], None],
     show: Callable[[str, float], None],
+    context: int | None = None,
 ) -> Prepared:
     """Run the exporter into a private folder; move it into place only when complete.
     `show(stage, elapsed_s)` is called every POLL_S with the stage the exporter last named."""
@@ -63,7 +66,13 @@ def _export(
     _sweep_abandoned(folder)
     partial = Path(tempfile.mkdtemp(prefix=f"{_partial_prefix(folder)}{os.getpid()}-", dir=folder.parent))
     out, log_path = partial / "out", partial / "export.log"
-    work = {"target": exporter.target, "input": str(input_path), "out": str(out), "quantization": quantization}
+    work = {
+        "target": exporter.target,
+        "input": str(input_path),
+        "out": str(out),
+        "quantization": quantization,
+        "context": context,
+    }
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     started = time.monotonic()
     stage = ["starting"]  # the stage the exporter last named
@@ -94,6 +103,9 @@ def _export(
             "tool": exporter.tool,
             "tool_version": exporter_version(exporter),
             "quantization": quantization,
+            # the KV capacity asked of `prepare --context` (None: the exporter's own), and the one it has
+            "context_asked": context,
+            "context": context or exporter.context,
             "options": {k: v for k, v in result.items() if k != "artifact"},
             "artifact": result["artifact"],
             "files": files,
@@ -151,8 +163,9 @@ def _stage(
     on_log: Callable[[str], None],
     label: str,
     progress: Callable[[ExportProgress], None] | None,
+    context: int | None = None,
 ) -> Prepared:
-    folder = stage_folder(root, model, stage, stage_key(input_sha, exporter, quantization))
+    folder = stage_folder(root, model, stage, stage_key(input_sha, exporter, quantization, context))
     found = None if force else lookup_stage(folder, input_sha, exporter, quantization)
     if found:
         return found
@@ -170,7 +183,7 @@ def _stage(
     def show(step: str, elapsed_s: float) -> None:
         show_progress(ExportProgress(label, step, elapsed_s, expected))
 
-    done = _export(exporter, input_path, folder, quantization, describe, on_log, show)
+    done = _export(exporter, input_path, folder, quantization, describe, on_log, show, asked_context(exporter, context))
     if done.built:
         remember_timing(model, exporter, quantization, root, done.manifest["export_seconds"])
         show("done", done.manifest["export_seconds"])
@@ -213,23 +226,38 @@ def find_checkpoint(model: Model, root: Path) -> Prepared | None:
     return _found(root, model, "checkpoint", source_sha256(model, root), CHECKPOINT.default_quantization)
 
 
-def find_artifact(model: Model, stage: str, quantization: str, root: Path) -> Prepared | None:
+def find_artifact(
+    model: Model, stage: str, quantization: str, root: Path, context: int | None = None
+) -> Prepared | None:
     """The prepared artifact of (model, stage, quantization), if `prepare` made one; `stage`
-    comes from artifact_stage."""
+    comes from artifact_stage. `context`: the smallest KV capacity it must hold, where its
+    export fixes one (None: the one exported without --context)."""
     ckpt = find_checkpoint(model, root)
-    return ckpt and _found(root, model, stage, ckpt.sha256, quantization)
+    if not ckpt:
+        return None
+    exporter = _stage_exporter(stage)
+    if context is None or exporter is None or exporter.context is None:
+        return _found(root, model, stage, ckpt.sha256, quantization)
+    holding = [
+        (capacity, _found(root, model, stage, ckpt.sha256, quantization, p.manifest.get("context_asked")))
+        for p in prepared_contexts(root, model, stage, ckpt.sha256, quantization)
+        if (capacity := p.manifest.get("context") or exporter.context) >= context
+    ]
+    return min(holding, key=lambda found: found[0])[1] if holding else None
 
 
-def _found(root: Path, model: Model, stage: str, input_sha: str, quantization: str) -> Prepared | None:
+def _found(
+    root: Path, model: Model, stage: str, input_sha: str, quantization: str, context: int | None = None
+) -> Prepared | None:
     """What `prepare` would give now where its exporter is installed to say (the cache may also
     hold results of other exporter versions), else the newest result: run time needs no exporter."""
     exporter = _stage_exporter(stage)
     try:
-        key = exporter and stage_key(input_sha, exporter, quantization)
+        key = exporter and stage_key(input_sha, exporter, quantization, context)
     except BenchError:  # the exporter is not installed here
         key = None
     current = key and lookup_stage(stage_folder(root, model, stage, key), input_sha, exporter, quantization)
-    return current or newest(root, model, stage, input_sha, quantization)
+    return current or newest(root, model, stage, input_sha, quantization, context)
 
 
 def _stage_exporter(stage: str) -> Exporter | None:
@@ -255,9 +283,17 @@ def prepare_artifact(
     on_log: Callable[[str], None] = lambda line: None,
     on_stage: Callable[[str], None] = lambda stage: None,
     progress: Callable[[ExportProgress], None] | None = None,
+    context: int | None = None,
 ) -> Prepared:
     """The artifact of (model, runner, quantization): from the cache, else exported.
-    `progress` sees each export while it runs (default: a LinePrinter on stderr)."""
+    `progress` sees each export while it runs (default: a LinePrinter on stderr). `context`:
+    the KV capacity to export for, where the export fixes it (None: the exporter's own)."""
+    if context is not None and exporter.context is None:
+        raise BenchError(
+            f"{runner_name} sizes its KV cache when it loads: --context does not apply to its export",
+            "leave it out of `prepare --context`; a run profile's context_tokens sizes it",
+            exit_code=2,
+        )
     if quantization not in exporter.quantizations:
         raise BenchError(
             f"{runner_name} has no quantization '{quantization}'",
@@ -280,13 +316,17 @@ def prepare_artifact(
         on_log,
         f"{runner_name} {quantization}",
         progress,
+        context,
     )
 
 
-def select(runner_names: tuple[str, ...], quants: tuple[str, ...]) -> list[tuple[str, Exporter, str]]:
+def select(
+    runner_names: tuple[str, ...], quants: tuple[str, ...], with_context: bool = False
+) -> list[tuple[str, Exporter, str]]:
     """(runner, exporter, quantization) to prepare, cheapest export first. Named runners must
-    have an exporter; by default every available runner that has one. `quants` apply to each
-    runner that offers them (default: each runner's own default)."""
+    have an exporter; by default every available runner that has one (`with_context`: one whose
+    export fixes the KV capacity). `quants` apply to each runner that offers them (default:
+    each runner's own default)."""
     from runners import load_class, registrations
 
     regs = registrations()
@@ -304,7 +344,10 @@ def select(runner_names: tuple[str, ...], quants: tuple[str, ...]) -> list[tuple
             [
                 n
                 for n, r in regs.items()
-                if not r.hidden and load_class(r.target).exporter is not None and load_class(r.target).probe().available
+                if not r.hidden
+                and (exporter := load_class(r.target).exporter) is not None
+                and (exporter.context is not None or not with_context)
+                and load_class(r.target).probe().available
             ]
         )
     if not chosen:

@@ -22,6 +22,12 @@ def prepare_cmd(
     ),
     cache: Cache = None,
     force: bool = typer.Option(False, "--force", help="Export again even when the cache has the artifact."),
+    context: Optional[int] = typer.Option(
+        None,
+        "--context",
+        help="KV-cache capacity in tokens to export for, where the export fixes it (ExecuTorch, LiteRT; "
+        "default 2048); part of the artifact's cache key. Default: the runners whose export fixes it.",
+    ),
 ) -> None:
     """Convert the model into each runner's artifact with that runtime's own exporter; cached."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -34,7 +40,9 @@ def prepare_cmd(
 
     stop_on_sigterm()  # a stopped job still removes its unfinished export
     target = models.get_model(model or models.default_model_id())
-    work = prepare.select(tuple(runner or ()), tuple(quant or ()))
+    if context is not None and context < 64:
+        raise BenchError(f"--context {context} is too small", "e.g. --context 4352", exit_code=2)
+    work = prepare.select(tuple(runner or ()), tuple(quant or ()), with_context=context is not None)
     root = cache_root(cache)
     rows, failures = [], []
     with Progress(
@@ -46,7 +54,7 @@ def prepare_cmd(
         transient=True,
     ) as progress:
         for name, exporter, q in work:
-            row, failure = _prepare_one(progress, target, name, exporter, q, root, force, by_name=bool(runner))
+            row, failure = _prepare_one(progress, target, name, exporter, q, root, force, bool(runner), context)
             rows.append(row)
             failures += [failure] if failure else []
     out.print(terminal(listing(("runner", "quant", "status", "export s", "MB", "artifact"), rows)))
@@ -57,7 +65,7 @@ def prepare_cmd(
 
 
 def _prepare_one(
-    progress, model, name: str, exporter, quant: str, root: Path, force: bool, by_name: bool
+    progress, model, name: str, exporter, quant: str, root: Path, force: bool, by_name: bool, context: Optional[int]
 ) -> tuple[list[str], Optional[str]]:
     """One export, with its live line: its table row, and its failure to report. A runner
     asked for by name stops the command instead, with the exporter's own words."""
@@ -73,6 +81,7 @@ def _prepare_one(
             quant,
             root,
             force=force,
+            context=context,
             on_log=lambda line: progress.update(task, line=line[:60]),
             # a live line on a terminal; in a log, a line per stage and a heartbeat
             progress=(lambda p: progress.update(task, description=p.line())) if err.is_terminal else None,

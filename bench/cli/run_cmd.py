@@ -54,7 +54,11 @@ def run(
     runner: Runners = None,
     model: ModelId = None,
     artifact: Artifacts = None,
-    suite: str = typer.Option("default", "--suite", help="Suite name (`edgebench suites`) or path to a .toml file."),
+    suite: str = typer.Option(
+        None,
+        "--suite",
+        help="Suite name (`edgebench suites`) or path to a .toml file (default: the profile's, else default).",
+    ),
     profile: str = typer.Option("default", "--profile", help="Run profile name (`edgebench profiles`) or path."),
     threads: Threads = None,
     out_dir: Path = typer.Option(Path("results"), "--out", help="Folder for the JSONL results and reports."),

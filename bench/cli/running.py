@@ -151,12 +151,12 @@ def _latest_of_each(records: list[dict]) -> list[dict]:
 def _report_remote_sustained(runs: list, options) -> list[str]:
     """Each target's sustained report, from its records and its own device series."""
     from bench.data.run_profiles import load_profile
-    from bench.data.suite import load_suite
     from bench.records import iter_records, read_records
     from bench.run import remote
-    from bench.run.setup import sustained_settings_for
+    from bench.run.setup import run_suite, sustained_settings_for
 
-    settings = sustained_settings_for(options, load_suite(options.suite), load_profile(options.profile))
+    profile = load_profile(options.profile)
+    settings = sustained_settings_for(options, run_suite(options, profile), profile)
     lines = []
     for run in runs:
         series = remote.fetch_series(run) if run.run_id else None

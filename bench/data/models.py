@@ -198,6 +198,7 @@ class Artifact:
     bytes: int
     quantization: str | None
     origin: str  # "catalogue", "local", "user" or "prepared"
+    context: int | None = None  # the KV capacity its export fixed, in tokens (None: set at load, or unknown)
 
 
 def artifact_for(model: Model, artifact_kind: str, user_path: str | None) -> Artifact:

@@ -34,6 +34,7 @@ class RunProfile:
     warmups: int
     repetitions: int
     tags: tuple[str, ...] = ()  # only prompts carrying one of these tags; empty: all
+    suite: str | None = None  # the suite `run` takes with this profile when --suite is not given
     context_tokens: int = 2048
     generation_timeout_s: float = 300.0
     load_timeout_s: float = 600.0
@@ -58,6 +59,7 @@ class _ProfileFile:
     warmups: int
     repetitions: int
     tags: tuple[str, ...] = ()
+    suite: str | None = None
     context_tokens: int = 2048
     generation_timeout_s: float = 300.0
     load_timeout_s: float = 600.0

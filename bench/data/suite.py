@@ -10,7 +10,7 @@ from typing import Callable
 from bench.data import files as datafiles
 from bench.errors import BenchError
 
-KINDS = ("chat", "completion", "fixed", "conversation")
+KINDS = ("chat", "completion", "fixed", "conversation", "depth")
 PROBE_CATEGORY = "throughput"  # the suites' fixed-length llama-bench style probes
 
 
@@ -22,7 +22,11 @@ class Prompt:
     `max_new_tokens` tokens (end-of-sequence ignored), as llama-bench's pp/tg tests.
     `conversation`: a multi-turn chat, one user message per entry of `turns`, each reply
     exactly `max_new_tokens` tokens (end of turn ignored, so turns compare); the suite holds
-    one prompt per turn, `ID/turnN`, with its `turn` (1-based) and `user` that turn's message."""
+    one prompt per turn, `ID/turnN`, with its `turn` (1-based) and `user` that turn's message.
+    `depth`: a fixed prompt on top of `depth` tokens of history (also cut from `fill_from`'s
+    text) the runtime holds in its cache, as llama-bench's `-d`. A suite file gives a depth
+    prompt its `depths`; loading makes one prompt of each, "ID@dDEPTH", so every view keeps
+    each depth its own cell."""
 
     id: str
     category: str
@@ -33,6 +37,8 @@ class Prompt:
     text: str | None = None
     prompt_tokens: int | None = None
     fill_from: str | None = None
+    depths: tuple[int, ...] = ()
+    depth: int | None = None  # set by loading, one per entry of `depths`
     tags: tuple[str, ...] = ()
     description: str = ""
     turns: tuple[str, ...] = ()
@@ -74,18 +80,27 @@ def load_suite(name_or_path: str) -> Suite:
     table, sha = datafiles.read_toml(path)
     data = datafiles.build(SuiteFile, table, str(path))
     _validate(data, str(path))
-    return Suite(data.id, data.description, sha, path, tuple(p for each in data.prompt for p in per_turn(each)))
+    return Suite(data.id, data.description, sha, path, tuple(p for each in data.prompt for p in expanded(each)))
 
 
-def per_turn(prompt: Prompt) -> tuple[Prompt, ...]:
-    """A conversation as one prompt per turn (each its own cell in every view); others as they are."""
-    if prompt.kind != "conversation":
-        return (prompt,)
-    return tuple(replace(prompt, id=turn_id(prompt.id, n), turn=n, user=user) for n, user in enumerate(prompt.turns, 1))
+def expanded(prompt: Prompt) -> tuple[Prompt, ...]:
+    """A conversation as one prompt per turn, a depth prompt as one per depth in rising order
+    (each its own cell in every view); others as they are."""
+    if prompt.kind == "conversation":
+        return tuple(
+            replace(prompt, id=turn_id(prompt.id, n), turn=n, user=user) for n, user in enumerate(prompt.turns, 1)
+        )
+    if prompt.kind == "depth":
+        return tuple(replace(prompt, id=depth_prompt_id(prompt.id, d), depths=(d,), depth=d) for d in prompt.depths)
+    return (prompt,)
 
 
 def turn_id(conversation: str, turn: int) -> str:
     return f"{conversation}/turn{turn}"
+
+
+def depth_prompt_id(prompt_id: str, depth: int) -> str:
+    return f"{prompt_id}@d{depth}"
 
 
 def _validate(data: SuiteFile, where: str) -> None:
@@ -106,6 +121,7 @@ def _validate(data: SuiteFile, where: str) -> None:
             "completion": ("text",),
             "fixed": ("prompt_tokens", "fill_from"),
             "conversation": ("turns",),
+            "depth": ("prompt_tokens", "fill_from", "depths"),
         }[p.kind]
         for key in needs:
             if getattr(p, key) in (None, "", ()):
@@ -114,7 +130,11 @@ def _validate(data: SuiteFile, where: str) -> None:
             raise BenchError(f"{at}: 'turn' is set by edgebench", "give a conversation's messages in 'turns'")
         if p.kind == "conversation" and (p.user or any(not t.strip() for t in p.turns)):
             raise BenchError(f"{at}: a conversation's user messages are its 'turns', none empty", "fix turns")
-        if p.kind == "fixed":
+        if p.depth is not None:
+            raise BenchError(f"{at}: 'depth' is set by edgebench", "give the depths as depths = [0, 512, ...]")
+        if p.kind == "depth" and (any(d < 0 for d in p.depths) or list(p.depths) != sorted(set(p.depths))):
+            raise BenchError(f"{at}: depths must be distinct, 0 or more, in rising order", "fix depths")
+        if p.kind in ("fixed", "depth"):
             if p.prompt_tokens < 1:
                 raise BenchError(f"{at}: prompt_tokens must be at least 1", "fix prompt_tokens")
             if p.fill_from not in ids or p.fill_from == p.id:

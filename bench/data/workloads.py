@@ -18,6 +18,9 @@ class Workload:
     id: str
     description: str
     categories: tuple[str, ...]
+    # Judged only on depth-sweep records at this many tokens of history (None: only on records
+    # of requests on an empty cache, never a sweep's)
+    depth: int | None = None
     ttft_ms_max: float | None = None
     decode_tok_s_min: float | None = None
     e2e_ms_max: float | None = None
@@ -34,7 +37,7 @@ class Workload:
         return {
             name: value
             for name, value in vars(self).items()
-            if name not in ("id", "description", "categories", "turn") and value is not None
+            if name not in ("id", "description", "categories", "turn", "depth") and value is not None
         }
 
 
@@ -109,7 +112,7 @@ def load_workloads(path: Path | None = None) -> tuple[Workload, ...]:
     path = path or _packaged("workloads.toml")
     table, _ = datafiles.read_toml(path)
     workloads = datafiles.build(_Workloads, table, str(path)).workload
-    seen: dict[str, str] = {}
+    seen: dict[tuple[str, int | None], str] = {}
     for w in workloads:
         if not w.budgets():
             raise BenchError(
@@ -123,13 +126,16 @@ def load_workloads(path: Path | None = None) -> tuple[Workload, ...]:
                 f"{path}: workload '{w.id}': turn = {w.turn} needs a turn from 1 and timing budgets only",
                 "give turn = N (1 is the first turn) with ttft_ms_max, decode_tok_s_min or e2e_ms_max",
             )
+        if w.depth is not None and w.depth < 0:
+            raise BenchError(f"{path}: workload '{w.id}' has a negative depth", "give depth as 0 or more tokens")
         for category in w.categories:
-            if category in seen:
+            at = f"'{category}'" + (f" at depth {w.depth}" if w.depth is not None else "")
+            if (category, w.depth) in seen:
                 raise BenchError(
-                    f"{path}: category '{category}' maps to both '{seen[category]}' and '{w.id}'",
-                    "map each category to one workload",
+                    f"{path}: category {at} maps to both '{seen[category, w.depth]}' and '{w.id}'",
+                    "map each category (at each depth) to one workload",
                 )
-            seen[category] = w.id
+            seen[category, w.depth] = w.id
     _unique(path, [w.id for w in workloads], "workload")
     return workloads
 

@@ -97,8 +97,9 @@ def execute(
 def export_pending(plan: PendingPlan, say: Say) -> RunnerPlan:
     """Export the plan's artifact (prepare shows its own progress lines) and return the runner's plan."""
     say(f"preparing {plan.name} {plan.quant} (see `edgebench prepare`)")
-    found = prepare_artifact(plan.model, plan.name, plan.runner.exporter, plan.quant, plan.cache)
-    return plan.with_artifact(artifact=checked_artifact(plan.runner, plan.name, prepared_artifact(found, plan.quant)))
+    found = prepare_artifact(plan.model, plan.name, plan.runner.exporter, plan.quant, plan.cache, context=plan.context)
+    artifact = prepared_artifact(found, plan.quant, plan.runner)
+    return plan.with_artifact(artifact=checked_artifact(plan.runner, plan.name, artifact))
 
 
 def _export_for_turn(

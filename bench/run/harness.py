@@ -108,11 +108,21 @@ def count_problem(request: GenerationRequest, info: GenerationInfo, received: in
     exactly max_new_tokens; any request must produce as many events as the runtime's own
     count says, unless the runner declared its events chunks. A conversation turn whose
     runner claims it kept tokens of the history must have the tokens kept and those prefilled
-    (by the runtime's own count where it keeps one) make up its prompt.
+    (by the runtime's own count where it keeps one) make up its prompt. A request with history
+    must end with the runtime holding history + prompt + tokens made, by its own count.
     """
     problems = []
     if request.continues:
         problems.extend(kept_problem(info))
+    if request.history is not None:
+        expected = request.history + info.prompt_tokens + received
+        if info.runtime_context is None:
+            problems.append("the runtime gave no count of the tokens in its context: the history is unchecked")
+        elif info.runtime_context != expected:
+            problems.append(
+                f"the runtime holds {info.runtime_context} tokens, not the {request.history} of history + "
+                f"{info.prompt_tokens} of prompt + {received} made ({expected}): the history was not in its cache"
+            )
     if info.runtime_new_tokens is not None and info.runtime_new_tokens != received and not info.chunked:
         problems.append(f"the runtime counted {info.runtime_new_tokens} new tokens, the harness received {received}")
     if request.ignore_eos:

@@ -8,6 +8,9 @@ that a machine getting busier or hotter weighs on both alike:
   pp512  prompt processing of 512 tokens: edgebench's prefill tok/s (512 / TTFT)
   tg128  128 single-token decode steps:   edgebench's decode tok/s (a 1-token prompt, 129 new
          tokens: the first comes from the prefill, the next 128 from decode steps)
+At a depth D (llama-bench's `-d D`), both on top of D tokens already in the KV cache: edgebench's
+depth-sweep prompts, whose fill puts them there before the clock starts, as llama-bench does.
+Tests are named as llama-bench names them, "@dD" added at a depth (pp512@d1024).
 This module runs llama-bench as a program; it never imports llama.cpp.
 """
 
@@ -118,12 +121,19 @@ def parse_results(text: str, expected: dict | None = None) -> dict[str, list[flo
             )
         n_prompt, n_gen = test["n_prompt"], test["n_gen"]
         name = f"pp{n_prompt}" if not n_gen else f"tg{n_gen}" if not n_prompt else f"pp{n_prompt}+tg{n_gen}"
-        results[name] = [float(x) for x in test["samples_ts"]]
+        results[name + at_depth(test.get("n_depth") or 0)] = [float(x) for x in test["samples_ts"]]
     return results
 
 
-def run_llama_bench(binary: Path, gguf: Path, threads: int, settings: dict, repetitions: int) -> dict[str, list[float]]:
-    """One llama-bench run of pp512 and tg128 (after its own warm-up)."""
+def at_depth(depth: int) -> str:
+    """A test name's suffix at a depth, as llama-bench prints it ("@d1024"), nothing at 0."""
+    return f"@d{depth}" if depth else ""
+
+
+def run_llama_bench(
+    binary: Path, gguf: Path, threads: int, settings: dict, repetitions: int, depth: int = 0
+) -> dict[str, list[float]]:
+    """One llama-bench run of pp512 and tg128 (after its own warm-up), at `depth`."""
     command = [
         str(binary),
         "-m",
@@ -134,6 +144,8 @@ def run_llama_bench(binary: Path, gguf: Path, threads: int, settings: dict, repe
         str(GEN_TOKENS),
         "-r",
         str(repetitions),
+        "-d",
+        str(depth),
         "-o",
         "json",
         *llama_bench_args(settings, threads),
@@ -147,32 +159,36 @@ def run_llama_bench(binary: Path, gguf: Path, threads: int, settings: dict, repe
     return parse_results(result.stdout, reported_fields(settings, threads))
 
 
-def write_plan(folder: Path, repetitions: int) -> tuple[Path, Path]:
-    """A suite of llama-bench's two test shapes as fixed-length prompts, and a profile of one
-    warm-up (as llama-bench does) and `repetitions` measured generations."""
+def write_plan(folder: Path, repetitions: int, depth: int = 0) -> tuple[Path, Path]:
+    """A suite of llama-bench's two test shapes as fixed-length prompts (at a depth, depth-sweep
+    prompts of that one depth), and a profile of one warm-up (as llama-bench does) and
+    `repetitions` measured generations."""
     suite, profile = folder / "llama-bench-suite.toml", folder / "llama-bench-profile.toml"
+    kind = f'"depth"\ndepths = [{depth}]' if depth else '"fixed"'
     suite.write_text(
         'id = "llama-bench"\ndescription = "llama-bench\'s default tests as fixed-length prompts."\n\n'
         '[[prompt]]\nid = "text"\ncategory = "autocomplete"\nkind = "completion"\n'
         'text = "The river runs past the old mill, and the town wakes to the sound of the wheel."\n'
         "max_new_tokens = 1\n\n"
-        f'[[prompt]]\nid = "pp{PROMPT_TOKENS}"\ncategory = "throughput"\nkind = "fixed"\ntags = ["llama-bench"]\n'
+        f'[[prompt]]\nid = "pp{PROMPT_TOKENS}"\ncategory = "throughput"\nkind = {kind}\ntags = ["llama-bench"]\n'
         f'prompt_tokens = {PROMPT_TOKENS}\nfill_from = "text"\nmax_new_tokens = 2\n\n'
-        f'[[prompt]]\nid = "tg{GEN_TOKENS}"\ncategory = "throughput"\nkind = "fixed"\ntags = ["llama-bench"]\n'
+        f'[[prompt]]\nid = "tg{GEN_TOKENS}"\ncategory = "throughput"\nkind = {kind}\ntags = ["llama-bench"]\n'
         f'prompt_tokens = 1\nfill_from = "text"\nmax_new_tokens = {GEN_TOKENS + 1}\n'
     )
     profile.write_text(
         f'name = "llama-bench"\ndescription = "interleaved with llama-bench"\nwarmups = 1\n'
         f'repetitions = {repetitions}\ntags = ["llama-bench"]\n'
-        f"context_tokens = {PROMPT_TOKENS + GEN_TOKENS + 2}\n"
+        f"context_tokens = {depth + PROMPT_TOKENS + GEN_TOKENS + 2}\n"
     )
     return suite, profile
 
 
-def run_edgebench(gguf: Path, threads: int, overrides: tuple[str, ...], repetitions: int) -> dict[str, list[float]]:
-    """The same two shapes through the normal worker path: {test: tok/s of each repetition}."""
+def run_edgebench(
+    gguf: Path, threads: int, overrides: tuple[str, ...], repetitions: int, depth: int = 0
+) -> dict[str, list[float]]:
+    """The same two shapes through the normal worker path, at `depth`: {test: tok/s of each repetition}."""
     with tempfile.TemporaryDirectory() as tmp:
-        suite, profile = write_plan(Path(tmp), repetitions)
+        suite, profile = write_plan(Path(tmp), repetitions, depth)
         setup = run_setup.setup_run(
             run_setup.RunOptions(
                 runners=(RUNNER,),
@@ -193,17 +209,24 @@ def run_edgebench(gguf: Path, threads: int, overrides: tuple[str, ...], repetiti
             f"see `edgebench run --runner llama.cpp --model {gguf}`",
         )
     measured = [r for r in records if is_measured(r)]
+    pp, tg = (f"{name}{at_depth(depth)}" for name in (f"pp{PROMPT_TOKENS}", f"tg{GEN_TOKENS}"))
     return {
-        f"pp{PROMPT_TOKENS}": [r["prefill_tok_s"] for r in measured if r["prompt_id"] == f"pp{PROMPT_TOKENS}"],
-        f"tg{GEN_TOKENS}": [r["decode_tok_s"] for r in measured if r["prompt_id"] == f"tg{GEN_TOKENS}"],
+        pp: [r["prefill_tok_s"] for r in measured if r["prompt_id"] == pp],
+        tg: [r["decode_tok_s"] for r in measured if r["prompt_id"] == tg],
     }
 
 
 def interleaved_rows(
-    gguf: Path, threads: int, binary: Path, rounds: int = 3, repetitions: int = 3, overrides: tuple[str, ...] = ()
+    gguf: Path,
+    threads: int,
+    binary: Path,
+    rounds: int = 3,
+    repetitions: int = 3,
+    overrides: tuple[str, ...] = (),
+    depth: int = 0,
 ) -> list[dict]:
-    """edgebench vs llama-bench on pp512 and tg128: `rounds` alternating runs of each
-    (`repetitions` measured generations per run), medians over all of them.
+    """edgebench vs llama-bench on pp512 and tg128 (at `depth`): `rounds` alternating runs of
+    each (`repetitions` measured generations per run), medians over all of them.
     One row per test: test, edgebench_tok_s, llama_bench_tok_s, ratio (edgebench / llama-bench)."""
     settings = runner_settings(overrides)
     ours: dict[str, list[float]] = {}
@@ -211,13 +234,14 @@ def interleaved_rows(
     for n in range(rounds):
         # Alternate who goes first, so neither always runs on the cooler machine.
         order = [
-            (lambda: run_edgebench(gguf, threads, overrides, repetitions), ours),
-            (lambda: run_llama_bench(binary, gguf, threads, settings, repetitions), theirs),
+            (lambda: run_edgebench(gguf, threads, overrides, repetitions, depth), ours),
+            (lambda: run_llama_bench(binary, gguf, threads, settings, repetitions, depth), theirs),
         ]
         for run, into in order if n % 2 == 0 else order[::-1]:
             for test, samples in run().items():
                 into.setdefault(test, []).extend(samples)
-    return [_row(test, ours[test], theirs[test]) for test in (f"pp{PROMPT_TOKENS}", f"tg{GEN_TOKENS}")]
+    tests = (f"pp{PROMPT_TOKENS}{at_depth(depth)}", f"tg{GEN_TOKENS}{at_depth(depth)}")
+    return [_row(test, ours[test], theirs[test]) for test in tests]
 
 
 def _row(test: str, ours: list[float], theirs: list[float]) -> dict:

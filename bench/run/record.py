@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from bench.data.run_profiles import RunProfile
 from bench.data.suite import Suite
 from bench.device import accelerators
-from bench.device.roofline import roofline_fields
+from bench.device.roofline import kv_fields, roofline_fields
 from bench.records import make_record, utc_now
 
 if TYPE_CHECKING:
@@ -31,6 +31,8 @@ MEASURED = (
     "e2e_ms",
     "token_times_ns",
     "output_text",
+    "fill_ms",
+    "fill_tok_s",
 )
 # What a conversation turn's generation adds (bench.run.worker.turn_figures).
 TURN_FIGURES = ("history_tokens", "history_reused", "prefill_counted_by")
@@ -69,7 +71,8 @@ def build_record(
         status=status,
         **values,
     )
-    record.update(roofline_fields(record))
+    record.update(roofline_fields(record, loaded.get("kv_window")))
+    record.update(kv_fields(record, loaded.get("kv_window")))
     asked, fallback = (plan.settings.get("accelerator"), plan.allow_fallback) if plan else (None, False)
     record.update(accelerators.record_fields(asked, loaded, fallback, record["status"]))
     return record

@@ -7,8 +7,10 @@ path and compares, from the same generations, the harness figures with the runti
   prefill  harness prefill tok/s vs the runtime's   (TTFT also holds templating and set-up)
   decode   harness decode tok/s  vs the runtime's   (target: ratio >= 0.97)
   TTFT     harness TTFT ms       vs the runtime's, where it reports one
-A runtime that declares none times nothing itself and is listed as such. For llama.cpp, `llama-bench` built
-from the same vendored source (scripts/build-llama-bench.sh) is compared too when present.
+A runtime that declares none times nothing itself and is listed as such. The probes include
+one at depth (DEPTH tokens of history in the runtime's cache, a depth sweep's request). For
+llama.cpp, `llama-bench` built from the same vendored source (scripts/build-llama-bench.sh)
+is compared too when present, on an empty cache and at DEPTH (its `-d`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from runners import load_class, registrations
 from runners.base import TokenEvent
 
 DECODE_RATIO_TARGET = 0.97
+DEPTH = 1024  # the history under selfcheck's depth probe and llama-bench's -d comparison
 # harness figure -> (the runtime's own key in `native`, as a runner's `runtime_figures` name it; label)
 FIGURES = {
     "prefill_tok_s": ("runtime_prefill_tok_s", "prefill tok/s"),
@@ -63,7 +66,7 @@ def fidelity_rows(records: list[dict]) -> tuple[list[Row], list[str]]:
     """Median harness vs runtime figures per runner, probe and figure (those the runner
     declares in `runtime_figures`); and the runners whose runtime times nothing itself."""
     regs = registrations()
-    measured = [r for r in records if is_measured(r) and r["kind"] == "fixed"]
+    measured = [r for r in records if is_measured(r) and r["kind"] in ("fixed", "depth")]
     rows, silent = [], []
     for runner in dict.fromkeys(r["runner"] for r in measured):
         declared = load_class(regs[runner].target).runtime_figures
@@ -146,5 +149,6 @@ def _against_llama_bench(threads: int, binary: str | None) -> tuple[list[dict], 
         return [], (
             "not built here (bash scripts/build-llama-bench.sh builds it from the same vendored llama.cpp); skipped"
         )
-    model = models.get_model(models.default_model_id())
-    return llama_bench.interleaved_rows(model.source_path(), threads, found), str(found)
+    gguf = models.get_model(models.default_model_id()).source_path()
+    rows = [row for depth in (0, DEPTH) for row in llama_bench.interleaved_rows(gguf, threads, found, depth=depth)]
+    return rows, str(found)

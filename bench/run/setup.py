@@ -46,6 +46,7 @@ class PendingPlan:
     model: models.Model
     cache: Path  # the artifact cache's root
     with_artifact: Callable[..., RunnerPlan]  # with_artifact(artifact=...): the runner's plan
+    context: int | None = None  # the KV capacity to export for, where the export fixes one (None: its own)
 
 
 def _option(default, *, resumed: bool = True, forward: str | None = None, flag: str | None = None):
@@ -61,7 +62,7 @@ class RunOptions:
     runners: tuple[str, ...] = _option(())  # forwarded with each plan's artifact on the target
     model: str | None = _option(None)  # forwarded as its catalogue id
     artifacts: tuple[str, ...] = _option(())  # "RUNNER=PATH"
-    suite: str = _option("default", forward="upload", flag="--suite")
+    suite: str | None = _option(None, forward="upload", flag="--suite")  # None: the profile's, else default
     profile: str = _option("default", forward="upload", flag="--profile")
     threads: int | None = _option(None, forward="value", flag="--threads")
     out: Path = _option(Path("results"), resumed=False)  # a resumed run writes beside its results file
@@ -147,11 +148,16 @@ def setup_run(options: RunOptions) -> RunSetup:
     )
 
 
+def run_suite(options: RunOptions, profile: RunProfile) -> Suite:
+    """The suite a run measures: --suite, else the one its profile names, else the default."""
+    return load_suite(options.suite or profile.suite or "default")
+
+
 def check_inputs(options: RunOptions) -> RunInputs:
     """Every input checked, and each runner's artifact found (or its export planned)."""
     _check_numbers(options)
-    suite = load_suite(options.suite)
     profile = load_profile(options.profile)
+    suite = run_suite(options, profile)
     farm_device = workloads.load_device_profile(options.device_profile) if options.device_profile else None
     model = models.get_model(options.model or models.default_model_id())
     names, user_artifacts, quants, overrides = _per_runner_options(options)
@@ -163,7 +169,7 @@ def check_inputs(options: RunOptions) -> RunInputs:
             "check the profile's tags against the suite's prompt tags",
         )
     threads = options.threads or default_threads()
-    plans, left_out = runner_plans(names, model, user_artifacts, quants, overrides, threads, options)
+    plans, left_out = runner_plans(names, model, user_artifacts, quants, overrides, threads, options, profile)
     return RunInputs(suite, profile, farm_device, model, sustained, jobs, threads, plans, left_out)
 
 
@@ -245,8 +251,10 @@ def runner_plans(
     overrides: dict,
     threads: int,
     options: RunOptions,
+    profile: RunProfile,
 ) -> tuple[list[RunnerPlan | PendingPlan], list[str]]:
-    """One plan per runner and artifact, and the runners left out (with why)."""
+    """One plan per runner and artifact, and the runners left out (with why), or the part of
+    the run they leave out (depths past an artifact's capacity)."""
     regs = registrations()
     plans, left_out = [], []
     for name in names:
@@ -254,7 +262,10 @@ def runner_plans(
         settings = runner_settings(name, cls, overrides.get(name, {}))
         accelerators.check_request(name, regs[name].target, settings.get("accelerator"))
         try:
-            artifacts = _artifacts(cls, name, model, user_artifacts.get(name, []), quants.get(name, []), options)
+            artifacts = _artifacts(
+                cls, name, model, user_artifacts.get(name, []), quants.get(name, []), options, profile.context_tokens
+            )
+            left_out += _short_of(cls, name, artifacts, profile.context_tokens, options.prepare)
         except BenchError as exc:
             # A runner nobody asked for by name is left out when its artifact is not
             # ready, so "every available runner" still runs the others.
@@ -275,7 +286,9 @@ def runner_plans(
         plans += [
             plan(artifact=a)
             if isinstance(a, models.Artifact)
-            else PendingPlan(cls, name, a, threads, model, cache_root(options.cache), plan)
+            else PendingPlan(
+                cls, name, a, threads, model, cache_root(options.cache), plan, _export_context(cls, profile)
+            )
             for a in artifacts
         ]
     if not plans:
@@ -285,8 +298,37 @@ def runner_plans(
     return plans, left_out  # in the order of `names`: cheapest export first (selection.cheapest_first)
 
 
+def _export_context(cls, profile: RunProfile) -> int | None:
+    """The KV capacity `run --prepare` exports for: the profile's context where the export
+    fixes one smaller (a depth sweep), else the exporter's own."""
+    fixed = cls.exporter and cls.exporter.context
+    return profile.context_tokens if fixed and profile.context_tokens > fixed else None
+
+
+def _short_of(cls, name: str, artifacts: list, context_tokens: int, prepare: bool) -> list[str]:
+    """What a run leaves out of a runner whose artifact's KV capacity, fixed at export, is
+    shorter than the profile's context (the depths past it are skipped records), in one line
+    saying which `prepare` makes one that holds it."""
+    notes = []
+    for artifact in artifacts:
+        capacity = getattr(artifact, "context", None)
+        if isinstance(artifact, models.Artifact) and capacity and capacity < context_tokens:
+            notes.append(
+                f"{name}'s requests past {capacity:,} tokens of context: its artifact holds {capacity:,}, the "
+                f"profile asks {context_tokens:,} (make one that holds it: edgebench prepare --runner {name} "
+                f"--quant {artifact.quantization} --context {context_tokens})"
+            )
+    return notes
+
+
 def _artifacts(
-    cls, name: str, model: models.Model, user_paths: list[str], quants: list[str], options: RunOptions
+    cls,
+    name: str,
+    model: models.Model,
+    user_paths: list[str],
+    quants: list[str],
+    options: RunOptions,
+    context_tokens: int,
 ) -> list[models.Artifact | str]:
     """What each plan of this runner loads: the user's files, else the model's source or the
     prepared artifact of each quantization asked for (default: the exporter's), or the
@@ -308,7 +350,10 @@ def _artifacts(
             )
         found = [models.artifact_for(model, cls.artifact_kind, None)]
     else:
-        return [_prepared(cls, name, model, quant, options) for quant in quants or [cls.exporter.default_quantization]]
+        return [
+            _prepared(cls, name, model, quant, options, context_tokens)
+            for quant in quants or [cls.exporter.default_quantization]
+        ]
     return [checked_artifact(cls, name, a) for a in found]
 
 
@@ -321,19 +366,30 @@ def checked_artifact(cls, name: str, artifact: models.Artifact) -> models.Artifa
     return artifact
 
 
-def prepared_artifact(found: Prepared, quant: str) -> models.Artifact:
-    return models.Artifact(found.path, found.sha256, found.manifest["bytes"], quant, "prepared")
+def prepared_artifact(found: Prepared, quant: str, cls) -> models.Artifact:
+    """A prepared artifact of runner `cls`, with the KV capacity its export fixed (manifests made
+    before `prepare --context` hold the exporter's own)."""
+    context = found.manifest.get("context") or cls.exporter.context
+    return models.Artifact(found.path, found.sha256, found.manifest["bytes"], quant, "prepared", context)
 
 
-def _prepared(cls, name: str, model: models.Model, quant: str, options: RunOptions) -> models.Artifact | str:
-    """The prepared artifact of `quant`, checked; `quant` itself when `run --prepare` is to export it."""
+def _prepared(
+    cls, name: str, model: models.Model, quant: str, options: RunOptions, context_tokens: int
+) -> models.Artifact | str:
+    """The prepared artifact of `quant`, checked: where the export fixes the KV capacity, the
+    smallest one that holds the profile's context, else the default one (the run then says
+    what it leaves out), or `quant` itself when `run --prepare` is to export one that holds it."""
     exporter = cls.exporter
     if quant not in exporter.quantizations:
         raise BenchError(
             f"{name} has no quantization '{quant}'", f"choose one of: {', '.join(exporter.quantizations)}", exit_code=2
         )
-    root = cache_root(options.cache)
-    found = find_artifact(model, artifact_stage(name, exporter), quant, root)
+    root, stage = cache_root(options.cache), artifact_stage(name, exporter)
+    holding = exporter.context is not None and context_tokens > exporter.context
+    found = find_artifact(model, stage, quant, root, context_tokens) if holding else None
+    if found is None and holding and options.prepare:
+        return quant
+    found = found or find_artifact(model, stage, quant, root)
     if found is None and not options.prepare and model.source.format == "hf":  # say so before "prepare it"
         check_family(name, exporter, models.checkpoint_family(model.source_path()), quant)
     if found is None and options.prepare:
@@ -344,7 +400,7 @@ def _prepared(cls, name: str, model: models.Model, quant: str, options: RunOptio
             f"make it with: edgebench prepare --model {model.id} --runner {name} --quant {quant} "
             "(or add --prepare to this run)",
         )
-    return checked_artifact(cls, name, prepared_artifact(found, quant))
+    return checked_artifact(cls, name, prepared_artifact(found, quant, cls))
 
 
 def writable_folder(out: Path) -> Path:

@@ -28,7 +28,19 @@ from bench.device.sensors import DeviceReader
 from bench.records import ResultsWriter, is_failed
 from bench.run.record import MEASURED, TURN_FIGURES, build_record, error_status
 from bench.run.time_budget import PromptBudget, Skip, budget_unit
-from bench.workers.protocol import Answer, Done, Failed, Finished, Loaded, LoadFailed, Message, Orders, Ready, Start
+from bench.workers.protocol import (
+    Answer,
+    Done,
+    Failed,
+    Finished,
+    Loaded,
+    LoadFailed,
+    Message,
+    Orders,
+    Ready,
+    Skipped,
+    Start,
+)
 from bench.workers.session import Exit, Limits, Session
 
 
@@ -69,10 +81,12 @@ def _payload(suite: Suite, prompt) -> dict:
         "system": prompt.system,
         "text": prompt.text,
     }
-    if prompt.kind == "fixed":
+    if prompt.kind in ("fixed", "depth"):
         payload |= {"prompt_tokens": prompt.prompt_tokens, "fill_text": suite.fill_text(prompt)}
     if prompt.kind == "conversation":
         payload |= {"turns": list(prompt.turns), "turn": prompt.turn}
+    if prompt.kind == "depth":
+        payload["depth"] = prompt.depth
     return payload
 
 
@@ -258,6 +272,8 @@ class _WorkerSession:
             self._started(message.job)
         elif isinstance(message, (Done, Failed)) and message.job is not None:
             self._ended(message)
+        elif isinstance(message, Skipped):
+            self._ended(message)
         return None
 
     def _answer(self, index: int) -> None:
@@ -306,8 +322,8 @@ class _WorkerSession:
         if self.meter and not self.current.warmup:
             self.meter.start()
 
-    def _ended(self, message: Done | Failed) -> None:
-        """A generation finished (Done) or failed: its record goes out."""
+    def _ended(self, message: Done | Failed | Skipped) -> None:
+        """A generation finished (Done), failed or was skipped by the runner: its record goes out."""
         job = self.by_index[message.job]
         window = self.session.window()
         tokens = message.measurement["new_tokens"] if isinstance(message, Done) else 0
@@ -315,6 +331,8 @@ class _WorkerSession:
         if isinstance(message, Done):
             fields = energy.record_fields() if energy and not job.warmup else {}
             made = self._record(job, "ok", None, window, self.load_avg, done=message, **fields)
+        elif isinstance(message, Skipped):
+            made = self._record(job, "skipped", None, None, self.load_avg, skip_reason=message.reason)
         else:
             made = self._record(job, error_status(message.error), message.error, window, self.load_avg)
             self.unmeasured.add(job.index)
@@ -376,6 +394,7 @@ class _WorkerSession:
             load_avg_1m_start=load_avg,
             elapsed_s=done and done.elapsed_s,
             prompt_id=job.prompt_id if job else None,
+            depth=job.payload.get("depth") if job else None,
             category=prompt.category if prompt else None,
             kind=prompt.kind if prompt else None,
             warmup=job.warmup if job else None,

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from bench.run import harness
 from bench.workers.child import Channel, clock_of
-from bench.workers.protocol import Answer, Done, Failed, Ready, Start
-from runners.base import GenerationRequest
+from bench.workers.protocol import Answer, Done, Failed, Ready, Skipped, Start
+from runners.base import ContextFull, GenerationRequest
 
 
 class CountMismatch(Exception):
@@ -41,10 +41,29 @@ def build_request(runner, job: dict, token_cache: dict, replies: dict | None = N
         return GenerationRequest(job["max_new_tokens"], messages=tuple(messages))
     if kind == "completion":
         return GenerationRequest(job["max_new_tokens"], text=job["text"])
-    key = (job["fill_text"], job["prompt_tokens"])
-    if key not in token_cache:  # tokenized before the clock starts, like llama-bench's tokens
-        token_cache[key] = fixed_prompt_tokens(runner, *key)
-    return GenerationRequest(job["max_new_tokens"], token_ids=token_cache[key], ignore_eos=True)
+    ids = cached_tokens(runner, job["fill_text"], job["prompt_tokens"], token_cache)
+    return GenerationRequest(job["max_new_tokens"], token_ids=ids, ignore_eos=True, history=job.get("depth"))
+
+
+def cached_tokens(runner, fill_text: str, count: int, token_cache: dict) -> tuple[int, ...]:
+    """`count` tokens of the fill text, tokenized once, before any clock starts (like
+    llama-bench's tokens)."""
+    if (fill_text, count) not in token_cache:
+        token_cache[fill_text, count] = fixed_prompt_tokens(runner, fill_text, count)
+    return token_cache[fill_text, count]
+
+
+def fill_history(runner, job: dict, request: GenerationRequest, token_cache: dict, clock) -> dict:
+    """A depth job's history put in the runner's cache before its request, timed apart on the
+    harness clock (the fill's own rate). The runtime's own count after it must be the depth."""
+    depth = request.history
+    history = cached_tokens(runner, job["fill_text"], depth, token_cache) if depth else ()
+    t0 = clock()
+    held = runner.fill(history, len(request.token_ids) + request.max_new_tokens)
+    elapsed_ms = (clock() - t0) / 1e6
+    if held != depth:
+        raise CountMismatch(f"{depth} tokens of history were filled, the runtime holds {held}")
+    return {"fill_ms": elapsed_ms, "fill_tok_s": depth / (elapsed_ms / 1000) if depth and elapsed_ms else None}
 
 
 def conversation_turn(job: dict, replies: dict) -> GenerationRequest:
@@ -111,11 +130,15 @@ def generate(
     try:
         request = build_request(runner, job, token_cache, replies)
         channel.send(Start(job["job"]))
+        filled = fill_history(runner, job, request, token_cache, clock) if request.history is not None else {}
         stream = harness.collect(runner.generate(request), clock)
         gen = runner.generation_info()
         problem = harness.count_problem(request, gen, len(stream.events))
         if problem:
             raise CountMismatch(problem)
+    except ContextFull as exc:
+        channel.send(Skipped(job["job"], f"the depth sweep stops here: {exc}"))
+        return False
     except Exception as exc:
         channel.send(Failed(f"{type(exc).__name__}: {exc}", job["job"]))
         return False
@@ -123,7 +146,7 @@ def generate(
     prefilled = gen.prompt_tokens if turn is None or gen.prefilled_tokens is None else gen.prefilled_tokens
     m = harness.measure(stream, prefilled)
     elapsed_s = (stream.t0 - loop_t0) / 1e9 if loop_t0 is not None else None
-    figures = m.__dict__ if turn is None else {**m.__dict__, **turn_figures(gen, turn)}
+    figures = m.__dict__ | filled if turn is None else {**m.__dict__, **turn_figures(gen, turn)}
     channel.send(Done(job["job"], figures, gen.stop_reason, gen.native, elapsed_s, "chunk" if gen.chunked else "token"))
     if turn is not None:
         replies.setdefault(job["conversation"], []).append(m.output_text)

@@ -34,7 +34,7 @@ from bench.analysis.verdicts import Verdict
 from bench.data import workloads as workload_data
 from bench.data.suite import PROBE_CATEGORY
 from bench.records import FAILED
-from bench.views import conversations
+from bench.views import conversations, depth
 from bench.views.table import runner_label
 
 COLUMNS = (
@@ -60,6 +60,7 @@ COLUMNS = (
     "suite_sha256",
     "prompt_id",
     "category",
+    "depth",
     "warmup",
     "repeat",
     "prompt_tokens",
@@ -78,6 +79,11 @@ COLUMNS = (
     "decode_roofline_tok_s",
     "mbu",
     "error",
+    # a depth sweep's figures (bench.views.depth)
+    "fill_tok_s",
+    "kv_bytes",
+    "peak_rss_mb",
+    "skip_reason",
     *stats.QUALITY_FIGURES,
 )
 CELL = ["tier", "device", "runner", "model_id", "quantization"]
@@ -139,6 +145,7 @@ class Matrix:
     files: int
     records: int
     turns: list = field(default_factory=list)  # conversation turns per device (bench.views.conversations.Turn)
+    depth: pd.DataFrame = field(default_factory=pd.DataFrame)  # the depth sweeps, per device (bench.views.depth)
 
 
 def load(targets_: list[str]) -> tuple[pd.DataFrame, int]:
@@ -314,7 +321,8 @@ def build(df: pd.DataFrame, files: int = 0, workloads: tuple[workload_data.Workl
     )
     seen_tiers = list(dict.fromkeys(r.tier for r in rows))
     turns = conversations.turns_of(df, ("device",))
-    return Matrix(rows, seen_tiers, [w.id for w in workloads], device_why, files, total, turns)
+    sweep = depth.summary(df.assign(device=df["device"].astype(object).map(labels)))
+    return Matrix(rows, seen_tiers, [w.id for w in workloads], device_why, files, total, turns, sweep)
 
 
 def _variant_rows(

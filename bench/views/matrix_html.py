@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from html import escape
 
 from bench.data.workloads import Workload
+from bench.views import depth
 from bench.views import table as view
 from bench.views.matrix import Matrix, Row
 from bench.views.matrix_tables import LEGEND, cell_table
-from bench.views.table import text
+from bench.views.table import PALETTE, text
 
 CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#1d2433}
@@ -29,7 +30,6 @@ document.addEventListener('DOMContentLoaded', function () {
   marker.setAttribute('data-charts', String(charts));
 });
 """
-PALETTE = ("#3b6fd8", "#d8793b", "#3ba37a", "#9a4fc4", "#c43b5a", "#5a8f9f")
 
 
 def page(matrix: Matrix, workloads: tuple[Workload, ...]) -> str:
@@ -43,6 +43,7 @@ def page(matrix: Matrix, workloads: tuple[Workload, ...]) -> str:
     timed = [w for w in workloads if w.ttft_ms_max and w.id in matrix.workloads]
     for tier in matrix.tiers:
         parts += _tier(matrix, tier, timed)
+    parts += depth.html(matrix.depth)
     parts.append("<p id='render-check'>not rendered</p>")
     parts.append(f"<script>{SCRIPT}</script></body></html>")
     return "\n".join(parts)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.analysis.stats import Quality
-from bench.views import conversations
+from bench.views import conversations, depth
 from bench.views import table as view
 from bench.views.junit import Case
 from bench.views.matrix import BANDWIDTH_KINDS, Matrix, Row, bandwidth_kinds, has_quality
@@ -95,6 +95,7 @@ def markdown(matrix: Matrix) -> str:
                 ]
                 lines += view.markdown(conversations.table_of(turns))
             lines.append("")
+    lines += depth.markdown(matrix.depth)
     failures = [(r, v) for r in matrix.rows for v in r.verdicts if v.verdict in NOT_PASSED]
     if failures:
         lines += ["## Budgets missed, marginal or unchecked", ""]

@@ -8,7 +8,7 @@ import pandas as pd
 
 from bench.analysis import stats
 from bench.errors import BenchError
-from bench.views import conversations
+from bench.views import conversations, depth
 from bench.views import table as view
 from bench.views.table import Column, Table, fixed, md_cell, number, runner_label, significant, text
 
@@ -178,6 +178,7 @@ def markdown(records: list[dict], table: pd.DataFrame, notes: list[str]) -> str:
             "",
         ]
         lines += view.markdown(quality)
+    lines += depth.markdown(depth.summary(depth.frame(records)))
     if notes:
         lines += ["", "## Warnings", ""] + [f"- {md_cell(n)}" for n in notes]
     return "\n".join(lines) + "\n"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from bench.analysis import stats
-from bench.analysis.verdicts import Verdict
+from bench.analysis.verdicts import Verdict, workload_rows
 from bench.data import workloads as workload_data
 from bench.device.hygiene import busy_runners
 from bench.views import matrix
@@ -30,6 +30,7 @@ COLUMNS = [
     "prompt_id",
     "category",
     "turn",
+    "depth",
     "mode",
     "status",
     "warmup",
@@ -38,6 +39,7 @@ COLUMNS = [
     "e2e_ms",
     "tier",
     "estimated_s",
+    "skip_reason",
 ]
 
 
@@ -122,9 +124,7 @@ def build(records: list[dict]) -> Summary:
     runtimes = list(dict.fromkeys(df["runtime"]))
     cells, shown = {}, []
     for workload in workloads:
-        mine = df[df["category"].isin(workload.categories)]
-        if workload.turn is not None:  # as its verdict: that conversation turn's records only
-            mine = mine[mine["turn"] == workload.turn]
+        mine = df[workload_rows(df, workload)]
         by_decode = workload.decode_tok_s_min is not None
         found = {}
         for runtime, rows in mine.groupby("runtime", sort=False):
@@ -153,7 +153,9 @@ def _budgeted(df: pd.DataFrame) -> tuple[list[str], list[str]]:
         if left_out.empty:
             continue
         if (rows["status"] == "skipped").all():
-            skipped.append(f"{runner} {quant} {prompt} (estimated {left_out['estimated_s'].iloc[0]:,.0f} s each)")
+            estimated = left_out["estimated_s"].iloc[0]
+            why = left_out["skip_reason"].iloc[0] if pd.isna(estimated) else f"estimated {estimated:,.0f} s each"
+            skipped.append(f"{runner} {quant} {prompt} ({why})")
         else:
             cut.append(f"{runner} {quant} {prompt} ({len(rows) - len(left_out)} of {len(rows)} repetitions)")
     return skipped, cut

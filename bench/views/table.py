@@ -19,6 +19,10 @@ from typing import Any
 MISSING = "–"
 
 
+# The charts' colours, one per series in turn.
+PALETTE = ("#3b6fd8", "#d8793b", "#3ba37a", "#9a4fc4", "#c43b5a", "#5a8f9f")
+
+
 def fixed(decimals: int, scale: float = 1.0) -> Callable[[float], str]:
     """A number with thousands separators and fixed decimals: fixed(1)(1234.56) == "1,234.6"."""
     return lambda value: f"{value * scale:,.{decimals}f}"

@@ -99,6 +99,15 @@ class Failed:
 
 
 @dataclass(frozen=True)
+class Skipped:
+    """A generation (`job`) the runner could not run as asked, and why: not a failure (its
+    history does not fit the cache fixed at export, where a depth sweep stops)."""
+
+    job: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class Scored:
     """Quality: per-position figures against the reference, or why the runtime has no logits."""
 
@@ -129,7 +138,20 @@ class Finished:
 
 
 Message = (
-    Orders | Answer | Work | Loaded | LoadFailed | Step | Ready | Start | Done | Failed | Scored | Generated | Finished
+    Orders
+    | Answer
+    | Work
+    | Loaded
+    | LoadFailed
+    | Step
+    | Ready
+    | Start
+    | Done
+    | Failed
+    | Skipped
+    | Scored
+    | Generated
+    | Finished
 )
 
 

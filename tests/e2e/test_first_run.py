@@ -146,8 +146,10 @@ def test_the_budget_line_is_not_repeated_as_warnings_but_the_report_keeps_a_note
     result, tmp = budget_run
     assert "prompt_budget (see `skip_reason`)" not in result.stdout
     report = next((tmp / "out").glob("*.md")).read_text()
-    # 2 prompts skipped whole, 3 cut, and the conversation's 3 turns cut
-    assert report.count("prompt_budget (see `skip_reason`)") == 8
+    # 2 prompts skipped whole, 3 cut, and the conversation's first turn cut; its later turns
+    # say why they were not run
+    assert report.count("prompt_budget (see `skip_reason`)") == 6
+    assert "chat-support/turn2: 2 generation(s) skipped: turn 1 of this conversation was not measured" in report
 
 
 def test_views_and_resume_take_skipped_records(budget_run):

@@ -375,3 +375,25 @@ def test_the_support_table_shows_every_family_and_why_a_cell_is_empty():
         for cell in families.support_cells(family).values():
             if isinstance(cell, str):
                 assert " ".join(cell.split()[:6]) in " ".join(result.stdout.split())
+
+
+@pytest.mark.parametrize("family,runner", [("gemma2", "onnxruntime"), ("gemma3_text", "mlx")])
+def test_sliding_window_layers_count_only_up_to_their_window(
+    family, runner, family_checkpoint, artifact_cache, request
+):
+    """The KV bytes at depth (bench.device.roofline.kv_bytes_at) need each runner's share of
+    sliding-window layers and their real window, read from the runtime's own model."""
+    from runners.base import RunnerOptions
+    from tests.tiny_families import GEMMA2_WINDOW, GEMMA3_WINDOW
+
+    cls = _runner_class(runner)
+    loaded = cls()
+    info = loaded.load(
+        _artifact(family, runner, "fp32", family_checkpoint, artifact_cache, request),
+        RunnerOptions(threads=2, context_tokens=1024, settings=dict(cls.defaults)),
+    )
+    loaded.close()
+    window, sliding = info.kv_window
+    assert window == {"gemma2": GEMMA2_WINDOW, "gemma3_text": GEMMA3_WINDOW}[family]
+    layers = {"gemma2": (1, 2), "gemma3_text": (5, 6)}[family]  # sliding layers of all
+    assert sliding * layers[1] == info.kv_bytes_per_token * layers[0]

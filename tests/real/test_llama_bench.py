@@ -103,3 +103,24 @@ def test_edgebench_and_llama_bench_measure_the_same_shapes_interleaved():
     print(
         json.dumps([{k: v for k, v in r.items() if not k.endswith("samples")} for r in rows]), "load:", os.getloadavg()
     )
+
+
+def test_tests_at_a_depth_are_named_as_llama_bench_prints_them():
+    deep = [dict(test, n_depth=1024) for test in REAL_OUTPUT]
+    expected = llama_bench.reported_fields(llama_bench.runner_settings(), threads=2)
+    assert set(llama_bench.parse_results(json.dumps(deep), expected)) == {"pp16@d1024", "tg4@d1024"}
+
+
+@pytest.mark.real
+@pytest.mark.skipif(BUILT is None, reason="llama-bench is not built here (bash scripts/build-llama-bench.sh, ~5 min)")
+def test_edgebench_and_llama_bench_measure_the_same_shapes_at_depth():
+    from bench.data import models
+
+    gguf = models.get_model(models.default_model_id()).source_path()
+    rows = llama_bench.interleaved_rows(gguf, threads=2, binary=BUILT, rounds=2, repetitions=2, depth=1024)
+    assert [r["test"] for r in rows] == ["pp512@d1024", "tg128@d1024"]
+    for row in rows:
+        assert len(row["edgebench_samples"]) == len(row["llama_bench_samples"]) == 4 and row["ratio"] > 0
+    print(
+        json.dumps([{k: v for k, v in r.items() if not k.endswith("samples")} for r in rows]), "load:", os.getloadavg()
+    )

@@ -326,3 +326,34 @@ def test_each_token_is_decoded_in_a_short_window_of_llama_cpps_own_pieces(defaul
     events = assert_decodes_incrementally(runner, request)
     runner.close()
     assert len(events) > 8 and runner.generation_info().stop_reason == "eos"
+
+
+@pytest.mark.real
+def test_llama_cpps_own_kv_count_shows_the_history_and_catches_a_runner_that_drops_it():
+    from bench.data import models
+    from bench.run import harness
+    from runners.base import GenerationRequest
+
+    runner, _ = load_runner(models.get_model(models.default_model_id()).source_path(), context_tokens=512)
+    history = runner.tokenize(PROSE * 5)[:200]
+    request = GenerationRequest(8, token_ids=tuple(history[:16]), ignore_eos=True, history=200)
+
+    def measured(runner) -> str | None:
+        assert runner.fill(history, 24) == 200  # llama.cpp's own count after the fill
+        stream = harness.collect(runner.generate(request))
+        return harness.count_problem(request, runner.generation_info(), len(stream.events))
+
+    assert measured(runner) is None and runner.generation_info().runtime_context == 224
+    # llama.cpp's own counters describe the request alone, not the history under it
+    assert runner.generation_info().native["n_p_eval"] == 16
+    # Broken on purpose: a generate that clears the cache first, as a runner re-prefilling would.
+    generate = runner.generate
+
+    def forgetting(request):
+        runner.llm.reset()
+        runner.llm._ctx.kv_cache_clear()
+        return generate(request)
+
+    runner.generate = forgetting
+    assert "history was not in its cache" in measured(runner)
+    runner.close()

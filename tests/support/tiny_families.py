@@ -9,8 +9,10 @@ ships a BPE tokenizer declared as GPT2Tokenizer, which the converter reads as BP
 
 The weights are drawn wider than transformers' default init (INIT_STD): at the default
 every prompt gives the same greedy token, so a wrong RoPE, a lost KV cache or a missing
-norm would go unseen; at this width attention and the MLP shape the logits. Windows are
-short (SLIDING_WINDOW) so the test prompts run past them. Gemma multiplies its embeddings by
+norm would go unseen; at this width attention and the MLP shape the logits. Sliding windows
+and context lengths are the families' real ones (a runtime must size its KV cache for what the
+model's attention needs: a 16-token window once hid ONNX Runtime's sizing it to the request),
+so the test prompts stay inside them. Gemma multiplies its embeddings by
 sqrt(hidden) and normalizes each layer's output before adding it: at one width for all its
 weights the embedding would drown every layer and the text repeat one token, so its table is
 drawn narrower and its final norm wider (_balance_gemma). QK-norm weights are drawn away from
@@ -31,7 +33,9 @@ SPM_VOCAB = 1000  # a BPE SentencePiece model this size trains on EVAL_TEXT in ~
 
 VOCAB = 49152
 INIT_STD = 0.2
-SLIDING_WINDOW = 16  # the chat prompt (37 tokens; 73 with Gemma 2's own) and its answer run past it
+# The real checkpoints' sliding windows and context lengths: Gemma 2 (2B/9B) and Gemma 3 1B.
+GEMMA2_WINDOW, GEMMA2_CONTEXT = 4096, 8192
+GEMMA3_WINDOW, GEMMA3_CONTEXT = 512, 32768
 COMMON = dict(
     vocab_size=VOCAB,
     hidden_size=64,
@@ -95,11 +99,11 @@ def _gemma2():  # Gemma 2: embeddings scaled by sqrt(hidden), soft-capped attent
     from transformers import Gemma2Config, Gemma2ForCausalLM
 
     return Gemma2ForCausalLM, Gemma2Config(
-        **{**COMMON, "vocab_size": SPM_VOCAB},
+        **{**COMMON, "vocab_size": SPM_VOCAB, "max_position_embeddings": GEMMA2_CONTEXT},
         num_attention_heads=4,
         num_key_value_heads=2,
         head_dim=16,
-        sliding_window=SLIDING_WINDOW,
+        sliding_window=GEMMA2_WINDOW,
         attn_logit_softcapping=50.0,
         final_logit_softcapping=30.0,
         query_pre_attn_scalar=16,
@@ -112,11 +116,11 @@ def _gemma3_text():  # Gemma 3 (1B): QK-norm, 5 local : 1 global layers (six lay
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
     return Gemma3ForCausalLM, Gemma3TextConfig(
-        **{**COMMON, "num_hidden_layers": 6},
+        **{**COMMON, "num_hidden_layers": 6, "max_position_embeddings": GEMMA3_CONTEXT},
         num_attention_heads=4,
         num_key_value_heads=1,
         head_dim=16,
-        sliding_window=SLIDING_WINDOW,
+        sliding_window=GEMMA3_WINDOW,
         layer_types=["sliding_attention"] * 5 + ["full_attention"],
         query_pre_attn_scalar=16,
         tie_word_embeddings=True,

@@ -52,3 +52,8 @@ def test_schema_5_records_read_with_no_energy_figure():
 def test_schema_6_records_read_as_no_conversation_turn():
     records = list(iter_records(FIXTURES / "results-v6.jsonl"))
     assert records and all(r["turn"] is None and r["history_tokens"] is None for r in records)
+
+
+def test_schema_7_records_read_as_requests_on_an_empty_cache():
+    records = list(iter_records(FIXTURES / "results-v7.jsonl"))
+    assert records and all((r["depth"], r["fill_ms"], r["fill_tok_s"], r["kv_bytes"]) == (None,) * 4 for r in records)

@@ -125,7 +125,7 @@ def test_a_targets_command_line_carries_each_run_option_as_run_options_declares_
     assert "--setting llama.cpp:n_batch=64 --setting llama.cpp:use_mmap=false" in line
     assert "--allow-fallback" in line and "--no-budget" in line
     assert "--no-quality" in line and "--cache" not in line  # the target scores none and keeps its own cache
-    assert args[-1] == "--json" and uploaded == ["default", str(profile)]  # files go over first
+    assert args[-1] == "--json" and uploaded == [str(profile)]  # files go over first (the suite: the profile names it)
 
 
 def test_phone_profiles_state_their_socs_own_tier():

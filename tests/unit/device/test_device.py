@@ -133,7 +133,7 @@ def test_a_run_with_a_device_profile_labels_every_record(tmp_path, fake_script):
     )
     assert result.returncode == 0, result.stderr
     suites = ET.parse(tmp_path / "verdicts.xml").getroot()
-    assert suites.find("testsuite").get("name") == "entry.raspberry-pi-5" and int(suites.get("tests")) == 7
+    assert suites.find("testsuite").get("name") == "entry.raspberry-pi-5" and int(suites.get("tests")) == 8
     records = read_jsonl(next((tmp_path / "out").glob("*.jsonl")))
     assert {r["device_profile"] for r in records} == {"raspberry-pi-5"}
     assert {r["tier"] for r in records} == {"entry"}

@@ -105,3 +105,10 @@ def test_a_request_takes_exactly_one_prompt_form():
         GenerationRequest(4, text="a", token_ids=(1,))
     with pytest.raises(ValueError):
         GenerationRequest(4)
+
+
+def test_the_count_check_needs_the_runtimes_own_count_for_a_request_with_history():
+    request = GenerationRequest(4, token_ids=(1, 2, 3), ignore_eos=True, history=100)
+    assert harness.count_problem(request, GenerationInfo(3, "length", runtime_context=107), 4) is None
+    assert "not in its cache" in harness.count_problem(request, GenerationInfo(3, "length", runtime_context=7), 4)
+    assert "no count" in harness.count_problem(request, GenerationInfo(3, "length"), 4)

@@ -132,7 +132,7 @@ def _litert(tokenizer, logits_for):
     from runners.litert import LiteRTRunner
 
     meta = SimpleNamespace(start_token_ids=(1,), end_token_ids=(0, EOS), stop_token_ids=frozenset({EOS}))
-    runner = _bare(LiteRTRunner, tokenizer=tokenizer, meta=meta, cache_length=4096, kept=KeptHistory())
+    runner = _bare(LiteRTRunner, tokenizer=tokenizer, meta=meta, cache_length=4096, kept=KeptHistory(), position=0)
     runner._prefill = lambda ids, start: None
     runner._decode = lambda token, position: np.asarray(logits_for(), np.float32)
     return runner
@@ -151,6 +151,7 @@ def _executorch(tokenizer, logits_for):
         max_chunk=64,
         context_tokens=4096,
         kept=KeptHistory(),
+        position=0,
     )
     runner._step = lambda tokens, position: torch.tensor(logits_for())
     return runner

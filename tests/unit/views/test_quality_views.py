@@ -330,7 +330,7 @@ def test_the_packaged_workloads_state_quality_budgets_and_validate():
     assert workloads["extraction"].min_greedy_agreement == 0.8
     assert workloads["keyboard-autocomplete"].max_kld is None  # a suggestion's speed is what counts
     result = edgebench("validate", "profiles/workloads.toml")
-    assert result.returncode == 0 and "7 workloads" in result.stdout, result.stderr
+    assert result.returncode == 0 and "8 workloads" in result.stdout, result.stderr
 
 
 @pytest.mark.parametrize(

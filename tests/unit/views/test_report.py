@@ -48,7 +48,7 @@ def test_medians_skip_warmups_and_failures():
 def test_a_skipped_repetition_is_reported_but_is_not_a_failure():
     records = [
         record(repeat=0, ttft=100),
-        record(repeat=1, status="skipped", ttft=None, decode=None, skip_reason="over budget"),
+        record(repeat=1, status="skipped", ttft=None, decode=None, skip_reason="over budget", estimated_s=30.0),
         record(repeat=2, status="timeout", ttft=None, decode=None),
     ]
     assert [is_failed(r) for r in records] == [False, False, True]
