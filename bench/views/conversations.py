@@ -48,6 +48,7 @@ HEADINGS = (
     ("history kept", None),
 )
 TABLE = tuple(text(h) if d is None else number(h, fixed(d)) for h, d in HEADINGS)
+CAPTION = "Conversation turns (medians; prefilled: by the runtime's own count or what the runner fed it):"
 
 
 @dataclass(frozen=True)

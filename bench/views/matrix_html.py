@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from html import escape
 
 from bench.data.workloads import Workload
-from bench.views import depth
+from bench.views import conversations, depth
 from bench.views import table as view
 from bench.views.matrix import Matrix, Row
 from bench.views.matrix_tables import LEGEND, cell_table
@@ -82,6 +82,9 @@ def _tier(matrix: Matrix, tier: str, timed: list[Workload]) -> list[str]:
             f"<h3>{escape(mine[0].device_label)}</h3><div class='why'>{escape(matrix.devices.get(device, ''))}</div>"
         )
         parts.append(_table(matrix, mine))
+        turns = [t for t in matrix.turns if t.where == (device,)]
+        if turns:
+            parts.append(f"<p>{escape(conversations.CAPTION)}</p>" + view.html(conversations.table_of(turns)))
     return parts
 
 

@@ -88,11 +88,7 @@ def markdown(matrix: Matrix) -> str:
                 lines += _table(matrix, apart, with_reason=True)
             turns = [t for t in matrix.turns if t.where == (device,)]
             if turns:
-                lines += [
-                    "",
-                    "Conversation turns (medians; prefilled: by the runtime's own count or what the runner fed it):",
-                    "",
-                ]
+                lines += ["", conversations.CAPTION, ""]
                 lines += view.markdown(conversations.table_of(turns))
             lines.append("")
     lines += depth.markdown(matrix.depth)

@@ -66,6 +66,8 @@ def test_each_turn_is_a_record_with_its_whole_history_and_what_was_prefilled(tmp
             f"| fake (FAKE) | none | support | 3 | 3 | {prefilled[2] + 3:.1f} | 100.0 | {history[2]} | {prefilled[2]} |"
             in view
         )
+    page = (tmp_path / "matrix" / "matrix.html").read_text()
+    assert "Conversation turns" in page and f">{prefilled[2] + 3:.1f}<" in page and f">{history[2]}<" in page
 
 
 def test_a_runtime_that_keeps_no_state_re_prefills_the_history_and_its_records_say_so(tmp_path, fake_script):

@@ -55,7 +55,9 @@ def test_selfcheck_prints_llama_cpps_own_figures_beside_the_harness_within_a_few
         )
     }
     assert set(rows) == {
-        (p, f) for p in ("pp128-tg128", "pp512-tg128") for f in ("prefill tok/s", "decode tok/s", "TTFT ms")
+        (p, f)
+        for p in ("pp128-tg128", "pp512-tg128", "history-pp128-tg128@d1024")
+        for f in ("prefill tok/s", "decode tok/s", "TTFT ms")
     }, result.stdout
     # The same generations timed twice: the harness around the runtime, the runtime inside
     # it. Decode agrees closely; the harness's TTFT also holds the first token's sampling.
