@@ -384,7 +384,7 @@ def test_sliding_window_layers_count_only_up_to_their_window(
     """The KV bytes at depth (bench.device.roofline.kv_bytes_at) need each runner's share of
     sliding-window layers and their real window, read from the runtime's own model."""
     from runners.base import RunnerOptions
-    from tests.tiny_families import GEMMA2_WINDOW, GEMMA3_WINDOW
+    from tests.support.tiny_families import GEMMA2_WINDOW, GEMMA3_WINDOW
 
     cls = _runner_class(runner)
     loaded = cls()
