@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -43,6 +44,10 @@ def test_each_runtime_figure_is_set_beside_the_harness_median_and_silent_runtime
 
 
 @pytest.mark.real
+# Harness wall time against llama.cpp's own timers: beside a busy core the harness's thread
+# is preempted between tokens and the ratios leave the band (seen twice in busy-core CI runs),
+# so it runs with the other idle checks, which print its figures.
+@pytest.mark.idle
 def test_selfcheck_prints_llama_cpps_own_figures_beside_the_harness_within_a_few_percent():
     result = edgebench("selfcheck", "--runner", "llama.cpp", "--threads", "2", "--llama-bench", "off")
     assert "Traceback" not in result.stderr, result.stderr
@@ -61,5 +66,6 @@ def test_selfcheck_prints_llama_cpps_own_figures_beside_the_harness_within_a_few
     }, result.stdout
     # The same generations timed twice: the harness around the runtime, the runtime inside
     # it. Decode agrees closely; the harness's TTFT also holds the first token's sampling.
+    print(rows, "load:", os.getloadavg())
     for (probe, figure), ratio in rows.items():
         assert 0.85 < ratio < 1.15 if figure != "TTFT ms" else 1.0 <= ratio < 1.25, (probe, figure, ratio)
