@@ -261,7 +261,7 @@ def test_on_a_terminal_a_live_bar_counts_the_generations_and_shows_the_last_figu
 
 def test_on_a_device_five_times_slower_than_mlx_here_every_runtime_keeps_its_decode_probe(tmp_path, fake_script):
     # MLX here: 10 tok/s prefill, 8 tok/s decode (SLOW); five times slower, pp128-tg64 takes
-    # ~104 s a generation, so its warm-up and one repetition overrun the 45 s budget.
+    # ~104 s a generation, so its warm-up and one repetition overrun the 30 s budget.
     slower = {**SLOW, "prefill_ms_per_token": 500, "decode_ms": 625}
     scripts = [fake_script(**slower), fake_script(**{**slower, "first_token_ms": 1})]
     result = edgebench(

@@ -49,7 +49,7 @@ def test_a_profile_with_a_bad_sustained_table_is_refused(tmp_path):
 
 
 def test_the_main_jobs_profiles_carry_a_time_budget_and_full_measures_everything():
-    assert load_profile("default").prompt_budget_s == 45
+    assert load_profile("default").prompt_budget_s == 30
     assert load_profile("quick").prompt_budget_s == 45
     assert load_profile("full").prompt_budget_s is None
 
