@@ -147,6 +147,10 @@ class Matrix:
     turns: list = field(default_factory=list)  # conversation turns per device (bench.views.conversations.Turn)
     depth: pd.DataFrame = field(default_factory=pd.DataFrame)  # the depth sweeps, per device (bench.views.depth)
 
+    def turns_on(self, device: str) -> list:
+        """The conversation turns measured on one device."""
+        return [t for t in self.turns if t.where == (device,)]
+
 
 def load(targets_: list[str]) -> tuple[pd.DataFrame, int]:
     paths = resultset.expand(targets_)

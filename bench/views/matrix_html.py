@@ -82,7 +82,7 @@ def _tier(matrix: Matrix, tier: str, timed: list[Workload]) -> list[str]:
             f"<h3>{escape(mine[0].device_label)}</h3><div class='why'>{escape(matrix.devices.get(device, ''))}</div>"
         )
         parts.append(_table(matrix, mine))
-        turns = [t for t in matrix.turns if t.where == (device,)]
+        turns = matrix.turns_on(device)
         if turns:
             parts.append(f"<p>{escape(conversations.CAPTION)}</p>" + view.html(conversations.table_of(turns)))
     return parts

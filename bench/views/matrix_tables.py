@@ -86,7 +86,7 @@ def markdown(matrix: Matrix) -> str:
             if apart:
                 lines += ["", "Not comparable with each other (never averaged):", ""]
                 lines += _table(matrix, apart, with_reason=True)
-            turns = [t for t in matrix.turns if t.where == (device,)]
+            turns = matrix.turns_on(device)
             if turns:
                 lines += ["", conversations.CAPTION, ""]
                 lines += view.markdown(conversations.table_of(turns))
