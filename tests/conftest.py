@@ -8,7 +8,26 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import exports_ahead
 from tests.support.helpers import ROOT, SCRIPTED_EXPORT_PLUGIN, edgebench, install_plugin
+
+
+def _test_cache() -> Path:
+    root = Path(os.environ.get("EDGEBENCH_TEST_CACHE", Path.home() / ".cache" / "edgebench" / "test-artifacts"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def pytest_collection_finish(session):
+    """Tests that need the slowest exports collected: those start now, on the core the tests leave idle."""
+    if not session.config.option.collectonly and any(
+        item.path.name in exports_ahead.NEEDED_BY for item in session.items
+    ):
+        exports_ahead.start(_test_cache())
+
+
+def pytest_sessionfinish(session):
+    exports_ahead.stop()
 
 
 @pytest.fixture
@@ -28,9 +47,7 @@ def artifact_cache() -> Path:
     """The tests' own artifact cache, kept between runs (entries are keyed by content
     hashes, so a kept entry is always the right one) so a second test run skips exports.
     Tests of export behaviour itself use a fresh folder instead."""
-    root = Path(os.environ.get("EDGEBENCH_TEST_CACHE", Path.home() / ".cache" / "edgebench" / "test-artifacts"))
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    return _test_cache()
 
 
 @pytest.fixture(scope="session")
@@ -39,15 +56,16 @@ def default_checkpoint(artifact_cache) -> Path:
     from bench.artifacts import prepare
     from bench.data import models
 
-    return prepare.checkpoint(models.get_model("smollm2-135m"), artifact_cache).path
+    exports_ahead.wait_for(*exports_ahead.CHECKPOINT)
+    return prepare.checkpoint(models.get_model(exports_ahead.DEFAULT_MODEL), artifact_cache).path
 
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory, default_checkpoint) -> Path:
     """A 3 M-parameter random llama with the default model's tokenizer (tests/support/tiny_model.py)."""
-    from tests.support.tiny_model import build_tiny_checkpoint
+    from tests.support.tiny_model import TINY_FOLDER, build_tiny_checkpoint
 
-    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-llama"), default_checkpoint)
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / TINY_FOLDER, default_checkpoint)
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ import pytest
 from bench.artifacts import prepare
 from bench.data import models
 from runners.base import RunnerOptions
+from tests.support import exports_ahead
 from tests.support.helpers import edgebench, read_jsonl
 
 ONE_PROMPT_SUITE = """
@@ -83,6 +84,7 @@ def _prepared(tiny_checkpoint, cache: Path, runner: str, quant: str) -> Path:
     from runners import load_class, registrations
 
     exporter = load_class(registrations()[runner].target).exporter
+    exports_ahead.wait_for("tiny", runner, quant)
     return prepare.prepare_artifact(models.get_model(str(tiny_checkpoint)), runner, exporter, quant, cache).path
 
 

@@ -10,6 +10,7 @@ import shutil
 
 import pytest
 
+from tests.support import exports_ahead
 from tests.support.helpers import edgebench, read_jsonl
 from tests.support.reference_logits import (
     FP32_LOGPROB_GAP,
@@ -19,37 +20,26 @@ from tests.support.reference_logits import (
     scored_against_transformers,
     transformers_greedy,
 )
+from tests.support.tiny_model import SHARP_FOLDER, sharpened
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("executorch") is None, reason="pip install 'edgebench[executorch,prepare-executorch]'"
 )
 
 CAPITAL = ({"role": "user", "content": "What is the capital of France?"},)
-SHARPEN = 10.0
 
 
 @pytest.fixture(scope="session")
 def sharp_tiny(tiny_checkpoint, tmp_path_factory):
-    """The tiny llama with its projection weights scaled up. At the default init every
-    prompt gives the same token; scaled, attention and the MLP shape the logits, so a
-    wrong q/k layout or a lost KV cache changes the greedy tokens."""
-    from safetensors.torch import load_file, save_file
-
-    out = tmp_path_factory.mktemp("sharp") / "tiny-llama-sharp"
-    shutil.copytree(tiny_checkpoint, out, ignore=shutil.ignore_patterns("*.safetensors"))
-    tensors = load_file(tiny_checkpoint / "model.safetensors")
-    save_file(
-        {k: v * SHARPEN if k.endswith("proj.weight") else v for k, v in tensors.items()},
-        out / "model.safetensors",
-        metadata={"format": "pt"},
-    )
-    return out
+    """The tiny llama sharpened (tests/support/tiny_model.py), so its greedy tokens depend on the prompt."""
+    return sharpened(tiny_checkpoint, tmp_path_factory.mktemp("sharp") / SHARP_FOLDER)
 
 
 def prepared(model, quantization, cache):
     from bench.artifacts import prepare as stages
     from bench.data import models
 
+    exports_ahead.wait_for("sharp", "executorch", quantization)
     result = edgebench(
         "prepare", "--model", str(model), "--runner", "executorch", "--quant", quantization, "--cache", str(cache)
     )

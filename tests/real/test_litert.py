@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer
 
+from tests.support import exports_ahead
 from tests.support.helpers import ROOT, edgebench, read_jsonl
 from tests.support.reference_logits import (
     FP32_LOGPROB_GAP,
@@ -88,6 +89,8 @@ def tiny_litert(tiny_checkpoint, artifact_cache) -> dict[str, Path]:
     from bench.data import models
 
     model = models.get_model(str(tiny_checkpoint))
+    for quantization in ("fp32", "int8"):
+        exports_ahead.wait_for("tiny", "litert", quantization)
     return {q: prepare.prepare_artifact(model, "litert", EXPORTER, q, artifact_cache).path for q in ("fp32", "int8")}
 
 
@@ -377,6 +380,7 @@ def test_default_model_fp32_scores_like_transformers(artifact_cache, default_che
     from bench.artifacts import prepare
     from bench.data import models
 
+    exports_ahead.wait_for(exports_ahead.DEFAULT_MODEL, "litert", "fp32")
     found = prepare.find_artifact(models.get_model("smollm2-135m"), "litert", "fp32", artifact_cache)
     if found is None:
         pytest.skip("no fp32 conversion of the default model in the test cache")
@@ -388,6 +392,7 @@ def test_default_model_fp32_both_runners_write_the_same_answer(artifact_cache, d
     from bench.artifacts import prepare
     from bench.data import models
 
+    exports_ahead.wait_for(exports_ahead.DEFAULT_MODEL, "litert", "fp32")
     artifact = prepare.prepare_artifact(
         models.get_model("smollm2-135m"), "litert", EXPORTER, "fp32", artifact_cache
     ).path
@@ -408,6 +413,7 @@ def test_default_model_litert_lm_counts_a_chat_answer_without_its_end_of_turn(ar
     from bench.artifacts import prepare
     from bench.data import models
 
+    exports_ahead.wait_for(exports_ahead.DEFAULT_MODEL, "litert", "fp32")
     artifact = prepare.prepare_artifact(
         models.get_model("smollm2-135m"), "litert", EXPORTER, "fp32", artifact_cache
     ).path
