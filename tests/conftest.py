@@ -13,7 +13,9 @@ from tests.support.helpers import ROOT, SCRIPTED_EXPORT_PLUGIN, edgebench, insta
 
 
 def _test_cache() -> Path:
-    root = Path(os.environ.get("EDGEBENCH_TEST_CACHE", Path.home() / ".cache" / "edgebench" / "test-artifacts"))
+    from bench.paths import cache_home
+
+    root = Path(os.environ.get("EDGEBENCH_TEST_CACHE") or cache_home() / "test-artifacts")
     root.mkdir(parents=True, exist_ok=True)
     return root
 
