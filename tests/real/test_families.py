@@ -24,6 +24,7 @@ import pytest
 
 from bench.artifacts import families, prepare
 from bench.data import models
+from bench.paths import cache_home
 from runners import load_class, registrations
 from tests.support.helpers import edgebench, read_jsonl
 
@@ -33,7 +34,7 @@ NEW_TOKENS = 12
 # Runners whose typical first export takes minutes (LiteRT, ExecuTorch), not seconds.
 SLOW_RUNNERS = tuple(n for n, r in registrations().items() if load_class(r.target).export_cost() > 60)
 SLOW = os.environ.get("EDGEBENCH_SLOW_FAMILIES") == "1"
-SDISTS = Path.home() / ".cache" / "edgebench" / "sdists"
+SDISTS = cache_home() / "sdists"
 # The fp32 comparison runs each runtime in fp32 throughout: llama.cpp by default keeps K/V in
 # f16 and its CPU flash attention computes in f16, either of which moves a near-tie of a random
 # model's logits within a dozen tokens (seen on the tiny llama: token 11 of the completion).

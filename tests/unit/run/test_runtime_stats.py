@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from bench.paths import cache_home
 from bench.run import runtime_stats
 from tests.support.helpers import FIXTURES, ROOT
 
@@ -44,7 +44,7 @@ def test_litert_lm_benchmark_output_as_its_engine_prints_it(tmp_path):
     from bench.data import models
 
     folder = models.get_model(models.default_model_id())
-    model = next(Path.home().glob(".cache/edgebench/*artifacts/smollm2-135m/litert/*/model.litertlm"), None)
+    model = next(cache_home().glob("*artifacts/smollm2-135m/litert/*/model.litertlm"), None)
     if model is None:
         pytest.skip(f"no prepared LiteRT-LM artifact of {folder.id} (edgebench prepare --runner litert-lm)")
     done = subprocess.run(
