@@ -258,6 +258,7 @@ def test_an_unready_phone_is_one_line(tmp_path, mode, words):
 
 
 @needs_phone
+@needs_runner  # the space is checked as the runner is pushed: without one the run stops before
 def test_a_full_phone_is_one_line(tmp_path):
     phone = attached_phone(tmp_path, free_bytes=5 * 2**20)
     try:

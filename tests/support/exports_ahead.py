@@ -1,7 +1,8 @@
 """The real tests' slowest exports, made ahead by one background process.
 
-With an empty test cache (a new CI machine) the real tests export about 16 min of LiteRT
-and ExecuTorch artifacts one after another, while the second core idles. When a session
+With an empty test cache (a new CI machine) the real tests export LiteRT and ExecuTorch
+artifacts one after another (~5 min on 2 idle cores, ~16 min on a loaded one), while the
+second core idles. When a session
 collects real tests, conftest starts this module as a process: it builds the inputs the
 fixtures build (the same content, so the same cache keys) and prepares each artifact into
 the tests' cache, in the order the tests need them, while the unit and end-to-end tests run.
