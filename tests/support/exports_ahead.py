@@ -2,10 +2,10 @@
 
 With an empty test cache (a new CI machine) the real tests export LiteRT and ExecuTorch
 artifacts one after another (~5 min on 2 idle cores, ~16 min on a loaded one), while the
-second core idles. When a session
-collects real tests, conftest starts this module as a process: it builds the inputs the
-fixtures build (the same content, so the same cache keys) and prepares each artifact into
-the tests' cache, in the order the tests need them, while the unit and end-to-end tests run.
+second core idles. When a session collects the tests that need them, conftest starts this
+module as a process: it builds the inputs the fixtures build (the same content, so the same
+cache keys) and prepares each artifact into the tests' cache, in the order the tests need
+them, while the unit and end-to-end tests run.
 
 A fixture that needs one of them calls `wait_for(...)` first, then prepares it as before:
 from the cache, or, where the process failed or was not started, by exporting it itself. So
@@ -55,15 +55,17 @@ def start(cache: Path) -> None:
     global _started
     if _started is not None:
         return
-    status = Path(tempfile.mkstemp(prefix="edgebench-exports-ahead-")[1])
-    log = (cache / "exports-ahead.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.exports_ahead", str(cache), str(status)],
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its exports' workers are stopped with it
-    )
+    descriptor, name = tempfile.mkstemp(prefix="edgebench-exports-ahead-")
+    os.close(descriptor)
+    status = Path(name)
+    with (cache / "exports-ahead.log").open("w") as log:  # the child keeps its own copy
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.exports_ahead", str(cache), str(status)],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its exports' workers are stopped with it
+        )
     _started = (process, status)
 
 
